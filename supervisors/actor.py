@@ -1,0 +1,269 @@
+"""The supervised actor: a pykka ``ThreadingActor`` that fails the OTP way.
+
+pykka alone keeps an actor alive when an ``ask`` raises and tells nobody when
+a ``tell`` kills it (see DESIGN.md). Here every request is a ``tell`` of an
+:class:`~trustchain.supervisors.registry.Envelope` carrying a reply callable,
+and the rules are:
+
+* a handler returns a value -> the caller gets it;
+* a handler raises ``TrustChainError`` -> the caller gets that typed error and
+  the actor lives on (the error is the caller's fault, not the actor's);
+* a handler raises anything else -> the caller gets ``ActorCrashed``, the actor
+  stops, every request still in its mailbox is answered ``ActorUnavailable``,
+  and its supervisor is told, which decides whether to restart it.
+
+``setup()`` runs on the actor's own thread before the first message (acquire
+resources, reload durable state: crash-only, a restart and a cold boot take the
+same path); ``cleanup()`` runs on the way down, whatever the reason.
+
+A handler that cannot answer at once (it waits on another actor) calls
+:meth:`SupervisedActor.defer` and answers later through the callable it got;
+:meth:`SupervisedActor.request` sends to another actor and runs a continuation
+back on this actor's thread with the outcome, so the thread never blocks.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+import outcome
+import pykka
+from loguru import logger
+from trustchain.supervisors.errors import (
+    ActorCrashed,
+    ActorUnavailable,
+    TrustChainError,
+    UnknownMessage,
+)
+from trustchain.supervisors.messages import Message
+from trustchain.supervisors.registry import ActorState, Envelope, Failure, Registry, Reply
+
+Handler = Callable[[Any, Any], Any]
+
+
+def handles(message_type: type[Message]) -> Callable[[Handler], Handler]:
+    """Mark a method as the handler of one message class."""
+
+    def mark(method: Handler) -> Handler:
+        method._handles = message_type  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+@dataclass(frozen=True)
+class ChildExited(Message):
+    """Sent by an actor to its supervisor when it goes down, for any reason."""
+
+    type: ClassVar[str] = "child_exited"
+    name: str
+    incarnation: int
+    failure: Failure | None  # None: a normal stop
+
+
+@dataclass(frozen=True)
+class _Continuation(Message):
+    type: ClassVar[str] = "_continuation"
+    callback: Callable[[outcome.Outcome], None]
+    result: outcome.Outcome
+
+
+@dataclass
+class ActorContext:
+    """What a supervisor hands each incarnation of an actor."""
+
+    name: str
+    registry: Registry
+    incarnation: int
+    supervisor: str | None
+    started: threading.Event
+    start_error: list[BaseException]
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    use_daemon_thread = True  # a hung actor must never keep the process alive
+    _handlers: ClassVar[dict[type[Message], str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = dict(cls._handlers)
+        for attr, value in vars(cls).items():
+            message_type = getattr(value, "_handles", None)
+            if message_type is not None:
+                table[message_type] = attr
+        cls._handlers = table
+
+    @classmethod
+    def message_types(cls) -> dict[str, type[Message]]:
+        """The messages this actor accepts, by wire type name."""
+        return {m.type: m for m in cls._handlers if not m.type.startswith("_")}
+
+    def __init__(self, context: ActorContext) -> None:
+        super().__init__()
+        self.context = context
+        self.name = context.name
+        self.registry = context.registry
+        self._cell = context.registry.cell(context.name)
+        self._deferred: Reply | None = None
+        self._current: Envelope | None = None
+        self._outstanding: dict[int, Reply] = {}  # deferred replies not yet given
+
+    # Hooks for subclasses --------------------------------------------------
+
+    def setup(self) -> None:
+        """Acquire resources and reload durable state (actor thread)."""
+
+    def cleanup(self) -> None:
+        """Release resources (actor thread); runs after a crash too."""
+
+    # Talking to other actors without blocking --------------------------------
+
+    def defer(self) -> Reply:
+        """Answer the current request later: returns the callable to answer with.
+
+        The callable answers at most once; if this actor goes down first, the
+        request is answered then with the reason, so no caller waits forever.
+        """
+        envelope = self._current
+        if envelope is None or envelope.reply is None:
+            return lambda _result: None
+        original = envelope.reply
+        key = id(envelope)
+
+        def answer_once(result: outcome.Outcome) -> None:
+            if self._outstanding.pop(key, None) is not None:
+                original(result)
+
+        self._outstanding[key] = original
+        self._deferred = answer_once
+        return answer_once
+
+    def request(
+        self, target: str, message: Message, then: Callable[[outcome.Outcome], None]
+    ) -> None:
+        """Send ``message`` to ``target``; run ``then(outcome)`` later on this actor's thread."""
+        ref = self.actor_ref
+
+        def deliver(result: outcome.Outcome) -> None:
+            try:
+                ref.tell(Envelope(_Continuation(then, result), None))
+            except pykka.ActorDeadError:
+                pass  # we went down meanwhile; our own requests were answered then
+
+        self.registry.tell(target, message, deliver)
+
+    # pykka hooks ----------------------------------------------------------------
+
+    def on_start(self) -> None:
+        try:
+            self.setup()
+        except BaseException as exc:
+            logger.error("{} failed to start: {}: {}", self.name, type(exc).__name__, exc)
+            self._going_down(Failure.of(exc))
+            self.context.start_error.append(exc)
+            self.context.started.set()
+            raise
+        with self._cell.lock:
+            self._cell.ref = self.actor_ref
+            self._cell.state = ActorState.RUNNING
+            self._cell.started_at = time.monotonic()
+        self.context.started.set()
+
+    def on_receive(self, envelope: Any) -> Any:
+        if not isinstance(envelope, Envelope):
+            logger.warning("{} ignored a message outside an envelope: {!r}", self.name, envelope)
+            return None
+        message = envelope.message
+        if isinstance(message, _Continuation):
+            message.callback(message.result)
+            return None
+        self._current = envelope
+        self._deferred = None
+        try:
+            attr = self._handlers.get(type(message))
+            if attr is None:
+                raise UnknownMessage(f"{self.name!r} does not handle {message.type!r}")
+            result = getattr(self, attr)(message)
+        except TrustChainError as exc:
+            self._answer(envelope, outcome.Error(exc))
+        except Exception as exc:
+            crashed = ActorCrashed(
+                f"{self.name!r} crashed handling {message.type!r}: {type(exc).__name__}: {exc}"
+            )
+            self._answer(envelope, outcome.Error(crashed))
+            raise
+        else:
+            if self._deferred is None:
+                self._answer(envelope, outcome.Value(result))
+        finally:
+            self._current = None
+            self._cell.handled += 1
+            self._cell.last_latency_s = time.monotonic() - envelope.sent_at
+        return None
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert exception_value is not None
+        self._going_down(Failure.of(exception_value))
+
+    def on_stop(self) -> None:
+        self._going_down(None)
+
+    # Internals --------------------------------------------------------------------
+
+    @staticmethod
+    def _answer(envelope: Envelope, result: outcome.Outcome) -> None:
+        if envelope.reply is not None:
+            envelope.reply(result)
+
+    def _going_down(self, failure: Failure | None) -> None:
+        with self._cell.lock:
+            if self._cell.incarnation == self.context.incarnation:
+                self._cell.state = ActorState.RESTARTING if failure else ActorState.STOPPED
+                if failure is not None:
+                    self._cell.last_failure = failure
+        self._drain_mailbox()
+        reason = "crashed" if failure else "stopped"
+        while self._outstanding:
+            _key, reply = self._outstanding.popitem()
+            reply(outcome.Error(ActorUnavailable(f"actor {self.name!r} {reason} before answering")))
+        try:
+            self.cleanup()
+        except Exception as exc:
+            logger.warning("{} cleanup failed: {}: {}", self.name, type(exc).__name__, exc)
+        if self.context.supervisor is not None:
+            exited = ChildExited(self.name, self.context.incarnation, failure)
+            try:
+                self.registry.tell(self.context.supervisor, exited)
+            except TrustChainError:
+                pass  # the supervisor is itself going down and stops us anyway
+
+    def _drain_mailbox(self) -> None:
+        """Answer every request still queued; hand pykka's own messages back to pykka."""
+        others = []
+        inbox: queue.Queue[Any] = self.actor_inbox  # type: ignore[assignment]
+        while True:
+            try:
+                item = inbox.get_nowait()
+            except queue.Empty:
+                break
+            envelope = getattr(item, "message", None)
+            if isinstance(envelope, Envelope):
+                if isinstance(envelope.message, _Continuation):
+                    continue
+                error = ActorUnavailable(f"actor {self.name!r} stopped before handling this")
+                self._answer(envelope, outcome.Error(error))
+            else:
+                others.append(item)
+        for item in others:
+            inbox.put(item)

@@ -1,0 +1,330 @@
+"""Supervision semantics, in the spirit of OTP's supervisor_SUITE, with small actors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+from trustchain.supervisors import (
+    ActorCrashed,
+    ActorState,
+    ActorUnavailable,
+    ChildSpec,
+    ChildStartFailed,
+    InvalidRequest,
+    Message,
+    Registry,
+    Restart,
+    Strategy,
+    SupervisedActor,
+    handles,
+    start_root,
+    supervisor_spec,
+)
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    type: ClassVar[str] = "ping"
+
+
+@dataclass(frozen=True)
+class Crash(Message):
+    type: ClassVar[str] = "crash"
+
+
+@dataclass(frozen=True)
+class Refuse(Message):
+    type: ClassVar[str] = "refuse"
+
+
+@dataclass(frozen=True)
+class StopSelf(Message):
+    type: ClassVar[str] = "stop_self"
+
+
+@dataclass(frozen=True)
+class Sleep(Message):
+    type: ClassVar[str] = "sleep"
+    seconds: float
+
+
+class Echo(SupervisedActor):
+    def __init__(self, ctx: Any, log: list[tuple[str, str]], fail_setup: Callable[[], bool]):
+        super().__init__(ctx)
+        self.log = log
+        self.fail_setup = fail_setup
+
+    def setup(self) -> None:
+        if self.fail_setup():
+            raise RuntimeError(f"{self.name} cannot start")
+        self.log.append(("start", self.name))
+
+    def cleanup(self) -> None:
+        self.log.append(("stop", self.name))
+
+    @handles(Ping)
+    def ping(self, msg: Ping) -> str:
+        return self.name
+
+    @handles(Crash)
+    def crash(self, msg: Crash) -> None:
+        raise RuntimeError("boom")
+
+    @handles(Refuse)
+    def refuse(self, msg: Refuse) -> None:
+        raise InvalidRequest("refused on purpose")
+
+    @handles(StopSelf)
+    def stop_self(self, msg: StopSelf) -> str:
+        self.stop()
+        return "stopping"
+
+    @handles(Sleep)
+    def sleep(self, msg: Sleep) -> None:
+        time.sleep(msg.seconds)
+
+
+class Tree:
+    """A registry, a log of starts/stops, and helpers to build and observe a tree."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.log: list[tuple[str, str]] = []
+        self.failing: set[str] = set()
+        self.gave_up: list[str] = []
+        self.root: Any = None
+
+    def spec(self, name: str, restart: Restart = Restart.PERMANENT) -> ChildSpec:
+        def factory(ctx: Any) -> Any:
+            return Echo.start(ctx, self.log, lambda: name in self.failing)
+
+        return ChildSpec(name, factory, restart, shutdown_timeout_s=2.0, start_timeout_s=5.0)
+
+    def start(self, children: list[ChildSpec], **kwargs: Any) -> None:
+        self.root = start_root(
+            self.registry, "root", children, on_give_up=self.gave_up.append, **kwargs
+        )
+
+    def stop(self) -> None:
+        if self.root is not None and self.root.is_alive():
+            self.root.stop(block=True, timeout=10)
+
+    def ask(self, name: str, message: Message) -> Any:
+        return self.registry.ask(name, message, timeout=5)
+
+    def incarnation(self, name: str) -> int:
+        return self.registry.cell(name).incarnation
+
+    def wait_running(self, name: str, after: int, timeout: float = 5.0) -> None:
+        """Wait (bounded) until ``name`` runs as an incarnation newer than ``after``."""
+        deadline = time.monotonic() + timeout
+        cell = self.registry.cell(name)
+        while time.monotonic() < deadline:
+            if cell.incarnation > after and cell.state is ActorState.RUNNING:
+                return
+            time.sleep(0.002)
+        raise AssertionError(f"{name} not running again: {cell.state}, inc {cell.incarnation}")
+
+    def wait_state(self, name: str, state: ActorState, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.registry.cell(name).state is state:
+                return
+            time.sleep(0.002)
+        raise AssertionError(f"{name} never reached {state}: {self.registry.cell(name).state}")
+
+
+@pytest.fixture
+def tree():
+    t = Tree()
+    yield t
+    t.stop()
+
+
+def test_domain_error_goes_back_to_caller_and_actor_lives_on(tree: Tree) -> None:
+    tree.start([tree.spec("a")])
+    with pytest.raises(InvalidRequest, match="refused on purpose"):
+        tree.ask("a", Refuse())
+    assert tree.ask("a", Ping()) == "a"
+    assert tree.registry.cell("a").restarts == 0
+
+
+def test_crash_answers_actor_crashed_and_restart_keeps_the_address(tree: Tree) -> None:
+    tree.start([tree.spec("a")])
+    before = tree.incarnation("a")
+    with pytest.raises(ActorCrashed, match="RuntimeError: boom"):
+        tree.ask("a", Crash())
+    tree.wait_running("a", before)
+    assert tree.ask("a", Ping()) == "a"
+    health = tree.registry.cell("a").health()
+    assert health["restarts"] == 1
+    assert health["last_failure"]["type"] == "RuntimeError"
+    assert health["last_failure"]["message"] == "boom"
+
+
+def test_children_start_in_order_and_stop_in_reverse(tree: Tree) -> None:
+    tree.start([tree.spec("a"), tree.spec("b"), tree.spec("c")])
+    tree.stop()
+    assert tree.log == [
+        ("start", "a"),
+        ("start", "b"),
+        ("start", "c"),
+        ("stop", "c"),
+        ("stop", "b"),
+        ("stop", "a"),
+    ]
+    assert {tree.registry.cell(n).state for n in "abc"} == {ActorState.STOPPED}
+
+
+def test_one_for_one_restarts_only_the_failed_child(tree: Tree) -> None:
+    tree.start([tree.spec("a"), tree.spec("b"), tree.spec("c")])
+    before = {n: tree.incarnation(n) for n in "abc"}
+    with pytest.raises(ActorCrashed):
+        tree.ask("b", Crash())
+    tree.wait_running("b", before["b"])
+    assert tree.incarnation("a") == before["a"]
+    assert tree.incarnation("c") == before["c"]
+
+
+def test_one_for_all_restarts_every_child(tree: Tree) -> None:
+    tree.start([tree.spec("a"), tree.spec("b"), tree.spec("c")], strategy=Strategy.ONE_FOR_ALL)
+    before = {n: tree.incarnation(n) for n in "abc"}
+    tree.log.clear()
+    with pytest.raises(ActorCrashed):
+        tree.ask("b", Crash())
+    for n in "abc":
+        tree.wait_running(n, before[n])
+    # b went down by itself; the others were stopped in reverse order, then all started in order.
+    assert tree.log == [
+        ("stop", "b"),
+        ("stop", "c"),
+        ("stop", "a"),
+        ("start", "a"),
+        ("start", "b"),
+        ("start", "c"),
+    ]
+
+
+def test_rest_for_one_restarts_later_siblings_only(tree: Tree) -> None:
+    tree.start([tree.spec("a"), tree.spec("b"), tree.spec("c")], strategy=Strategy.REST_FOR_ONE)
+    before = {n: tree.incarnation(n) for n in "abc"}
+    with pytest.raises(ActorCrashed):
+        tree.ask("b", Crash())
+    tree.wait_running("b", before["b"])
+    tree.wait_running("c", before["c"])
+    assert tree.incarnation("a") == before["a"]
+
+
+def test_transient_child_is_restarted_after_a_crash_but_not_after_a_normal_stop(
+    tree: Tree,
+) -> None:
+    tree.start([tree.spec("t", Restart.TRANSIENT)])
+    before = tree.incarnation("t")
+    with pytest.raises(ActorCrashed):
+        tree.ask("t", Crash())
+    tree.wait_running("t", before)
+    assert tree.ask("t", StopSelf()) == "stopping"
+    tree.wait_state("t", ActorState.STOPPED)
+    time.sleep(0.05)  # give a wrong restart the chance to happen
+    assert tree.registry.cell("t").state is ActorState.STOPPED
+    with pytest.raises(ActorUnavailable, match="stopped"):
+        tree.ask("t", Ping())
+
+
+def test_temporary_child_is_never_restarted(tree: Tree) -> None:
+    tree.start([tree.spec("tmp", Restart.TEMPORARY), tree.spec("p")])
+    with pytest.raises(ActorCrashed):
+        tree.ask("tmp", Crash())
+    tree.wait_state("tmp", ActorState.FAILED)
+    with pytest.raises(ActorUnavailable):
+        tree.ask("tmp", Ping())
+    assert tree.ask("p", Ping()) == "p"
+
+
+def test_permanent_child_is_restarted_after_a_normal_stop(tree: Tree) -> None:
+    tree.start([tree.spec("p")])
+    before = tree.incarnation("p")
+    tree.ask("p", StopSelf())
+    tree.wait_running("p", before)
+
+
+def test_root_past_its_intensity_gives_up_naming_the_child(tree: Tree) -> None:
+    tree.start([tree.spec("a"), tree.spec("b")], max_restarts=2, period_s=60)
+    for _ in range(3):
+        before = tree.incarnation("a")
+        with pytest.raises(ActorCrashed):
+            tree.ask("a", Crash())
+        if _ < 2:
+            tree.wait_running("a", before)
+    deadline = time.monotonic() + 5
+    while not tree.gave_up and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert tree.gave_up, "root never gave up"
+    assert "child 'a' needed 3 restarts within 60 s (max_restarts=2)" in tree.gave_up[0]
+    assert "RuntimeError: boom" in tree.gave_up[0]
+    # Everything below the root was stopped, leaf first.
+    assert tree.registry.cell("b").state is ActorState.STOPPED
+
+
+def test_nested_supervisor_escalates_and_its_parent_restarts_it(tree: Tree) -> None:
+    inner = supervisor_spec("inner", [tree.spec("x"), tree.spec("y")], max_restarts=1, period_s=60)
+    tree.start([tree.spec("a"), inner], max_restarts=5, period_s=60)
+    inner_before = tree.incarnation("inner")
+    a_before = tree.incarnation("a")
+    for _ in range(2):
+        before = tree.incarnation("x")
+        with pytest.raises(ActorCrashed):
+            tree.ask("x", Crash())
+        tree.wait_running("x", before)
+    tree.wait_running("inner", inner_before)
+    assert tree.registry.cell("inner").restarts == 1
+    assert tree.registry.cell("inner").last_failure.type == "SupervisorGaveUp"
+    assert tree.ask("y", Ping()) == "y"
+    assert tree.incarnation("a") == a_before
+    assert not tree.gave_up
+
+
+def test_requests_queued_behind_a_crash_are_answered_never_dropped(tree: Tree) -> None:
+    tree.start([tree.spec("a")])
+    results: list[Any] = []
+    done = threading.Event()
+
+    def reply(result: Any) -> None:
+        results.append(result)
+        if len(results) == 51:
+            done.set()
+
+    tree.registry.tell("a", Sleep(0.05), reply)
+    tree.registry.tell("a", Crash(), reply)
+    for _ in range(49):
+        tree.registry.tell("a", Ping(), reply)
+    assert done.wait(5), f"only {len(results)} of 51 requests were answered"
+    errors = [type(r.error).__name__ for r in results if hasattr(r, "error")]
+    assert errors.count("ActorCrashed") == 1
+    assert errors.count("ActorUnavailable") == 49
+
+
+def test_request_to_a_restarting_actor_gets_an_error_at_once(tree: Tree) -> None:
+    tree.start([tree.spec("a")], max_restarts=100, period_s=60)
+    tree.failing.add("a")  # every restart attempt now fails in setup()
+    with pytest.raises(ActorCrashed):
+        tree.ask("a", Crash())
+    tree.wait_state("a", ActorState.STARTING)
+    answered: list[Any] = []
+    tree.registry.tell("a", Ping(), answered.append)
+    # Refused on the calling thread, before tell() returned: nothing waits on a down actor.
+    assert len(answered) == 1
+    assert isinstance(answered[0].error, ActorUnavailable)
+    tree.failing.clear()
+
+
+def test_a_child_that_cannot_start_fails_the_tree_start(tree: Tree) -> None:
+    tree.failing.add("b")
+    with pytest.raises(ChildStartFailed, match="b cannot start"):
+        tree.start([tree.spec("a"), tree.spec("b")])
+    assert ("stop", "a") in tree.log
