@@ -43,5 +43,5 @@ async def test_typed_errors_cross_the_bridge(tree: Tree) -> None:
 
 
 async def test_a_slow_actor_hits_the_deadline_with_a_clear_error(tree: Tree) -> None:
-    with pytest.raises(RequestTimeout, match="did not answer 'sleep' within 0.05 s"):
+    with pytest.raises(RequestTimeout, match=r"did not answer 'sleep' within 0\.05 s"):
         await ask(tree.registry, "a", Sleep(0.5), timeout=0.05)
