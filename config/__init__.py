@@ -1,1 +1,21 @@
+"""Configuration schema and loader (imports nothing else from TrustChain)."""
 
+from trustchain.config.loader import (
+    Config,
+    ConfigError,
+    HsmConfig,
+    RuntimeConfig,
+    SupervisionConfig,
+    default_config_path,
+    load_config,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HsmConfig",
+    "RuntimeConfig",
+    "SupervisionConfig",
+    "default_config_path",
+    "load_config",
+]

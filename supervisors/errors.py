@@ -60,7 +60,3 @@ class ActorCrashed(TrustChainError):
 
 class RequestTimeout(TrustChainError):
     code = "timeout"
-
-
-class ConfigError(TrustChainError):
-    code = "config_error"

@@ -7,7 +7,8 @@ refuses unknown fields, missing fields and wrong types with ``InvalidRequest``
 before anything reaches an actor. ``bytes`` fields travel as base64 strings.
 
 Replies are plain values; :func:`to_jsonable` turns them into JSON values
-(bytes -> base64, dataclasses -> dicts, datetimes -> RFC 3339).
+(bytes -> base64, dataclasses -> dicts, datetimes -> RFC 3339); an object
+with a ``to_json()`` method chooses its own form.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ def to_jsonable(value: Any) -> Any:
     """Turn a reply value into something ``json.dumps`` accepts."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return to_jsonable(to_json())
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, dt.datetime):

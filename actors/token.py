@@ -1,0 +1,273 @@
+"""A PKCS#11 token holding TrustChain's keys, through python-pkcs11.
+
+What it does: open a module (SoftHSMv2 by default, any PKCS#11 module in
+production), find the token by label, log in, create key pairs that never
+leave it (CKA_EXTRACTABLE false, CKA_SENSITIVE true), give out public keys
+as SubjectPublicKeyInfo, and sign.
+
+Signing: SoftHSM 2.6 offers raw CKM_ECDSA only, so ECDSA hashes in Python
+and DER-encodes the token's r||s (X9.62 / RFC 3279 ``Ecdsa-Sig-Value``); RSA
+uses CKM_SHA{256,384}_RSA_PKCS (PKCS#1 v1.5, RFC 8017 §8.2).
+
+Not thread-safe, on purpose: python-pkcs11 initialises the module without
+CKF_OS_LOCKING_OK and SoftHSM then crashes under concurrent calls (see
+DESIGN.md). One ``Token`` is used by one thread: the HSMActor's.
+
+Failures a user can cause (missing module or token, wrong PIN, unknown key
+label) are typed ``HsmError``s. A session or device that goes away raises
+python-pkcs11's own errors, which crash the owning actor; its restart opens
+the token again (crash-only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pkcs11
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import (
+    encode_ec_public_key,
+    encode_ecdsa_signature,
+    encode_named_curve_parameters,
+)
+from trustchain.supervisors.errors import TrustChainError
+
+KEY_TYPES: dict[str, tuple[str, Any]] = {
+    "ec-p256": ("ec", "secp256r1"),
+    "ec-p384": ("ec", "secp384r1"),
+    "rsa-2048": ("rsa", 2048),
+    "rsa-3072": ("rsa", 3072),
+    "rsa-4096": ("rsa", 4096),
+}
+HASHES = {"sha256": Mechanism.SHA256_RSA_PKCS, "sha384": Mechanism.SHA384_RSA_PKCS}
+SOFTHSM_PATHS = (
+    "/usr/lib/softhsm/libsofthsm2.so",  # Debian, Ubuntu
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",  # Fedora
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",  # macOS, Apple silicon
+    "/usr/local/lib/softhsm/libsofthsm2.so",  # macOS, Intel
+)
+
+
+class HsmError(TrustChainError):
+    code = "hsm_error"
+
+
+class HsmModuleNotFound(HsmError):
+    code = "hsm_module_not_found"
+
+
+class HsmTokenNotFound(HsmError):
+    code = "hsm_token_not_found"
+
+
+class HsmPinMissing(HsmError):
+    code = "hsm_pin_missing"
+
+
+class HsmLoginFailed(HsmError):
+    code = "hsm_login_failed"
+
+
+class UnknownKey(HsmError):
+    code = "unknown_key"
+
+
+class KeyExists(HsmError):
+    code = "key_exists"
+
+
+class UnsupportedKeyType(HsmError):
+    code = "unsupported_key_type"
+
+
+class UnsupportedHash(HsmError):
+    code = "unsupported_hash"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    label: str
+    key_type: str
+    public_key_der: bytes  # SubjectPublicKeyInfo
+
+    @property
+    def public_key_pem(self) -> str:
+        key = serialization.load_der_public_key(self.public_key_der)
+        pem = key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return pem.decode("ascii")
+
+    def to_json(self) -> dict[str, str]:
+        return {"label": self.label, "key_type": self.key_type, "public_key": self.public_key_pem}
+
+
+def find_module(module: str) -> str:
+    """Resolve ``"softhsm2"`` to where SoftHSMv2 is installed; check a path exists."""
+    candidates = SOFTHSM_PATHS if module == "softhsm2" else (module,)
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    looked = ", ".join(candidates)
+    raise HsmModuleNotFound(
+        f"PKCS#11 module not found (looked at {looked}); install SoftHSMv2 "
+        "(`make run` does, or `apt-get install softhsm2` / `brew install softhsm`) "
+        "or set hsm.module to your module's path"
+    )
+
+
+def read_pin(pin_env: str, pin_file: Path) -> str:
+    """The user PIN: from the environment variable if set, else from the PIN file."""
+    pin = os.environ.get(pin_env)
+    if pin:
+        return pin
+    try:
+        return pin_file.read_text().strip()
+    except FileNotFoundError:
+        raise HsmPinMissing(
+            f"no HSM PIN: set ${pin_env} or write it to {pin_file} (mode 0600; `make run` does)"
+        ) from None
+
+
+class Token:
+    """One logged-in read-write session on one token."""
+
+    def __init__(self, lib: Any, session: Any, module: str, label: str) -> None:
+        self._lib = lib
+        self._session = session
+        self.module = module
+        self.label = label
+        self._private: dict[str, Any] = {}  # label -> private key handle (lookups cost a search)
+
+    @classmethod
+    def open(
+        cls, module: str, token_label: str, pin: str, softhsm2_conf: str | None = None
+    ) -> Token:
+        path = find_module(module)
+        if softhsm2_conf:
+            os.environ["SOFTHSM2_CONF"] = str(Path(softhsm2_conf).resolve())
+        try:
+            lib = pkcs11.lib(path)
+        except pkcs11.PKCS11Error as exc:
+            raise HsmModuleNotFound(f"cannot load PKCS#11 module {path}: {exc}") from None
+        try:
+            token = lib.get_token(token_label=token_label)
+        except pkcs11.NoSuchToken:
+            labels = sorted({s.get_token().label for s in lib.get_slots(token_present=True)})
+            raise HsmTokenNotFound(
+                f"no token labelled {token_label!r} in {path} (tokens there: "
+                f"{', '.join(map(repr, labels)) or 'none'}); `make run` creates one for SoftHSM"
+            ) from None
+        try:
+            session = token.open(user_pin=pin, rw=True)
+        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinInvalid):
+            raise HsmLoginFailed(f"the PIN for token {token_label!r} was refused") from None
+        except pkcs11.PinLocked:
+            raise HsmLoginFailed(f"the PIN of token {token_label!r} is locked") from None
+        return cls(lib, session, path, token_label)
+
+    def close(self) -> None:
+        """Close the session and finalise the module so the next open starts clean."""
+        try:
+            self._session.close()
+        finally:
+            self._session = None
+            try:
+                self._lib.finalize()
+            except pkcs11.PKCS11Error:
+                pass
+
+    # Keys ---------------------------------------------------------------------------
+
+    def generate_key(self, label: str, key_type: str) -> KeyInfo:
+        if key_type not in KEY_TYPES:
+            raise UnsupportedKeyType(
+                f"key type {key_type!r} is not supported; use one of {', '.join(KEY_TYPES)}"
+            )
+        if self._find(label, ObjectClass.PRIVATE_KEY) is not None:
+            raise KeyExists(f"a key labelled {label!r} already exists in the token")
+        family, param = KEY_TYPES[key_type]
+        key_id = hashlib.sha256(label.encode()).digest()[:16]
+        private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True}
+        if family == "ec":
+            params = self._session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(param)}, local=True
+            )
+            params.generate_keypair(store=True, label=label, id=key_id, private_template=private)
+        else:
+            self._session.generate_keypair(
+                KeyType.RSA, param, store=True, label=label, id=key_id, private_template=private
+            )
+        return self.key_info(label)
+
+    def ensure_key(self, label: str, key_type: str) -> KeyInfo:
+        """The key labelled ``label``, generated first if the token lacks it."""
+        if self._find(label, ObjectClass.PRIVATE_KEY) is None:
+            return self.generate_key(label, key_type)
+        return self.key_info(label)
+
+    def key_info(self, label: str) -> KeyInfo:
+        public = self._get(label, ObjectClass.PUBLIC_KEY)
+        if public.key_type == KeyType.EC:
+            spki = encode_ec_public_key(public)
+            key = serialization.load_der_public_key(spki)
+            key_type = {256: "ec-p256", 384: "ec-p384"}.get(key.key_size, "ec")  # type: ignore[union-attr]
+        else:
+            n = int.from_bytes(public[Attribute.MODULUS], "big")
+            e = int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big")
+            rsa_key = rsa.RSAPublicNumbers(e, n).public_key()
+            spki = rsa_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            key_type = f"rsa-{rsa_key.key_size}"
+        return KeyInfo(label, key_type, spki)
+
+    def private_key_attributes(self, label: str) -> dict[str, bool]:
+        private = self._get(label, ObjectClass.PRIVATE_KEY)
+        return {
+            "extractable": bool(private[Attribute.EXTRACTABLE]),
+            "sensitive": bool(private[Attribute.SENSITIVE]),
+            "never_extractable": bool(private[Attribute.NEVER_EXTRACTABLE]),
+        }
+
+    def list_keys(self) -> list[KeyInfo]:
+        labels = {
+            k.label for k in self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+        }
+        return [self.key_info(label) for label in sorted(labels)]
+
+    # Signing ------------------------------------------------------------------------
+
+    def sign(self, label: str, data: bytes, hash_name: str = "sha256") -> bytes:
+        """Sign ``data``: DER ECDSA-Sig-Value for EC keys, PKCS#1 v1.5 for RSA."""
+        if hash_name not in HASHES:
+            raise UnsupportedHash(f"hash {hash_name!r} is not supported; use sha256 or sha384")
+        private = self._private.get(label)
+        if private is None:
+            private = self._private[label] = self._get(label, ObjectClass.PRIVATE_KEY)
+        if private.key_type == KeyType.EC:
+            digest = hashlib.new(hash_name, data).digest()
+            return bytes(encode_ecdsa_signature(private.sign(digest, mechanism=Mechanism.ECDSA)))
+        return bytes(private.sign(data, mechanism=HASHES[hash_name]))
+
+    # Lookup -------------------------------------------------------------------------
+
+    def _find(self, label: str, object_class: ObjectClass) -> Any:
+        try:
+            return self._session.get_key(object_class=object_class, label=label)
+        except pkcs11.NoSuchKey:
+            return None
+
+    def _get(self, label: str, object_class: ObjectClass) -> Any:
+        key = self._find(label, object_class)
+        if key is None:
+            raise UnknownKey(f"no key labelled {label!r} in token {self.label!r}")
+        return key

@@ -1,0 +1,195 @@
+"""Configuration: a typed schema, and the loader that validates it.
+
+Precedence, lowest first: the schema's defaults < the TOML file <
+environment variables ``TRUSTCHAIN_<SECTION>__<KEY>`` (double underscore
+between section and key, e.g. ``TRUSTCHAIN_RUNTIME__LOG_LEVEL=DEBUG``; the value
+is read as a TOML value when it parses as one, else as a string) < CLI flags.
+
+Unknown keys and bad values are refused with the key's dotted path and what
+is allowed, before anything starts. Relative paths are relative to the
+working directory (``make run`` runs from the checkout). This module imports
+nothing from the rest of TrustChain; each section is a frozen dataclass and
+``field(metadata=...)`` carries its constraints: ``choices``, ``min``, ``max``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+ENV_PREFIX = "TRUSTCHAIN_"
+
+
+class ConfigError(ValueError):
+    """A config file, variable or flag that cannot be used; says which key and why."""
+
+
+def _f(default: Any, **meta: Any) -> Any:
+    if isinstance(default, dict | list):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    state_dir: Path = _f(Path("var"))
+    control_socket: Path = _f(Path("var/trustchain.sock"))
+    log_level: str = _f("INFO", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
+    log_json: bool = _f(False)
+    drain_timeout_s: float = _f(5.0, min=0.0, max=300.0)
+    request_timeout_s: float = _f(10.0, min=0.001, max=600.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisionConfig:
+    max_restarts: int = _f(5, min=0, max=10_000)
+    period_s: float = _f(10.0, min=0.001, max=86_400.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class HsmConfig:
+    # "softhsm2" finds SoftHSMv2 where Debian, Ubuntu, Fedora or Homebrew put it;
+    # any other value is the path of a PKCS#11 module (CloudHSM, YubiHSM, Luna...).
+    module: str = _f("softhsm2")
+    token_label: str = _f("trustchain")
+    pin_file: Path = _f(Path("var/hsm/user.pin"))
+    pin_env: str = _f("TRUSTCHAIN_HSM_PIN")
+    # SoftHSM only: its config file (token directory). Empty for other modules.
+    softhsm2_conf: str = _f("var/hsm/softhsm2.conf")
+    # Keys created in the token at first start if missing: label -> key type.
+    keys: dict[str, str] = _f({})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
+    hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
+
+
+def default_config_path() -> Path:
+    return Path(str(importlib.resources.files("trustchain.config") / "default.toml"))
+
+
+def load_config(
+    path: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load ``path`` (default: the packaged default.toml), then env, then overrides."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    for dotted, value in _from_env(os.environ if env is None else env).items():
+        _set_dotted(data, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    return check_semantics(_build(Config, data, ""))
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    found = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        found[f"{section.lower()}.{key.lower()}"] = value
+    return found
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part!r} is not a section")
+        node = child
+    node[last] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; {where} allows: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        tp = hints[name]
+        dotted = f"{prefix}{name}"
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, value, dotted + ".")  # type: ignore[arg-type]
+        else:
+            values[name] = _check(value, tp, dotted, fields[name].metadata)
+    return cls(**values)
+
+
+def _check(value: Any, tp: Any, dotted: str, meta: Mapping[str, Any]) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or value == "":
+            return None
+        (tp,) = [a for a in get_args(tp) if a is not type(None)]
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{dotted} must be a non-empty path string, not {value!r}")
+        return Path(value)
+    if origin is dict:
+        _, value_type = get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{dotted} must be a table")
+        return {k: _check(v, value_type, f"{dotted}.{k}", meta) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{dotted} must be {_article(tp)}, not {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{dotted} must be one of {', '.join(meta['choices'])}; got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{dotted} must be at least {meta['min']}; got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{dotted} must be at most {meta['max']}; got {value!r}")
+    return value
+
+
+def _article(tp: type) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return names.get(tp, tp.__name__)
+
+
+def validate_key_type(value: str, dotted: str) -> str:
+    if value not in KEY_TYPES:
+        raise ConfigError(f"{dotted} must be one of {', '.join(KEY_TYPES)}; got {value!r}")
+    return value
+
+
+def check_semantics(config: Config) -> Config:
+    """Cross-field checks that the schema alone cannot say."""
+    for label, key_type in config.hsm.keys.items():
+        validate_key_type(key_type, f"hsm.keys.{label}")
+    return config

@@ -1,0 +1,40 @@
+"""Shared fixtures: one real SoftHSM token for the whole test run.
+
+SoftHSM reads SOFTHSM2_CONF when the module is initialised, once per process
+at a time, so the suite shares one token directory (under pytest's tmp dir)
+and tests use distinct key labels.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from trustchain.actors.softhsm import prepare_softhsm_token
+from trustchain.config import HsmConfig
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> HsmConfig:
+    root = tmp_path_factory.mktemp("softhsm")
+    conf = root / "softhsm2.conf"
+    pin_file = root / "user.pin"
+    prepare_softhsm_token(conf, "trustchain-test", pin_file)
+    return HsmConfig(
+        module="softhsm2",
+        token_label="trustchain-test",
+        pin_file=pin_file,
+        pin_env="TRUSTCHAIN_TEST_NO_SUCH_VAR",
+        softhsm2_conf=str(conf),
+        keys={},
+    )
+
+
+@pytest.fixture
+def key_label() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def pin_of(config: HsmConfig) -> str:
+    return Path(config.pin_file).read_text().strip()
