@@ -1,0 +1,353 @@
+"""X.509 certificates for the CA hierarchy, built to be signed elsewhere.
+
+RFC 5280 §4.1 profile, shaped by the CA/B Forum TLS BRs §7.1.2 (what pkilint
+checks):
+
+* root (§7.1.2.1): self-signed, CA:TRUE pathLen 1, keyCertSign + cRLSign, SKI.
+* intermediate (§7.1.2.6): CA:TRUE pathLen 0, EKU serverAuth (+clientAuth),
+  DV policy, AKI + SKI, CRL DP and caIssuers when given, and when zones are
+  given, critical name constraints (§4.2.1.10): permitted dNSName zones, and
+  either the permitted IPv6 networks or all IP addresses excluded.
+* leaf (§7.1.2.7): empty subject with a critical SAN (or a CN from the first
+  name and a non-critical SAN), CA:FALSE, KeyUsage digitalSignature
+  (+keyEncipherment for RSA keys), EKU serverAuth (+clientAuth), DV policy
+  2.23.140.1.2.1, AKI, CRL DP, no SKI. A precertificate carries the critical
+  CT poison (RFC 6962 §3.1); a final certificate may carry the SCT list
+  (RFC 6962 §3.3), given as the TLS-encoded SignedCertificateTimestampList.
+
+Signing is not done here. ``*_tbs`` return a ``ToBeSigned``: cryptography's
+``create_unsigned()`` TBSCertificate with its id-alg-unsigned AlgorithmIdentifier
+(1.3.6.1.5.5.7.6.36, draft-ietf-lamps-x509-alg-none) replaced by the issuer
+key's real one. Whoever holds the key signs ``ToBeSigned.der`` with
+``ToBeSigned.algorithm``; ``assemble`` wraps TBS, algorithm and signature.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from . import der
+from .errors import IssuerNotValid, SignatureInvalid
+from .keys import CAPublicKey, SignatureAlgorithm, signature_algorithm_for, verify_signature
+from .policy import ApprovedRequest
+
+ID_ALG_UNSIGNED = bytes.fromhex("300a06082b06010505070624")  # SEQUENCE { OID 1.3.6.1.5.5.7.6.36 }
+SCT_LIST_OID = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+DV_POLICY_OID = ObjectIdentifier("2.23.140.1.2.1")  # CA/B Forum domain-validated
+BACKDATE = timedelta(seconds=60)  # tolerate relying parties' clock skew, at most a minute
+DEFAULT_ROOT_VALIDITY = timedelta(days=3650)
+DEFAULT_INTERMEDIATE_VALIDITY = timedelta(days=365)
+_SERIAL_BITS = 128
+
+CertifiablePublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+@dataclass(frozen=True)
+class ToBeSigned:
+    """DER TBSCertificate (or TBSCertList) and the algorithm it must be signed with."""
+
+    der: bytes
+    algorithm: SignatureAlgorithm
+
+    @property
+    def hash_name(self) -> str:
+        return self.algorithm.hash_name
+
+
+def new_serial() -> int:
+    """A positive serial of 128 CSPRNG bits (BRs §7.1: >= 64; RFC 5280 §4.1.2.2: <= 20 octets).
+
+    Drawn again in the 2^-64 case of a short value, so it always holds at least
+    64 random bits and is never zero. DER may need a 17th (0x00) octet.
+    """
+    while True:
+        serial = secrets.randbits(_SERIAL_BITS)
+        if serial >= 1 << 64:
+            return serial
+
+
+def ca_name(common_name: str, organization: str, country: str | None = None) -> x509.Name:
+    """A CA subject: C (optional, ISO 3166 alpha-2), O, CN, as BRs §7.1.4.4 lists."""
+    attributes = []
+    if country:
+        attributes.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
+    attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _utc(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC).replace(microsecond=0)
+
+
+def _window(
+    now: datetime, validity: timedelta, issuer: x509.Certificate | None
+) -> tuple[datetime, datetime]:
+    start = _utc(now)
+    not_before, not_after = start - BACKDATE, start + validity
+    if issuer is not None:
+        issuer_start, issuer_end = issuer.not_valid_before_utc, issuer.not_valid_after_utc
+        if not issuer_start <= start <= issuer_end or not_after > issuer_end:
+            raise IssuerNotValid(
+                f"issuer {issuer.subject.rfc4514_string()} is valid {issuer_start} to "
+                f"{issuer_end}, which does not cover {start} to {not_after}; roll it over",
+            )
+        not_before = max(not_before, issuer_start)
+    return not_before, not_after
+
+
+def _tbs(builder: x509.CertificateBuilder, signer_key: CAPublicKey) -> ToBeSigned:
+    algorithm = signature_algorithm_for(signer_key)
+    unsigned = builder.create_unsigned().tbs_certificate_bytes
+    tbs = der.replace_signature_algorithm(unsigned, ID_ALG_UNSIGNED, algorithm.algorithm_identifier)
+    return ToBeSigned(tbs, algorithm)
+
+
+def _issuer_key(issuer: x509.Certificate) -> CAPublicKey:
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise ValueError("the issuer's key is not a CA key type")
+    return key
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(_issuer_key(issuer))
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _crl_dp(url: str) -> x509.CRLDistributionPoints:
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+    return x509.CRLDistributionPoints([point])
+
+
+def _ca_issuers(url: str) -> x509.AuthorityInformationAccess:
+    return x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url)
+            )
+        ]
+    )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+def _dv_policy() -> x509.CertificatePolicies:
+    return x509.CertificatePolicies([x509.PolicyInformation(DV_POLICY_OID, None)])
+
+
+def root_tbs(
+    *,
+    subject: x509.Name,
+    public_key: CAPublicKey,
+    serial: int,
+    now: datetime,
+    validity: timedelta = DEFAULT_ROOT_VALIDITY,
+    path_length: int = 1,
+) -> ToBeSigned:
+    """A self-signed root (BRs §7.1.2.1), to be signed by the key of ``public_key``."""
+    not_before, not_after = _window(now, validity, None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), False)
+    )
+    return _tbs(builder, public_key)
+
+
+def _name_constraints(
+    zones: Sequence[str], networks: Sequence[ipaddress.IPv6Network], subject: x509.Name
+) -> x509.NameConstraints:
+    # BRs §7.1.2.5.2 also wants a permitted directoryName: the CA's own subject
+    # without its CN. Empty leaf subjects are exempt (RFC 5280 §4.2.1.10).
+    organization = [a for a in subject if a.oid != NameOID.COMMON_NAME]
+    permitted: list[x509.GeneralName] = [x509.DirectoryName(x509.Name(organization))]
+    permitted += [x509.DNSName(zone) for zone in zones]
+    permitted += [x509.IPAddress(net) for net in networks]
+    excluded: list[x509.GeneralName] = []
+    if networks:
+        excluded.append(x509.IPAddress(ipaddress.IPv4Network("0.0.0.0/0")))
+    else:
+        excluded.append(x509.IPAddress(ipaddress.IPv4Network("0.0.0.0/0")))
+        excluded.append(x509.IPAddress(ipaddress.IPv6Network("::/0")))
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
+
+
+def intermediate_tbs(
+    *,
+    subject: x509.Name,
+    public_key: CAPublicKey,
+    issuer_cert: x509.Certificate,
+    serial: int,
+    now: datetime,
+    validity: timedelta = DEFAULT_INTERMEDIATE_VALIDITY,
+    permitted_zones: Sequence[str] | None = None,
+    permitted_ipv6_networks: Sequence[ipaddress.IPv6Network] = (),
+    crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
+    client_auth: bool = True,
+) -> ToBeSigned:
+    """An issuing CA under ``issuer_cert`` (BRs §7.1.2.6), pathLen 0."""
+    not_before, not_after = _window(now, validity, issuer_cert)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if client_auth:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(_aki(issuer_cert), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(_dv_policy(), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if permitted_zones is not None:
+        constraints = _name_constraints(permitted_zones, permitted_ipv6_networks, subject)
+        builder = builder.add_extension(constraints, critical=True)
+    if crl_url is not None:
+        builder = builder.add_extension(_crl_dp(crl_url), critical=False)
+    if ca_issuers_url is not None:
+        builder = builder.add_extension(_ca_issuers(ca_issuers_url), critical=False)
+    return _tbs(builder, _issuer_key(issuer_cert))
+
+
+def _leaf_key_usage(public_key: CertifiablePublicKey) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False,
+        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+def _check_directory_constraints(issuer: x509.Certificate, subject: x509.Name) -> None:
+    """A non-empty subject must sit under a permitted directoryName of the issuer."""
+    try:
+        constraints = issuer.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return
+    subtrees = [
+        g.value for g in constraints.permitted_subtrees or () if isinstance(g, x509.DirectoryName)
+    ]
+    if subtrees and not any(subject.rdns[: len(t.rdns)] == t.rdns for t in subtrees):
+        raise IssuerNotValid(
+            f"the issuing CA's name constraints do not permit the subject "
+            f"{subject.rfc4514_string()}; issue with subject_mode 'empty'"
+        )
+
+
+def _check_sct_list(sct_list: bytes) -> None:
+    # RFC 6962 §3.3: opaque SerializedSCT<1..2^16-1>, so a 2-octet length prefix
+    if len(sct_list) < 3 or int.from_bytes(sct_list[:2], "big") != len(sct_list) - 2:
+        raise ValueError("sct_list must be a TLS-encoded SignedCertificateTimestampList")
+
+
+def leaf_tbs(
+    approved: ApprovedRequest,
+    issuer_cert: x509.Certificate,
+    serial: int,
+    now: datetime,
+    crl_url: str,
+    *,
+    precert: bool = False,
+    sct_list: bytes | None = None,
+    ca_issuers_url: str | None = None,
+) -> ToBeSigned:
+    """A subscriber certificate (BRs §7.1.2.7) for an approved request.
+
+    Build the precertificate and the final certificate from the same
+    ``approved``, ``serial`` and ``now``: RFC 6962 §3.2 requires their TBS to be
+    equal once the poison and the SCT list are removed (both go last here).
+    """
+    if precert and sct_list is not None:
+        raise ValueError("a precertificate cannot carry SCTs")
+    not_before, not_after = _window(now, approved.validity, issuer_cert)
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in approved.dns_names]
+    names += [x509.IPAddress(ip) for ip in approved.ip_addresses]
+    subject = x509.Name([])
+    if approved.subject_common_name is not None:
+        cn = x509.NameAttribute(NameOID.COMMON_NAME, approved.subject_common_name)
+        subject = x509.Name([cn])
+        _check_directory_constraints(issuer_cert, subject)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if approved.client_auth:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(approved.public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(names), critical=not subject)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_leaf_key_usage(approved.public_key), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+        .add_extension(_crl_dp(crl_url), critical=False)
+        .add_extension(_dv_policy(), critical=False)
+    )
+    if ca_issuers_url is not None:
+        builder = builder.add_extension(_ca_issuers(ca_issuers_url), critical=False)
+    if precert:
+        builder = builder.add_extension(x509.PrecertPoison(), critical=True)
+    if sct_list is not None:
+        _check_sct_list(sct_list)
+        extension = x509.UnrecognizedExtension(SCT_LIST_OID, der.octet_string(sct_list))
+        builder = builder.add_extension(extension, critical=False)
+    return _tbs(builder, _issuer_key(issuer_cert))
+
+
+def assemble(
+    tbs: bytes,
+    sig_alg: SignatureAlgorithm,
+    signature: bytes,
+    *,
+    issuer_public_key: CAPublicKey | None = None,
+) -> x509.Certificate:
+    """The signed certificate; with ``issuer_public_key``, checked before it is returned.
+
+    Check it whenever the signature came from elsewhere: an HSM fault or the
+    wrong key label must not produce a certificate (``SignatureInvalid``).
+    """
+    if issuer_public_key is not None and not verify_signature(
+        issuer_public_key, sig_alg, signature, tbs
+    ):
+        raise SignatureInvalid(
+            "the signature over the certificate does not verify with the issuer's key"
+        )
+    return x509.load_der_x509_certificate(der.signed(tbs, sig_alg.algorithm_identifier, signature))

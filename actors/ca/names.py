@@ -1,0 +1,103 @@
+"""DNS host-name syntax for certificate names (no policy here, just syntax).
+
+Rules, and where they come from:
+
+* RFC 1034 §3.5 / RFC 1123 §2.1 "preferred name syntax", as RFC 5280 §4.2.1.6
+  requires for dNSName: labels of letters, digits and hyphens (LDH), 1-63
+  octets, not starting or ending with a hyphen; at most 253 octets in all
+  (255 on the wire, minus the length octets and root).
+* Names are compared and issued lower-case (DNS is case-insensitive,
+  RFC 4343); one trailing dot (an absolute name) is dropped, since a dNSName
+  never carries it.
+* Internationalised names only as A-labels (RFC 5890 §2.3.2.1): a label with
+  hyphens in positions 3-4 must be "xn--" and its Punycode (RFC 3492) must
+  decode to non-ASCII text that encodes back to the same label. This is not a
+  full IDNA2008 check (no code-point tables).
+* A wildcard is "*" as the whole left-most label (RFC 6125 §6.4.3, CA/B BRs
+  §3.2.2.6); "w*" or "*" elsewhere is invalid.
+* The right-most label is not all digits, so a dotted-quad is never a dNSName.
+
+Zone containment (RFC 5280 §4.2.1.10 semantics): ``name == zone`` or the name
+ends with "." + zone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .errors import InvalidName
+
+MAX_NAME_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+WILDCARD_LABEL = "*"
+
+_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+
+
+def _invalid(name: str, why: str) -> InvalidName:
+    return InvalidName(
+        "dns_syntax",
+        f"{name!r} is not a valid DNS name: {why}; use letters, digits and hyphens, "
+        "IDNA A-labels (xn--) for other scripts, 1-63 characters a label",
+        name=name,
+    )
+
+
+def _check_a_label(name: str, label: str) -> None:
+    if not label.startswith("xn--"):
+        raise _invalid(name, f"label {label!r} has '--' in positions 3-4 (reserved)")
+    try:
+        decoded = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        raise _invalid(name, f"label {label!r} is not valid Punycode") from None
+    if decoded.isascii() or "xn--" + decoded.encode("punycode").decode("ascii") != label:
+        raise _invalid(name, f"label {label!r} is not a canonical A-label")
+
+
+def normalize_dns_name(name: object) -> str:
+    """The name lower-cased, without a trailing dot; ``InvalidName`` if bad syntax.
+
+    A left-most "*" label is accepted here; whether wildcards are allowed is
+    policy, not syntax.
+    """
+    if not isinstance(name, str):
+        raise _invalid(repr(name), "not a string")
+    if not name.isascii():
+        raise _invalid(name, "non-ASCII characters (use the IDNA A-label form, xn--...)")
+    text = name.lower()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise _invalid(name, "empty")
+    if len(text) > MAX_NAME_LENGTH:
+        raise _invalid(name, f"longer than {MAX_NAME_LENGTH} characters")
+    labels = text.split(".")
+    for index, label in enumerate(labels):
+        if not label:
+            raise _invalid(name, "empty label")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise _invalid(name, f"label longer than {MAX_LABEL_LENGTH} characters")
+        if label == WILDCARD_LABEL and index == 0 and len(labels) > 1:
+            continue
+        if not _LDH_LABEL.fullmatch(label):
+            raise _invalid(name, f"label {label!r} is not letters, digits and inner hyphens")
+        if label[2:4] == "--":
+            _check_a_label(name, label)
+    if labels[-1].isdigit():
+        raise _invalid(name, "the last label is all digits")
+    return text
+
+
+def is_wildcard(name: str) -> bool:
+    return name.startswith(WILDCARD_LABEL + ".")
+
+
+def in_zone(name: str, zone: str) -> bool:
+    """True if the normalised ``name`` is ``zone`` or under it."""
+    return name == zone or name.endswith("." + zone)
+
+
+def zone_of(name: str, zones: Iterable[str]) -> str | None:
+    """The first zone that contains ``name``, or None."""
+    return next((zone for zone in zones if in_zone(name, zone)), None)
