@@ -1,0 +1,295 @@
+"""TileLog: a durable RFC 6962 log with a static-ct-api tiled layout.
+
+Write path (``append_batch``), in this order, each step durable before the next:
+ 1. sequence the new entries (deduplicated by identity) and sign their SCTs,
+    each with the static-ct-api ``leaf_index`` extension (zero merge delay);
+ 2. compute every changed tile (data, level 0..k, full and partial), the new
+    root, and sign the tree head;
+ 3. ``write_many`` all tiles and new issuers;
+ 4. ``write_many`` the checkpoint - the commit point;
+ 5. commit the SQLite index rows, then drop partial tiles made obsolete;
+ 6. only now return the SCTs.
+A crash before 4 leaves the old checkpoint, consistent with what is on disk
+(tiles past it are ignored and overwritten); a crash after 4 loses at most
+index rows, rebuilt from data tiles on open. So an SCT is never handed out for
+an entry that a restart could lose, and every tree head is a prefix of the next.
+
+Reads are served from the committed state only. Proofs cost O(log n) tile
+reads (see ``_tree``); tiles past the checkpoint are never served. If a storage
+or index write fails mid-append the instance refuses further work
+(``LogUnavailable``): reopen it, which runs recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import merkle
+from ._tree import TileReader, TreeState
+from .checkpoint import SignedTreeHead, encode_checkpoint, parse_checkpoint, sign_tree_head
+from .entries import LogEntryInput, TileLeaf, data_tile_offsets, extra_data, fingerprint
+from .errors import (
+    CheckpointError,
+    IndexOutOfRange,
+    LogCorrupted,
+    LogUnavailable,
+    TileNotFound,
+    TreeSizeOutOfRange,
+)
+from .index import EntryIndex, IndexRow
+from .recovery import load_state, sync_index
+from .rfc6962 import SignedCertificateTimestamp, Signer, leaf_index_extension, log_id, sign_sct
+from .storage import TileStorage
+from .tiles import DATA_LEVEL, HASH_SIZE, TILE_HEIGHT, TILE_WIDTH, parse_tile_path
+
+CHECKPOINT_KEY = "checkpoint"
+
+
+def issuer_key(fp: bytes) -> str:
+    return f"issuer/{fp.hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    leaf_index: int
+    timestamp: int
+    sct: SignedCertificateTimestamp
+    duplicate: bool = False
+
+
+class TileLog:
+    def __init__(
+        self,
+        storage: TileStorage,
+        signer: Signer,
+        public_key: ec.EllipticCurvePublicKey,
+        origin: str,
+        index: EntryIndex,
+        reader: TileReader,
+        state: TreeState,
+        sth: SignedTreeHead,
+        checkpoint: bytes,
+    ) -> None:
+        self._storage, self._sign, self._public_key = storage, signer, public_key
+        self.origin = origin
+        self.log_id = _log_id(public_key)
+        self._index, self._reader, self._state = index, reader, state
+        self._sth, self._checkpoint = sth, checkpoint
+        self._issuers: set[bytes] = set()
+        self._unusable = False
+
+    @classmethod
+    def open(
+        cls,
+        storage: TileStorage,
+        signer: Signer,
+        log_public_key: ec.EllipticCurvePublicKey,
+        origin: str,
+        index_db_path: Path | str,
+        *,
+        now_ms: int = 0,
+        cache_tiles: int = 1024,
+    ) -> TileLog:
+        """Open (recovering) the log in ``storage``, or create an empty one whose
+        first tree head is stamped ``now_ms``."""
+        lid = _log_id(log_public_key)
+        reader = TileReader(storage, hash_tiles=cache_tiles)
+        raw = storage.read(CHECKPOINT_KEY)
+        if raw is None:
+            sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
+            sth.verify(log_public_key)  # a signer that is not this key fails here
+            raw = encode_checkpoint(sth, origin, lid)
+            storage.write_many({CHECKPOINT_KEY: raw})
+            state = TreeState(0)
+        else:
+            try:
+                sth = parse_checkpoint(raw, origin, lid, log_public_key)
+            except CheckpointError as exc:
+                raise LogCorrupted(f"the stored checkpoint is not valid: {exc.message}") from exc
+            state = load_state(storage, reader, sth.tree_size, sth.root_hash)
+        index = EntryIndex(index_db_path)
+        sync_index(index, reader, state)
+        return cls(storage, signer, log_public_key, origin, index, reader, state, sth, raw)
+
+    def close(self) -> None:
+        self._index.close()
+
+    # -- write path ---------------------------------------------------------
+
+    def append_batch(self, entries: Sequence[LogEntryInput], now_ms: int) -> list[AppendResult]:
+        """Log ``entries`` durably; one result (with its SCT) per entry, in order."""
+        self._check_usable()
+        timestamp = max(now_ms, self._sth.timestamp)
+        results: list[AppendResult] = []
+        fresh: list[tuple[LogEntryInput, TileLeaf]] = []
+        rows: list[IndexRow] = []
+        seen: dict[bytes, tuple[int, int]] = {}
+        for entry in entries:
+            identity = entry.identity()
+            hit = seen.get(identity) or self._index.by_identity(identity)
+            if hit is not None:
+                results.append(self._result(entry, hit[0], hit[1], duplicate=True))
+                continue
+            idx = self._state.size + len(fresh)
+            leaf = TileLeaf.from_input(entry, timestamp, leaf_index_extension(idx))
+            fresh.append((entry, leaf))
+            seen[identity] = (idx, timestamp)
+            rows.append((idx, leaf.leaf_hash(), identity, timestamp))
+            results.append(self._result(entry, idx, timestamp))
+        if fresh:
+            self._commit(fresh, rows, timestamp)
+        return results
+
+    def refresh_checkpoint(self, now_ms: int) -> SignedTreeHead:
+        """Re-sign the current tree with a fresh timestamp (keeps get-sth recent)."""
+        self._check_usable()
+        if now_ms > self._sth.timestamp:
+            self._publish(self._state, {}, now_ms, [])
+        return self._sth
+
+    def _result(
+        self, entry: LogEntryInput, idx: int, ts: int, duplicate: bool = False
+    ) -> AppendResult:
+        signed = entry.timestamped_entry(ts, leaf_index_extension(idx))
+        return AppendResult(idx, ts, sign_sct(self._sign, self.log_id, signed), duplicate)
+
+    def _commit(
+        self, fresh: list[tuple[LogEntryInput, TileLeaf]], rows: list[IndexRow], ts: int
+    ) -> None:
+        leaf_hashes = [row[1] for row in rows]
+        state, changed = self._state.extend(leaf_hashes, [leaf.encode() for _, leaf in fresh])
+        writes = {tile.path: data for tile, data in changed.items()}
+        issuers = {fingerprint(c): c for entry, _ in fresh for c in entry.chain}
+        new_issuers = {fp: c for fp, c in issuers.items() if fp not in self._issuers}
+        writes.update({issuer_key(fp): c for fp, c in new_issuers.items()})
+        full = {t: d for t, d in changed.items() if not t.is_partial}
+        self._publish(state, writes, ts, rows, full)
+        self._issuers.update(new_issuers)
+
+    def _publish(
+        self,
+        state: TreeState,
+        writes: dict[str, bytes],
+        ts: int,
+        rows: list[IndexRow],
+        full: dict | None = None,
+    ) -> None:
+        full = full or {}
+        pending = {t: d for t, d in full.items() if t.level != DATA_LEVEL}
+        root = merkle.range_hash(
+            lambda lvl, idx: self._reader.node(state, lvl, idx, pending), 0, state.size
+        )
+        sth = sign_tree_head(self._sign, state.size, ts, root)
+        sth.verify(self._public_key)
+        checkpoint = encode_checkpoint(sth, self.origin, self.log_id)
+        self._unusable = True  # until every durable step below has succeeded
+        if writes:
+            self._storage.write_many(writes)
+        self._storage.write_many({CHECKPOINT_KEY: checkpoint})
+        self._state, self._sth, self._checkpoint = state, sth, checkpoint
+        for tile, data in full.items():
+            self._reader.add_full(tile, data)
+        if rows:
+            self._index.add(rows, state.size)
+        self._unusable = False
+        for tile in full:
+            self._storage.delete_prefix(tile.path + ".p")
+
+    def _check_usable(self) -> None:
+        if self._unusable:
+            raise LogUnavailable("a storage write failed during an append; reopen the log")
+
+    # -- read path ----------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._state.size
+
+    @property
+    def root(self) -> bytes:
+        return self._sth.root_hash
+
+    def sth(self) -> SignedTreeHead:
+        return self._sth
+
+    def checkpoint(self) -> bytes:
+        """The signed note served at ``<monitoring prefix>/checkpoint``."""
+        return self._checkpoint
+
+    def _node(self, level: int, index: int) -> bytes:
+        return self._reader.node(self._state, level, index)
+
+    def root_at(self, size: int) -> bytes:
+        self._check_size(size)
+        return merkle.range_hash(self._node, 0, size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise IndexOutOfRange(f"leaf index {index} is not in the tree of size {size}")
+        return merkle.inclusion_proof(self._node, index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        self._check_size(size2)
+        if not 0 <= size1 <= size2:
+            raise TreeSizeOutOfRange(f"first size {size1} must be 0..{size2}")
+        return merkle.consistency_proof(self._node, size1, size2)
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self._state.size:
+            raise TreeSizeOutOfRange(f"tree size {size} is not 0..{self._state.size}")
+
+    def index_of(self, leaf_hash: bytes) -> int | None:
+        """Index of the leaf with this Merkle leaf hash (get-proof-by-hash)."""
+        return self._index.by_leaf_hash(leaf_hash)
+
+    def entries(self, start: int, end: int) -> list[TileLeaf]:
+        """Stored entries [start, end) (end exclusive)."""
+        if not 0 <= start < end <= self._state.size:
+            raise IndexOutOfRange(f"range [{start}, {end}) is not within 0..{self._state.size}")
+        return self._reader.leaves(self._state, start, end)
+
+    def get_entries(self, start: int, end: int) -> list[tuple[bytes, bytes]]:
+        """RFC 6962 §4.6 (leaf_input, extra_data) for [start, end) (end exclusive)."""
+        out = []
+        for leaf in self.entries(start, end):
+            chain = [self.issuer(fp) for fp in leaf.chain_fingerprints]
+            out.append((leaf.merkle_tree_leaf(), extra_data(leaf, chain)))
+        return out
+
+    def issuer(self, fp: bytes) -> bytes:
+        data = self._storage.read(issuer_key(fp))
+        if data is None or fingerprint(data) != fp:
+            raise LogCorrupted(f"issuer {fp.hex()} is missing or damaged in storage")
+        return data
+
+    def tile(self, path: str) -> bytes:
+        """A committed tile's bytes (hash or data, full or partial ``.p/<W>``)."""
+        tile = parse_tile_path(path)
+        state = self._state
+        count = state.size >> (TILE_HEIGHT * max(tile.level, 0))
+        if tile.index * TILE_WIDTH + tile.width > count:
+            raise TileNotFound(f"{path} is not part of the tree of size {state.size}")
+        edge = state.edge_tile(tile.level)
+        if edge is not None and tile.index == edge.index:
+            if tile.level == DATA_LEVEL:
+                return b"".join(state.data_edge[: tile.width])
+            return state.edges[tile.level][: tile.width * HASH_SIZE]
+        data = self._reader.full_tile_bytes(state, tile.full())
+        if not tile.is_partial:
+            return data
+        if tile.level == DATA_LEVEL:
+            return data[: data_tile_offsets(data)[tile.width - 1]]
+        return data[: tile.width * HASH_SIZE]
+
+
+def _log_id(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return log_id(spki)

@@ -1,0 +1,119 @@
+"""Where tiles, issuers and the checkpoint live: a tiny object-store interface.
+
+``TileStorage`` is deliberately what an S3-compatible bucket offers: whole
+objects under slash-separated keys, read, written (``write_many`` returns only
+once every object is durable), and deleted by prefix (best effort, used only to
+drop partial tiles made obsolete by a full one). Keys are relative paths made of
+``[A-Za-z0-9._-]`` segments; nothing may escape the root.
+
+``LocalDirectoryStorage`` makes each write durable and atomic: write a temp file
+in the target directory, fsync it, rename it over the target, then fsync every
+touched directory (and the parents of directories it created). A reader sees the
+old object or the new one, never a torn one; after a crash each object is either
+old or new, independently of the others. The log's crash safety relies only on
+this, and on ``write_many`` of the checkpoint happening after the tiles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*")
+
+
+def check_key(key: str) -> list[str]:
+    parts = key.split("/")
+    if not all(_SEGMENT.fullmatch(p) and p not in (".", "..") for p in parts):
+        raise ValueError(f"invalid storage key {key!r}")
+    return parts
+
+
+class TileStorage(Protocol):
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None if it does not exist."""
+        ...
+
+    def read_many(self, keys: Iterable[str]) -> dict[str, bytes | None]: ...
+
+    def write_many(self, objects: Mapping[str, bytes]) -> None:
+        """Create or replace every object; durable when this returns."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Best effort: remove every object whose key starts with ``prefix + '/'``."""
+        ...
+
+
+class LocalDirectoryStorage:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key))
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def read_many(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        return {k: self.read(k) for k in keys}
+
+    def write_many(self, objects: Mapping[str, bytes]) -> None:
+        dirs_to_sync: set[Path] = set()
+        staged: list[tuple[str, Path]] = []
+        try:
+            for key, data in objects.items():
+                target = self._path(key)
+                dirs_to_sync |= self._make_parents(target.parent)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                staged.append((tmp, target))
+                try:
+                    os.fchmod(fd, 0o644)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for tmp, target in staged:
+                os.replace(tmp, target)
+                dirs_to_sync.add(target.parent)
+            staged = []
+        finally:
+            for tmp, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        for d in sorted(dirs_to_sync, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(d)
+
+    def _make_parents(self, directory: Path) -> set[Path]:
+        """mkdir -p; return the directories whose entries changed (to fsync)."""
+        created: list[Path] = []
+        d = directory
+        while not d.exists():
+            created.append(d)
+            d = d.parent
+        for c in reversed(created):
+            c.mkdir(exist_ok=True)
+        return {c.parent for c in created}
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
