@@ -57,6 +57,7 @@ def prepare_softhsm_token(conf: Path, token_label: str, pin_file: Path) -> bool:
     if util is None:
         raise HsmModuleNotFound(f"softhsm2-util not found; {INSTALL_HINT}")
     conf = conf.resolve()
+    conf.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tokens = conf.parent / "tokens"
     tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not conf.exists():

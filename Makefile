@@ -1,0 +1,56 @@
+# TrustChain: `make run` and `make test` set everything up on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/default.toml
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint bench system-deps hsm-token clean
+
+run: $(INSTALLED) hsm-token
+	$(BIN)/trustchain --config $(CONFIG) run
+
+test: $(INSTALLED) system-deps
+	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/mypy actors supervisors protocols config
+
+bench: $(INSTALLED) system-deps
+	$(BIN)/python bench/actors.py
+
+# System packages: SoftHSMv2 (the default HSM), openssl (tests verify with it),
+# and Python's venv module (Debian ships it apart). Installed with apt when we are
+# root; otherwise the exact commands are printed and make stops.
+system-deps:
+	@missing=""; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "TrustChain needs:$$missing. Install, then run make again:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install$$missing"; \
+	    echo "  macOS:         brew install softhsm openssl"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(INSTALLED): setup.cfg pyproject.toml | system-deps
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "TrustChain needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,dev]'
+	touch $@
+
+# A project-local SoftHSM token under var/hsm (PINs generated 0600); reused when present.
+hsm-token: $(INSTALLED) system-deps
+	$(BIN)/trustchain --config $(CONFIG) hsm init
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,14 @@
+"""The TrustChain tree, built from config (what runs under the root supervisor)."""
+
+from __future__ import annotations
+
+from trustchain.actors.hsm import HSMActor
+from trustchain.config import Config
+from trustchain.supervisors import ChildSpec
+
+
+def trustchain_children(config: Config) -> list[ChildSpec]:
+    """Children of the root, in start order (stopped in reverse)."""
+    return [
+        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
+    ]

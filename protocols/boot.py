@@ -1,0 +1,111 @@
+"""The composition root: from a config to a running TrustChain, and back down.
+
+Start-up: bind the control socket first (a second instance is refused before
+it touches the HSM), start the supervision tree (each child's setup done
+before the next starts), then serve. Shutdown, on SIGINT/SIGTERM or the
+``runtime stop`` request: stop accepting, refuse new requests, drain those in
+flight (at most ``runtime.drain_timeout_s``), stop the tree leaf-first,
+remove the socket, exit 0. If the root supervisor gives up (restart intensity
+exceeded) the process exits 1 after a log line naming the child and count.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from contextlib import suppress
+
+import trio
+from loguru import logger
+
+from trustchain.actors.tree import trustchain_children
+from trustchain.config import Config
+from trustchain.protocols.control import ControlServer, bind_control_socket
+from trustchain.protocols.logs import setup_logging
+from trustchain.supervisors import ChildSpec, ChildStartFailed, Registry, Strategy, start_root
+
+
+def run(config: Config, children: list[ChildSpec] | None = None) -> int:
+    """Run TrustChain in the foreground; returns the process exit code."""
+    setup_logging(config.runtime.log_level, config.runtime.log_json)
+    path = config.runtime.control_socket
+    listener = bind_control_socket(path)
+    try:
+        return trio.run(serve, config, listener, children)
+    finally:
+        listener.close()
+        with suppress(FileNotFoundError):
+            path.unlink()
+
+
+async def serve(
+    config: Config, listener: socket.socket, children: list[ChildSpec] | None = None
+) -> int:
+    """Start the tree, serve until asked to stop, stop; returns the exit code."""
+    token = trio.lowlevel.current_trio_token()
+    registry = Registry()
+    stop = trio.Event()
+    gave_up: list[str] = []
+
+    def give_up(reason: str) -> None:  # on the root supervisor's thread
+        def on_loop() -> None:
+            gave_up.append(reason)
+            stop.set()
+
+        with suppress(trio.RunFinishedError):
+            token.run_sync_soon(on_loop)
+
+    def start_tree():
+        return start_root(
+            registry,
+            "root",
+            trustchain_children(config) if children is None else children,
+            Strategy.ONE_FOR_ONE,
+            config.supervision.max_restarts,
+            config.supervision.period_s,
+            on_give_up=give_up,
+        )
+
+    try:
+        root = await trio.to_thread.run_sync(start_tree)
+    except ChildStartFailed as exc:
+        logger.error("TrustChain could not start: {}", exc)
+        return 1
+    server = ControlServer(registry, config.runtime.request_timeout_s, on_stop=stop.set)
+    async with trio.open_nursery() as connections:
+        async with trio.open_nursery() as accepting:
+            await accepting.start(server.serve, listener, connections)
+            accepting.start_soon(_signals, stop)
+            logger.info(
+                "TrustChain is running (pid {}); control socket {}",
+                os.getpid(),
+                config.runtime.control_socket,
+            )
+            await stop.wait()
+            accepting.cancel_scope.cancel()
+        server.close()
+        with suppress(FileNotFoundError):
+            config.runtime.control_socket.unlink()
+        if not await server.drained(config.runtime.drain_timeout_s):
+            logger.warning(
+                "{} request(s) still in flight after {} s; stopping anyway",
+                server.in_flight,
+                config.runtime.drain_timeout_s,
+            )
+        logger.info("stopping the tree, leaf first")
+        await trio.to_thread.run_sync(lambda: root.stop(block=True, timeout=60))
+        connections.cancel_scope.cancel()
+    if gave_up:
+        logger.error("TrustChain stopped: {}", gave_up[0])
+        return 1
+    logger.info("TrustChain stopped")
+    return 0
+
+
+async def _signals(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logger.info("{} received: shutting down", signal.Signals(signum).name)
+            stop.set()
+            return

@@ -1,0 +1,258 @@
+"""The `trustchain` command line.
+
+Every command but `run` and `hsm init` talks to a running TrustChain over
+the control socket named by the config. Errors print one line on stderr,
+never a traceback, and exit non-zero (1 for an error reply or no runtime,
+2 for bad usage or config).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from trustchain.config import Config, ConfigError, load_config
+from trustchain.protocols.client import ControlClient
+from trustchain.supervisors import TrustChainError
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print("[bold red]error:[/]", escape(message), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+class Context:
+    def __init__(self, config_path: Path | None, socket: Path | None) -> None:
+        self.config_path = config_path
+        self.socket_override = socket
+        self._config: Config | None = None
+
+    def config(self, overrides: dict[str, Any] | None = None) -> Config:
+        if self._config is None or overrides:
+            try:
+                self._config = load_config(self.config_path, overrides=overrides)
+            except ConfigError as exc:
+                fail(str(exc), 2)
+        return self._config
+
+    def client(self) -> ControlClient:
+        path = self.socket_override or self.config().runtime.control_socket
+        return ControlClient(path, timeout=self.config().runtime.request_timeout_s + 5)
+
+    def call(self, to: str, type: str, args: dict[str, Any] | None = None) -> Any:
+        try:
+            with self.client() as client:
+                return client.call(to, type, args)
+        except TrustChainError as exc:
+            fail(f"{exc.message} [{exc.code}]")
+        except OSError as exc:
+            fail(f"control socket: {exc}")
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="TRUSTCHAIN_CONFIG",
+    help="TOML config file (default: the packaged default.toml).",
+)
+@click.option(
+    "--socket", type=click.Path(path_type=Path), help="Control socket path (overrides the config)."
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, socket: Path | None) -> None:
+    """TrustChain: a certificate authority as a tree of supervised actors."""
+    ctx.obj = Context(config_path, socket)
+
+
+@main.command()
+@click.option("--log-json", is_flag=True, default=None, help="Log JSON lines instead of text.")
+@click.option("--log-level", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.pass_obj
+def run(obj: Context, log_json: bool | None, log_level: str | None) -> None:
+    """Run TrustChain in the foreground (Ctrl-C or `trustchain stop` ends it)."""
+    from trustchain.protocols.boot import run as run_runtime
+
+    overrides: dict[str, Any] = {}
+    if log_json is not None:
+        overrides["runtime.log_json"] = log_json
+    if log_level is not None:
+        overrides["runtime.log_level"] = log_level
+    if obj.socket_override is not None:
+        overrides["runtime.control_socket"] = str(obj.socket_override)
+    config = obj.config(overrides)
+    try:
+        sys.exit(run_runtime(config))
+    except TrustChainError as exc:
+        fail(f"{exc.message} [{exc.code}]")
+
+
+def _ago(failure: dict[str, Any] | None) -> str:
+    if not failure:
+        return "-"
+    seconds = max(0, int(time.time() - failure["at"]))
+    return f"{failure['type']}: {failure['message'][:60]} ({seconds}s ago)"
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+STATE_STYLE = {
+    "running": "green",
+    "restarting": "yellow",
+    "starting": "yellow",
+    "stopped": "dim",
+    "failed": "bold red",
+}
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    table = Table(title=f"TrustChain (pid {status['pid']}, up {_uptime(status['uptime_s'])})")
+    for column in (
+        "name",
+        "supervisor",
+        "state",
+        "restarts",
+        "last failure",
+        "mailbox",
+        "handled",
+        "uptime",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("restarts", "mailbox", "handled") else "left"
+        )
+    for actor in status["actors"]:
+        state = actor["state"]
+        table.add_row(
+            actor["name"],
+            actor["supervisor"] or "-",
+            f"[{STATE_STYLE.get(state, '')}]{state}[/]",
+            str(actor["restarts"]),
+            _ago(actor["last_failure"]),
+            str(actor["mailbox"]),
+            str(actor["handled"]),
+            _uptime(actor["uptime_s"]) if state == "running" else "-",
+        )
+    return table
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
+@click.option(
+    "--watch",
+    type=float,
+    default=None,
+    is_flag=False,
+    flag_value=1.0,
+    help="Refresh every N seconds (default 1) until Ctrl-C.",
+)
+@click.pass_obj
+def status(obj: Context, as_json: bool, watch: float | None) -> None:
+    """Show every actor: state, restarts, last failure, mailbox, handled, uptime."""
+    if as_json:
+        click.echo(json.dumps(obj.call("runtime", "status"), indent=2))
+        return
+    console = Console()
+    if watch is None:
+        console.print(status_table(obj.call("runtime", "status")))
+        return
+    try:
+        with obj.client() as client, Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(status_table(client.call("runtime", "status")), refresh=True)
+                time.sleep(watch)
+    except KeyboardInterrupt:
+        pass
+    except TrustChainError as exc:
+        fail(f"{exc.message} [{exc.code}]")
+
+
+@main.command()
+@click.argument("actor")
+@click.argument("type")
+@click.option("--args", "args_json", default="{}", help="Arguments as a JSON object.")
+@click.pass_obj
+def send(obj: Context, actor: str, type: str, args_json: str) -> None:
+    """Send one message to an actor and print its reply as JSON."""
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        fail(f"--args is not valid JSON: {exc}", 2)
+    if not isinstance(args, dict):
+        fail("--args must be a JSON object", 2)
+    click.echo(json.dumps(obj.call(actor, type, args), indent=2))
+
+
+@main.command()
+@click.pass_obj
+def stop(obj: Context) -> None:
+    """Ask the running TrustChain to drain and stop."""
+    obj.call("runtime", "stop")
+    click.echo("TrustChain is stopping")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_obj
+def restart(obj: Context, name: str) -> None:
+    """Restart one actor through its supervisor."""
+    result = obj.call("runtime", "restart", {"name": name})
+    click.echo(f"{name}: {result['state']} (restarts {result['restarts']})")
+
+
+@main.group()
+def hsm() -> None:
+    """The HSM: set up a local SoftHSM token, list keys."""
+
+
+@hsm.command("init")
+@click.pass_obj
+def hsm_init(obj: Context) -> None:
+    """Create the SoftHSM token, config and PIN files under var/ if missing."""
+    from trustchain.actors.softhsm import prepare_softhsm_token
+
+    config = obj.config().hsm
+    if not config.softhsm2_conf:
+        fail("hsm.softhsm2_conf is empty: this config uses a real HSM, provisioned by its vendor")
+    try:
+        created = prepare_softhsm_token(
+            Path(config.softhsm2_conf), config.token_label, config.pin_file
+        )
+    except TrustChainError as exc:
+        fail(exc.message)
+    word = "created" if created else "already exists"
+    click.echo(f"SoftHSM token {config.token_label!r} {word} ({config.softhsm2_conf})")
+
+
+@hsm.command("keys")
+@click.pass_obj
+def hsm_keys(obj: Context) -> None:
+    """List the keys in the token (labels, types; never private values)."""
+    table = Table()
+    for column in ("label", "key type", "extractable", "sensitive"):
+        table.add_column(column)
+    for key in obj.call("hsm", "list_keys"):
+        table.add_row(key["label"], key["key_type"], str(key["extractable"]), str(key["sensitive"]))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

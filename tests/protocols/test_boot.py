@@ -1,0 +1,75 @@
+"""The composition root: drain on stop, and a root that gives up ends the process non-zero."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import trio
+
+from trustchain.config import load_config
+from trustchain.protocols.boot import serve
+from trustchain.protocols.control import bind_control_socket
+
+from ..supervisors.test_supervisor import Tree
+from .test_control import Client
+
+
+def config_for(directory: Path, drain_timeout_s: float = 5.0):
+    config = load_config()
+    runtime = dataclasses.replace(
+        config.runtime, control_socket=directory / "ctl.sock", drain_timeout_s=drain_timeout_s
+    )
+    supervision = dataclasses.replace(config.supervision, max_restarts=2, period_s=60)
+    return dataclasses.replace(config, runtime=runtime, supervision=supervision)
+
+
+async def wait_for_socket(path: Path) -> Client:
+    with trio.fail_after(10):
+        while True:
+            try:
+                return Client(await trio.open_unix_socket(str(path)))
+            except OSError:
+                await trio.sleep(0.01)
+
+
+async def test_stop_drains_in_flight_requests_then_stops_leaf_first(short_tmp: Path) -> None:
+    tree = Tree()
+    config = config_for(short_tmp)
+    listener = bind_control_socket(config.runtime.control_socket)
+    codes: list[int] = []
+
+    async def run() -> None:
+        codes.append(await serve(config, listener, [tree.spec("a"), tree.spec("b")]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        client = await wait_for_socket(config.runtime.control_socket)
+        await client.send({"id": 1, "to": "b", "type": "sleep", "args": {"seconds": 0.3}})
+        await trio.sleep(0.05)
+        assert (await client.call(id=2, to="runtime", type="stop"))["result"] == "stopping"
+        # The slow request started before the stop still gets its answer.
+        assert await client.receive() == {"id": 1, "ok": True, "result": None}
+    assert codes == [0]
+    assert tree.log[-2:] == [("stop", "b"), ("stop", "a")]
+    assert not config.runtime.control_socket.exists()
+
+
+async def test_a_root_past_its_intensity_ends_serve_with_exit_code_1(short_tmp: Path) -> None:
+    tree = Tree()
+    config = config_for(short_tmp)
+    listener = bind_control_socket(config.runtime.control_socket)
+    codes: list[int] = []
+
+    async def run() -> None:
+        codes.append(await serve(config, listener, [tree.spec("a")]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        client = await wait_for_socket(config.runtime.control_socket)
+        with trio.fail_after(10):
+            while not codes:
+                await client.send({"id": 1, "to": "a", "type": "crash"})
+                await client.receive()
+                await trio.sleep(0.02)
+    assert codes == [1]

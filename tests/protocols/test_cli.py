@@ -1,0 +1,176 @@
+"""`trustchain` as a user runs it: a real process, a real SoftHSM token, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustchain.config import HsmConfig
+
+TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
+
+
+def write_config(directory: Path, hsm: HsmConfig, **runtime: object) -> Path:
+    config = directory / "trustchain.toml"
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
+    config.write_text(
+        f"""
+[runtime]
+state_dir = "{directory}"
+control_socket = "{directory}/ctl.sock"
+{extra}
+[hsm]
+module = "{hsm.module}"
+token_label = "{hsm.token_label}"
+pin_file = "{hsm.pin_file}"
+softhsm2_conf = "{hsm.softhsm2_conf}"
+
+[hsm.keys]
+cli-test-key = "ec-p256"
+"""
+    )
+    return config
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TRUSTCHAIN, "--config", str(config), *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"trustchain run exited early:\n{process.stderr.read()}")  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the control socket never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def running(short_tmp: Path, softhsm: HsmConfig) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    config = write_config(short_tmp, softhsm)
+    process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"],
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(short_tmp / "ctl.sock", process)
+    yield config, process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_status_shows_a_table_of_the_tree(running) -> None:
+    config, _ = running
+    done = cli(config, "status")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "│" in line]
+    rows = {line.split("│")[1].strip(): line for line in lines}
+    assert "running" in rows["hsm"] and "root" in rows["hsm"]
+    assert "running" in rows["root"]
+    for column in ("name", "supervisor", "state", "restarts", "last failure", "mailbox",
+                   "handled", "uptime"):
+        assert column in done.stdout
+
+
+def test_status_json_is_machine_readable(running) -> None:
+    config, _ = running
+    status = json.loads(cli(config, "status", "--json").stdout)
+    assert {a["name"] for a in status["actors"]} == {"root", "hsm"}
+
+
+def test_send_signs_in_the_hsm_and_the_signature_verifies(running) -> None:
+    config, _ = running
+    data = base64.b64encode(b"hello").decode()
+    done = cli(config, "send", "hsm", "sign", "--args",
+               json.dumps({"label": "cli-test-key", "data": data}))
+    assert done.returncode == 0, done.stderr
+    signature = base64.b64decode(json.loads(done.stdout))
+    key = json.loads(cli(config, "send", "hsm", "public_key", "--args",
+                         '{"label": "cli-test-key"}').stdout)
+    public = serialization.load_pem_public_key(key["public_key"].encode())
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(signature, b"hello", ec.ECDSA(hashes.SHA256()))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send", "hsm", "sign", "--args", '{"label": "nope", "data": ""}'], "[unknown_key]"),
+        (["send", "hsm", "sign", "--args", "{oops"], "--args is not valid JSON"),
+        (["send", "nobody", "ping"], "[unknown_actor]"),
+        (["restart", "nobody"], "[unknown_actor]"),
+    ],
+)
+def test_errors_print_one_line_without_a_traceback(running, args, message) -> None:
+    config, _ = running
+    done = cli(config, *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_restart_through_the_cli_keeps_the_address(running) -> None:
+    config, _ = running
+    done = cli(config, "restart", "hsm")
+    assert done.returncode == 0, done.stderr
+    assert "hsm: running (restarts 1)" in done.stdout
+    assert cli(config, "send", "hsm", "list_keys").returncode == 0
+
+
+def test_sigterm_stops_the_tree_removes_the_socket_and_exits_0(running, short_tmp) -> None:
+    config, process = running
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert not (short_tmp / "ctl.sock").exists()
+    log = process.stderr.read()
+    assert "SIGTERM received" in log and "TrustChain stopped" in log
+
+
+def test_stop_command_stops_the_runtime(running) -> None:
+    config, process = running
+    assert cli(config, "stop").returncode == 0
+    assert process.wait(timeout=30) == 0
+
+
+def test_commands_without_a_runtime_say_it_is_not_running(short_tmp, softhsm) -> None:
+    config = write_config(short_tmp, softhsm)
+    done = cli(config, "status")
+    assert done.returncode == 1
+    assert "TrustChain is not running" in done.stderr
+
+
+def test_a_bad_config_is_refused_with_the_dotted_key(short_tmp, softhsm) -> None:
+    config = write_config(short_tmp, softhsm, drain_timeout_s="soon")
+    done = cli(config, "run")
+    assert done.returncode == 2
+    assert "runtime.drain_timeout_s must be a number" in done.stderr
+
+
+def test_a_wrong_pin_stops_run_with_a_clear_reason(short_tmp, softhsm) -> None:
+    config = write_config(short_tmp, softhsm)
+    done = subprocess.run([TRUSTCHAIN, "--config", str(config), "run"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "TRUSTCHAIN_HSM_PIN": "bad"})
+    assert done.returncode == 1
+    assert "the PIN for token 'trustchain-test' was refused" in done.stderr
+
+
+def test_json_logs_on_request(short_tmp, softhsm) -> None:
+    config = write_config(short_tmp, softhsm)
+    process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run", "--log-json"],
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(short_tmp / "ctl.sock", process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    records = [json.loads(line) for line in process.stderr.read().splitlines()]
+    assert any("TrustChain is running" in r["record"]["message"] for r in records)
