@@ -36,6 +36,7 @@ from pkcs11.util.ec import (
     encode_ecdsa_signature,
     encode_named_curve_parameters,
 )
+
 from trustchain.supervisors.errors import TrustChainError
 
 KEY_TYPES: dict[str, tuple[str, Any]] = {

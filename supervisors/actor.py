@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import outcome
 import pykka
 from loguru import logger
+
 from trustchain.supervisors.errors import (
     ActorCrashed,
     ActorUnavailable,

@@ -13,6 +13,7 @@ from typing import Any
 
 import outcome
 import trio
+
 from trustchain.supervisors.errors import RequestTimeout
 from trustchain.supervisors.messages import Message
 from trustchain.supervisors.registry import Registry

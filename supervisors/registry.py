@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 import pykka
+
 from trustchain.supervisors.errors import ActorUnavailable, RequestTimeout, UnknownActor
 
 if TYPE_CHECKING:

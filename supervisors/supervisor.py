@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import pykka
 from loguru import logger
+
 from trustchain.supervisors.actor import ActorContext, ChildExited, SupervisedActor, handles
 from trustchain.supervisors.errors import TrustChainError, UnknownActor
 from trustchain.supervisors.messages import Message

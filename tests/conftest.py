@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from trustchain.actors.softhsm import prepare_softhsm_token
 from trustchain.config import HsmConfig
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from trustchain.actors.hsm import GenerateKey, GetPublicKey, HSMActor, ListKeys, SignData
 from trustchain.actors.token import KeyExists, UnknownKey
 from trustchain.config import HsmConfig

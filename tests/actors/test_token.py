@@ -8,6 +8,7 @@ import pkcs11
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
 from trustchain.actors.token import (
     HsmLoginFailed,
     HsmModuleNotFound,

@@ -61,7 +61,7 @@ def test_bad_values_are_refused_with_the_dotted_key(tmp_path: Path, text: str, m
 
 
 def test_a_bad_environment_value_names_its_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="supervision.period_s must be at least"):
+    with pytest.raises(ConfigError, match=r"supervision\.period_s must be at least"):
         load_config(write(tmp_path, ""), env={"TRUSTCHAIN_SUPERVISION__PERIOD_S": "0"})
 
 

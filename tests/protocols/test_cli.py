@@ -129,7 +129,7 @@ def test_restart_through_the_cli_keeps_the_address(running) -> None:
 
 
 def test_sigterm_stops_the_tree_removes_the_socket_and_exits_0(running, short_tmp) -> None:
-    config, process = running
+    _, process = running
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert not (short_tmp / "ctl.sock").exists()

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import trio
+
 from trustchain.supervisors import ActorCrashed, InvalidRequest, RequestTimeout, UnknownActor, ask
 
 from .test_supervisor import Crash, Ping, Refuse, Sleep, Tree

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
+
 from trustchain.supervisors import InvalidRequest, Message, to_jsonable
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
+
 from trustchain.supervisors import (
     ActorCrashed,
     ActorState,
