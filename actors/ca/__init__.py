@@ -1,0 +1,113 @@
+"""The certificate authority's domain layer (sans-IO: no actors, no I/O but SQLite).
+
+policy  -> ``parse_csr``, ``check_request``: a CSR becomes an ``ApprovedRequest``.
+certs   -> ``root_tbs``, ``intermediate_tbs``, ``leaf_tbs`` build a ``ToBeSigned``;
+           the HSM signs ``.der``; ``assemble`` makes the certificate.
+crl     -> ``crl_tbs`` + ``assemble_crl``, or ``build_crl`` through a ``Signer``.
+store   -> ``CAStore``: CA certificates, issued serials, revocations, CRL numbers.
+keys    -> key types, ``SignatureAlgorithm``, ``remote_signing_key``.
+"""
+
+from .certs import (
+    BACKDATE,
+    SCT_LIST_OID,
+    ToBeSigned,
+    assemble,
+    ca_name,
+    ca_public_key,
+    intermediate_tbs,
+    leaf_tbs,
+    new_serial,
+    root_tbs,
+)
+from .crl import (
+    REASONS,
+    RevokedEntry,
+    assemble_crl,
+    build_crl,
+    crl_tbs,
+    parse_reason,
+)
+from .errors import (
+    AlreadyRevoked,
+    BadCSRSignature,
+    CSRTooLarge,
+    DuplicateName,
+    DuplicateSerial,
+    InvalidName,
+    IssuerNotValid,
+    KeyNotAllowed,
+    MalformedCSR,
+    NameNotPermitted,
+    NoNames,
+    PolicyViolation,
+    SignatureInvalid,
+    TooManyNames,
+    UnknownRevocationReason,
+    UnknownSerial,
+    ValidityOutOfBounds,
+)
+from .keys import (
+    SignatureAlgorithm,
+    Signer,
+    ecdsa_der_from_raw,
+    key_type_of,
+    local_signer,
+    remote_signing_key,
+    signature_algorithm_for,
+)
+from .policy import CSR, ApprovedRequest, IssuancePolicy, check_request, parse_csr
+from .store import CACertificateRecord, CAStore, IssuanceRecord, parse_serial, serial_hex
+
+__all__ = [
+    "BACKDATE",
+    "CSR",
+    "REASONS",
+    "SCT_LIST_OID",
+    "AlreadyRevoked",
+    "ApprovedRequest",
+    "BadCSRSignature",
+    "CACertificateRecord",
+    "CAStore",
+    "CSRTooLarge",
+    "DuplicateName",
+    "DuplicateSerial",
+    "InvalidName",
+    "IssuancePolicy",
+    "IssuanceRecord",
+    "IssuerNotValid",
+    "KeyNotAllowed",
+    "MalformedCSR",
+    "NameNotPermitted",
+    "NoNames",
+    "PolicyViolation",
+    "RevokedEntry",
+    "SignatureAlgorithm",
+    "SignatureInvalid",
+    "Signer",
+    "ToBeSigned",
+    "TooManyNames",
+    "UnknownRevocationReason",
+    "UnknownSerial",
+    "ValidityOutOfBounds",
+    "assemble",
+    "assemble_crl",
+    "build_crl",
+    "ca_name",
+    "ca_public_key",
+    "check_request",
+    "crl_tbs",
+    "ecdsa_der_from_raw",
+    "intermediate_tbs",
+    "key_type_of",
+    "leaf_tbs",
+    "local_signer",
+    "new_serial",
+    "parse_csr",
+    "parse_reason",
+    "parse_serial",
+    "remote_signing_key",
+    "root_tbs",
+    "serial_hex",
+    "signature_algorithm_for",
+]

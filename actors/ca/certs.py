@@ -113,7 +113,8 @@ def _tbs(builder: x509.CertificateBuilder, signer_key: CAPublicKey) -> ToBeSigne
     return ToBeSigned(tbs, algorithm)
 
 
-def _issuer_key(issuer: x509.Certificate) -> CAPublicKey:
+def ca_public_key(issuer: x509.Certificate) -> CAPublicKey:
+    """The CA certificate's key; ValueError if it is not a CA key type."""
     key = issuer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise ValueError("the issuer's key is not a CA key type")
@@ -124,7 +125,7 @@ def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(_issuer_key(issuer))
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public_key(issuer))
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
@@ -241,7 +242,7 @@ def intermediate_tbs(
         builder = builder.add_extension(_crl_dp(crl_url), critical=False)
     if ca_issuers_url is not None:
         builder = builder.add_extension(_ca_issuers(ca_issuers_url), critical=False)
-    return _tbs(builder, _issuer_key(issuer_cert))
+    return _tbs(builder, ca_public_key(issuer_cert))
 
 
 def _leaf_key_usage(public_key: CertifiablePublicKey) -> x509.KeyUsage:
@@ -329,7 +330,7 @@ def leaf_tbs(
         _check_sct_list(sct_list)
         extension = x509.UnrecognizedExtension(SCT_LIST_OID, der.octet_string(sct_list))
         builder = builder.add_extension(extension, critical=False)
-    return _tbs(builder, _issuer_key(issuer_cert))
+    return _tbs(builder, ca_public_key(issuer_cert))
 
 
 def assemble(

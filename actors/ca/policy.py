@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
 from trustchain.config import ConfigError
 
 from .errors import (
@@ -131,7 +132,7 @@ def parse_csr(data: bytes | str, max_bytes: int = DEFAULT_MAX_CSR_BYTES) -> CSR:
             csr = x509.load_pem_x509_csr(raw)
         else:
             csr = x509.load_der_x509_csr(raw)
-    except (ValueError, UnsupportedAlgorithm) as error:
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as error:
         raise MalformedCSR(
             "pkcs10", f"not a PEM or DER PKCS#10 certificate request ({error})"
         ) from None
@@ -182,11 +183,16 @@ def _requested_names(csr: CSR) -> list[object]:
         entries: list[object] = list(san)
     except x509.ExtensionNotFound:
         entries = []
+    except x509.UnsupportedGeneralNameType as error:
+        raise NameNotPermitted("san_types", f"{error}; use DNS names or IP addresses") from None
     except ValueError as error:  # duplicate or undecodable extensions
         raise MalformedCSR("pkcs10", f"the CSR's extensions cannot be read ({error})") from None
     if entries:
         return entries
-    return [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        return [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    except ValueError as error:  # the subject is decoded lazily
+        raise MalformedCSR("pkcs10", f"the CSR's subject cannot be read ({error})") from None
 
 
 def _check_ip(address: object, policy: IssuancePolicy) -> ipaddress.IPv6Address:

@@ -1,0 +1,305 @@
+"""The CA's durable records in SQLite: its certificates, what it issued, CRL numbers.
+
+Serials are the uniqueness the whole CA rests on (RFC 5280 §4.1.2.2: unique per
+issuer), so the database enforces it: ``issued.serial`` is the PRIMARY KEY, as
+lower-case hex without leading zeros (``serial_hex``). Every public method is
+one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on any
+error), so a failed call changes nothing. Files use WAL with synchronous=FULL:
+a record the caller saw committed survives a crash. Times are stored as
+ISO 8601 UTC text to the second, which sorts as time.
+
+The connection belongs to the thread that opened it (sqlite3's default): open
+the store in the owning actor's ``on_start``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from .crl import RevokedEntry, parse_reason
+from .errors import AlreadyRevoked, DuplicateSerial, UnknownSerial
+
+Role = Literal["root", "intermediate"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ca_certificates (
+    fingerprint TEXT PRIMARY KEY,           -- SHA-256 of the DER, hex
+    role        TEXT NOT NULL CHECK (role IN ('root', 'intermediate')),
+    key_label   TEXT NOT NULL,
+    pem         TEXT NOT NULL,
+    not_before  TEXT NOT NULL,
+    not_after   TEXT NOT NULL,
+    active      INTEGER NOT NULL CHECK (active IN (0, 1))
+);
+CREATE TABLE IF NOT EXISTS issued (
+    serial           TEXT PRIMARY KEY,      -- lower-case hex, no leading zeros
+    names            TEXT NOT NULL,         -- JSON list of DNS names and IP addresses
+    not_before       TEXT NOT NULL,
+    not_after        TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('issued', 'revoked')),
+    revoked_at       TEXT,
+    reason           TEXT,
+    cert_der         BLOB NOT NULL,
+    issuer_key_label TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS issued_revoked ON issued (issuer_key_label, status);
+CREATE TABLE IF NOT EXISTS crl_numbers (
+    issuer_key_label TEXT PRIMARY KEY,
+    last_number      INTEGER NOT NULL
+);
+"""
+
+
+def serial_hex(serial: int) -> str:
+    """The canonical text of a serial: lower-case hex, no leading zeros."""
+    if serial <= 0:
+        raise ValueError("serial numbers are positive")
+    return format(serial, "x")
+
+
+def parse_serial(text: str) -> int:
+    """A serial from hex text (any case, optional colons or 0x); UnknownSerial if not hex."""
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        value = int(cleaned, 16)
+    except ValueError:
+        raise UnknownSerial(f"{text!r} is not a hexadecimal serial number") from None
+    if value <= 0:
+        raise UnknownSerial(f"{text!r} is not a serial number this CA issues")
+    return value
+
+
+def _key(serial: int) -> str:
+    if serial <= 0:
+        raise UnknownSerial(f"{serial} is not a serial number this CA issues")
+    return serial_hex(serial)
+
+
+def _time(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return value.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _cert_names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(name.value) for name in san if isinstance(name, x509.DNSName | x509.IPAddress)]
+
+
+@dataclass(frozen=True)
+class CACertificateRecord:
+    fingerprint: str
+    role: Role
+    key_label: str
+    certificate: x509.Certificate
+    not_after: datetime
+    active: bool
+
+
+@dataclass(frozen=True)
+class IssuanceRecord:
+    serial: int
+    names: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    status: Literal["issued", "revoked"]
+    revoked_at: datetime | None
+    reason: str | None
+    cert_der: bytes
+    issuer_key_label: str
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.cert_der)
+
+
+class CAStore:
+    """The CA's records in one SQLite database (a path, or ":memory:")."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- CA certificates ----------------------------------------------------
+
+    def add_ca_certificate(
+        self, role: Role, key_label: str, cert: x509.Certificate, *, active: bool = True
+    ) -> CACertificateRecord:
+        """Record a CA certificate; adding the same certificate again updates nothing."""
+        record = CACertificateRecord(
+            fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
+            role=role,
+            key_label=key_label,
+            certificate=cert,
+            not_after=cert.not_valid_after_utc,
+            active=active,
+        )
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO ca_certificates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.fingerprint, role, key_label, pem, _time(cert.not_valid_before_utc),
+                 _time(record.not_after), int(active)),
+            )  # fmt: skip
+        return record
+
+    def set_ca_active(self, fingerprint: str, active: bool) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE ca_certificates SET active = ? WHERE fingerprint = ?",
+                (int(active), fingerprint),
+            )
+
+    def list_ca_certificates(self, role: Role | None = None) -> list[CACertificateRecord]:
+        """CA certificates, oldest first, optionally of one role."""
+        query = "SELECT fingerprint, role, key_label, pem, not_after, active FROM ca_certificates"
+        rows = (
+            self._db.execute(query + " WHERE role = ? ORDER BY not_before, fingerprint", (role,))
+            if role
+            else self._db.execute(query + " ORDER BY not_before, fingerprint")
+        )
+        return [
+            CACertificateRecord(
+                fingerprint=row[0],
+                role=row[1],
+                key_label=row[2],
+                certificate=x509.load_pem_x509_certificate(row[3].encode("ascii")),
+                not_after=_parse_time(row[4]),
+                active=bool(row[5]),
+            )
+            for row in rows
+        ]
+
+    def current_intermediate(self, now: datetime) -> CACertificateRecord | None:
+        """The active intermediate valid at ``now`` that was issued last, if any."""
+        valid = [
+            r
+            for r in self.list_ca_certificates("intermediate")
+            if r.active and r.certificate.not_valid_before_utc <= now <= r.not_after
+        ]
+        return valid[-1] if valid else None
+
+    # -- issued certificates ------------------------------------------------
+
+    def record_issued(self, cert: x509.Certificate, issuer_key_label: str) -> IssuanceRecord:
+        """Record an issued certificate; ``DuplicateSerial`` if its serial exists."""
+        serial = serial_hex(cert.serial_number)
+        names = _cert_names(cert)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
+                    (serial, json.dumps(names), _time(cert.not_valid_before_utc),
+                     _time(cert.not_valid_after_utc), der, issuer_key_label),
+                )  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise DuplicateSerial(
+                f"serial {serial} was already issued; draw a new serial and build again",
+                serial=serial,
+            ) from None
+        return self.get(cert.serial_number)
+
+    def get(self, serial: int) -> IssuanceRecord:
+        row = self._db.execute(
+            "SELECT serial, names, not_before, not_after, status, revoked_at, reason, cert_der,"
+            " issuer_key_label FROM issued WHERE serial = ?",
+            (_key(serial),),
+        ).fetchone()
+        if row is None:
+            raise UnknownSerial(f"no certificate with serial {serial:x} was issued here")
+        return IssuanceRecord(
+            serial=int(row[0], 16),
+            names=tuple(json.loads(row[1])),
+            not_before=_parse_time(row[2]),
+            not_after=_parse_time(row[3]),
+            status=row[4],
+            revoked_at=_parse_time(row[5]) if row[5] else None,
+            reason=row[6],
+            cert_der=bytes(row[7]),
+            issuer_key_label=row[8],
+        )
+
+    def revoke(self, serial: int, reason: str, now: datetime) -> IssuanceRecord:
+        """Mark a certificate revoked at ``now`` (``UnknownSerial``, ``AlreadyRevoked``)."""
+        canonical = parse_reason(reason)
+        key = _key(serial)
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM issued WHERE serial = ?", (key,)).fetchone()
+            if row is None:
+                raise UnknownSerial(f"no certificate with serial {key} was issued here")
+            if row[0] == "revoked":
+                raise AlreadyRevoked(f"certificate {key} is already revoked", serial=key)
+            db.execute(
+                "UPDATE issued SET status = 'revoked', revoked_at = ?, reason = ? WHERE serial = ?",
+                (_time(now), canonical, key),
+            )
+        return self.get(serial)
+
+    def revoked_entries(
+        self, issuer_key_label: str, *, expired_before: datetime | None = None
+    ) -> list[RevokedEntry]:
+        """Revoked certificates of one issuer, by serial, for its CRL.
+
+        With ``expired_before``, certificates that expired before that instant are
+        left out (RFC 5280 §3.3 lets a CRL drop them once one CRL issued after
+        their expiry listed them).
+        """
+        query = (
+            "SELECT serial, revoked_at, reason FROM issued "
+            "WHERE issuer_key_label = ? AND status = 'revoked'"
+        )
+        params: tuple[str, ...] = (issuer_key_label,)
+        if expired_before is not None:
+            query += " AND not_after >= ?"
+            params += (_time(expired_before),)
+        rows = self._db.execute(query, params).fetchall()
+        entries = [RevokedEntry(int(s, 16), _parse_time(at), reason) for s, at, reason in rows]
+        return sorted(entries, key=lambda e: e.serial)
+
+    def next_crl_number(self, issuer_key_label: str) -> int:
+        """The next CRL number for this issuer: 1, 2, 3, ... durable and never reused."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO crl_numbers VALUES (?, 1) ON CONFLICT (issuer_key_label) "
+                "DO UPDATE SET last_number = last_number + 1",
+                (issuer_key_label,),
+            )
+            row = db.execute(
+                "SELECT last_number FROM crl_numbers WHERE issuer_key_label = ?",
+                (issuer_key_label,),
+            ).fetchone()
+        return int(row[0])
