@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ._tls import Reader, opaque
+from ._tls import Reader, opaque, uint
 from .errors import InvalidLogEntry, MalformedStructure
 from .merkle import leaf_hash
 from .rfc6962 import (
@@ -48,6 +48,23 @@ class LogEntryInput:
     chain: tuple[bytes, ...] = ()
     issuer_key_hash: bytes | None = None
     tbs_certificate: bytes | None = None
+    signed_entry: bytes = field(init=False, repr=False, compare=False)
+    """The RFC 6962 ``signed_entry`` (ASN.1Cert or PreCert), encoded once."""
+    identity: bytes = field(init=False, repr=False, compare=False)
+    """Deduplication key: SHA-256 of entry type and signed entry (no timestamp)."""
+
+    def __post_init__(self) -> None:
+        is_precert = self.entry_type == LogEntryType.PRECERT_ENTRY
+        if is_precert != (self.tbs_certificate is not None):
+            raise InvalidLogEntry("tbs_certificate is set exactly for precert entries")
+        try:
+            signed_entry = self.timestamped_entry(0).signed_entry()
+        except MalformedStructure as exc:
+            raise InvalidLogEntry(f"cannot be logged: {exc.message}") from None
+        object.__setattr__(self, "signed_entry", signed_entry)
+        object.__setattr__(
+            self, "identity", hashlib.sha256(uint(self.entry_type, 2) + signed_entry).digest()
+        )
 
     @classmethod
     def x509(cls, certificate: bytes, chain: Sequence[bytes] = ()) -> LogEntryInput:
@@ -70,16 +87,14 @@ class LogEntryInput:
         return cls(LogEntryType.PRECERT_ENTRY, precertificate, tuple(chain), issuer_key_hash, tbs)
 
     def timestamped_entry(self, timestamp: int, extensions: bytes = b"") -> TimestampedEntry:
-        if self.entry_type == LogEntryType.PRECERT_ENTRY:
-            assert self.tbs_certificate is not None
+        if self.tbs_certificate is not None:
             return TimestampedEntry(
                 timestamp, self.entry_type, self.tbs_certificate, self.issuer_key_hash, extensions
             )
         return TimestampedEntry(timestamp, self.entry_type, self.certificate, None, extensions)
 
-    def identity(self) -> bytes:
-        """Deduplication key: equal for resubmissions of the same (pre)certificate."""
-        return self.timestamped_entry(0).identity()
+
+MERKLE_LEAF_PREFIX = b"\x00\x00"  # MerkleTreeLeaf version v1, leaf_type timestamped_entry
 
 
 def fingerprint(cert_der: bytes) -> bytes:
@@ -102,8 +117,14 @@ class TileLeaf:
         )
 
     def encode(self) -> bytes:
+        return self.encode_and_hash()[0]
+
+    def encode_and_hash(self) -> tuple[bytes, bytes]:
+        """(TileLeaf encoding, Merkle leaf hash), encoding the entry only once."""
+        entry = self.timestamped_entry.encode()
         pre = b"" if self.pre_certificate is None else opaque(self.pre_certificate, 3, 1)
-        return self.timestamped_entry.encode() + pre + opaque(b"".join(self.chain_fingerprints), 2)
+        encoded = entry + pre + opaque(b"".join(self.chain_fingerprints), 2)
+        return encoded, leaf_hash(MERKLE_LEAF_PREFIX + entry)
 
     @classmethod
     def read(cls, r: Reader) -> TileLeaf:
@@ -127,7 +148,7 @@ class TileLeaf:
         return encode_merkle_tree_leaf(self.timestamped_entry)
 
     def leaf_hash(self) -> bytes:
-        return leaf_hash(self.merkle_tree_leaf())
+        return leaf_hash(MERKLE_LEAF_PREFIX + self.timestamped_entry.encode())
 
 
 def decode_data_tile(data: bytes) -> list[TileLeaf]:

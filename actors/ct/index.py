@@ -49,6 +49,18 @@ class EntryIndex:
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
+    def by_identities(self, identities: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
+        """``by_identity`` for many keys at once: {identity: (index, timestamp)}."""
+        keys = list(dict.fromkeys(identities))
+        found: dict[bytes, tuple[int, int]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT identity, idx, timestamp FROM by_identity WHERE identity IN ({marks})"
+            for ident, idx, ts in self._db.execute(query, chunk):
+                found[bytes(ident)] = (int(idx), int(ts))
+        return found
+
     def by_leaf_hash(self, leaf_hash: bytes) -> int | None:
         row = self._db.execute(
             "SELECT idx FROM by_leaf_hash WHERE leaf_hash=?", (leaf_hash,)

@@ -43,7 +43,14 @@ from .errors import (
 )
 from .index import EntryIndex, IndexRow
 from .recovery import load_state, sync_index
-from .rfc6962 import SignedCertificateTimestamp, Signer, leaf_index_extension, log_id, sign_sct
+from .rfc6962 import (
+    DigitallySigned,
+    SignedCertificateTimestamp,
+    Signer,
+    leaf_index_extension,
+    log_id,
+    sct_signature_input,
+)
 from .storage import TileStorage
 from .tiles import DATA_LEVEL, HASH_SIZE, TILE_HEIGHT, TILE_WIDTH, parse_tile_path
 
@@ -128,18 +135,17 @@ class TileLog:
         results: list[AppendResult] = []
         fresh: list[tuple[LogEntryInput, TileLeaf]] = []
         rows: list[IndexRow] = []
-        seen: dict[bytes, tuple[int, int]] = {}
+        seen = self._index.by_identities(e.identity for e in entries)
         for entry in entries:
-            identity = entry.identity()
-            hit = seen.get(identity) or self._index.by_identity(identity)
+            hit = seen.get(entry.identity)
             if hit is not None:
                 results.append(self._result(entry, hit[0], hit[1], duplicate=True))
                 continue
             idx = self._state.size + len(fresh)
             leaf = TileLeaf.from_input(entry, timestamp, leaf_index_extension(idx))
             fresh.append((entry, leaf))
-            seen[identity] = (idx, timestamp)
-            rows.append((idx, leaf.leaf_hash(), identity, timestamp))
+            seen[entry.identity] = (idx, timestamp)
+            rows.append((idx, b"", entry.identity, timestamp))  # leaf hash filled in _commit
             results.append(self._result(entry, idx, timestamp))
         if fresh:
             self._commit(fresh, rows, timestamp)
@@ -155,14 +161,18 @@ class TileLog:
     def _result(
         self, entry: LogEntryInput, idx: int, ts: int, duplicate: bool = False
     ) -> AppendResult:
-        signed = entry.timestamped_entry(ts, leaf_index_extension(idx))
-        return AppendResult(idx, ts, sign_sct(self._sign, self.log_id, signed), duplicate)
+        extensions = leaf_index_extension(idx)
+        data = sct_signature_input(ts, entry.entry_type, entry.signed_entry, extensions)
+        signature = DigitallySigned(self._sign(data))
+        sct = SignedCertificateTimestamp(self.log_id, ts, extensions, signature)
+        return AppendResult(idx, ts, sct, duplicate)
 
     def _commit(
         self, fresh: list[tuple[LogEntryInput, TileLeaf]], rows: list[IndexRow], ts: int
     ) -> None:
-        leaf_hashes = [row[1] for row in rows]
-        state, changed = self._state.extend(leaf_hashes, [leaf.encode() for _, leaf in fresh])
+        encoded, leaf_hashes = zip(*(leaf.encode_and_hash() for _, leaf in fresh), strict=True)
+        rows[:] = [(i, h, ident, t) for (i, _, ident, t), h in zip(rows, leaf_hashes, strict=True)]
+        state, changed = self._state.extend(list(leaf_hashes), list(encoded))
         writes = {tile.path: data for tile, data in changed.items()}
         issuers = {fingerprint(c): c for entry, _ in fresh for c in entry.chain}
         new_issuers = {fp: c for fp, c in issuers.items() if fp not in self._issuers}
