@@ -6,7 +6,8 @@ leave it (CKA_EXTRACTABLE false, CKA_SENSITIVE true), give out public keys
 as SubjectPublicKeyInfo, and sign.
 
 Signing: SoftHSM 2.6 offers raw CKM_ECDSA only, so ECDSA hashes in Python
-and DER-encodes the token's r||s (X9.62 / RFC 3279 ``Ecdsa-Sig-Value``); RSA
+and DER-encodes the token's r||s (X9.62 / RFC 3279 ``Ecdsa-Sig-Value``, with
+cryptography's encoder: python-pkcs11's asn1crypto one cost 18 us a call); RSA
 uses CKM_SHA{256,384}_RSA_PKCS (PKCS#1 v1.5, RFC 8017 §8.2).
 
 Not thread-safe, on purpose: python-pkcs11 initialises the module without
@@ -30,10 +31,10 @@ from typing import Any
 import pkcs11
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import (
     encode_ec_public_key,
-    encode_ecdsa_signature,
     encode_named_curve_parameters,
 )
 
@@ -256,7 +257,10 @@ class Token:
             private = self._private[label] = self._get(label, ObjectClass.PRIVATE_KEY)
         if private.key_type == KeyType.EC:
             digest = hashlib.new(hash_name, data).digest()
-            return bytes(encode_ecdsa_signature(private.sign(digest, mechanism=Mechanism.ECDSA)))
+            raw = private.sign(digest, mechanism=Mechanism.ECDSA)  # r || s, each half the length
+            half = len(raw) // 2
+            r, s = int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+            return encode_dss_signature(r, s)
         return bytes(private.sign(data, mechanism=HASHES[hash_name]))
 
     # Lookup -------------------------------------------------------------------------

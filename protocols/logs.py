@@ -24,11 +24,13 @@ class _Intercept(logging.Handler):
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     logger.remove()
     if json_lines:
-        logger.add(sys.stderr, level=level, serialize=True)
+        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
     else:
         logger.add(
             sys.stderr,
             level=level,
+            backtrace=False,
+            diagnose=False,  # never print local variables: they may hold PINs or keys
             format="<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
             "<cyan>{thread.name}</cyan> {message}",
         )
