@@ -18,6 +18,7 @@ from .certs import (
     intermediate_tbs,
     leaf_tbs,
     new_serial,
+    precert_tbs_for_log,
     root_tbs,
 )
 from .crl import (
@@ -106,6 +107,7 @@ __all__ = [
     "parse_csr",
     "parse_reason",
     "parse_serial",
+    "precert_tbs_for_log",
     "remote_signing_key",
     "root_tbs",
     "serial_hex",

@@ -11,7 +11,8 @@ checks):
 * leaf (§7.1.2.7): empty subject with a critical SAN (or a CN from the first
   name and a non-critical SAN), CA:FALSE, KeyUsage digitalSignature
   (+keyEncipherment for RSA keys), EKU serverAuth (+clientAuth), DV policy
-  2.23.140.1.2.1, AKI, CRL DP, no SKI. A precertificate carries the critical
+  2.23.140.1.2.1, AKI, CRL DP, AIA caIssuers (pkilint: an ERROR without AIA),
+  no SKI. A precertificate carries the critical
   CT poison (RFC 6962 §3.1); a final certificate may carry the SCT list
   (RFC 6962 §3.3), given as the TLS-encoded SignedCertificateTimestampList.
 
@@ -41,6 +42,7 @@ from .policy import ApprovedRequest
 
 ID_ALG_UNSIGNED = bytes.fromhex("300a06082b06010505070624")  # SEQUENCE { OID 1.3.6.1.5.5.7.6.36 }
 SCT_LIST_OID = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+_POISON_OID_DER = bytes.fromhex("060a2b06010401d679020403")  # 1.3.6.1.4.1.11129.2.4.3
 DV_POLICY_OID = ObjectIdentifier("2.23.140.1.2.1")  # CA/B Forum domain-validated
 BACKDATE = timedelta(seconds=60)  # tolerate relying parties' clock skew, at most a minute
 DEFAULT_ROOT_VALIDITY = timedelta(days=3650)
@@ -285,7 +287,7 @@ def leaf_tbs(
     *,
     precert: bool = False,
     sct_list: bytes | None = None,
-    ca_issuers_url: str | None = None,
+    ca_issuers_url: str,
 ) -> ToBeSigned:
     """A subscriber certificate (BRs §7.1.2.7) for an approved request.
 
@@ -321,9 +323,8 @@ def leaf_tbs(
         .add_extension(_aki(issuer_cert), critical=False)
         .add_extension(_crl_dp(crl_url), critical=False)
         .add_extension(_dv_policy(), critical=False)
+        .add_extension(_ca_issuers(ca_issuers_url), critical=False)
     )
-    if ca_issuers_url is not None:
-        builder = builder.add_extension(_ca_issuers(ca_issuers_url), critical=False)
     if precert:
         builder = builder.add_extension(x509.PrecertPoison(), critical=True)
     if sct_list is not None:
@@ -331,6 +332,17 @@ def leaf_tbs(
         extension = x509.UnrecognizedExtension(SCT_LIST_OID, der.octet_string(sct_list))
         builder = builder.add_extension(extension, critical=False)
     return _tbs(builder, ca_public_key(issuer_cert))
+
+
+def precert_tbs_for_log(precert: x509.Certificate) -> bytes:
+    """The TBSCertificate a CT log signs for this precertificate (RFC 6962 §3.2).
+
+    That is the precertificate's TBS with the poison extension removed; it equals
+    ``final.tbs_precertificate_bytes`` of the final certificate built from the same
+    request, serial and ``now``. (cryptography's ``tbs_precertificate_bytes``
+    strips the SCT list, so it only works on the final certificate.)
+    """
+    return der.strip_extension(precert.tbs_certificate_bytes, _POISON_OID_DER)
 
 
 def assemble(
@@ -344,7 +356,10 @@ def assemble(
 
     Check it whenever the signature came from elsewhere: an HSM fault or the
     wrong key label must not produce a certificate (``SignatureInvalid``).
+    A ``sig_alg`` other than the one inside ``tbs`` is a bug (``ValueError``).
     """
+    if der.signature_algorithm_of(tbs) != sig_alg.algorithm_identifier:
+        raise ValueError(f"the tbs was built for another algorithm than {sig_alg.value}")
     if issuer_public_key is not None and not verify_signature(
         issuer_public_key, sig_alg, signature, tbs
     ):

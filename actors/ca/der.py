@@ -147,3 +147,28 @@ def signed(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
     if signature_algorithm_of(tbs) != algorithm:
         raise DerError("the outer algorithm must equal the one inside the tbs (§4.1.1.2)")
     return sequence(tbs, algorithm, bit_string(signature))
+
+
+def strip_extension(tbs: bytes, extension_oid: bytes) -> bytes:
+    """A TBSCertificate without the extension whose DER OID is ``extension_oid``.
+
+    Extensions are the [3] EXPLICIT SEQUENCE OF Extension (RFC 5280 §4.1);
+    each Extension starts with its OID. Used to turn a precertificate's TBS into
+    the one a CT log signs (RFC 6962 §3.2: the poison removed).
+    """
+    outer = read_single(tbs, SEQUENCE)
+    items = children(tbs, outer)
+    wrapper = next((item for item in items if item.tag == 0xA3), None)
+    if wrapper is None:
+        raise DerError("the tbs has no extensions")
+    extensions = read_tlv(tbs, wrapper.value_start, wrapper.end)
+    kept = []
+    for extension in children(tbs, extensions):
+        oid = read_tlv(tbs, extension.value_start, extension.end)
+        if tbs[oid.start : oid.end] != extension_oid:
+            kept.append(tbs[extension.start : extension.end])
+    if len(kept) == len(children(tbs, extensions)):
+        raise DerError("the extension is not in the tbs")
+    replacement = encode_tlv(0xA3, sequence(*kept)) if kept else b""
+    body = tbs[outer.value_start : wrapper.start] + replacement + tbs[wrapper.end : outer.end]
+    return encode_tlv(SEQUENCE, body)

@@ -36,10 +36,11 @@ from trustchain.actors.ca import (
     root_tbs,
 )
 
-ZONE = "example.test"
-CRL_URL = "http://ca.example.test/intermediate.crl"
+ZONE = "pki.example.com"
+CRL_URL = "http://ca.example.com/intermediate.crl"
+CA_ISSUERS_URL = "http://ca.example.com/intermediate.cer"
 PrivateKey = CertificateIssuerPrivateKeyTypes
-ROOT_CRL_URL = "http://ca.example.test/root.crl"
+ROOT_CRL_URL = "http://ca.example.com/root.crl"
 
 
 def _generate(kind: str) -> PrivateKey:
@@ -107,6 +108,7 @@ class Chain:
             serial or new_serial(),
             now or datetime.now(UTC),
             CRL_URL,
+            ca_issuers_url=CA_ISSUERS_URL,
             **options,
         )
         return sign_and_assemble(tbs, self.intermediate_key)
@@ -147,7 +149,7 @@ def build_chain(kind: str, *, zones: tuple[str, ...] | None = None) -> Chain:
             validity=timedelta(days=30),
             permitted_zones=zones,
             crl_url=ROOT_CRL_URL,
-            ca_issuers_url="http://ca.example.test/root.cer",
+            ca_issuers_url="http://ca.example.com/root.cer",
         ),
         root_key,
     )

@@ -32,7 +32,7 @@ from trustchain.actors.ca import (
 from trustchain.actors.ca.policy import check_names
 from trustchain.config import ConfigError
 
-ZONE = "example.test"
+ZONE = "pki.example.com"
 
 
 def approve(kit, policy, *names, key="ec-p256", **kwargs):
@@ -115,7 +115,7 @@ def test_rsa_key_with_small_public_exponent_is_refused(policy):
 
 
 def test_names_are_lower_cased_and_lose_a_trailing_dot(kit, policy):
-    approved = approve(kit, policy, "WWW.Example.TEST.", ZONE)
+    approved = approve(kit, policy, f"WWW.{ZONE.upper()}.", ZONE)
     assert approved.dns_names == (f"www.{ZONE}", ZONE)
 
 
@@ -251,7 +251,7 @@ def test_every_refusal_is_a_policy_violation_with_a_code_and_rule(kit, policy):
 
 @pytest.mark.parametrize(
     "settings_",
-    [dict(permitted_zones=()), dict(permitted_zones=("*.example.test",)),
+    [dict(permitted_zones=()), dict(permitted_zones=("*.example.com",)),
      dict(permitted_zones=("bad_zone",)),
      dict(permitted_zones=(ZONE,), min_validity=timedelta(days=2)),
      dict(permitted_zones=(ZONE,), allowed_key_types=frozenset({"rsa-1024"})),

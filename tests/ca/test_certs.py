@@ -1,0 +1,250 @@
+"""Certificate building: TBS from create_unsigned, DER assembly, the chain
+verifies with openssl and lints clean with pkilint."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from trustchain.actors.ca import (
+    BACKDATE,
+    SCT_LIST_OID,
+    ApprovedRequest,
+    IssuancePolicy,
+    IssuerNotValid,
+    SignatureAlgorithm,
+    SignatureInvalid,
+    assemble,
+    check_request,
+    leaf_tbs,
+    local_signer,
+    new_serial,
+    parse_csr,
+    precert_tbs_for_log,
+)
+from trustchain.actors.ca.certs import ID_ALG_UNSIGNED
+from trustchain.actors.ca.der import signature_algorithm_of
+
+CA_KINDS = ["ec-p256", "ec-p384", "rsa-2048"]
+LEAF_KINDS = ["ed25519", "rsa-2048", "ec-p256"]
+
+
+def approved_for(kit, *names, key="ec-p256", **policy_options):
+    policy = IssuancePolicy(permitted_zones=(kit.ZONE,), **policy_options)
+    return check_request(parse_csr(kit.dns_csr(kit.key(key), *names)), policy)
+
+
+def fake_sct_list(count: int = 2) -> bytes:
+    """A TLS-encoded SignedCertificateTimestampList (RFC 6962 §3.2-3.3) of made-up SCTs."""
+    scts = b""
+    for index in range(count):
+        signature = bytes(70)
+        sct = (
+            b"\x00" + bytes([index]) * 32 + (1_700_000_000_000 + index).to_bytes(8, "big")
+            + b"\x00\x00" + b"\x04\x03" + len(signature).to_bytes(2, "big") + signature
+        )  # fmt: skip
+        scts += len(sct).to_bytes(2, "big") + sct
+    return len(scts).to_bytes(2, "big") + scts
+
+
+def test_create_unsigned_encodes_id_alg_unsigned_as_a_12_byte_algorithm_identifier(kit):
+    chain = kit.chain("ec-p256")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(chain.intermediate.subject)
+        .public_key(kit.key("ec-p256").public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.now(UTC))
+        .not_valid_after(datetime.now(UTC) + timedelta(hours=1))
+    )
+    unsigned = builder.create_unsigned()
+    assert signature_algorithm_of(unsigned.tbs_certificate_bytes) == ID_ALG_UNSIGNED
+    assert len(ID_ALG_UNSIGNED) == 12
+
+
+@pytest.mark.parametrize("ca_kind", CA_KINDS)
+def test_assembled_certificate_carries_the_signed_tbs_and_verifies(kit, ca_kind):
+    chain = kit.chain(ca_kind)
+    tbs = leaf_tbs(approved_for(kit, f"a.{kit.ZONE}"), chain.intermediate, 7, datetime.now(UTC),
+                   kit.CRL_URL, ca_issuers_url="http://ca.example.com/i.cer")  # fmt: skip
+    signature = local_signer(chain.intermediate_key)(tbs.der, tbs.hash_name)
+    cert = assemble(tbs.der, tbs.algorithm, signature)
+    assert cert.tbs_certificate_bytes == tbs.der
+    assert cert.signature == signature
+    assert cert.signature_algorithm_oid == tbs.algorithm.oid
+    cert.verify_directly_issued_by(chain.intermediate)
+
+
+def test_assemble_refuses_a_signature_from_another_key(kit):
+    chain = kit.chain("ec-p256")
+    tbs = leaf_tbs(approved_for(kit, f"a.{kit.ZONE}"), chain.intermediate, 7, datetime.now(UTC),
+                   kit.CRL_URL, ca_issuers_url="http://ca.example.com/i.cer")  # fmt: skip
+    wrong = local_signer(chain.root_key)(tbs.der, tbs.hash_name)
+    with pytest.raises(SignatureInvalid):
+        assemble(tbs.der, tbs.algorithm, wrong, issuer_public_key=chain.intermediate.public_key())
+    with pytest.raises(ValueError):  # not the algorithm the tbs names
+        assemble(tbs.der, SignatureAlgorithm.ECDSA_SHA384,
+                 local_signer(chain.intermediate_key)(tbs.der, "sha384"),
+                 issuer_public_key=chain.intermediate.public_key())  # fmt: skip
+
+
+def test_serials_are_positive_random_and_fit_in_20_octets():
+    serials = {new_serial() for _ in range(2000)}
+    assert len(serials) == 2000
+    assert all(1 << 64 <= s < 1 << 128 for s in serials)
+    assert max(serials).bit_length() > 120  # the top bits are used, not cleared
+
+
+@pytest.mark.parametrize("ca_kind", CA_KINDS)
+@pytest.mark.parametrize("leaf_kind", LEAF_KINDS)
+def test_chain_verifies_with_openssl(kit, tmp_path, ca_kind, leaf_kind):
+    chain = kit.chain(ca_kind)
+    root, intermediate = chain.write(tmp_path)
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(kit.pem(chain.issue_for(leaf_kind)))
+    result = kit.openssl_verify("-CAfile", root, "-untrusted", intermediate, leaf)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("OK")
+
+
+def test_leaf_has_the_subscriber_profile(kit):
+    chain = kit.chain("ec-p256")
+    now = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+    chain = kit.chain("ec-p256")
+    now = datetime.now(UTC).replace(microsecond=0)
+    approved = approved_for(kit, f"a.{kit.ZONE}", f"b.{kit.ZONE}")
+    cert = chain.issue(approved, now=now)
+    ext = cert.extensions
+    assert cert.subject == x509.Name([])
+    san = ext.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical and san.value.get_values_for_type(x509.DNSName) == list(approved.dns_names)
+    basic = ext.get_extension_for_class(x509.BasicConstraints)
+    assert basic.critical and basic.value.ca is False
+    usage = ext.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_encipherment
+    eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = chain.intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    crl_dp = ext.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert crl_dp[0].full_name == [x509.UniformResourceIdentifier(kit.CRL_URL)]
+    with pytest.raises(x509.ExtensionNotFound):
+        ext.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert cert.not_valid_before_utc == now - BACKDATE
+    assert cert.not_valid_after_utc == now + approved.validity
+
+
+def test_rsa_leaf_adds_key_encipherment_and_client_auth_adds_its_eku(kit):
+    chain = kit.chain("ec-p256")
+    policy = IssuancePolicy(permitted_zones=(kit.ZONE,))
+    csr = parse_csr(kit.dns_csr(kit.key("rsa-2048"), f"a.{kit.ZONE}"))
+    cert = chain.issue(check_request(csr, policy, client_auth=True))
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
+
+
+def test_common_name_mode_puts_the_first_name_in_the_subject_and_san_not_critical(kit):
+    chain = kit.chain("ec-p256")
+    approved = approved_for(kit, f"first.{kit.ZONE}", kit.ZONE, subject_mode="cn_from_first_san")
+    cert = chain.issue(approved)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"first.{kit.ZONE}"
+    assert not cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+
+
+def test_leaf_cannot_outlive_its_issuer(kit):
+    chain = kit.chain("ec-p256")
+    late = chain.intermediate.not_valid_after_utc - timedelta(hours=1)
+    with pytest.raises(IssuerNotValid):
+        chain.issue(approved_for(kit, f"a.{kit.ZONE}"), now=late)
+
+
+def test_name_constrained_intermediate_lets_openssl_refuse_names_outside_its_zones(kit, tmp_path):
+    chain = kit.chain("ec-p256", (kit.ZONE,))
+    root, intermediate = chain.write(tmp_path)
+    inside, outside = tmp_path / "inside.pem", tmp_path / "outside.pem"
+    inside.write_bytes(kit.pem(chain.issue_for("ec-p256", f"a.{kit.ZONE}")))
+    rogue = ApprovedRequest(
+        kit.key("ec-p256").public_key(), "ec-p256", ("www.example.com",), (), timedelta(hours=1)
+    )  # fmt: skip  (bypasses the policy)
+    outside.write_bytes(kit.pem(chain.issue(rogue)))
+    assert kit.openssl_verify("-CAfile", root, "-untrusted", intermediate, inside).returncode == 0
+    refused = kit.openssl_verify("-CAfile", root, "-untrusted", intermediate, outside)
+    assert refused.returncode != 0 and "subtree violation" in refused.stderr
+
+
+def test_common_name_leaf_under_a_directory_constrained_intermediate_is_refused(kit):
+    chain = kit.chain("ec-p256", (kit.ZONE,))
+    approved = approved_for(kit, f"a.{kit.ZONE}", subject_mode="cn_from_first_san")
+    with pytest.raises(IssuerNotValid):
+        chain.issue(approved)
+
+
+def test_precertificate_and_final_certificate_share_the_rfc6962_tbs(kit):
+    chain = kit.chain("ec-p256")
+    approved, serial, now = approved_for(kit, f"a.{kit.ZONE}"), new_serial(), datetime.now(UTC)
+    precert = chain.issue(approved, now=now, serial=serial, precert=True)
+    poison = precert.extensions.get_extension_for_class(x509.PrecertPoison)
+    assert poison.critical
+    sct_list = fake_sct_list()
+    final = chain.issue(approved, now=now, serial=serial, sct_list=sct_list)
+    assert final.tbs_precertificate_bytes == precert_tbs_for_log(precert)
+    assert precert_tbs_for_log(precert) == leaf_tbs(
+        approved, chain.intermediate, serial, now, kit.CRL_URL,
+        ca_issuers_url="http://ca.example.com/intermediate.cer",
+    ).der  # fmt: skip
+    scts = final.extensions.get_extension_for_oid(SCT_LIST_OID).value
+    assert [sct.log_id for sct in scts] == [bytes([0]) * 32, bytes([1]) * 32]
+    with pytest.raises(ValueError):
+        chain.issue(approved, sct_list=sct_list[:-1])
+    with pytest.raises(ValueError):
+        chain.issue(approved, precert=True, sct_list=sct_list)
+
+
+@pytest.mark.parametrize(
+    ("options", "cert_type"),
+    [({}, "DV-FINAL-CERTIFICATE"),
+     ({"subject_mode": "cn_from_first_san"}, "DV-FINAL-CERTIFICATE"),
+     ({"precert": True}, "DV-PRE-CERTIFICATE"),
+     ({"sct_list": True}, "DV-FINAL-CERTIFICATE")],
+)  # fmt: skip
+def test_leaf_passes_pkilint_cabf_serverauth_lint(kit, options, cert_type):
+    chain = kit.chain("ec-p256")
+    policy_options = (
+        {"subject_mode": options.pop("subject_mode")} if "subject_mode" in options else {}
+    )
+    if options.get("sct_list"):
+        options["sct_list"] = fake_sct_list()
+    cert = chain.issue(approved_for(kit, f"a.{kit.ZONE}", **policy_options), **options)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert kit.serverauth_findings(der, cert_type) == []
+    assert kit.serverauth_findings(der) == []  # pkilint detects the same type
+
+
+@pytest.mark.parametrize("ca_kind", CA_KINDS)
+@pytest.mark.parametrize("zones", [None, ("pki.example.com",)])
+def test_intermediate_passes_pkilint_as_a_tls_issuing_ca(kit, ca_kind, zones):
+    intermediate = kit.chain(ca_kind, zones).intermediate
+    assert kit.serverauth_findings(intermediate.public_bytes(serialization.Encoding.DER)) == []
+
+
+def test_root_passes_pkilint_as_a_root_ca(kit):
+    root = kit.chain("ec-p256").root
+    der = root.public_bytes(serialization.Encoding.DER)
+    assert kit.serverauth_findings(der, "ROOT-CA") == []
+
+
+def test_ipv6_san_is_issued_as_an_ip_address(kit):
+    chain = kit.chain("ec-p256")
+    names = [x509.DNSName(f"a.{kit.ZONE}"), x509.IPAddress(ipaddress.IPv6Address("2001:db8::7"))]
+    policy = IssuancePolicy(permitted_zones=(kit.ZONE,), allow_ipv6_sans=True)
+    cert = chain.issue(check_request(parse_csr(kit.csr(kit.key("ec-p256"), names)), policy))
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.IPv6Address("2001:db8::7")]
