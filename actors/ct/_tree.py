@@ -18,7 +18,7 @@ from .entries import TileLeaf, decode_data_tile
 from .errors import LogCorrupted
 from .merkle import node_hash
 from .storage import TileStorage
-from .tiles import DATA_LEVEL, HASH_SIZE, TILE_HEIGHT, TILE_WIDTH, Tile, node_location
+from .tiles import DATA_LEVEL, HASH_SIZE, MAX_LEVEL, TILE_HEIGHT, TILE_WIDTH, Tile, node_location
 
 FULL_TILE_BYTES = TILE_WIDTH * HASH_SIZE
 
@@ -85,7 +85,8 @@ class _HashTile:
         rel = count.bit_length() - 1
         while len(self.levels) <= rel:
             below = self.levels[-1]
-            self.levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)])
+            pairs = range(0, len(below) - 1, 2)  # a partial tile's odd tail has no parent
+            self.levels.append([node_hash(below[i], below[i + 1]) for i in pairs])
         return self.levels[rel][first >> rel]
 
 
@@ -100,6 +101,7 @@ class TileReader:
         self._hash: OrderedDict[Tile, _HashTile] = OrderedDict()
         self._data: OrderedDict[Tile, bytes] = OrderedDict()
         self._hash_limit, self._data_limit = hash_tiles, data_tiles
+        self._edges: dict[bytes, _HashTile] = {}  # keyed by content: never stale
         self.reads = 0  # storage reads, for tests and metrics
 
     def add_full(self, tile: Tile, data: bytes) -> None:
@@ -145,9 +147,9 @@ class TileReader:
         leaves = decode_data_tile(data)
         if len(leaves) != TILE_WIDTH:
             raise LogCorrupted(f"data tile {tile.path} holds {len(leaves)} entries")
-        for i, leaf in enumerate(leaves, index * TILE_WIDTH):
-            if leaf.leaf_hash() != self.node(state, 0, i):
-                raise LogCorrupted(f"entry {i} in {tile.path} does not match its leaf hash")
+        expected = self._hash_tile(state, Tile(0, index)).levels[0]
+        if [leaf.leaf_hash() for leaf in leaves] != expected:
+            raise LogCorrupted(f"entries in {tile.path} do not match their leaf hashes")
         _lru_put(self._data, tile, data, self._data_limit)
         return data
 
@@ -160,10 +162,12 @@ class TileReader:
         edge = state.edge_tile(tile_level)
         if edge is not None and tile_index == edge.index:
             hashes = state.edges[tile_level]
-            sub = [hashes[i : i + HASH_SIZE] for i in range(first * 32, (first + count) * 32, 32)]
-            while len(sub) > 1:
-                sub = [node_hash(sub[i], sub[i + 1]) for i in range(0, len(sub), 2)]
-            return sub[0]
+            edge_tree = self._edges.get(hashes)
+            if edge_tree is None:
+                if len(self._edges) >= 4 * (MAX_LEVEL + 1):
+                    self._edges.clear()
+                edge_tree = self._edges[hashes] = _HashTile(hashes)
+            return edge_tree.node(first, count)
         tile = Tile(tile_level, tile_index)
         if pending and tile in pending:
             return _HashTile(pending[tile]).node(first, count)
