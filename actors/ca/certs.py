@@ -3,18 +3,20 @@
 RFC 5280 §4.1 profile, shaped by the CA/B Forum TLS BRs §7.1.2 (what pkilint
 checks):
 
-* root (§7.1.2.1): self-signed, CA:TRUE pathLen 1, keyCertSign + cRLSign, SKI.
+* root (§7.1.2.1): self-signed, CA:TRUE pathLen 1 (pkilint: a WARNING, kept
+  on purpose), keyCertSign + cRLSign, SKI, AKI.
 * intermediate (§7.1.2.6): CA:TRUE pathLen 0, EKU serverAuth (+clientAuth),
-  DV policy, AKI + SKI, CRL DP and caIssuers when given, and when zones are
-  given, critical name constraints (§4.2.1.10): permitted dNSName zones, and
-  either the permitted IPv6 networks or all IP addresses excluded.
+  DV policy, AKI + SKI, CRL DP (pkilint: an ERROR without), caIssuers when
+  given, and when zones are given, critical name constraints (§4.2.1.10):
+  permitted dNSName zones and the CA's own C/O as directoryName (BRs
+  §7.1.2.5.2), and either the permitted IPv6 networks or all IPs excluded.
 * leaf (§7.1.2.7): empty subject with a critical SAN (or a CN from the first
   name and a non-critical SAN), CA:FALSE, KeyUsage digitalSignature
   (+keyEncipherment for RSA keys), EKU serverAuth (+clientAuth), DV policy
   2.23.140.1.2.1, AKI, CRL DP, AIA caIssuers (pkilint: an ERROR without AIA),
-  no SKI. A precertificate carries the critical
-  CT poison (RFC 6962 §3.1); a final certificate may carry the SCT list
-  (RFC 6962 §3.3), given as the TLS-encoded SignedCertificateTimestampList.
+  no SKI. A precertificate carries the critical CT poison (RFC 6962 §3.1); a
+  final certificate may carry the SCT list (RFC 6962 §3.3), given as the
+  TLS-encoded SignedCertificateTimestampList.
 
 Signing is not done here. ``*_tbs`` return a ``ToBeSigned``: cryptography's
 ``create_unsigned()`` TBSCertificate with its id-alg-unsigned AlgorithmIdentifier
@@ -38,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from . import der
 from .errors import IssuerNotValid, SignatureInvalid
 from .keys import CAPublicKey, SignatureAlgorithm, signature_algorithm_for, verify_signature
+from .names import is_wildcard, normalize_dns_name
 from .policy import ApprovedRequest
 
 ID_ALG_UNSIGNED = bytes.fromhex("300a06082b06010505070624")  # SEQUENCE { OID 1.3.6.1.5.5.7.6.36 }
@@ -194,11 +197,8 @@ def _name_constraints(
     permitted: list[x509.GeneralName] = [x509.DirectoryName(x509.Name(organization))]
     permitted += [x509.DNSName(zone) for zone in zones]
     permitted += [x509.IPAddress(net) for net in networks]
-    excluded: list[x509.GeneralName] = []
-    if networks:
-        excluded.append(x509.IPAddress(ipaddress.IPv4Network("0.0.0.0/0")))
-    else:
-        excluded.append(x509.IPAddress(ipaddress.IPv4Network("0.0.0.0/0")))
+    excluded: list[x509.GeneralName] = [x509.IPAddress(ipaddress.IPv4Network("0.0.0.0/0"))]
+    if not networks:
         excluded.append(x509.IPAddress(ipaddress.IPv6Network("::/0")))
     return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
 
@@ -213,11 +213,16 @@ def intermediate_tbs(
     validity: timedelta = DEFAULT_INTERMEDIATE_VALIDITY,
     permitted_zones: Sequence[str] | None = None,
     permitted_ipv6_networks: Sequence[ipaddress.IPv6Network] = (),
-    crl_url: str | None = None,
+    crl_url: str,
     ca_issuers_url: str | None = None,
     client_auth: bool = True,
 ) -> ToBeSigned:
-    """An issuing CA under ``issuer_cert`` (BRs §7.1.2.6), pathLen 0."""
+    """An issuing CA under ``issuer_cert`` (BRs §7.1.2.6), pathLen 0.
+
+    ``crl_url`` is where the issuer's (root's) CRL is published.
+    ``permitted_zones`` None means no name constraints; an empty list is refused
+    (it would leave DNS names unconstrained while looking constrained).
+    """
     not_before, not_after = _window(now, validity, issuer_cert)
     usages = [ExtendedKeyUsageOID.SERVER_AUTH]
     if client_auth:
@@ -236,12 +241,14 @@ def intermediate_tbs(
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(_dv_policy(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_crl_dp(crl_url), critical=False)
     )
     if permitted_zones is not None:
-        constraints = _name_constraints(permitted_zones, permitted_ipv6_networks, subject)
+        zones = [normalize_dns_name(zone) for zone in permitted_zones]
+        if not zones or any(is_wildcard(zone) for zone in zones):
+            raise ValueError("permitted_zones: give at least one zone, without wildcards")
+        constraints = _name_constraints(zones, permitted_ipv6_networks, subject)
         builder = builder.add_extension(constraints, critical=True)
-    if crl_url is not None:
-        builder = builder.add_extension(_crl_dp(crl_url), critical=False)
     if ca_issuers_url is not None:
         builder = builder.add_extension(_ca_issuers(ca_issuers_url), critical=False)
     return _tbs(builder, ca_public_key(issuer_cert))

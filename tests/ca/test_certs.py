@@ -21,6 +21,7 @@ from trustchain.actors.ca import (
     SignatureInvalid,
     assemble,
     check_request,
+    intermediate_tbs,
     leaf_tbs,
     local_signer,
     new_serial,
@@ -233,6 +234,20 @@ def test_leaf_passes_pkilint_cabf_serverauth_lint(kit, options, cert_type):
 def test_intermediate_passes_pkilint_as_a_tls_issuing_ca(kit, ca_kind, zones):
     intermediate = kit.chain(ca_kind, zones).intermediate
     assert kit.serverauth_findings(intermediate.public_bytes(serialization.Encoding.DER)) == []
+
+
+def test_intermediate_refuses_an_empty_zone_list_that_would_constrain_nothing(kit):
+    chain = kit.chain("ec-p256")
+    with pytest.raises(ValueError):
+        intermediate_tbs(
+            subject=chain.intermediate.subject,
+            public_key=chain.intermediate.public_key(),
+            issuer_cert=chain.root,
+            serial=new_serial(),
+            now=datetime.now(UTC),
+            permitted_zones=[],
+            crl_url="http://ca.example.com/root.crl",
+        )
 
 
 def test_root_passes_pkilint_as_a_root_ca(kit):

@@ -147,6 +147,7 @@ def test_ca_certificates_are_listed_by_role_and_the_current_intermediate_is_chos
             serial=new_serial(),
             now=now - timedelta(minutes=1),  # issued after the chain's (now - 5 min)
             validity=timedelta(days=60),
+            crl_url="http://ca.example.com/root.crl",
         ),
         chain.root_key,
     )
