@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 from contextlib import suppress
+from typing import Any
 
 import trio
 from loguru import logger
@@ -29,20 +30,36 @@ from trustchain.supervisors import ChildSpec, ChildStartFailed, Registry, Strate
 def run(config: Config, children: list[ChildSpec] | None = None) -> int:
     """Run TrustChain in the foreground; returns the process exit code."""
     setup_logging(config.runtime.log_level, config.runtime.log_json)
-    path = config.runtime.control_socket
-    listener = bind_control_socket(path)
-    try:
-        return trio.run(serve, config, listener, children)
-    finally:
-        listener.close()
-        with suppress(FileNotFoundError):
-            path.unlink()
+    return trio.run(serve, config, None, children)
 
 
 async def serve(
-    config: Config, listener: socket.socket, children: list[ChildSpec] | None = None
+    config: Config, listener: socket.socket | None = None, children: list[ChildSpec] | None = None
 ) -> int:
-    """Start the tree, serve until asked to stop, stop; returns the exit code."""
+    """Start the tree, serve until asked to stop, stop; returns the exit code.
+
+    Signals are caught from before the socket exists, so a SIGTERM that comes
+    as soon as the socket appears (or during start-up) still stops gracefully.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        path = config.runtime.control_socket
+        own = listener is None
+        listener = bind_control_socket(path) if listener is None else listener
+        try:
+            return await _serve(config, listener, children, signals)
+        finally:
+            if own:
+                listener.close()
+                with suppress(FileNotFoundError):
+                    path.unlink()
+
+
+async def _serve(
+    config: Config,
+    listener: socket.socket,
+    children: list[ChildSpec] | None,
+    signals: Any,
+) -> int:
     token = trio.lowlevel.current_trio_token()
     registry = Registry()
     stop = trio.Event()
@@ -76,7 +93,7 @@ async def serve(
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as accepting:
             await accepting.start(server.serve, listener, connections)
-            accepting.start_soon(_signals, stop)
+            accepting.start_soon(_signals, signals, stop)
             logger.info(
                 "TrustChain is running (pid {}); control socket {}",
                 os.getpid(),
@@ -103,9 +120,8 @@ async def serve(
     return 0
 
 
-async def _signals(stop: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logger.info("{} received: shutting down", signal.Signals(signum).name)
-            stop.set()
-            return
+async def _signals(signals: Any, stop: trio.Event) -> None:
+    async for signum in signals:
+        logger.info("{} received: shutting down", signal.Signals(signum).name)
+        stop.set()
+        return
