@@ -114,6 +114,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._deferred: Reply | None = None
         self._current: Envelope | None = None
         self._outstanding: dict[int, Reply] = {}  # deferred replies not yet given
+        self._timers: list[threading.Event] = []
 
     # Hooks for subclasses --------------------------------------------------
 
@@ -158,6 +159,33 @@ class SupervisedActor(pykka.ThreadingActor):
                 pass  # we went down meanwhile; our own requests were answered then
 
         self.registry.tell(target, message, deliver)
+
+    def every(self, seconds: float, message: Message) -> None:
+        """Send ``message`` to this actor every ``seconds`` until it goes down.
+
+        The tick goes through the mailbox like any request, so the handler
+        runs on the actor's thread; a tick is skipped while the previous one
+        is still queued, so a slow actor is never flooded.
+        """
+        cancelled = threading.Event()
+        pending = threading.Event()
+        ref = self.actor_ref
+
+        def answered(_result: outcome.Outcome) -> None:
+            pending.clear()
+
+        def tick() -> None:
+            while not cancelled.wait(seconds):
+                if pending.is_set():
+                    continue
+                pending.set()
+                try:
+                    ref.tell(Envelope(message, answered))
+                except pykka.ActorDeadError:
+                    return
+
+        self._timers.append(cancelled)
+        threading.Thread(target=tick, name=f"{self.name}-every", daemon=True).start()
 
     # pykka hooks ----------------------------------------------------------------
 
@@ -228,6 +256,8 @@ class SupervisedActor(pykka.ThreadingActor):
             envelope.reply(result)
 
     def _going_down(self, failure: Failure | None) -> None:
+        for cancelled in self._timers:
+            cancelled.set()
         with self._cell.lock:
             if self._cell.incarnation == self.context.incarnation:
                 self._cell.state = ActorState.RESTARTING if failure else ActorState.STOPPED

@@ -329,3 +329,49 @@ def test_a_child_that_cannot_start_fails_the_tree_start(tree: Tree) -> None:
     with pytest.raises(ChildStartFailed, match="b cannot start"):
         tree.start([tree.spec("a"), tree.spec("b")])
     assert ("stop", "a") in tree.log
+
+
+@dataclass(frozen=True)
+class Tick(Message):
+    type: ClassVar[str] = "tick"
+
+
+class Ticker(SupervisedActor):
+    def __init__(self, ctx: Any, ticks: list[int]) -> None:
+        super().__init__(ctx)
+        self.ticks = ticks
+
+    def setup(self) -> None:
+        self.every(0.01, Tick())
+
+    @handles(Tick)
+    def tick(self, msg: Tick) -> None:
+        self.ticks.append(self.context.incarnation)
+
+    @handles(Crash)
+    def crash(self, msg: Crash) -> None:
+        raise RuntimeError("boom")
+
+
+def test_every_ticks_on_the_actor_thread_and_stops_with_the_incarnation() -> None:
+    registry = Registry()
+    ticks: list[int] = []
+    spec = ChildSpec("ticker", lambda ctx: Ticker.start(ctx, ticks))
+    root = start_root(registry, "root", [spec])
+    try:
+        deadline = time.monotonic() + 5
+        while len(ticks) < 3:
+            assert time.monotonic() < deadline, "no ticks"
+            time.sleep(0.005)
+        first = ticks[0]
+        with pytest.raises(ActorCrashed):
+            registry.ask("ticker", Crash())
+        while not ticks or ticks[-1] == first:
+            assert time.monotonic() < deadline, "the new incarnation does not tick"
+            time.sleep(0.005)
+        time.sleep(0.05)
+        # After the restart only the new incarnation ticks: the old timer died with it.
+        later = ticks[ticks.index(first + 1):]
+        assert set(later) == {first + 1}
+    finally:
+        root.stop(block=True, timeout=10)
