@@ -16,7 +16,9 @@ checks):
   2.23.140.1.2.1, AKI, CRL DP, AIA caIssuers (pkilint: an ERROR without AIA),
   no SKI. A precertificate carries the critical CT poison (RFC 6962 §3.1); a
   final certificate may carry the SCT list (RFC 6962 §3.3), given as the
-  TLS-encoded SignedCertificateTimestampList.
+  extension value: the DER OCTET STRING around the TLS-encoded
+  SignedCertificateTimestampList (what ``actors.ct.sct_list_extension_value``
+  returns).
 
 Signing is not done here. ``*_tbs`` return a ``ToBeSigned``: cryptography's
 ``create_unsigned()`` TBSCertificate with its id-alg-unsigned AlgorithmIdentifier
@@ -279,10 +281,19 @@ def _check_directory_constraints(issuer: x509.Certificate, subject: x509.Name) -
         )
 
 
-def _check_sct_list(sct_list: bytes) -> None:
-    # RFC 6962 §3.3: opaque SerializedSCT<1..2^16-1>, so a 2-octet length prefix
+def _check_sct_extension_value(value: bytes) -> None:
+    # RFC 6962 §3.3: extnValue is an OCTET STRING holding the TLS-encoded
+    # SignedCertificateTimestampList, itself length-prefixed (2 octets)
+    try:
+        inner = der.read_single(value, der.OCTET_STRING)
+    except der.DerError:
+        inner = None
+    sct_list = value[inner.value_start :] if inner else b""
     if len(sct_list) < 3 or int.from_bytes(sct_list[:2], "big") != len(sct_list) - 2:
-        raise ValueError("sct_list must be a TLS-encoded SignedCertificateTimestampList")
+        raise ValueError(
+            "sct_list must be the extension value: a DER OCTET STRING around the TLS "
+            "SignedCertificateTimestampList (actors.ct.sct_list_extension_value)"
+        )
 
 
 def leaf_tbs(
@@ -335,8 +346,8 @@ def leaf_tbs(
     if precert:
         builder = builder.add_extension(x509.PrecertPoison(), critical=True)
     if sct_list is not None:
-        _check_sct_list(sct_list)
-        extension = x509.UnrecognizedExtension(SCT_LIST_OID, der.octet_string(sct_list))
+        _check_sct_extension_value(sct_list)
+        extension = x509.UnrecognizedExtension(SCT_LIST_OID, sct_list)
         builder = builder.add_extension(extension, critical=False)
     return _tbs(builder, ca_public_key(issuer_cert))
 

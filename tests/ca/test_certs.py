@@ -21,6 +21,7 @@ from trustchain.actors.ca import (
     SignatureInvalid,
     assemble,
     check_request,
+    der,
     intermediate_tbs,
     leaf_tbs,
     local_signer,
@@ -40,7 +41,7 @@ def approved_for(kit, *names, key="ec-p256", **policy_options):
     return check_request(parse_csr(kit.dns_csr(kit.key(key), *names)), policy)
 
 
-def fake_sct_list(count: int = 2) -> bytes:
+def fake_tls_sct_list(count: int = 2) -> bytes:
     """A TLS-encoded SignedCertificateTimestampList (RFC 6962 §3.2-3.3) of made-up SCTs."""
     scts = b""
     for index in range(count):
@@ -51,6 +52,11 @@ def fake_sct_list(count: int = 2) -> bytes:
         )  # fmt: skip
         scts += len(sct).to_bytes(2, "big") + sct
     return len(scts).to_bytes(2, "big") + scts
+
+
+def fake_sct_list(count: int = 2) -> bytes:
+    """The SCT list extension's value: a DER OCTET STRING around the TLS list."""
+    return der.octet_string(fake_tls_sct_list(count))
 
 
 def test_create_unsigned_encodes_id_alg_unsigned_as_a_12_byte_algorithm_identifier(kit):
@@ -203,8 +209,9 @@ def test_precertificate_and_final_certificate_share_the_rfc6962_tbs(kit):
     ).der  # fmt: skip
     scts = final.extensions.get_extension_for_oid(SCT_LIST_OID).value
     assert [sct.log_id for sct in scts] == [bytes([0]) * 32, bytes([1]) * 32]
-    with pytest.raises(ValueError):
-        chain.issue(approved, sct_list=sct_list[:-1])
+    for malformed in (sct_list[:-1], fake_tls_sct_list(), der.octet_string(b"\x00\x05ab")):
+        with pytest.raises(ValueError):
+            chain.issue(approved, sct_list=malformed)
     with pytest.raises(ValueError):
         chain.issue(approved, precert=True, sct_list=sct_list)
 
