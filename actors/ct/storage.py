@@ -20,7 +20,6 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -75,10 +74,10 @@ class LocalDirectoryStorage:
             for key, data in objects.items():
                 target = self._path(key)
                 dirs_to_sync |= self._make_parents(target.parent)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                tmp = str(target.parent / f".tmp-{target.name}-{os.getpid()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
                 staged.append((tmp, target))
                 try:
-                    os.fchmod(fd, 0o644)
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
