@@ -224,6 +224,11 @@ class TileLog:
     def root(self) -> bytes:
         return self._sth.root_hash
 
+    @property
+    def tile_reads(self) -> int:
+        """Tiles read from storage so far (LRU misses), for metrics."""
+        return self._reader.reads
+
     def sth(self) -> SignedTreeHead:
         return self._sth
 
