@@ -28,6 +28,15 @@ class GenerateKey(Message):
 
 
 @dataclass(frozen=True)
+class EnsureKey(Message):
+    """The key labelled ``label``, generated first if the token lacks it."""
+
+    type: ClassVar[str] = "ensure_key"
+    label: str
+    key_type: str = "ec-p256"
+
+
+@dataclass(frozen=True)
 class GetPublicKey(Message):
     type: ClassVar[str] = "public_key"
     label: str
@@ -83,6 +92,10 @@ class HSMActor(SupervisedActor):
     @handles(GenerateKey)
     def generate_key(self, msg: GenerateKey) -> KeyInfo:
         return self._token.generate_key(msg.label, msg.key_type)
+
+    @handles(EnsureKey)
+    def ensure_key(self, msg: EnsureKey) -> KeyInfo:
+        return self._token.ensure_key(msg.label, msg.key_type)
 
     @handles(GetPublicKey)
     def public_key(self, msg: GetPublicKey) -> KeyInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trustchain.actors.hsm import HSMActor
+from trustchain.actors.issuer import IssuerActor
 from trustchain.config import Config
 from trustchain.supervisors import ChildSpec
 
@@ -11,4 +12,5 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
     """Children of the root, in start order (stopped in reverse)."""
     return [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
+        ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config.ca), start_timeout_s=120),
     ]

@@ -1,6 +1,7 @@
 """Configuration schema and loader (imports nothing else from TrustChain)."""
 
 from trustchain.config.loader import (
+    CaConfig,
     Config,
     ConfigError,
     HsmConfig,
@@ -11,6 +12,7 @@ from trustchain.config.loader import (
 )
 
 __all__ = [
+    "CaConfig",
     "Config",
     "ConfigError",
     "HsmConfig",

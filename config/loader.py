@@ -71,10 +71,45 @@ class HsmConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CaConfig:
+    # The CA's keys, generated inside the HSM at first start.
+    key_type: str = _f("ec-p256", choices=KEY_TYPES)
+    root_key: str = _f("ca-root")
+    intermediate_key: str = _f("ca-intermediate")  # rotations add -2, -3, ...
+    organization: str = _f("TrustChain")
+    country: str = _f("US")  # ISO 3166-1 alpha-2; the CA/B Forum requires it in CA names
+    root_common_name: str = _f("TrustChain Root CA")
+    intermediate_common_name: str = _f("TrustChain Issuing CA")
+    root_validity_days: int = _f(3650, min=1, max=9125)
+    intermediate_validity_days: int = _f(365, min=2, max=1825)
+    # What may be issued.
+    permitted_zones: list[str] = _f(["trust.example.com"])
+    # Subscriber key types. Ed25519 is outside the CA/B Forum BRs (§6.1.5): keep it
+    # for private deployments; production.toml leaves it out.
+    allowed_key_types: list[str] = _f([*KEY_TYPES, "ed25519"])
+    name_constraints: bool = _f(True)  # constrain the intermediate to the zones
+    allow_wildcards: bool = _f(False)
+    allow_ipv6_sans: bool = _f(True)
+    subject: str = _f("empty", choices=("empty", "cn_from_first_san"))
+    default_validity_s: int = _f(86_400, min=60)
+    min_validity_s: int = _f(300, min=60)
+    max_validity_s: int = _f(86_400, min=60, max=398 * 86_400)
+    max_csr_bytes: int = _f(65_536, min=1_024, max=1_048_576)
+    max_sans: int = _f(100, min=1, max=1_000)
+    # Where relying parties fetch CRLs and CA certificates (the HTTP edge serves them).
+    base_url: str = _f("http://[::1]:8080")
+    crl_validity_s: int = _f(86_400, min=3_600, max=864_000)  # nextUpdate - thisUpdate
+    crl_refresh_s: int = _f(3_600, min=1, max=864_000)  # regenerate this often
+    database: Path = _f(Path("var/ca/ca.sqlite3"))
+    crl_dir: Path = _f(Path("var/ca/crl"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
     hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
+    ca: CaConfig = dataclasses.field(default_factory=CaConfig)
 
 
 def default_config_path() -> Path:
@@ -159,6 +194,11 @@ def _check(value: Any, tp: Any, dotted: str, meta: Mapping[str, Any]) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{dotted} must be a non-empty path string, not {value!r}")
         return Path(value)
+    if origin is list:
+        (item_type,) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{dotted} must be a list")
+        return [_check(v, item_type, f"{dotted}[{i}]", {}) for i, v in enumerate(value)]
     if origin is dict:
         _, value_type = get_args(tp)
         if not isinstance(value, dict):
@@ -192,4 +232,21 @@ def check_semantics(config: Config) -> Config:
     """Cross-field checks that the schema alone cannot say."""
     for label, key_type in config.hsm.keys.items():
         validate_key_type(key_type, f"hsm.keys.{label}")
+    ca = config.ca
+    if not ca.min_validity_s <= ca.default_validity_s <= ca.max_validity_s:
+        raise ConfigError(
+            "ca.default_validity_s must lie between ca.min_validity_s and ca.max_validity_s"
+        )
+    if ca.intermediate_validity_days * 86_400 <= 2 * ca.max_validity_s:
+        raise ConfigError("ca.intermediate_validity_days must exceed twice ca.max_validity_s")
+    for i, key_type in enumerate(ca.allowed_key_types):
+        if key_type not in (*KEY_TYPES, "ed25519"):
+            validate_key_type(key_type, f"ca.allowed_key_types[{i}]")
+    if not ca.permitted_zones:
+        raise ConfigError("ca.permitted_zones must name at least one DNS zone")
+    if ca.name_constraints and ca.subject == "cn_from_first_san":
+        raise ConfigError(
+            "ca.subject = 'cn_from_first_san' cannot be used with ca.name_constraints: "
+            "OpenSSL rejects a CN subject under a directoryName constraint; use 'empty'"
+        )
     return config

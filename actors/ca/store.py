@@ -233,6 +233,31 @@ class CAStore:
             ) from None
         return self.get(cert.serial_number)
 
+    def record_issued_batch(
+        self, certs: list[tuple[x509.Certificate, str]]
+    ) -> list[DuplicateSerial | None]:
+        """Record many certificates in one transaction (one fsync: group commit).
+
+        Returns, per certificate, ``None`` when recorded or the ``DuplicateSerial``
+        that refused it; the others are recorded all the same.
+        """
+        outcomes: list[DuplicateSerial | None] = []
+        with self._transaction() as db:
+            for cert, issuer_key_label in certs:
+                serial = serial_hex(cert.serial_number)
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
+                    (serial, json.dumps(_cert_names(cert)), _time(cert.not_valid_before_utc),
+                     _time(cert.not_valid_after_utc),
+                     cert.public_bytes(serialization.Encoding.DER), issuer_key_label),
+                ).rowcount  # fmt: skip
+                outcomes.append(
+                    None
+                    if inserted
+                    else DuplicateSerial(f"serial {serial} was already issued", serial=serial)
+                )
+        return outcomes
+
     def get(self, serial: int) -> IssuanceRecord:
         row = self._db.execute(
             "SELECT serial, names, not_before, not_after, status, revoked_at, reason, cert_der,"

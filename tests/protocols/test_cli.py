@@ -38,6 +38,13 @@ softhsm2_conf = "{hsm.softhsm2_conf}"
 
 [hsm.keys]
 cli-test-key = "ec-p256"
+
+[ca]
+root_key = "cli-root"
+intermediate_key = "cli-intermediate"
+permitted_zones = ["pki.example.com"]
+database = "{directory}/ca.sqlite3"
+crl_dir = "{directory}/crl"
 """
     )
     return config
@@ -85,7 +92,7 @@ def test_status_shows_a_table_of_the_tree(running) -> None:
 def test_status_json_is_machine_readable(running) -> None:
     config, _ = running
     status = json.loads(cli(config, "status", "--json").stdout)
-    assert {a["name"] for a in status["actors"]} == {"root", "hsm"}
+    assert {a["name"] for a in status["actors"]} == {"root", "hsm", "issuer"}
 
 
 def test_send_signs_in_the_hsm_and_the_signature_verifies(running) -> None:

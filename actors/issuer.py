@@ -1,0 +1,454 @@
+"""IssuerActor: CSRs in, certificates out, keys only in the HSM.
+
+Issuance is a pipeline of steps on this actor's thread, none of which waits:
+
+1. policy: parse the CSR, check proof of possession, key, names, validity
+   (``actors.ca.policy``); a refusal is a typed error and nothing is written;
+2. build the leaf's TBS under the current intermediate and queue it for
+   signing; the queue goes to the HSMActor as one ``sign_batch`` whenever the
+   mailbox runs dry (or the batch is full), so under load many requests share
+   one HSM round trip while the issuer goes on parsing the next CSRs;
+3. assemble each certificate, checking the HSM's signature against the
+   intermediate's key, record the batch in SQLite in one transaction (group
+   commit), and only then answer each caller.
+
+The CT log and the consensus vote slot in as further steps between 1 and 3
+(``_Job`` carries the state a step needs).
+
+At first start the CA hierarchy is created inside the HSM: a root key and a
+self-signed root, an intermediate key and certificate signed by the root, and
+a first CRL; later starts reload it from the database (crash-only: a restart
+and a cold boot take the same path). CRLs are regenerated on every revocation
+and every ``ca.crl_refresh_s``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import outcome
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from trustchain.actors.ca import (
+    ApprovedRequest,
+    CACertificateRecord,
+    CAStore,
+    IssuancePolicy,
+    IssuerNotValid,
+    MalformedCSR,
+    ToBeSigned,
+    assemble,
+    assemble_crl,
+    ca_name,
+    ca_public_key,
+    check_request,
+    crl_tbs,
+    intermediate_tbs,
+    leaf_tbs,
+    new_serial,
+    parse_csr,
+    parse_serial,
+    root_tbs,
+    serial_hex,
+)
+from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
+from trustchain.config import CaConfig
+from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
+from trustchain.supervisors.registry import Reply
+
+MAX_SIGN_BATCH = 64
+
+
+@dataclass(frozen=True)
+class IssueCertificate(Message):
+    type: ClassVar[str] = "issue"
+    csr: str  # PEM, or base64 DER
+    validity_s: int | None = None
+    client_auth: bool = False
+
+
+@dataclass(frozen=True)
+class RevokeCertificate(Message):
+    type: ClassVar[str] = "revoke"
+    serial: str
+    reason: str = "unspecified"
+
+
+@dataclass(frozen=True)
+class GetCertificate(Message):
+    type: ClassVar[str] = "certificate"
+    serial: str
+
+
+@dataclass(frozen=True)
+class GetCRL(Message):
+    type: ClassVar[str] = "crl"
+    issuer: str | None = None  # an intermediate's key label; default: the current one
+
+
+@dataclass(frozen=True)
+class CAStatus(Message):
+    type: ClassVar[str] = "ca_status"
+
+
+@dataclass(frozen=True)
+class RotateIntermediate(Message):
+    type: ClassVar[str] = "rotate_intermediate"
+
+
+@dataclass(frozen=True)
+class RefreshCRLs(Message):
+    type: ClassVar[str] = "refresh_crls"
+
+
+@dataclass
+class _Job:
+    """One issuance on its way through the pipeline."""
+
+    reply: Reply
+    approved: ApprovedRequest
+    issuer: CACertificateRecord
+    serial: int
+    now: datetime
+    tbs: ToBeSigned | None = None
+    certificate: x509.Certificate | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def policy_from_config(ca: CaConfig) -> IssuancePolicy:
+    return IssuancePolicy(
+        permitted_zones=tuple(ca.permitted_zones),
+        allow_wildcards=ca.allow_wildcards,
+        allow_ipv6_sans=ca.allow_ipv6_sans,
+        allowed_key_types=frozenset(ca.allowed_key_types),
+        min_validity=timedelta(seconds=ca.min_validity_s),
+        max_validity=timedelta(seconds=ca.max_validity_s),
+        default_validity=timedelta(seconds=ca.default_validity_s),
+        max_csr_bytes=ca.max_csr_bytes,
+        max_sans=ca.max_sans,
+        subject_mode=ca.subject,
+    )
+
+
+def _csr_bytes(text: str) -> bytes:
+    if text.lstrip().startswith("-----BEGIN"):
+        return text.encode("ascii", "replace")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedCSR("pkcs10", "the CSR is neither PEM nor base64 DER") from None
+
+
+class IssuerActor(SupervisedActor):
+    def __init__(self, context: ActorContext, config: CaConfig, hsm: str = "hsm") -> None:
+        super().__init__(context)
+        self.config = config
+        self.hsm = hsm
+        self.policy = policy_from_config(config)
+        self.store: CAStore | None = None
+        self._to_sign: list[tuple[str, ToBeSigned, Any]] = []
+        self._crls: dict[str, x509.CertificateRevocationList] = {}
+
+    # Lifecycle --------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.config.database.parent.mkdir(parents=True, exist_ok=True)
+        self.config.crl_dir.mkdir(parents=True, exist_ok=True)
+        self.store = CAStore(self.config.database)
+        now = datetime.now(UTC)
+        if not self.store.list_ca_certificates("root"):
+            self._create_root(now)
+        if self.store.current_intermediate(now) is None:
+            self._create_intermediate(now, self.config.intermediate_key)
+        self._load_hierarchy()
+        self._refresh_crls()
+        self.every(self.config.crl_refresh_s, RefreshCRLs())
+
+    def cleanup(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def on_receive(self, envelope: Any) -> Any:
+        result = super().on_receive(envelope)
+        if self._to_sign and (self.actor_inbox.empty() or len(self._to_sign) >= MAX_SIGN_BATCH):
+            self._flush_signatures()
+        return result
+
+    # Issuance ---------------------------------------------------------------------
+
+    @handles(IssueCertificate)
+    def issue(self, msg: IssueCertificate) -> None:
+        csr = parse_csr(_csr_bytes(msg.csr), self.policy.max_csr_bytes)
+        validity = None if msg.validity_s is None else timedelta(seconds=msg.validity_s)
+        approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
+        now = datetime.now(UTC)
+        issuer = self._intermediate_for(now, approved.validity)
+        job = _Job(self.defer(), approved, issuer, new_serial(), now)
+        job.tbs = leaf_tbs(
+            approved, issuer.certificate, job.serial, now, self._crl_url(issuer.key_label),
+            ca_issuers_url=self._ca_issuers_url(issuer),
+        )  # fmt: skip
+        self._sign(issuer.key_label, job.tbs, job)
+
+    def _sign(self, label: str, tbs: ToBeSigned, job: _Job) -> None:
+        self._to_sign.append((label, tbs, job))
+
+    def _flush_signatures(self) -> None:
+        """Send the queued TBSs to the HSM, one sign_batch per key and hash."""
+        queued, self._to_sign = self._to_sign, []
+        groups: dict[tuple[str, str], list[tuple[ToBeSigned, _Job]]] = {}
+        for label, tbs, job in queued:
+            groups.setdefault((label, tbs.hash_name), []).append((tbs, job))
+        for (label, hash_name), items in groups.items():
+            message = SignBatch(label, [tbs.der for tbs, _ in items], hash_name)
+            self.request(self.hsm, message, lambda result, items=items: self._signed(items, result))
+
+    def _signed(self, items: list[tuple[ToBeSigned, _Job]], result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):
+            for _, job in items:
+                job.reply(result)
+            return
+        done: list[_Job] = []
+        for (tbs, job), signature in zip(items, result.unwrap(), strict=True):
+            try:
+                job.certificate = assemble(
+                    tbs.der, tbs.algorithm, signature,
+                    issuer_public_key=ca_public_key(job.issuer.certificate),
+                )  # fmt: skip
+            except TrustChainError as exc:
+                job.reply(outcome.Error(exc))
+                continue
+            done.append(job)
+        self._record_and_answer(done)
+
+    def _record_and_answer(self, jobs: list[_Job]) -> None:
+        assert self.store is not None
+        batch = [(job.certificate, job.issuer.key_label) for job in jobs if job.certificate]
+        refusals = self.store.record_issued_batch(batch)
+        for job, refusal in zip(jobs, refusals, strict=True):
+            if refusal is not None:
+                job.reply(outcome.Error(refusal))
+                continue
+            cert = job.certificate
+            assert cert is not None
+            job.reply(outcome.Value({
+                "serial": serial_hex(cert.serial_number),
+                "certificate": pem(cert),
+                "chain": self._chain_pem[job.issuer.key_label],
+                "not_before": cert.not_valid_before_utc.isoformat(),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "issuer": job.issuer.key_label,
+                "names": list(job.approved.names),
+                **job.extra,
+            }))  # fmt: skip
+
+    # Revocation and CRLs ----------------------------------------------------------
+
+    @handles(RevokeCertificate)
+    def revoke(self, msg: RevokeCertificate) -> dict[str, Any]:
+        assert self.store is not None
+        record = self.store.revoke(parse_serial(msg.serial), msg.reason, datetime.now(UTC))
+        self._publish_crl(record.issuer_key_label)
+        assert record.revoked_at is not None
+        return {
+            "serial": serial_hex(record.serial),
+            "status": record.status,
+            "reason": record.reason,
+            "revoked_at": record.revoked_at.isoformat(),
+            "crl_number": self._crl_number(record.issuer_key_label),
+        }
+
+    @handles(GetCertificate)
+    def certificate(self, msg: GetCertificate) -> dict[str, Any]:
+        assert self.store is not None
+        record = self.store.get(parse_serial(msg.serial))
+        return {
+            "serial": serial_hex(record.serial),
+            "names": list(record.names),
+            "status": record.status,
+            "not_before": record.not_before.isoformat(),
+            "not_after": record.not_after.isoformat(),
+            "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+            "reason": record.reason,
+            "issuer": record.issuer_key_label,
+            "certificate": pem(record.certificate),
+        }
+
+    @handles(GetCRL)
+    def crl(self, msg: GetCRL) -> dict[str, Any]:
+        label = msg.issuer or self._current_ca.key_label
+        crl = self._crls.get(label)
+        if crl is None:
+            raise IssuerNotValid(
+                f"no CRL for issuer {label!r}; issuers: {', '.join(sorted(self._crls))}"
+            )
+        return {
+            "issuer": label,
+            "crl": crl.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            "crl_number": self._crl_number(label),
+            "this_update": crl.last_update_utc.isoformat(),
+            "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+            "revoked": len(crl),
+        }
+
+    @handles(RefreshCRLs)
+    def refresh_crls(self, msg: RefreshCRLs) -> list[str]:
+        return self._refresh_crls()
+
+    def _refresh_crls(self) -> list[str]:
+        labels = self._live_intermediates()
+        for label in labels:
+            self._publish_crl(label)
+        return labels
+
+    def _publish_crl(self, label: str) -> None:
+        """Sign a fresh CRL for one intermediate and write it (DER and PEM) atomically."""
+        assert self.store is not None
+        issuer = self._by_label[label]
+        now = datetime.now(UTC)
+        tbs = crl_tbs(
+            issuer_cert=issuer.certificate,
+            entries=self.store.revoked_entries(label, expired_before=now),
+            crl_number=self.store.next_crl_number(label),
+            now=now,
+            validity=timedelta(seconds=self.config.crl_validity_s),
+        )
+        signature = self.registry.ask(self.hsm, SignData(label, tbs.der, tbs.hash_name))
+        crl = assemble_crl(
+            tbs.der, tbs.algorithm, signature, issuer_public_key=ca_public_key(issuer.certificate)
+        )
+        self._crls[label] = crl
+        _write_atomically(self.config.crl_dir / f"{label}.crl",
+                          crl.public_bytes(serialization.Encoding.DER))  # fmt: skip
+        _write_atomically(self.config.crl_dir / f"{label}.pem",
+                          crl.public_bytes(serialization.Encoding.PEM))  # fmt: skip
+
+    def _crl_number(self, label: str) -> int:
+        crl = self._crls[label]
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+    # The hierarchy ----------------------------------------------------------------
+
+    @handles(CAStatus)
+    def ca_status(self, msg: CAStatus) -> list[dict[str, Any]]:
+        assert self.store is not None
+        now = datetime.now(UTC)
+        return [
+            {
+                "role": r.role,
+                "key_label": r.key_label,
+                "subject": r.certificate.subject.rfc4514_string(),
+                "not_before": r.certificate.not_valid_before_utc.isoformat(),
+                "not_after": r.not_after.isoformat(),
+                "current": r.role == "root" or r.key_label == self._current_ca.key_label,
+                "expired": r.not_after < now,
+                "fingerprint": r.fingerprint,
+                "certificate": pem(r.certificate),
+            }
+            for r in self.store.list_ca_certificates()
+            if r.not_after >= now
+        ]
+
+    @handles(RotateIntermediate)
+    def rotate_intermediate(self, msg: RotateIntermediate) -> dict[str, Any]:
+        assert self.store is not None
+        count = len(self.store.list_ca_certificates("intermediate"))
+        label = f"{self.config.intermediate_key}-{count + 1}"
+        record = self._create_intermediate(datetime.now(UTC), label)
+        self._load_hierarchy()
+        self._publish_crl(label)
+        return {"key_label": label, "not_after": record.not_after.isoformat(),
+                "certificate": pem(record.certificate)}  # fmt: skip
+
+    def _hsm_sign(self, label: str) -> Any:
+        return lambda data, hash_name: self.registry.ask(self.hsm, SignData(label, data, hash_name))
+
+    def _public_key(self, label: str) -> Any:
+        info = self.registry.ask(self.hsm, EnsureKey(label, self.config.key_type), timeout=120)
+        return serialization.load_der_public_key(info.public_key_der)
+
+    def _create_root(self, now: datetime) -> None:
+        assert self.store is not None
+        label = self.config.root_key
+        config = self.config
+        subject = ca_name(config.root_common_name, config.organization, config.country)
+        public_key = self._public_key(label)
+        tbs = root_tbs(subject=subject, public_key=public_key, serial=new_serial(), now=now,
+                       validity=timedelta(days=self.config.root_validity_days))  # fmt: skip
+        signature = self._hsm_sign(label)(tbs.der, tbs.hash_name)
+        cert = assemble(tbs.der, tbs.algorithm, signature, issuer_public_key=public_key)
+        self.store.add_ca_certificate("root", label, cert)
+
+    def _create_intermediate(self, now: datetime, label: str) -> CACertificateRecord:
+        assert self.store is not None
+        root = self.store.list_ca_certificates("root")[-1]
+        subject = ca_name(
+            self.config.intermediate_common_name, self.config.organization, self.config.country
+        )
+        tbs = intermediate_tbs(
+            subject=subject,
+            public_key=self._public_key(label),
+            issuer_cert=root.certificate,
+            serial=new_serial(),
+            now=now,
+            validity=timedelta(days=self.config.intermediate_validity_days),
+            permitted_zones=self.config.permitted_zones if self.config.name_constraints else None,
+            permitted_ipv6_networks=self.policy.permitted_ipv6_networks
+            if self.config.name_constraints and self.config.allow_ipv6_sans
+            else (),
+            crl_url=self._crl_url(root.key_label),
+            ca_issuers_url=f"{self.config.base_url}/ca/{root.key_label}.cer",
+        )
+        signature = self._hsm_sign(root.key_label)(tbs.der, tbs.hash_name)
+        cert = assemble(tbs.der, tbs.algorithm, signature,
+                        issuer_public_key=ca_public_key(root.certificate))  # fmt: skip
+        return self.store.add_ca_certificate("intermediate", label, cert)
+
+    def _load_hierarchy(self) -> None:
+        assert self.store is not None
+        records = self.store.list_ca_certificates()
+        self._by_label = {r.key_label: r for r in records}
+        current = self.store.current_intermediate(datetime.now(UTC))
+        assert current is not None
+        self._current_ca = current
+        self._chain_pem = {r.key_label: pem(r.certificate) for r in records}
+
+    def _live_intermediates(self) -> list[str]:
+        now = datetime.now(UTC)
+        return [r.key_label for r in self._by_label.values()
+                if r.role == "intermediate" and r.not_after >= now]  # fmt: skip
+
+    def _intermediate_for(self, now: datetime, validity: timedelta) -> CACertificateRecord:
+        if self._current_ca.not_after < now + validity:
+            raise IssuerNotValid(
+                f"the issuing CA {self._current_ca.key_label!r} expires before this certificate "
+                "would; rotate it: `trustchain ca rotate-intermediate`"
+            )
+        return self._current_ca
+
+    def _crl_url(self, label: str) -> str:
+        return f"{self.config.base_url}/crl/{label}.crl"
+
+    def _ca_issuers_url(self, issuer: CACertificateRecord) -> str:
+        return f"{self.config.base_url}/ca/{issuer.key_label}.cer"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
