@@ -105,11 +105,25 @@ class CaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RenewalConfig:
+    """TrustChain's own certificates (its DoQ and HTTPS servers'), kept fresh by itself."""
+
+    directory: Path = _f(Path("var/tls"))  # <name>/key.pem (0600), cert.pem, chain.pem
+    key_type: str = _f("ec-p256", choices=KEY_TYPES)
+    validity_s: int = _f(86_400, min=60)
+    renew_at_fraction: float = _f(2 / 3, min=0.1, max=0.95)  # of the lifetime
+    check_interval_s: float = _f(30.0, min=0.05, max=3_600.0)
+    # name -> the DNS names (or IPv6 addresses) its certificate covers
+    certificates: dict[str, list[str]] = _f({})
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
     hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
     ca: CaConfig = dataclasses.field(default_factory=CaConfig)
+    renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
 
 
 def default_config_path() -> Path:
