@@ -254,5 +254,7 @@ def hsm_keys(obj: Context) -> None:
     Console().print(table)
 
 
+from trustchain.protocols import cli_ca  # noqa: E402,F401  (registers issue, revoke, crl, ca)
+
 if __name__ == "__main__":
     main()

@@ -7,73 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustchain.config import HsmConfig
-
-TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
-
-
-def write_config(directory: Path, hsm: HsmConfig, **runtime: object) -> Path:
-    config = directory / "trustchain.toml"
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
-    config.write_text(
-        f"""
-[runtime]
-state_dir = "{directory}"
-control_socket = "{directory}/ctl.sock"
-{extra}
-[hsm]
-module = "{hsm.module}"
-token_label = "{hsm.token_label}"
-pin_file = "{hsm.pin_file}"
-softhsm2_conf = "{hsm.softhsm2_conf}"
-
-[hsm.keys]
-cli-test-key = "ec-p256"
-
-[ca]
-root_key = "cli-root"
-intermediate_key = "cli-intermediate"
-permitted_zones = ["pki.example.com"]
-database = "{directory}/ca.sqlite3"
-crl_dir = "{directory}/crl"
-"""
-    )
-    return config
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TRUSTCHAIN, "--config", str(config), *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-
-
-def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"trustchain run exited early:\n{process.stderr.read()}")  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the control socket never appeared"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def running(short_tmp: Path, softhsm: HsmConfig) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    config = write_config(short_tmp, softhsm)
-    process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"],
-                               stderr=subprocess.PIPE, text=True)
-    wait_for(short_tmp / "ctl.sock", process)
-    yield config, process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+from .conftest import TRUSTCHAIN, cli, wait_for, write_config
 
 
 def test_status_shows_a_table_of_the_tree(running) -> None:

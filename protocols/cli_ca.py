@@ -1,0 +1,176 @@
+"""`trustchain issue | revoke | crl | ca ...`: the CA's commands.
+
+`issue` without `--csr` makes the key here, on this machine: only a CSR goes
+to TrustChain, and the key is written 0600 next to the certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from rich.console import Console
+from rich.table import Table
+
+from trustchain.protocols.cli import Context, fail, main
+
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
+
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+def generate_key(key_type: str) -> PrivateKey:
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if key_type.startswith("ec-"):
+        curve = ec.SECP256R1() if key_type == "ec-p256" else ec.SECP384R1()
+        return ec.generate_private_key(curve)
+    return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
+
+
+def build_csr(key: PrivateKey, names: tuple[str, ...]) -> bytes:
+    general: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            general.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            general.append(x509.DNSName(name))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a private key readable by its owner only, from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--csr", "csr_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this CSR (PEM or DER) instead of making a key here.")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Directory for the key, certificate and chain.")
+@click.option("--validity", "validity_s", type=int, help="Lifetime in seconds (default 24 h).")
+@click.option("--client-auth", is_flag=True, help="Also allow TLS client authentication.")
+@click.pass_obj
+def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type: str, out: Path,
+          validity_s: int | None, client_auth: bool) -> None:  # fmt: skip
+    """Issue a certificate for NAMES (DNS names or IPv6 addresses), or for a CSR."""
+    key: PrivateKey | None = None
+    if csr_file is not None:
+        if names:
+            fail("give NAMES or --csr, not both (the CSR carries its names)", 2)
+        data = csr_file.read_bytes()
+        pem = data.lstrip().startswith(b"-----")
+        csr = data.decode() if pem else base64.b64encode(data).decode()
+    else:
+        if not names:
+            fail("name at least one DNS name or IPv6 address, or give --csr", 2)
+        key = generate_key(key_type)
+        csr = build_csr(key, names).decode()
+    args: dict[str, object] = {"csr": csr, "client_auth": client_auth}
+    if validity_s is not None:
+        args["validity_s"] = validity_s
+    reply = obj.call("issuer", "issue", args)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = (reply["names"][0] if reply["names"] else reply["serial"]).replace("*", "_")
+    written = []
+    if key is not None:
+        key_path = out / f"{stem}.key"
+        write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))  # fmt: skip
+        written.append(key_path)
+    for suffix, text in (("crt", reply["certificate"]), ("chain.crt", reply["chain"])):
+        path = out / f"{stem}.{suffix}"
+        path.write_text(text)
+        written.append(path)
+    click.echo(f"serial     {reply['serial']}")
+    click.echo(f"names      {', '.join(reply['names'])}")
+    click.echo(f"not after  {reply['not_after']}")
+    for key_name in ("leaf_index", "sct"):
+        if key_name in reply:
+            click.echo(f"{key_name:<10} {reply[key_name]}")
+    for path in written:
+        click.echo(f"wrote      {path}")
+
+
+@main.command()
+@click.argument("serial")
+@click.option("--reason", default="unspecified", show_default=True,
+              help="key_compromise, superseded, cessation_of_operation, affiliation_changed, "
+                   "privilege_withdrawn or unspecified.")  # fmt: skip
+@click.pass_obj
+def revoke(obj: Context, serial: str, reason: str) -> None:
+    """Revoke a certificate by serial (hex); the CRL is regenerated at once."""
+    result = obj.call("issuer", "revoke", {"serial": serial, "reason": reason})
+    click.echo(f"{result['serial']} revoked ({result['reason']}) at {result['revoked_at']}; "
+               f"CRL number {result['crl_number']}")  # fmt: skip
+
+
+@main.command()
+@click.option("--issuer", help="An intermediate's key label (default: the current one).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the CRL (PEM) here instead of printing it.")
+@click.pass_obj
+def crl(obj: Context, issuer: str | None, out: Path | None) -> None:
+    """Print or write the current CRL."""
+    result = obj.call("issuer", "crl", {"issuer": issuer} if issuer else {})
+    if out is None:
+        click.echo(result["crl"], nl=False)
+        return
+    out.write_text(result["crl"])
+    click.echo(f"wrote {out}: CRL number {result['crl_number']}, {result['revoked']} revoked, "
+               f"next update {result['next_update']}")  # fmt: skip
+
+
+@main.group()
+def ca() -> None:
+    """The CA hierarchy: status, root certificate, intermediate rotation."""
+
+
+@ca.command("status")
+@click.pass_obj
+def ca_status(obj: Context) -> None:
+    """The root and the intermediates that have not expired."""
+    table = Table()
+    for column in ("role", "key label", "subject", "not after", "current"):
+        table.add_column(column)
+    for cert in obj.call("issuer", "ca_status"):
+        table.add_row(cert["role"], cert["key_label"], cert["subject"], cert["not_after"],
+                      "yes" if cert["current"] else "")  # fmt: skip
+    Console().print(table)
+
+
+@ca.command("root")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def ca_root(obj: Context, out: Path | None) -> None:
+    """Print or write the root certificate (what relying parties trust)."""
+    root = next(c for c in obj.call("issuer", "ca_status") if c["role"] == "root")
+    if out is None:
+        click.echo(root["certificate"], nl=False)
+    else:
+        out.write_text(root["certificate"])
+        click.echo(f"wrote {out}")
+
+
+@ca.command("rotate-intermediate")
+@click.pass_obj
+def rotate_intermediate(obj: Context) -> None:
+    """A new intermediate key (in the HSM) and certificate; earlier leaves stay valid."""
+    result = obj.call("issuer", "rotate_intermediate")
+    click.echo(f"new intermediate {result['key_label']}, valid until {result['not_after']}")
