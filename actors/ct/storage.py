@@ -12,6 +12,8 @@ touched directory (and the parents of directories it created). A reader sees the
 old object or the new one, never a torn one; after a crash each object is either
 old or new, independently of the others. The log's crash safety relies only on
 this, and on ``write_many`` of the checkpoint happening after the tiles.
+One writer per directory (temp names are ``.tmp-<name>-<pid>``); nothing here
+locks against a second process, so the owner must ensure that.
 """
 
 from __future__ import annotations
