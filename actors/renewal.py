@@ -1,0 +1,549 @@
+"""RenewalActor: the certificates TrustChain serves with (DoQ, HTTPS), issued by itself.
+
+Each managed certificate (``[renewal.certificates]`` plus ``RegisterCertificate``
+at run time) gets a private key made here (only a CSR goes to the IssuerActor,
+through ``request()``: this thread never waits on the issuer) and a new one
+when it is missing, unreadable, not matching its key, for other names or key
+type, or past ``renew_at_fraction`` of its lifetime. Failures are logged, shown
+in ``RenewalStatus`` and retried at the next check. In-process subscribers get
+every new ``Bundle``. Lifetime counts from when the CSR was sent (``issued_at``
+in meta.json), not from notBefore, which the CA backdates by up to a minute.
+
+Disk layout (directories 0700; one process per directory, nothing locks)::
+
+    <directory>/registrations.json    runtime registrations, {name: [names]}
+    <directory>/<name>/<serial>/      one immutable version: key.pem (0600), cert.pem,
+                                      chain.pem, fullchain.pem, meta.json
+    <directory>/<name>/current        symlink -> <serial>, replaced by rename(2)
+    <directory>/<name>/key.pem, ...   symlinks -> current/key.pem, ... (stable paths)
+
+A version is written whole under a temporary name, fsynced and renamed into
+place before ``current`` moves, so a reader that resolves ``current`` once (a
+``Bundle``'s paths are resolved) never pairs a key with another certificate.
+The previous version stays for readers still holding it. Subscriptions live
+beside the registry, so they outlive a restart of this actor; everything else
+is reloaded from disk in ``setup()`` (crash-only).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import outcome
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from loguru import logger
+
+from trustchain.actors.ca import key_type_of
+from trustchain.actors.issuer import IssueCertificate
+from trustchain.config import ConfigError, RenewalConfig
+from trustchain.supervisors import (
+    ActorContext,
+    InvalidRequest,
+    Message,
+    SupervisedActor,
+    TrustChainError,
+    handles,
+)
+from trustchain.supervisors.registry import Registry, Reply
+
+ISSUE_TIMEOUT_S = 60.0  # unanswered this long: counted as failed, a late reply is dropped
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_FILES = ("key.pem", "cert.pem", "chain.pem", "fullchain.pem", "meta.json")
+
+
+class UnknownCertificate(TrustChainError):
+    code = "unknown_certificate"
+
+
+class CertificateNotIssued(TrustChainError):
+    code = "certificate_not_issued"
+
+
+class RenewalFailed(TrustChainError):
+    code = "renewal_failed"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One issued certificate and its key; the files at these paths never change."""
+
+    name: str
+    names: tuple[str, ...]
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime  # when the CSR went out: the lifetime counts from here
+    cert_pem: str
+    chain_pem: str
+    key_pem: str = field(repr=False)
+    cert_path: Path
+    chain_path: Path
+    fullchain_path: Path  # leaf + chain: what ssl's load_cert_chain and aioquic read
+    key_path: Path
+
+    def to_json(self) -> dict[str, Any]:
+        """Never the private key, whatever edge this reaches."""
+        return {k: v for k, v in vars(self).items() if k != "key_pem"}
+
+
+# Decisions: pure, ``now`` comes in ------------------------------------------------------
+
+
+def renew_at(not_before: datetime, not_after: datetime, fraction: float) -> datetime:
+    return not_before + (not_after - not_before) * fraction
+
+
+def renewal_due(not_before: datetime, not_after: datetime, now: datetime, fraction: float) -> bool:
+    """Whether ``fraction`` of the lifetime from ``not_before`` to ``not_after`` has passed."""
+    return now >= renew_at(not_before, not_after, fraction)
+
+
+def bundle_renew_at(bundle: Bundle, fraction: float) -> datetime:
+    start = min(max(bundle.issued_at, bundle.not_before), bundle.not_after)
+    return renew_at(start, bundle.not_after, fraction)
+
+
+def check_period(validity_s: float, fraction: float, interval_s: float) -> float:
+    """Seconds between checks: the configured interval, cut to fit 4 inside the renewal window."""
+    return max(0.05, min(interval_s, validity_s * (1 - fraction) / 4))
+
+
+def renewal_reason(
+    bundle: Bundle | None, names: Sequence[str], key_type: str, now: datetime, fraction: float
+) -> str | None:
+    """Why ``bundle`` must be replaced now, or None while it may stay."""
+    if bundle is None:
+        return "no usable certificate"
+    if set(bundle.names) != {normalize_name(n) for n in names}:
+        return "names changed"
+    cert = x509.load_pem_x509_certificate(bundle.cert_pem.encode())
+    if key_type_of(cert.public_key()) != key_type:
+        return "key type changed"
+    return "due" if now >= bundle_renew_at(bundle, fraction) else None
+
+
+def normalize_name(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower().rstrip(".")
+
+
+def new_key(key_type: str) -> PrivateKey:
+    if key_type.startswith("rsa-"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
+    return ec.generate_private_key({"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}[key_type])
+
+
+def csr_for(key: PrivateKey, names: Sequence[str]) -> str:
+    """A PEM CSR: empty subject, the names as SANs (the CA takes nothing else from it)."""
+    sans: list[x509.GeneralName] = []
+    for name in map(normalize_name, names):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    p384 = isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1"
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    csr = builder.sign(key, hashes.SHA384() if p384 else hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+# Disk -----------------------------------------------------------------------------------
+
+
+def _spki(public_key: Any) -> bytes:
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return bytes(public_key.public_bytes(der, spki))
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (never over a file or through a symlink) with ``mode``, write, fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fd, mode)  # exactly, whatever the umask
+        fh.write(data)
+        fh.flush()
+        os.fsync(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    _write_new(tmp, data, 0o644)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_version(home: Path, serial: str, files: dict[str, tuple[bytes, int]]) -> None:
+    """Write one version under ``home`` and make it ``current``; keep only the previous one."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = home / f".tmp-{serial}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    for filename, (data, mode) in files.items():
+        _write_new(tmp / filename, data, mode)
+    _fsync_dir(tmp)
+    os.rename(tmp, home / serial)
+    previous = os.readlink(home / "current") if (home / "current").is_symlink() else None
+    (home / ".current.tmp").unlink(missing_ok=True)
+    os.symlink(serial, home / ".current.tmp")
+    os.replace(home / ".current.tmp", home / "current")
+    for filename in files:
+        if not (home / filename).is_symlink():
+            (home / filename).unlink(missing_ok=True)
+            os.symlink(f"current/{filename}", home / filename)
+    _fsync_dir(home)
+    for old in home.iterdir():
+        if old.is_dir() and not old.is_symlink() and old.name not in (serial, previous):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_current(home: Path, name: str) -> tuple[Bundle | None, str | None]:
+    """The current version of ``name``, or None and why it cannot be used."""
+    if not (home / "current").exists():
+        return None, None
+    v = (home / "current").resolve()
+    try:
+        if (v / "key.pem").stat().st_mode & 0o077:
+            return None, "key.pem is readable by group or others"
+        key_pem, cert_pem, chain_pem = ((v / f).read_text("ascii") for f in _FILES[:3])
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        x509.load_pem_x509_certificates(chain_pem.encode())
+        issued_at = datetime.fromisoformat(json.loads((v / "meta.json").read_text())["issued_at"])
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, KeyError, TypeError, x509.ExtensionNotFound) as exc:
+        return None, f"unreadable: {type(exc).__name__}: {exc}"
+    if _spki(key.public_key()) != _spki(cert.public_key()):
+        return None, "key.pem does not match cert.pem"
+    names = [*sans.get_values_for_type(x509.DNSName),
+             *map(str, sans.get_values_for_type(x509.IPAddress))]  # fmt: skip
+    return Bundle(
+        name, tuple(map(normalize_name, names)), format(cert.serial_number, "x"),
+        cert.not_valid_before_utc, cert.not_valid_after_utc, issued_at, cert_pem, chain_pem,
+        key_pem, v / "cert.pem", v / "chain.pem", v / "fullchain.pem", v / "key.pem",
+    ), None  # fmt: skip
+
+
+# Subscribers outlive an incarnation: they are kept beside the registry, like its cells --
+
+
+@dataclass
+class _Subscriber:
+    name: str
+    callback: Callable[[Bundle], None]
+    delivered: str | None = None  # the serial last handed over
+
+
+_Book = dict[int, _Subscriber]
+_BOOKS: weakref.WeakKeyDictionary[Registry, dict[str, _Book]] = weakref.WeakKeyDictionary()
+_BOOKS_LOCK = threading.Lock()
+_TOKENS = itertools.count(1)
+
+
+def _subscribers(registry: Registry, actor: str) -> _Book:
+    with _BOOKS_LOCK:
+        return _BOOKS.setdefault(registry, {}).setdefault(actor, {})
+
+
+# Messages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterCertificate(Message):
+    type: ClassVar[str] = "register"
+    name: str
+    names: list[str]
+
+
+@dataclass(frozen=True)
+class Subscribe(Message):
+    """In-process only. ``callback(bundle)`` runs on the renewal actor's thread: be quick."""
+
+    type: ClassVar[str] = "subscribe"
+    name: str
+    callback: Callable[[Bundle], None]
+
+    @classmethod
+    def from_args(cls, args: Any) -> Self:
+        raise InvalidRequest(
+            "'subscribe' is in-process only: it takes a Python callable, which JSON cannot "
+            "carry; over the control socket use 'bundle' or 'renewal_status'"
+        )
+
+
+@dataclass(frozen=True)
+class Unsubscribe(Message):
+    type: ClassVar[str] = "unsubscribe"
+    subscription: int  # what Subscribe returned
+
+
+@dataclass(frozen=True)
+class GetBundle(Message):
+    type: ClassVar[str] = "bundle"
+    name: str
+
+
+@dataclass(frozen=True)
+class RenewalStatus(Message):
+    type: ClassVar[str] = "renewal_status"
+
+
+@dataclass(frozen=True)
+class RenewNow(Message):
+    type: ClassVar[str] = "renew"
+    name: str
+
+
+@dataclass(frozen=True)
+class _CheckRenewals(Message):
+    type: ClassVar[str] = "_check_renewals"
+
+
+@dataclass
+class _Managed:
+    names: list[str]
+    source: str  # "config" | "registered"
+    bundle: Bundle | None = None
+    state: str = "ok"  # ok | renewing | failed
+    last_error: str | None = None
+    failures: int = 0
+    attempt: int = 0  # the issuance in flight (0: none); replies to older ones are dropped
+    attempt_started: float = 0.0
+    forced: bool = False  # RenewNow asked: holds until a renewal succeeds
+    waiting: list[Reply] = field(default_factory=list)
+
+
+class RenewalActor(SupervisedActor):
+    def __init__(self, context: ActorContext, config: RenewalConfig, issuer: str = "issuer"):
+        super().__init__(context)
+        self.config, self.issuer = config, issuer
+        self.managed: dict[str, _Managed] = {}
+        self._attempts = itertools.count(1)
+
+    def setup(self) -> None:
+        for name, names in self.config.certificates.items():
+            self.managed[_valid_name(name, ConfigError)] = _Managed(list(names), "config")
+        for name, names in self._registrations().items():
+            self.managed.setdefault(name, _Managed(list(names), "registered"))
+        for name, m in self.managed.items():
+            m.bundle, problem = load_current(self.config.directory / name, name)
+            if problem:
+                logger.warning("renewal: {}: {}; getting a new certificate", name, problem)
+            if m.bundle is not None:
+                self._notify(m.bundle)  # whoever missed it when the last incarnation died
+            self._check(name, m)
+        c = self.config
+        self.every(check_period(c.validity_s, c.renew_at_fraction, c.check_interval_s),
+                   _CheckRenewals())  # fmt: skip
+
+    # Messages -----------------------------------------------------------------------------
+
+    @handles(_CheckRenewals)
+    def check_renewals(self, msg: _CheckRenewals) -> None:
+        for name, m in self.managed.items():
+            self._check(name, m)
+
+    @handles(RegisterCertificate)
+    def register(self, msg: RegisterCertificate) -> dict[str, Any]:
+        name, names = _valid_name(msg.name, InvalidRequest), list(msg.names)
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise InvalidRequest("'register' needs a non-empty list of DNS names / IPv6 addresses")
+        m = self.managed.get(name)
+        if m is not None and m.source == "config":
+            if set(m.names) != set(names):
+                raise InvalidRequest(f"{name!r} is set in [renewal.certificates]; change it there")
+        else:
+            m = self.managed.setdefault(name, _Managed(names, "registered"))
+            m.names = names
+            kept = {n: r.names for n, r in self.managed.items() if r.source == "registered"}
+            self.config.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _replace(self.config.directory / "registrations.json", json.dumps(kept).encode())
+        self._check(name, m)
+        return self._status(name, m)
+
+    @handles(Subscribe)
+    def subscribe(self, msg: Subscribe) -> int:
+        m, token = self._get(msg.name), next(_TOKENS)
+        _subscribers(self.registry, self.name)[token] = _Subscriber(msg.name, msg.callback)
+        if m.bundle is not None:
+            self._notify(m.bundle)
+        return token
+
+    @handles(Unsubscribe)
+    def unsubscribe(self, msg: Unsubscribe) -> bool:
+        return _subscribers(self.registry, self.name).pop(msg.subscription, None) is not None
+
+    @handles(GetBundle)
+    def get_bundle(self, msg: GetBundle) -> dict[str, Any]:
+        m = self._get(msg.name)
+        if m.bundle is None:
+            why = m.last_error or "it is being issued"
+            raise CertificateNotIssued(f"{msg.name!r} has no certificate yet ({why})")
+        return self._info(m.bundle)
+
+    @handles(RenewalStatus)
+    def renewal_status(self, msg: RenewalStatus) -> list[dict[str, Any]]:
+        return [self._status(name, m) for name, m in sorted(self.managed.items())]
+
+    @handles(RenewNow)
+    def renew_now(self, msg: RenewNow) -> None:
+        """Answered when the new certificate is on disk (or with why it is not)."""
+        m = self._get(msg.name)
+        m.waiting.append(self.defer())
+        m.forced = True
+        self._check(msg.name, m)
+
+    # Renewal ------------------------------------------------------------------------------
+
+    def _check(self, name: str, m: _Managed) -> None:
+        if m.attempt:
+            if time.monotonic() - m.attempt_started < ISSUE_TIMEOUT_S:
+                return
+            error = RenewalFailed(f"the issuer gave no answer in {ISSUE_TIMEOUT_S:g} s")
+            self._failed(name, m, error, answer=False)  # waiters get the next attempt's outcome
+        now, c = datetime.now(UTC), self.config
+        reason = "asked to renew" if m.forced else \
+            renewal_reason(m.bundle, m.names, c.key_type, now, c.renew_at_fraction)  # fmt: skip
+        if reason is None:
+            return
+        key = new_key(c.key_type)
+        attempt = m.attempt = next(self._attempts)
+        m.attempt_started, m.state = time.monotonic(), "renewing"
+        logger.info("renewal: {}: requesting a certificate ({})", name, reason)
+        message = IssueCertificate(csr_for(key, m.names), validity_s=c.validity_s)
+        self.request(self.issuer, message, lambda r: self._issued(name, attempt, key, now, r))
+
+    def _issued(
+        self, name: str, attempt: int, key: PrivateKey, issued_at: datetime, result: outcome.Outcome
+    ) -> None:
+        m = self.managed[name]
+        if m.attempt != attempt:
+            logger.info("renewal: {}: dropped the issuer's late reply", name)
+            return
+        m.attempt = 0
+        if isinstance(result, outcome.Error):
+            self._failed(name, m, result.error)
+            return
+        try:
+            self._store(name, key, issued_at, result.unwrap())
+            bundle, problem = load_current(self.config.directory / name, name)
+            if bundle is None:
+                raise RenewalFailed(f"the files just written are not usable: {problem}")
+        except (OSError, ValueError, RenewalFailed) as exc:
+            self._failed(name, m, exc)
+            return
+        m.bundle, m.state, m.last_error, m.forced = bundle, "ok", None, False
+        at = bundle_renew_at(bundle, self.config.renew_at_fraction)
+        logger.info("renewal: {}: serial {}, valid until {}, renewing at {}", name,
+                    bundle.serial, bundle.not_after, at)  # fmt: skip
+        self._answer_waiting(m, outcome.Value(self._info(bundle)))
+        self._notify(bundle)
+
+    def _store(self, name: str, key: PrivateKey, issued_at: datetime, reply: Any) -> None:
+        cert = x509.load_pem_x509_certificate(reply["certificate"].encode())
+        if _spki(cert.public_key()) != _spki(key.public_key()):
+            raise RenewalFailed("the issuer returned a certificate for another key")
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())  # fmt: skip
+        cert_pem, chain_pem = reply["certificate"].encode(), reply["chain"].encode()
+        meta = {k: reply[k] for k in ("serial", "names", "issuer", "not_before", "not_after")}
+        meta["issued_at"] = issued_at.isoformat()
+        contents = (key_pem, cert_pem, chain_pem, cert_pem + chain_pem, json.dumps(meta).encode())
+        modes = (0o600, 0o644, 0o644, 0o644, 0o644)
+        files = {f: (data, mode) for f, data, mode in zip(_FILES, contents, modes, strict=True)}
+        write_version(self.config.directory / name, format(cert.serial_number, "x"), files)
+
+    def _failed(self, name: str, m: _Managed, error: BaseException, answer: bool = True) -> None:
+        m.attempt, m.state, m.failures = 0, "failed", m.failures + 1
+        m.last_error = f"{type(error).__name__}: {error}"
+        logger.warning("renewal: {}: {} (failure {}; retried at the next check)", name,
+                       m.last_error, m.failures)  # fmt: skip
+        if answer:
+            typed = error if isinstance(error, TrustChainError) else RenewalFailed(m.last_error)
+            self._answer_waiting(m, outcome.Error(typed))
+
+    def _answer_waiting(self, m: _Managed, result: outcome.Outcome) -> None:
+        waiting, m.waiting = m.waiting, []
+        for reply in waiting:
+            reply(result)
+
+    def _notify(self, bundle: Bundle) -> None:
+        for token, sub in list(_subscribers(self.registry, self.name).items()):
+            if sub.name != bundle.name or sub.delivered == bundle.serial:
+                continue
+            sub.delivered = bundle.serial
+            try:
+                sub.callback(bundle)
+            except Exception as exc:  # the subscriber's bug: say so, keep it subscribed
+                logger.warning("renewal: subscriber {} of {} raised {}: {}", token, bundle.name,
+                               type(exc).__name__, exc)  # fmt: skip
+
+    # Views --------------------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Managed:
+        if name not in self.managed:
+            known = ", ".join(sorted(self.managed)) or "none"
+            raise UnknownCertificate(f"no certificate named {name!r}; managed: {known}")
+        return self.managed[name]
+
+    def _status(self, name: str, m: _Managed) -> dict[str, Any]:
+        b = m.bundle
+        at = bundle_renew_at(b, self.config.renew_at_fraction).isoformat() if b else None
+        return {"name": name, "names": m.names, "source": m.source, "state": m.state,
+                "last_error": m.last_error, "failures": m.failures, "serial": b and b.serial,
+                "not_after": b and b.not_after.isoformat(), "renew_at": at}  # fmt: skip
+
+    def _info(self, b: Bundle) -> dict[str, Any]:
+        current = self.config.directory / b.name / "current"
+        paths = {"cert": b.cert_path, "chain": b.chain_path, "fullchain": b.fullchain_path,
+                 "key": b.key_path, "current": current}  # fmt: skip
+        return {"name": b.name, "names": list(b.names), "serial": b.serial,
+                "not_before": b.not_before.isoformat(), "not_after": b.not_after.isoformat(),
+                "renew_at": bundle_renew_at(b, self.config.renew_at_fraction).isoformat(),
+                "cert_pem": b.cert_pem, "chain_pem": b.chain_pem,
+                "paths": {k: str(p) for k, p in paths.items()}}  # fmt: skip
+
+    def _registrations(self) -> dict[str, list[str]]:
+        path = self.config.directory / "registrations.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path} is unreadable ({exc}); repair or remove it") from None
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise ConfigError(f"{path} is not {{name: [names]}}; repair or remove it")
+        return {_valid_name(k, ConfigError): v for k, v in data.items()}
+
+
+def _valid_name(name: Any, error: Callable[[str], Exception]) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "registrations.json":
+        raise error(f"certificate name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return name
