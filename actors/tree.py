@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
+from trustchain.actors.renewal import RenewalActor
 from trustchain.config import Config
 from trustchain.supervisors import ChildSpec
 
@@ -13,4 +14,5 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
     return [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
         ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config.ca), start_timeout_s=120),
+        ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, config.renewal)),
     ]
