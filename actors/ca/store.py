@@ -187,9 +187,9 @@ class CAStore:
         """CA certificates, oldest first, optionally of one role."""
         query = "SELECT fingerprint, role, key_label, pem, not_after, active FROM ca_certificates"
         rows = (
-            self._db.execute(query + " WHERE role = ? ORDER BY not_before, fingerprint", (role,))
+            self._db.execute(query + " WHERE role = ? ORDER BY not_before, rowid", (role,))
             if role
-            else self._db.execute(query + " ORDER BY not_before, fingerprint")
+            else self._db.execute(query + " ORDER BY not_before, rowid")
         )
         return [
             CACertificateRecord(

@@ -1,0 +1,162 @@
+"""Benchmark issuance through the actor tree: prints figures, asserts nothing.
+
+    .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500]
+
+A real tree (HSMActor on SoftHSM, IssuerActor with SQLite on disk, CA keys
+EC P-256) in a temporary directory. CSRs (P-256) are made before timing. The
+caller is a plain thread sending `issue` messages through the registry:
+
+* flat out: 256 requests kept in flight; certificates/s and latency;
+* fixed offered rate (default 500/s): latency measured from each request's
+  scheduled send time, so a stall is not hidden (no coordinated omission);
+* the ceiling: raw HSM signatures/s through the HSMActor (sign_batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustchain.actors.hsm import HSMActor, SignBatch
+from trustchain.actors.issuer import IssueCertificate, IssuerActor
+from trustchain.actors.softhsm import prepare_softhsm_token
+from trustchain.config import CaConfig, HsmConfig
+from trustchain.protocols.logs import setup_logging
+from trustchain.supervisors import ChildSpec, Registry, start_root
+
+ZONE = "bench.example.com"
+
+
+def make_csrs(count: int) -> list[str]:
+    key = ec.generate_private_key(ec.SECP256R1())  # one key: CSR signing is not what we time
+    csrs = []
+    for i in range(count):
+        san = x509.SubjectAlternativeName([x509.DNSName(f"h{i}.{ZONE}")])
+        builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+        csr = builder.add_extension(san, critical=False).sign(key, hashes.SHA256())
+        csrs.append(csr.public_bytes(serialization.Encoding.PEM).decode())
+    return csrs
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(name: str, count: int, elapsed: float, latencies: list[float]) -> None:
+    ms = [s * 1000 for s in latencies]
+    print(f"  {name:<34} {count / elapsed:8.0f} certs/s   median {statistics.median(ms):7.2f} ms"
+          f"   p99 {pct(ms, 0.99):7.2f} ms   (n={count})")
+
+
+def flat_out(registry: Registry, csrs: list[str], window: int = 256) -> None:
+    slots = threading.Semaphore(window)
+    latencies: list[float] = []
+    errors: list[Any] = []
+    done = threading.Event()
+
+    def send(csr: str) -> None:
+        started = time.perf_counter()
+
+        def reply(result: Any) -> None:
+            latencies.append(time.perf_counter() - started)
+            if hasattr(result, "error"):
+                errors.append(result.error)
+            slots.release()
+            if len(latencies) == len(csrs):
+                done.set()
+
+        registry.tell("issuer", IssueCertificate(csr), reply)
+
+    t0 = time.perf_counter()
+    for csr in csrs:
+        slots.acquire()
+        send(csr)
+    done.wait()
+    elapsed = time.perf_counter() - t0
+    report(f"flat out ({window} in flight)", len(csrs), elapsed, latencies)
+    if errors:
+        print(f"  errors: {len(errors)}, first: {errors[0]!r}")
+
+
+def fixed_rate(registry: Registry, csrs: list[str], rate: float) -> None:
+    latencies: list[float] = []
+    done = threading.Event()
+    interval = 1.0 / rate
+    t0 = time.perf_counter()
+    for i, csr in enumerate(csrs):
+        scheduled = t0 + i * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+
+        def reply(result: Any, scheduled: float = scheduled) -> None:
+            latencies.append(time.perf_counter() - scheduled)
+            if len(latencies) == len(csrs):
+                done.set()
+
+        registry.tell("issuer", IssueCertificate(csr), reply)
+    done.wait()
+    report(f"offered {rate:.0f}/s", len(csrs), time.perf_counter() - t0, latencies)
+
+
+def hsm_ceiling(registry: Registry, label: str, seconds: float) -> None:
+    slots = threading.Semaphore(4)
+    count = [0]
+    batch = SignBatch(label, [b"x" * 300] * 32)
+
+    def reply(_result: Any) -> None:
+        count[0] += 32
+        slots.release()
+
+    t0 = time.perf_counter()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        slots.acquire()
+        registry.tell("hsm", batch, reply)
+    for _ in range(4):
+        slots.acquire()
+    print(f"  {'HSM ceiling (sign_batch of 32)':<34} {count[0] / (time.perf_counter() - t0):8.0f}"
+          " signatures/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=500.0)
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
+        directory = Path(tmp)
+        conf, pin = directory / "hsm" / "softhsm2.conf", directory / "hsm" / "user.pin"
+        prepare_softhsm_token(conf, "bench", pin)
+        hsm = HsmConfig(token_label="bench", pin_file=pin, softhsm2_conf=str(conf))
+        ca = CaConfig(permitted_zones=[ZONE], base_url=f"http://{ZONE}",
+                      database=directory / "ca.sqlite3", crl_dir=directory / "crl")  # fmt: skip
+        registry = Registry()
+        root = start_root(registry, "root", [
+            ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
+            ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, ca), start_timeout_s=120),
+        ])  # fmt: skip
+        rate_count = int(args.rate * args.seconds)
+        csrs = make_csrs(max(rate_count, 1000) + 5000)
+        print("issuance through the actor tree (EC P-256 CA key in SoftHSM; CT and consensus"
+              " not in the path)")
+        flat_out(registry, csrs[:500])  # warm-up, not reported twice
+        flat_out(registry, csrs[500:5500])
+        fixed_rate(registry, csrs[5500 : 5500 + rate_count], args.rate)
+        hsm_ceiling(registry, ca.intermediate_key, 2.0)
+        root.stop(block=True, timeout=60)
+
+
+if __name__ == "__main__":
+    main()
