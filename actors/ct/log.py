@@ -22,7 +22,7 @@ or index write fails mid-append the instance refuses further work
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +81,10 @@ class TileLog:
         state: TreeState,
         sth: SignedTreeHead,
         checkpoint: bytes,
+        sign_many: Callable[[list[bytes]], list[bytes]] | None = None,
     ) -> None:
         self._storage, self._sign, self._public_key = storage, signer, public_key
+        self._sign_many = sign_many or (lambda items: [signer(item) for item in items])
         self.origin = origin
         self.log_id = _log_id(public_key)
         self._index, self._reader, self._state = index, reader, state
@@ -101,9 +103,14 @@ class TileLog:
         *,
         now_ms: int = 0,
         cache_tiles: int = 1024,
+        sign_many: Callable[[list[bytes]], list[bytes]] | None = None,
     ) -> TileLog:
         """Open (recovering) the log in ``storage``, or create an empty one whose
-        first tree head is stamped ``now_ms``."""
+        first tree head is stamped ``now_ms``.
+
+        ``sign_many`` signs a whole batch's SCTs in one call (an HSM round trip
+        per batch instead of per entry); by default ``signer`` is called per item.
+        """
         lid = _log_id(log_public_key)
         reader = TileReader(storage, hash_tiles=cache_tiles)
         raw = storage.read(CHECKPOINT_KEY)
@@ -121,7 +128,9 @@ class TileLog:
             state = load_state(storage, reader, sth.tree_size, sth.root_hash)
         index = EntryIndex(index_db_path)
         sync_index(index, reader, state)
-        return cls(storage, signer, log_public_key, origin, index, reader, state, sth, raw)
+        return cls(
+            storage, signer, log_public_key, origin, index, reader, state, sth, raw, sign_many
+        )
 
     def close(self) -> None:
         self._index.close()
@@ -132,24 +141,25 @@ class TileLog:
         """Log ``entries`` durably; one result (with its SCT) per entry, in order."""
         self._check_usable()
         timestamp = max(now_ms, self._sth.timestamp)
-        results: list[AppendResult] = []
+        results: list[tuple[LogEntryInput, int, int, bool]] = []
         fresh: list[tuple[LogEntryInput, TileLeaf]] = []
         rows: list[IndexRow] = []
         seen = self._index.by_identities(e.identity for e in entries)
         for entry in entries:
             hit = seen.get(entry.identity)
             if hit is not None:
-                results.append(self._result(entry, hit[0], hit[1], duplicate=True))
+                results.append((entry, hit[0], hit[1], True))
                 continue
             idx = self._state.size + len(fresh)
             leaf = TileLeaf.from_input(entry, timestamp, leaf_index_extension(idx))
             fresh.append((entry, leaf))
             seen[entry.identity] = (idx, timestamp)
             rows.append((idx, b"", entry.identity, timestamp))  # leaf hash filled in _commit
-            results.append(self._result(entry, idx, timestamp))
+            results.append((entry, idx, timestamp, False))
+        scts = self._sign_scts(results)
         if fresh:
             self._commit(fresh, rows, timestamp)
-        return results
+        return scts
 
     def refresh_checkpoint(self, now_ms: int) -> SignedTreeHead:
         """Re-sign the current tree with a fresh timestamp (keeps get-sth recent)."""
@@ -158,14 +168,22 @@ class TileLog:
             self._publish(self._state, {}, now_ms, [])
         return self._sth
 
-    def _result(
-        self, entry: LogEntryInput, idx: int, ts: int, duplicate: bool = False
-    ) -> AppendResult:
-        extensions = leaf_index_extension(idx)
-        data = sct_signature_input(ts, entry.entry_type, entry.signed_entry, extensions)
-        signature = DigitallySigned(self._sign(data))
-        sct = SignedCertificateTimestamp(self.log_id, ts, extensions, signature)
-        return AppendResult(idx, ts, sct, duplicate)
+    def _sign_scts(
+        self, results: list[tuple[LogEntryInput, int, int, bool]]
+    ) -> list[AppendResult]:
+        """One SCT per result, all signed in one ``sign_many`` call."""
+        extensions = [leaf_index_extension(idx) for _, idx, _, _ in results]
+        inputs = [
+            sct_signature_input(ts, entry.entry_type, entry.signed_entry, ext)
+            for (entry, _, ts, _), ext in zip(results, extensions, strict=True)
+        ]
+        signatures = self._sign_many(inputs) if inputs else []
+        return [
+            AppendResult(idx, ts, SignedCertificateTimestamp(
+                self.log_id, ts, ext, DigitallySigned(sig)), duplicate)
+            for (_, idx, ts, duplicate), ext, sig in zip(results, extensions, signatures,
+                                                         strict=True)
+        ]  # fmt: skip
 
     def _commit(
         self, fresh: list[tuple[LogEntryInput, TileLeaf]], rows: list[IndexRow], ts: int
