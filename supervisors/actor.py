@@ -24,6 +24,7 @@ back on this actor's thread with the outcome, so the thread never blocks.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -114,6 +115,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._deferred: Reply | None = None
         self._current: Envelope | None = None
         self._outstanding: dict[int, Reply] = {}  # deferred replies not yet given
+        self._deferrals = itertools.count()
         self._timers: list[threading.Event] = []
 
     # Hooks for subclasses --------------------------------------------------
@@ -136,7 +138,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if envelope is None or envelope.reply is None:
             return lambda _result: None
         original = envelope.reply
-        key = id(envelope)
+        key = next(self._deferrals)  # not id(envelope): ids are reused once objects die
 
         def answer_once(result: outcome.Outcome) -> None:
             if self._outstanding.pop(key, None) is not None:

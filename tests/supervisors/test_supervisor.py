@@ -375,3 +375,47 @@ def test_every_ticks_on_the_actor_thread_and_stops_with_the_incarnation() -> Non
         assert set(later) == {first + 1}
     finally:
         root.stop(block=True, timeout=10)
+
+
+@dataclass(frozen=True)
+class Flush(Message):
+    type: ClassVar[str] = "flush"
+
+
+class Deferring(SupervisedActor):
+    """Answers every ping later, all at once, on ``flush`` (like a batching actor)."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.waiting: list[Any] = []
+
+    @handles(Ping)
+    def ping(self, msg: Ping) -> None:
+        self.waiting.append(self.defer())
+
+    @handles(Refuse)
+    def sync(self, msg: Refuse) -> None:
+        return None  # answered at once: the caller knows earlier pings were handled
+
+    @handles(Flush)
+    def flush(self, msg: Flush) -> int:
+        waiting, self.waiting = self.waiting, []
+        for answer in waiting:
+            answer(__import__("outcome").Value("pong"))
+        return len(waiting)
+
+
+def test_every_deferred_request_is_answered_even_when_envelopes_are_recycled() -> None:
+    registry = Registry()
+    root = start_root(registry, "root", [ChildSpec("d", lambda ctx: Deferring.start(ctx))])
+    try:
+        answered: list[Any] = []
+        for _ in range(5):
+            for _ in range(100):
+                registry.tell("d", Ping(), answered.append)
+                registry.ask("d", Refuse())  # each ping's envelope is dead before the next
+            registry.ask("d", Flush())
+        assert len(answered) == 500
+        assert {r.unwrap() for r in answered} == {"pong"}
+    finally:
+        root.stop(block=True, timeout=10)
