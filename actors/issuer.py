@@ -4,16 +4,21 @@ Issuance is a pipeline of steps on this actor's thread, none of which waits:
 
 1. policy: parse the CSR, check proof of possession, key, names, validity
    (``actors.ca.policy``); a refusal is a typed error and nothing is written;
-2. build the leaf's TBS under the current intermediate and queue it for
-   signing; the queue goes to the HSMActor as one ``sign_batch`` whenever the
-   mailbox runs dry (or the batch is full), so under load many requests share
-   one HSM round trip while the issuer goes on parsing the next CSRs;
-3. assemble each certificate, checking the HSM's signature against the
-   intermediate's key, record the batch in SQLite in one transaction (group
-   commit), and only then answer each caller.
+2. build the precertificate's TBS (CT poison) under the current intermediate
+   and queue it for signing; the queue goes to the HSMActor as one
+   ``sign_batch`` whenever the mailbox runs dry (or the batch is full), so under
+   load many requests share one HSM round trip while the issuer goes on
+   parsing the next CSRs;
+3. add-pre-chain the precertificate to the CT log and take its SCT;
+4. build the final certificate with the SCT list embedded, sign it the same
+   way, and add-chain it to the log too: nothing leaves unlogged;
+5. record the finished certificates in SQLite in one transaction (group
+   commit), and only then answer each caller (certificate, chain, SCT, index).
 
-The CT log and the consensus vote slot in as further steps between 1 and 3
-(``_Job`` carries the state a step needs).
+Every assembly checks the HSM's signature against the intermediate's key.
+Each step continues in a callback on this thread (``request``), so the
+issuer never waits; ``_Job`` carries a request's state between steps. The
+consensus vote will slot in as a step between 1 and 2.
 
 At first start the CA hierarchy is created inside the HSM: a root key and a
 self-signed root, an intermediate key and certificate signed by the root, and
@@ -27,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +64,8 @@ from trustchain.actors.ca import (
     root_tbs,
     serial_hex,
 )
+from trustchain.actors.ct import SignedCertificateTimestamp, sct_list_extension_value
+from trustchain.actors.ctlog import AcceptRoots, AddChain, AddPreChain
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
 from trustchain.config import CaConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
@@ -117,9 +125,15 @@ class _Job:
     issuer: CACertificateRecord
     serial: int
     now: datetime
-    tbs: ToBeSigned | None = None
     certificate: x509.Certificate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def issuer_der(self) -> bytes:
+        return self.issuer.certificate.public_bytes(serialization.Encoding.DER)
+
+
+_Signing = tuple[ToBeSigned, _Job, Any]  # what to sign, for whom, and what comes next
 
 
 def pem(cert: x509.Certificate) -> str:
@@ -151,13 +165,21 @@ def _csr_bytes(text: str) -> bytes:
 
 
 class IssuerActor(SupervisedActor):
-    def __init__(self, context: ActorContext, config: CaConfig, hsm: str = "hsm") -> None:
+    def __init__(
+        self,
+        context: ActorContext,
+        config: CaConfig,
+        hsm: str = "hsm",
+        ctlog: str | None = "ctlog",
+    ) -> None:
         super().__init__(context)
         self.config = config
         self.hsm = hsm
+        self.ctlog = ctlog
         self.policy = policy_from_config(config)
         self.store: CAStore | None = None
-        self._to_sign: list[tuple[str, ToBeSigned, Any]] = []
+        self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
+        self._to_record: list[_Job] = []
         self._crls: dict[str, x509.CertificateRevocationList] = {}
 
     # Lifecycle --------------------------------------------------------------------
@@ -173,6 +195,10 @@ class IssuerActor(SupervisedActor):
             self._create_intermediate(now, self.config.intermediate_key)
         self._load_hierarchy()
         self._refresh_crls()
+        if self.ctlog is not None:
+            roots = [r.certificate.public_bytes(serialization.Encoding.DER)
+                     for r in self.store.list_ca_certificates("root")]  # fmt: skip
+            self.registry.ask(self.ctlog, AcceptRoots(roots), timeout=30)
         self.every(self.config.crl_refresh_s, RefreshCRLs())
 
     def cleanup(self) -> None:
@@ -182,8 +208,11 @@ class IssuerActor(SupervisedActor):
 
     def on_receive(self, envelope: Any) -> Any:
         result = super().on_receive(envelope)
-        if self._to_sign and (self.actor_inbox.empty() or len(self._to_sign) >= MAX_SIGN_BATCH):
+        idle = self.actor_inbox.empty()
+        if self._to_sign and (idle or len(self._to_sign) >= MAX_SIGN_BATCH):
             self._flush_signatures()
+        if self._to_record and (idle or len(self._to_record) >= MAX_SIGN_BATCH):
+            self._record_and_answer()
         return result
 
     # Issuance ---------------------------------------------------------------------
@@ -196,45 +225,92 @@ class IssuerActor(SupervisedActor):
         now = datetime.now(UTC)
         issuer = self._intermediate_for(now, approved.validity)
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
-        job.tbs = leaf_tbs(
-            approved, issuer.certificate, job.serial, now, self._crl_url(issuer.key_label),
-            ca_issuers_url=self._ca_issuers_url(issuer),
-        )  # fmt: skip
-        self._sign(issuer.key_label, job.tbs, job)
+        if self.ctlog is None:
+            self._sign(job, self._leaf_tbs(job), self._final_signed)
+        else:
+            self._sign(job, self._leaf_tbs(job, precert=True), self._precert_signed)
 
-    def _sign(self, label: str, tbs: ToBeSigned, job: _Job) -> None:
-        self._to_sign.append((label, tbs, job))
+    def _leaf_tbs(
+        self, job: _Job, precert: bool = False, sct_list: bytes | None = None
+    ) -> ToBeSigned:
+        # The precertificate and the final certificate come from the same request,
+        # serial and time: RFC 6962 §3.2 needs their TBS equal but for poison / SCTs.
+        return leaf_tbs(
+            job.approved, job.issuer.certificate, job.serial, job.now,
+            self._crl_url(job.issuer.key_label), ca_issuers_url=self._ca_issuers_url(job.issuer),
+            precert=precert, sct_list=sct_list,
+        )  # fmt: skip
+
+    def _precert_signed(self, job: _Job, precert: x509.Certificate) -> None:
+        assert self.ctlog is not None
+        chain = [precert.public_bytes(serialization.Encoding.DER), job.issuer_der]
+        self.request(self.ctlog, AddPreChain(chain),
+                     lambda result: self._precert_logged(job, result))  # fmt: skip
+
+    def _precert_logged(self, job: _Job, result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):
+            job.reply(result)
+            return
+        logged = result.unwrap()
+        sct = SignedCertificateTimestamp.decode(logged["sct"])
+        job.extra.update(sct=logged["sct"], leaf_index=logged["leaf_index"])
+        self._sign(job, self._leaf_tbs(job, sct_list=sct_list_extension_value([sct])),
+                   self._final_logged_next)  # fmt: skip
+
+    def _final_logged_next(self, job: _Job, cert: x509.Certificate) -> None:
+        """The final certificate is logged too before anyone gets it."""
+        assert self.ctlog is not None
+        job.certificate = cert
+        chain = [cert.public_bytes(serialization.Encoding.DER), job.issuer_der]
+
+        def logged(result: outcome.Outcome) -> None:
+            if isinstance(result, outcome.Error):
+                job.reply(result)
+                return
+            job.extra["final_leaf_index"] = result.unwrap()["leaf_index"]
+            self._to_record.append(job)
+
+        self.request(self.ctlog, AddChain(chain), logged)
+
+    def _final_signed(self, job: _Job, cert: x509.Certificate) -> None:
+        job.certificate = cert
+        self._to_record.append(job)
+
+    def _sign(
+        self, job: _Job, tbs: ToBeSigned, then: Callable[[_Job, x509.Certificate], None]
+    ) -> None:
+        self._to_sign.append((job.issuer.key_label, tbs, job, then))
 
     def _flush_signatures(self) -> None:
         """Send the queued TBSs to the HSM, one sign_batch per key and hash."""
         queued, self._to_sign = self._to_sign, []
-        groups: dict[tuple[str, str], list[tuple[ToBeSigned, _Job]]] = {}
-        for label, tbs, job in queued:
-            groups.setdefault((label, tbs.hash_name), []).append((tbs, job))
+        groups: dict[tuple[str, str], list[_Signing]] = {}
+        for label, tbs, job, then in queued:
+            groups.setdefault((label, tbs.hash_name), []).append((tbs, job, then))
         for (label, hash_name), items in groups.items():
-            message = SignBatch(label, [tbs.der for tbs, _ in items], hash_name)
+            message = SignBatch(label, [tbs.der for tbs, _, _ in items], hash_name)
             self.request(self.hsm, message, lambda result, items=items: self._signed(items, result))
 
-    def _signed(self, items: list[tuple[ToBeSigned, _Job]], result: outcome.Outcome) -> None:
+    def _signed(self, items: list[_Signing], result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
-            for _, job in items:
+            for _, job, _ in items:
                 job.reply(result)
             return
-        done: list[_Job] = []
-        for (tbs, job), signature in zip(items, result.unwrap(), strict=True):
+        for (tbs, job, then), signature in zip(items, result.unwrap(), strict=True):
             try:
-                job.certificate = assemble(
+                cert = assemble(
                     tbs.der, tbs.algorithm, signature,
                     issuer_public_key=ca_public_key(job.issuer.certificate),
                 )  # fmt: skip
             except TrustChainError as exc:
                 job.reply(outcome.Error(exc))
                 continue
-            done.append(job)
-        self._record_and_answer(done)
+            then(job, cert)
 
-    def _record_and_answer(self, jobs: list[_Job]) -> None:
+    def _record_and_answer(self) -> None:
+        """Record the finished certificates in one transaction, then hand them out."""
         assert self.store is not None
+        jobs, self._to_record = self._to_record, []
         batch = [(job.certificate, job.issuer.key_label) for job in jobs if job.certificate]
         refusals = self.store.record_issued_batch(batch)
         for job, refusal in zip(jobs, refusals, strict=True):

@@ -3,6 +3,7 @@
 from trustchain.config.loader import (
     CaConfig,
     Config,
+    CtLogConfig,
     ConfigError,
     HsmConfig,
     RenewalConfig,
@@ -15,6 +16,7 @@ from trustchain.config.loader import (
 __all__ = [
     "CaConfig",
     "Config",
+    "CtLogConfig",
     "ConfigError",
     "HsmConfig",
     "RenewalConfig",

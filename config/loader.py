@@ -105,6 +105,21 @@ class CaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CtLogConfig:
+    """The Certificate Transparency log every certificate goes through."""
+
+    key: str = _f("ct-log")  # ECDSA P-256 key label in the HSM
+    origin: str = _f("trust.example.com/ct/log")  # the checkpoint's origin line
+    storage_dir: Path = _f(Path("var/ct/tiles"))  # tiles, checkpoint, issuers
+    index_db: Path = _f(Path("var/ct/index.sqlite3"))  # leaf hash -> index (a cache)
+    pool_period_ms: int = _f(50, min=1, max=10_000)  # a submission waits at most this long
+    max_batch: int = _f(1_024, min=1, max=65_536)  # entries per durable append
+    max_pool: int = _f(8_192, min=1, max=1_000_000)  # beyond this: "try later" (503)
+    checkpoint_interval_s: float = _f(1.0, min=0.05, max=3_600.0)  # re-sign when idle
+    max_entries_per_page: int = _f(256, min=1, max=10_000)  # get-entries page size
+
+
+@dataclasses.dataclass(frozen=True)
 class RenewalConfig:
     """TrustChain's own certificates (its DoQ and HTTPS servers'), kept fresh by itself."""
 
@@ -123,6 +138,7 @@ class Config:
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
     hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
     ca: CaConfig = dataclasses.field(default_factory=CaConfig)
+    ctlog: CtLogConfig = dataclasses.field(default_factory=CtLogConfig)
     renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
 
 

@@ -29,6 +29,7 @@ from trustchain.actors.ca import (
     NameNotPermitted,
     UnknownSerial,
 )
+from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import (
     CAStatus,
@@ -39,7 +40,7 @@ from trustchain.actors.issuer import (
     RevokeCertificate,
     RotateIntermediate,
 )
-from trustchain.config import CaConfig, HsmConfig
+from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.supervisors import ActorState, ChildSpec, Registry, start_root
 
 from ..ca.conftest import dns_csr, make_csr, make_key, openssl_verify, serverauth_findings
@@ -77,10 +78,11 @@ class CA:
         return root, chain, leaf
 
 
-def start_ca(hsm: HsmConfig, config: CaConfig) -> tuple[Registry, Any]:
+def start_ca(hsm: HsmConfig, config: CaConfig, ctlog: CtLogConfig) -> tuple[Registry, Any]:
     registry = Registry()
     children = [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
+        ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog)),
         ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config), start_timeout_s=60),
     ]
     return registry, start_root(registry, "root", children, max_restarts=10, period_s=60)
@@ -94,7 +96,9 @@ def ca(softhsm: HsmConfig, tmp_path: Path) -> Iterator[CA]:
         base_url=f"http://{ZONE}",  # pkilint flags loopback URLs as internal names
         database=tmp_path / "ca.sqlite3", crl_dir=tmp_path / "crl",
     )  # fmt: skip
-    registry, root = start_ca(softhsm, config)
+    ctlog = CtLogConfig(key=f"log-{tag}", storage_dir=tmp_path / "ct" / "tiles",
+                        index_db=tmp_path / "ct" / "index.sqlite3")  # fmt: skip
+    registry, root = start_ca(softhsm, config, ctlog)
     yield CA(registry, root, config, tmp_path)
     root.stop(block=True, timeout=30)
 

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import CAStatus, IssuerActor
 from trustchain.actors.renewal import (
@@ -37,7 +38,7 @@ from trustchain.actors.renewal import (
     renewal_due,
     renewal_reason,
 )
-from trustchain.config import CaConfig, HsmConfig, RenewalConfig
+from trustchain.config import CaConfig, CtLogConfig, HsmConfig, RenewalConfig
 from trustchain.protocols.tls_reload import CertificateNotReady, Reloading, ReloadingSSLContext
 from trustchain.supervisors import (
     ActorState,
@@ -108,9 +109,12 @@ def start_tree(hsm: HsmConfig, tmp: Path, **renewal: Any) -> Tree:
     config = RenewalConfig(**{"directory": tmp / "tls", "validity_s": 3600,
                               "check_interval_s": 0.2, "certificates": {"doq": [DOQ, "::1"]},
                               **renewal})  # fmt: skip
+    ctlog = CtLogConfig(key=f"log-{tag}", storage_dir=tmp / "ct" / "tiles",
+                        index_db=tmp / "ct" / "index.sqlite3")  # fmt: skip
     registry = Registry()
     children = [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
+        ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog)),
         # transient: a test can stop the issuer and it stays down until restarted
         ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, ca), Restart.TRANSIENT,
                   start_timeout_s=60),

@@ -51,6 +51,13 @@ intermediate_key = "cli-intermediate"
 permitted_zones = ["pki.example.com"]
 database = "{directory}/ca.sqlite3"
 crl_dir = "{directory}/crl"
+
+[ctlog]
+storage_dir = "{directory}/ct/tiles"
+index_db = "{directory}/ct/index.sqlite3"
+
+[renewal]
+directory = "{directory}/tls"
 """
     )
     return config
