@@ -120,6 +120,28 @@ class CtLogConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    """The CT monitor: checks every new tree head against the previous one."""
+
+    interval_s: float = _f(1.0, min=0.05, max=3_600.0)
+    max_sth_age_s: float = _f(30.0, min=1.0, max=86_400.0)  # older than this: alert
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpConfig:
+    """The HTTPS edge: RFC 6962 CT API, static-ct-api tiles, CRLs, health, metrics."""
+
+    enabled: bool = _f(True)
+    host: str = _f("::1")  # IPv6 only
+    port: int = _f(8443, min=0, max=65_535)  # 0: any free port
+    tls: bool = _f(True)  # certificate issued and renewed by TrustChain itself
+    certificate: str = _f("https")  # the [renewal] name of its certificate
+    names: list[str] = _f(["trust.example.com", "::1"])  # what that certificate covers
+    max_body_bytes: int = _f(1_048_576, min=1_024, max=64 * 1_048_576)
+    healthy_checkpoint_age_s: float = _f(5.0, min=0.1, max=3_600.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class RenewalConfig:
     """TrustChain's own certificates (its DoQ and HTTPS servers'), kept fresh by itself."""
 
@@ -139,6 +161,8 @@ class Config:
     hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
     ca: CaConfig = dataclasses.field(default_factory=CaConfig)
     ctlog: CtLogConfig = dataclasses.field(default_factory=CtLogConfig)
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
 
 
