@@ -308,3 +308,53 @@ def test_hsm_errors_reach_the_caller_typed(ca: CA, softhsm: HsmConfig) -> None:
                     .RestartChild("hsm"))  # fmt: skip
     reply = ca.issue(dns_csr(make_key("ec-p256"), f"after-hsm-restart.{ZONE}"))
     assert reply["serial"]
+
+
+def test_the_embedded_sct_verifies_against_the_log_key(ca: CA) -> None:
+    from cryptography.x509.certificate_transparency import LogEntryType as CryptoEntryType
+
+    from trustchain.actors.ct import (
+        LogEntryType,
+        SignedCertificateTimestamp,
+        TimestampedEntry,
+        decode_sct_list,
+        issuer_key_hash,
+        precert_tbs_from_certificate,
+        verify_sct,
+    )
+    from trustchain.actors.ctlog import LogInfo
+
+    reply = ca.issue(dns_csr(make_key("ec-p256"), f"ct.{ZONE}"))
+    cert = x509.load_pem_x509_certificate(reply["certificate"].encode())
+    info = ca.registry.ask("ctlog", LogInfo())
+    log_key = serialization.load_pem_public_key(info["public_key"].encode())
+    assert isinstance(log_key, ec.EllipticCurvePublicKey)
+
+    # cryptography reads the SCT list the issuer embedded ...
+    (embedded,) = cert.extensions.get_extension_for_class(
+        x509.PrecertificateSignedCertificateTimestamps
+    ).value
+    assert embedded.log_id == info["log_id"]
+    assert embedded.entry_type == CryptoEntryType.PRE_CERTIFICATE
+    # ... and our own check of the RFC 6962 §3.2 signature, over the precert TBS
+    # rebuilt from the final certificate (the SCT list removed).
+    raw = cert.extensions.get_extension_for_oid(
+        x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")).value.public_bytes()  # fmt: skip
+    (sct,) = decode_sct_list(raw[2:] if raw[1] < 0x80 else raw[2 + (raw[1] & 0x7F):])
+    assert sct == SignedCertificateTimestamp.decode(reply["sct"])
+    assert int(embedded.timestamp.timestamp() * 1000) == sct.timestamp
+    intermediate = x509.load_pem_x509_certificate(reply["chain"].encode())
+    spki = intermediate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    tbs = precert_tbs_from_certificate(cert.public_bytes(serialization.Encoding.DER))
+    assert tbs == cert.tbs_precertificate_bytes  # cryptography agrees on the rebuilt TBS
+    entry = TimestampedEntry(sct.timestamp, LogEntryType.PRECERT_ENTRY, tbs, issuer_key_hash(spki))
+    verify_sct(sct, log_key, LogEntryType.PRECERT_ENTRY, entry.signed_entry())
+    assert sct.leaf_index() == reply["leaf_index"]
+    # A different certificate's TBS does not verify under this SCT.
+    other = x509.load_pem_x509_certificate(
+        ca.issue(dns_csr(make_key("ec-p256"), f"ct2.{ZONE}"))["certificate"].encode())  # fmt: skip
+    wrong = TimestampedEntry(sct.timestamp, LogEntryType.PRECERT_ENTRY,
+                             other.tbs_precertificate_bytes, issuer_key_hash(spki))  # fmt: skip
+    with pytest.raises(Exception, match="signature"):
+        verify_sct(sct, log_key, LogEntryType.PRECERT_ENTRY, wrong.signed_entry())
