@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -103,7 +104,7 @@ def _ago(failure: dict[str, Any] | None) -> str:
     if not failure:
         return "-"
     seconds = max(0, int(time.time() - failure["at"]))
-    return f"{failure['type']}: {failure['message'][:60]} ({seconds}s ago)"
+    return f"{failure['type']}: {failure['message'][:40]} ({_uptime(seconds)} ago)"
 
 
 def _uptime(seconds: float) -> str:
@@ -125,7 +126,8 @@ STATE_STYLE = {
 
 
 def status_table(status: dict[str, Any]) -> Table:
-    table = Table(title=f"TrustChain (pid {status['pid']}, up {_uptime(status['uptime_s'])})")
+    title = f"TrustChain (pid {status['pid']}, up {_uptime(status['uptime_s'])})"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in (
         "name",
         "supervisor",
@@ -136,9 +138,9 @@ def status_table(status: dict[str, Any]) -> Table:
         "handled",
         "uptime",
     ):
-        table.add_column(
-            column, justify="right" if column in ("restarts", "mailbox", "handled") else "left"
-        )
+        numeric = column in ("restarts", "mailbox", "handled")
+        failure = column == "last failure"  # the one column that may wrap
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=not failure)
     for actor in status["actors"]:
         state = actor["state"]
         table.add_row(
