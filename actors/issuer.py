@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
 import outcome
@@ -46,22 +44,19 @@ from trustchain.actors.ca import (
     ApprovedRequest,
     CACertificateRecord,
     CAStore,
+    Hierarchy,
     IssuancePolicy,
     IssuerNotValid,
     MalformedCSR,
     ToBeSigned,
     assemble,
-    assemble_crl,
-    ca_name,
     ca_public_key,
     check_request,
-    crl_tbs,
-    intermediate_tbs,
     leaf_tbs,
     new_serial,
     parse_csr,
     parse_serial,
-    root_tbs,
+    pem,
     serial_hex,
 )
 from trustchain.actors.ct import SignedCertificateTimestamp, sct_list_extension_value
@@ -136,10 +131,6 @@ class _Job:
 _Signing = tuple[ToBeSigned, _Job, Any]  # what to sign, for whom, and what comes next
 
 
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
 def policy_from_config(ca: CaConfig) -> IssuancePolicy:
     return IssuancePolicy(
         permitted_zones=tuple(ca.permitted_zones),
@@ -180,7 +171,6 @@ class IssuerActor(SupervisedActor):
         self.store: CAStore | None = None
         self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
         self._to_record: list[_Job] = []
-        self._crls: dict[str, x509.CertificateRevocationList] = {}
 
     # Lifecycle --------------------------------------------------------------------
 
@@ -188,17 +178,13 @@ class IssuerActor(SupervisedActor):
         self.config.database.parent.mkdir(parents=True, exist_ok=True)
         self.config.crl_dir.mkdir(parents=True, exist_ok=True)
         self.store = CAStore(self.config.database)
+        self.ca = Hierarchy(self.config, self.store, self._hsm_public_key, self._hsm_sign,
+                            self.policy.permitted_ipv6_networks)  # fmt: skip
         now = datetime.now(UTC)
-        if not self.store.list_ca_certificates("root"):
-            self._create_root(now)
-        if self.store.current_intermediate(now) is None:
-            self._create_intermediate(now, self.config.intermediate_key)
-        self._load_hierarchy()
-        self._refresh_crls()
+        self.ca.ensure(now)
+        self.ca.refresh_crls(now)
         if self.ctlog is not None:
-            roots = [r.certificate.public_bytes(serialization.Encoding.DER)
-                     for r in self.store.list_ca_certificates("root")]  # fmt: skip
-            self.registry.ask(self.ctlog, AcceptRoots(roots), timeout=30)
+            self.registry.ask(self.ctlog, AcceptRoots(self.ca.roots_der()), timeout=30)
         self.every(self.config.crl_refresh_s, RefreshCRLs())
 
     def cleanup(self) -> None:
@@ -223,7 +209,7 @@ class IssuerActor(SupervisedActor):
         validity = None if msg.validity_s is None else timedelta(seconds=msg.validity_s)
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
         now = datetime.now(UTC)
-        issuer = self._intermediate_for(now, approved.validity)
+        issuer = self.ca.issuer_for(now, approved.validity)
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
         if self.ctlog is None:
             self._sign(job, self._leaf_tbs(job), self._final_signed)
@@ -237,7 +223,8 @@ class IssuerActor(SupervisedActor):
         # serial and time: RFC 6962 §3.2 needs their TBS equal but for poison / SCTs.
         return leaf_tbs(
             job.approved, job.issuer.certificate, job.serial, job.now,
-            self._crl_url(job.issuer.key_label), ca_issuers_url=self._ca_issuers_url(job.issuer),
+            self.ca.crl_url(job.issuer.key_label),
+            ca_issuers_url=self.ca.ca_issuers_url(job.issuer.key_label),
             precert=precert, sct_list=sct_list,
         )  # fmt: skip
 
@@ -322,7 +309,7 @@ class IssuerActor(SupervisedActor):
             job.reply(outcome.Value({
                 "serial": serial_hex(cert.serial_number),
                 "certificate": pem(cert),
-                "chain": self._chain_pem[job.issuer.key_label],
+                "chain": self.ca.chain_pem[job.issuer.key_label],
                 "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
                 "issuer": job.issuer.key_label,
@@ -335,15 +322,16 @@ class IssuerActor(SupervisedActor):
     @handles(RevokeCertificate)
     def revoke(self, msg: RevokeCertificate) -> dict[str, Any]:
         assert self.store is not None
-        record = self.store.revoke(parse_serial(msg.serial), msg.reason, datetime.now(UTC))
-        self._publish_crl(record.issuer_key_label)
+        now = datetime.now(UTC)
+        record = self.store.revoke(parse_serial(msg.serial), msg.reason, now)
+        self.ca.publish_crl(record.issuer_key_label, now)
         assert record.revoked_at is not None
         return {
             "serial": serial_hex(record.serial),
             "status": record.status,
             "reason": record.reason,
             "revoked_at": record.revoked_at.isoformat(),
-            "crl_number": self._crl_number(record.issuer_key_label),
+            "crl_number": self.ca.crl_number(record.issuer_key_label),
         }
 
     @handles(GetCertificate)
@@ -364,16 +352,16 @@ class IssuerActor(SupervisedActor):
 
     @handles(GetCRL)
     def crl(self, msg: GetCRL) -> dict[str, Any]:
-        label = msg.issuer or self._current_ca.key_label
-        crl = self._crls.get(label)
+        label = msg.issuer or self.ca.current.key_label
+        crl = self.ca.crls.get(label)
         if crl is None:
             raise IssuerNotValid(
-                f"no CRL for issuer {label!r}; issuers: {', '.join(sorted(self._crls))}"
+                f"no CRL for issuer {label!r}; issuers: {', '.join(sorted(self.ca.crls))}"
             )
         return {
             "issuer": label,
             "crl": crl.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            "crl_number": self._crl_number(label),
+            "crl_number": self.ca.crl_number(label),
             "this_update": crl.last_update_utc.isoformat(),
             "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
             "revoked": len(crl),
@@ -381,150 +369,24 @@ class IssuerActor(SupervisedActor):
 
     @handles(RefreshCRLs)
     def refresh_crls(self, msg: RefreshCRLs) -> list[str]:
-        return self._refresh_crls()
-
-    def _refresh_crls(self) -> list[str]:
-        labels = self._live_intermediates()
-        for label in labels:
-            self._publish_crl(label)
-        return labels
-
-    def _publish_crl(self, label: str) -> None:
-        """Sign a fresh CRL for one intermediate and write it (DER and PEM) atomically."""
-        assert self.store is not None
-        issuer = self._by_label[label]
-        now = datetime.now(UTC)
-        tbs = crl_tbs(
-            issuer_cert=issuer.certificate,
-            entries=self.store.revoked_entries(label, expired_before=now),
-            crl_number=self.store.next_crl_number(label),
-            now=now,
-            validity=timedelta(seconds=self.config.crl_validity_s),
-        )
-        signature = self.registry.ask(self.hsm, SignData(label, tbs.der, tbs.hash_name))
-        crl = assemble_crl(
-            tbs.der, tbs.algorithm, signature, issuer_public_key=ca_public_key(issuer.certificate)
-        )
-        self._crls[label] = crl
-        _write_atomically(self.config.crl_dir / f"{label}.crl",
-                          crl.public_bytes(serialization.Encoding.DER))  # fmt: skip
-        _write_atomically(self.config.crl_dir / f"{label}.pem",
-                          crl.public_bytes(serialization.Encoding.PEM))  # fmt: skip
-
-    def _crl_number(self, label: str) -> int:
-        crl = self._crls[label]
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        return self.ca.refresh_crls(datetime.now(UTC))
 
     # The hierarchy ----------------------------------------------------------------
 
     @handles(CAStatus)
     def ca_status(self, msg: CAStatus) -> list[dict[str, Any]]:
-        assert self.store is not None
-        now = datetime.now(UTC)
-        return [
-            {
-                "role": r.role,
-                "key_label": r.key_label,
-                "subject": r.certificate.subject.rfc4514_string(),
-                "not_before": r.certificate.not_valid_before_utc.isoformat(),
-                "not_after": r.not_after.isoformat(),
-                "current": r.role == "root" or r.key_label == self._current_ca.key_label,
-                "expired": r.not_after < now,
-                "fingerprint": r.fingerprint,
-                "certificate": pem(r.certificate),
-            }
-            for r in self.store.list_ca_certificates()
-            if r.not_after >= now
-        ]
+        return self.ca.status(datetime.now(UTC))
 
     @handles(RotateIntermediate)
     def rotate_intermediate(self, msg: RotateIntermediate) -> dict[str, Any]:
-        assert self.store is not None
-        count = len(self.store.list_ca_certificates("intermediate"))
-        label = f"{self.config.intermediate_key}-{count + 1}"
-        record = self._create_intermediate(datetime.now(UTC), label)
-        self._load_hierarchy()
-        self._publish_crl(label)
-        return {"key_label": label, "not_after": record.not_after.isoformat(),
+        record = self.ca.rotate(datetime.now(UTC))
+        return {"key_label": record.key_label, "not_after": record.not_after.isoformat(),
                 "certificate": pem(record.certificate)}  # fmt: skip
 
-    def _hsm_sign(self, label: str) -> Any:
-        return lambda data, hash_name: self.registry.ask(self.hsm, SignData(label, data, hash_name))
+    def _hsm_sign(self, label: str, data: bytes, hash_name: str) -> bytes:
+        """Blocking: only for the rare signatures (CA certificates, CRLs)."""
+        return self.registry.ask(self.hsm, SignData(label, data, hash_name))
 
-    def _public_key(self, label: str) -> Any:
+    def _hsm_public_key(self, label: str) -> Any:
         info = self.registry.ask(self.hsm, EnsureKey(label, self.config.key_type), timeout=120)
         return serialization.load_der_public_key(info.public_key_der)
-
-    def _create_root(self, now: datetime) -> None:
-        assert self.store is not None
-        label = self.config.root_key
-        config = self.config
-        subject = ca_name(config.root_common_name, config.organization, config.country)
-        public_key = self._public_key(label)
-        tbs = root_tbs(subject=subject, public_key=public_key, serial=new_serial(), now=now,
-                       validity=timedelta(days=self.config.root_validity_days))  # fmt: skip
-        signature = self._hsm_sign(label)(tbs.der, tbs.hash_name)
-        cert = assemble(tbs.der, tbs.algorithm, signature, issuer_public_key=public_key)
-        self.store.add_ca_certificate("root", label, cert)
-
-    def _create_intermediate(self, now: datetime, label: str) -> CACertificateRecord:
-        assert self.store is not None
-        root = self.store.list_ca_certificates("root")[-1]
-        subject = ca_name(
-            self.config.intermediate_common_name, self.config.organization, self.config.country
-        )
-        tbs = intermediate_tbs(
-            subject=subject,
-            public_key=self._public_key(label),
-            issuer_cert=root.certificate,
-            serial=new_serial(),
-            now=now,
-            validity=timedelta(days=self.config.intermediate_validity_days),
-            permitted_zones=self.config.permitted_zones if self.config.name_constraints else None,
-            permitted_ipv6_networks=self.policy.permitted_ipv6_networks
-            if self.config.name_constraints and self.config.allow_ipv6_sans
-            else (),
-            crl_url=self._crl_url(root.key_label),
-            ca_issuers_url=f"{self.config.base_url}/ca/{root.key_label}.cer",
-        )
-        signature = self._hsm_sign(root.key_label)(tbs.der, tbs.hash_name)
-        cert = assemble(tbs.der, tbs.algorithm, signature,
-                        issuer_public_key=ca_public_key(root.certificate))  # fmt: skip
-        return self.store.add_ca_certificate("intermediate", label, cert)
-
-    def _load_hierarchy(self) -> None:
-        assert self.store is not None
-        records = self.store.list_ca_certificates()
-        self._by_label = {r.key_label: r for r in records}
-        current = self.store.current_intermediate(datetime.now(UTC))
-        assert current is not None
-        self._current_ca = current
-        self._chain_pem = {r.key_label: pem(r.certificate) for r in records}
-
-    def _live_intermediates(self) -> list[str]:
-        now = datetime.now(UTC)
-        return [r.key_label for r in self._by_label.values()
-                if r.role == "intermediate" and r.not_after >= now]  # fmt: skip
-
-    def _intermediate_for(self, now: datetime, validity: timedelta) -> CACertificateRecord:
-        if self._current_ca.not_after < now + validity:
-            raise IssuerNotValid(
-                f"the issuing CA {self._current_ca.key_label!r} expires before this certificate "
-                "would; rotate it: `trustchain ca rotate-intermediate`"
-            )
-        return self._current_ca
-
-    def _crl_url(self, label: str) -> str:
-        return f"{self.config.base_url}/crl/{label}.crl"
-
-    def _ca_issuers_url(self, issuer: CACertificateRecord) -> str:
-        return f"{self.config.base_url}/ca/{issuer.key_label}.cer"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

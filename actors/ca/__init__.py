@@ -48,6 +48,7 @@ from .errors import (
     UnknownSerial,
     ValidityOutOfBounds,
 )
+from .hierarchy import Hierarchy, pem
 from .keys import (
     SignatureAlgorithm,
     Signer,
@@ -73,6 +74,7 @@ __all__ = [
     "CSRTooLarge",
     "DuplicateName",
     "DuplicateSerial",
+    "Hierarchy",
     "InvalidName",
     "IssuancePolicy",
     "IssuanceRecord",
@@ -107,6 +109,7 @@ __all__ = [
     "parse_csr",
     "parse_reason",
     "parse_serial",
+    "pem",
     "precert_tbs_for_log",
     "remote_signing_key",
     "root_tbs",
