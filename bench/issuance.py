@@ -1,10 +1,11 @@
 """Benchmark issuance through the actor tree: prints figures, asserts nothing.
 
-    .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500]
+    .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500] [--no-ct]
 
 A real tree (HSMActor on SoftHSM, CTLogActor with tiles on disk, IssuerActor
 with SQLite on disk, CA and log keys EC P-256) in a temporary directory; every
-certificate goes through the precert flow (two log appends, fsynced). CSRs
+certificate goes through the precert flow (two log appends, fsynced); with
+``--no-ct`` the issuer signs the final certificate directly (no log). CSRs
 (P-256) are made before timing. The caller is a plain thread sending `issue`
 messages through the registry:
 
@@ -136,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--no-ct", action="store_true", help="issue without the CT log")
     args = parser.parse_args()
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
@@ -151,11 +153,13 @@ def main() -> None:
         root = start_root(registry, "root", [
             ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
             ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog)),
-            ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, ca), start_timeout_s=120),
+            ChildSpec("issuer", lambda ctx: IssuerActor.start(
+                ctx, ca, ctlog=None if args.no_ct else "ctlog"), start_timeout_s=120),
         ])  # fmt: skip
         rate_count = int(args.rate * args.seconds)
         csrs = make_csrs(max(rate_count, 1000) + 5000)
-        print("issuance through the actor tree (EC P-256 keys in SoftHSM; CT log in the path,"
+        path = "no CT log" if args.no_ct else "CT log in the path"
+        print(f"issuance through the actor tree (EC P-256 keys in SoftHSM; {path};"
               " consensus not yet)")
         flat_out(registry, csrs[:500])  # warm-up, not reported twice
         flat_out(registry, csrs[500:5500])
