@@ -34,10 +34,8 @@ from trustchain.actors.renewal import (
     RenewalStatus,
     RenewNow,
     Subscribe,
-    check_period,
-    renewal_due,
-    renewal_reason,
 )
+from trustchain.actors.tls_bundle import check_period, renewal_due, renewal_reason
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig, RenewalConfig
 from trustchain.protocols.tls_reload import CertificateNotReady, Reloading, ReloadingSSLContext
 from trustchain.supervisors import (
