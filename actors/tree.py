@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trustchain.actors.ct_monitor import CTMonitorActor
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
@@ -16,5 +17,6 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
         ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, config.ctlog), start_timeout_s=120),
         ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config.ca), start_timeout_s=120),
+        ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config.monitor)),
         ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, config.renewal)),
     ]

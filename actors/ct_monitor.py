@@ -1,0 +1,356 @@
+"""CTMonitorActor: watches TrustChain's CT log the way an outside monitor would.
+
+Theory of operation (RFC 6962 §5.3, RFC 9162 §8.2). The log's public key is
+taken once, from ``log_info``, when the monitor starts (trust on first use:
+``log_id`` must be the SHA-256 of that key) and pinned. Every
+``monitor.interval_s`` the monitor asks for the current tree head and:
+
+* verifies its signature with the pinned key (``bad_signature``);
+* compares it with the last head it verified: a smaller tree (``shrinking``),
+  or the same size with another root (``fork``), is misbehaviour;
+* when the tree grew, asks for the consistency proof between the two sizes and
+  verifies it itself (``inconsistent``); only then does the new head become the
+  last verified one;
+* checks the head is no older than ``monitor.max_sth_age_s`` (``stale``); when
+  no head can be fetched, the newest verified head ages instead.
+
+It trusts nothing the log says beyond what it verifies: it uses only the public
+read messages (``log_info``, ``get_sth``, ``get_sth_consistency``), never the
+log's files or internals. Each alert is a loguru ERROR line, a per-kind counter
+and the ``status`` shown by ``monitor_status``. The same lie (kind, tree size
+and root) is alerted once, not at every tick; staleness again after a fresh head. Errors in fetching (the log restarting, say)
+are counted apart and retried at the next tick: they are not evidence.
+
+Not done here: inclusion checks of individual entries (``trustchain ct
+verify`` and ``ct proof`` do those), gossip with other monitors, and keeping
+the verified head across restarts of this actor (it starts again from the
+then-current head).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import outcome
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from loguru import logger
+
+from trustchain.actors.ct import (
+    CTError,
+    ProofError,
+    SignatureError,
+    SignedTreeHead,
+    log_id,
+    verify_consistency,
+)
+from trustchain.actors.ct.merkle import EMPTY_ROOT
+from trustchain.actors.ct.rfc6962 import DigitallySigned
+from trustchain.actors.ctlog import GetConsistency, GetSTH, LogInfo
+from trustchain.config import MonitorConfig
+from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
+
+MAX_REMEMBERED_ALERTS = 1_024
+
+
+class AlertKind(enum.StrEnum):
+    BAD_SIGNATURE = "bad_signature"  # malformed head, or its signature does not verify
+    SHRINKING = "shrinking"  # a head smaller than one already verified
+    FORK = "fork"  # same size as a verified head, another root
+    INCONSISTENT = "inconsistent"  # the consistency proof does not verify
+    STALE = "stale"  # the newest head is older than max_sth_age_s
+
+
+class MonitorAlert(Exception):
+    """Evidence that the log misbehaves (kept inside the monitor, never a reply)."""
+
+    def __init__(self, kind: AlertKind, text: str) -> None:
+        super().__init__(text)
+        self.kind = kind
+        self.text = text
+
+
+def as_bytes(value: bytes | str) -> bytes:
+    """Replies carry bytes in-process and base64 over the control socket."""
+    return value if isinstance(value, bytes) else base64.b64decode(value, validate=True)
+
+
+def parse_sth(body: Mapping[str, Any]) -> SignedTreeHead:
+    """An RFC 6962 §4.3 get-sth body as a SignedTreeHead (signature not checked)."""
+    try:
+        root = as_bytes(body["sha256_root_hash"])
+        signature = DigitallySigned.decode(as_bytes(body["tree_head_signature"]))
+        size, timestamp = body["tree_size"], body["timestamp"]
+    except (KeyError, TypeError, ValueError, binascii.Error, CTError) as exc:
+        raise MonitorAlert(AlertKind.BAD_SIGNATURE, f"malformed tree head: {exc!r}") from None
+    if not (isinstance(size, int) and isinstance(timestamp, int) and size >= 0 and len(root) == 32):
+        raise MonitorAlert(AlertKind.BAD_SIGNATURE, "malformed tree head: bad size, time or root")
+    return SignedTreeHead(size, timestamp, root, signature)
+
+
+def describe(sth: SignedTreeHead) -> str:
+    return f"size {sth.tree_size} root {sth.root_hash.hex()[:16]}… at {sth.timestamp}"
+
+
+class HeadChecker:
+    """Sans-IO: the pinned key, the last verified head, and the verdict on a new head.
+
+    ``check(sth)`` returns None when the head can be accepted as is, or the
+    (first, second) sizes of the consistency proof to fetch, then ``accept``.
+    """
+
+    def __init__(self, public_key: ec.EllipticCurvePublicKey, max_age_ms: int) -> None:
+        self.public_key = public_key
+        self.max_age_ms = max_age_ms
+        self.verified: SignedTreeHead | None = None
+
+    def check(self, sth: SignedTreeHead) -> tuple[int, int] | None:
+        try:
+            sth.verify(self.public_key)
+        except SignatureError:
+            raise MonitorAlert(
+                AlertKind.BAD_SIGNATURE, f"tree head ({describe(sth)}) is not signed by the log key"
+            ) from None
+        if sth.tree_size == 0 and sth.root_hash != EMPTY_ROOT:
+            raise MonitorAlert(
+                AlertKind.FORK, f"an empty tree with a non-empty root ({describe(sth)})"
+            )
+        last = self.verified
+        if last is None or last.tree_size == 0:
+            return None
+        if sth.tree_size < last.tree_size:
+            raise MonitorAlert(
+                AlertKind.SHRINKING,
+                f"tree shrank from {last.tree_size} to {sth.tree_size} ({describe(sth)})",
+            )
+        if sth.tree_size == last.tree_size:
+            if sth.root_hash != last.root_hash:
+                raise MonitorAlert(
+                    AlertKind.FORK,
+                    f"two signed roots for size {sth.tree_size}: {last.root_hash.hex()} "
+                    f"and {sth.root_hash.hex()}",
+                )
+            return None
+        return last.tree_size, sth.tree_size
+
+    def accept(self, sth: SignedTreeHead, proof: Sequence[bytes] = ()) -> None:
+        """Make ``sth`` the last verified head (``proof``: from the previous one, if needed)."""
+        last = self.verified
+        if last is not None and 0 < last.tree_size < sth.tree_size:
+            try:
+                verify_consistency(
+                    last.tree_size, sth.tree_size, last.root_hash, sth.root_hash, proof
+                )
+            except ProofError as exc:
+                raise MonitorAlert(
+                    AlertKind.INCONSISTENT,
+                    f"no consistency from size {last.tree_size} to {sth.tree_size}: {exc.message}",
+                ) from None
+        if last is None or (sth.tree_size, sth.timestamp) > (last.tree_size, last.timestamp):
+            self.verified = sth
+
+    def check_age(self, sth: SignedTreeHead, now_ms: int, why: str = "") -> None:
+        age_ms = now_ms - sth.timestamp
+        if age_ms > self.max_age_ms:
+            raise MonitorAlert(
+                AlertKind.STALE,
+                f"the newest tree head is {age_ms / 1000:.1f} s old (limit "
+                f"{self.max_age_ms / 1000:g} s; {describe(sth)}){why}",
+            )
+
+
+@dataclass(frozen=True)
+class MonitorStatus(Message):
+    type: ClassVar[str] = "monitor_status"
+
+
+@dataclass(frozen=True)
+class _Check(Message):
+    type: ClassVar[str] = "_check"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CTMonitorActor(SupervisedActor):
+    def __init__(self, context: ActorContext, config: MonitorConfig, ctlog: str = "ctlog") -> None:
+        super().__init__(context)
+        self.config = config
+        self.ctlog = ctlog
+        self.checker: HeadChecker | None = None
+        self._in_flight_since: float | None = None
+        self._started = time.time()
+        self.checks = 0
+        self.consistency_proofs = 0
+        self.fetch_failures = 0
+        self.last_fetch_error: str | None = None
+        self.last_check: str | None = None  # "ok", "alert" or "error"
+        self.verified_at: float | None = None
+        self.alerts = {kind: 0 for kind in AlertKind}
+        self.last_alert: dict[str, Any] | None = None
+        self._alerted: set[tuple[AlertKind, str]] = set()  # (kind, offending head)
+
+    def setup(self) -> None:
+        try:
+            self._pin_key(self.registry.ask(self.ctlog, LogInfo(), timeout=10))
+        except TrustChainError as exc:
+            self._fetch_failed(f"log_info: {exc}")  # retried at the first tick
+        self.every(self.config.interval_s, _Check())
+
+    def _pin_key(self, info: Mapping[str, Any]) -> None:
+        key = serialization.load_pem_public_key(info["public_key"].encode())
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise TrustChainError(f"log {self.ctlog!r} has a {type(key).__name__}, not ECDSA")
+        spki = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if log_id(spki) != as_bytes(info["log_id"]):
+            raise TrustChainError(f"log {self.ctlog!r}: log_id is not the hash of its key")
+        self.checker = HeadChecker(key, round(self.config.max_sth_age_s * 1000))
+
+    # The check, one step per reply (this thread never waits) -----------------------
+
+    @handles(_Check)
+    def check(self, msg: _Check) -> None:
+        if self._in_flight_since is not None:
+            if time.monotonic() - self._in_flight_since > self.config.max_sth_age_s:
+                self._check_age_of_verified(f"; {self.ctlog!r} has not answered")
+            return
+        self._in_flight_since = time.monotonic()
+        if self.checker is None:
+            self.request(self.ctlog, LogInfo(), self._got_info)
+        else:
+            self.request(self.ctlog, GetSTH(), self._got_sth)
+
+    def _got_info(self, result: outcome.Outcome) -> None:
+        try:
+            self._pin_key(result.unwrap())
+        except (TrustChainError, KeyError, ValueError, TypeError) as exc:
+            self._fetch_failed(f"log_info: {exc}")
+            self._done()
+            return
+        self.request(self.ctlog, GetSTH(), self._got_sth)
+
+    def _got_sth(self, result: outcome.Outcome) -> None:
+        assert self.checker is not None
+        if isinstance(result, outcome.Error):
+            self._fetch_failed(f"get_sth: {result.error}")
+            self._check_age_of_verified(f"; get_sth failed: {result.error}")
+            self._done()
+            return
+        self.checks += 1
+        body = result.unwrap()
+        try:
+            sth = parse_sth(body)
+        except MonitorAlert as alert:
+            self._alert(alert, body)
+            self._done()
+            return
+        try:
+            sizes = self.checker.check(sth)
+        except MonitorAlert as alert:
+            self._alert(alert, sth)
+            self._done()
+            return
+        if sizes is None:
+            self._accept(sth, [])
+            return
+        self.request(self.ctlog, GetConsistency(*sizes), lambda r: self._got_proof(sth, r))
+
+    def _got_proof(self, sth: SignedTreeHead, result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):
+            self._fetch_failed(f"get_sth_consistency: {result.error}")
+            self._done()
+            return
+        try:
+            proof = [as_bytes(p) for p in result.unwrap()["consistency"]]
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            self._alert(MonitorAlert(AlertKind.INCONSISTENT, f"malformed proof: {exc!r}"), sth)
+            self._done()
+            return
+        self.consistency_proofs += 1
+        self._accept(sth, proof)
+
+    def _accept(self, sth: SignedTreeHead, proof: list[bytes]) -> None:
+        assert self.checker is not None
+        try:
+            self.checker.accept(sth, proof)
+            self.verified_at = time.time()
+            self.checker.check_age(sth, _now_ms())
+        except MonitorAlert as alert:
+            self._alert(alert, sth)
+        else:
+            self.last_check = "ok"
+            self._alerted = {k for k in self._alerted if k[0] is not AlertKind.STALE}
+        self._done()
+
+    def _check_age_of_verified(self, why: str) -> None:
+        """No fresh head to be had: the newest verified one ages."""
+        if self.checker is None or self.checker.verified is None:
+            return
+        try:
+            self.checker.check_age(self.checker.verified, _now_ms(), why)
+        except MonitorAlert as alert:
+            self._alert(alert, self.checker.verified)
+
+    def _done(self) -> None:
+        self._in_flight_since = None
+
+    # Outcomes -------------------------------------------------------------------------
+
+    def _fetch_failed(self, text: str) -> None:
+        self.fetch_failures += 1
+        self.last_fetch_error = text
+        self.last_check = "error"
+        logger.warning("monitor: cannot check {!r}: {}", self.ctlog, text)
+
+    def _alert(self, alert: MonitorAlert, evidence: SignedTreeHead | Mapping[str, Any]) -> None:
+        """Count and log ``alert``, once per kind and offending tree (size and root)."""
+        self.last_check = "alert"
+        if isinstance(evidence, SignedTreeHead):
+            key = (alert.kind, f"{evidence.tree_size}:{evidence.root_hash.hex()}")
+        else:
+            key = (alert.kind, repr(sorted(evidence.items())))
+        if key in self._alerted:
+            return  # the same lie told again (perhaps re-signed): alerted once already
+        if len(self._alerted) >= MAX_REMEMBERED_ALERTS:
+            self._alerted.clear()
+        self._alerted.add(key)
+        self.alerts[alert.kind] += 1
+        self.last_alert = {"kind": alert.kind.value, "text": alert.text, "at": time.time()}
+        logger.error(
+            "CT monitor alert [{}] on log {!r}: {}", alert.kind.value, self.ctlog, alert.text
+        )
+
+    @handles(MonitorStatus)
+    def monitor_status(self, msg: MonitorStatus) -> dict[str, Any]:
+        verified = self.checker.verified if self.checker else None
+        total = sum(self.alerts.values())
+        return {
+            "log": self.ctlog,
+            "status": "alert" if total else ("ok" if verified else "starting"),
+            "last_check": self.last_check,
+            "verified": None
+            if verified is None
+            else {
+                "tree_size": verified.tree_size,
+                "root_hash": base64.b64encode(verified.root_hash).decode(),
+                "timestamp": verified.timestamp,
+                "verified_at": self.verified_at,
+            },
+            "checks": self.checks,
+            "consistency_proofs": self.consistency_proofs,
+            "fetch_failures": self.fetch_failures,
+            "last_fetch_error": self.last_fetch_error,
+            "alerts": {kind.value: n for kind, n in self.alerts.items()},
+            "alerts_total": total,
+            "last_alert": self.last_alert,
+            "since": self._started,
+        }
