@@ -30,7 +30,8 @@ def test_status_shows_a_table_of_the_tree(running) -> None:
 def test_status_json_is_machine_readable(running) -> None:
     config, _ = running
     status = json.loads(cli(config, "status", "--json").stdout)
-    assert {a["name"] for a in status["actors"]} == {"root", "hsm", "ctlog", "issuer", "renewal"}
+    names = {a["name"] for a in status["actors"]}
+    assert names == {"root", "hsm", "ctlog", "issuer", "monitor", "renewal"}
 
 
 def test_send_signs_in_the_hsm_and_the_signature_verifies(running) -> None:
