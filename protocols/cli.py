@@ -256,6 +256,7 @@ def hsm_keys(obj: Context) -> None:
     Console().print(table)
 
 
+import trustchain.protocols.cli_ct  # noqa: E402,F401  (registers ct)
 from trustchain.protocols import cli_ca  # noqa: E402,F401  (registers issue, revoke, crl, ca)
 
 if __name__ == "__main__":
