@@ -2,10 +2,13 @@
 
 Start-up: bind the control socket first (a second instance is refused before
 it touches the HSM), start the supervision tree (each child's setup done
-before the next starts), then serve. Shutdown, on SIGINT/SIGTERM or the
-``runtime stop`` request: stop accepting, refuse new requests, drain those in
-flight (at most ``runtime.drain_timeout_s``), stop the tree leaf-first,
-remove the socket, exit 0. If the root supervisor gives up (restart intensity
+before the next starts), then serve: the control socket, and the HTTP edge
+when ``http.enabled`` (exit 1 if it cannot serve). A custom tree (``children``,
+in tests) gets no HTTP edge: that needs the CT log, issuer and renewal actors.
+Shutdown, on SIGINT/SIGTERM or the ``runtime stop`` request: stop accepting,
+refuse new requests, drain those in flight (HTTP, then the control socket,
+each at most ``runtime.drain_timeout_s``), stop the tree leaf-first, remove
+the socket, exit 0. If the root supervisor gives up (restart intensity
 exceeded) the process exits 1 after a log line naming the child and count.
 """
 
@@ -23,8 +26,16 @@ from loguru import logger
 from trustchain.actors.tree import trustchain_children
 from trustchain.config import Config
 from trustchain.protocols.control import ControlServer, bind_control_socket
+from trustchain.protocols.http import serve_http
 from trustchain.protocols.logs import setup_logging
-from trustchain.supervisors import ChildSpec, ChildStartFailed, Registry, Strategy, start_root
+from trustchain.supervisors import (
+    ChildSpec,
+    ChildStartFailed,
+    Registry,
+    Strategy,
+    TrustChainError,
+    start_root,
+)
 
 
 def run(config: Config, children: list[ChildSpec] | None = None) -> int:
@@ -94,6 +105,8 @@ async def _serve(
         async with trio.open_nursery() as accepting:
             await accepting.start(server.serve, listener, connections)
             accepting.start_soon(_signals, signals, stop)
+            if config.http.enabled and children is None:  # it needs TrustChain's own tree
+                accepting.start_soon(_http, config, registry, gave_up, stop)  # drains on cancel
             logger.info(
                 "TrustChain is running (pid {}); control socket {}",
                 os.getpid(),
@@ -118,6 +131,17 @@ async def _serve(
         return 1
     logger.info("TrustChain stopped")
     return 0
+
+
+async def _http(config: Config, registry: Registry, gave_up: list[str], stop: trio.Event) -> None:
+    """The HTTPS edge; if it cannot start, or fails, TrustChain stops (exit code 1)."""
+    try:
+        await serve_http(config, registry)
+    except Exception as exc:
+        if not isinstance(exc, TrustChainError):
+            logger.exception("the HTTP edge failed")
+        gave_up.append(f"the HTTP edge failed: {exc}")
+        stop.set()
 
 
 async def _signals(signals: Any, stop: trio.Event) -> None:
