@@ -27,9 +27,13 @@ def short_tmp() -> Iterator[Path]:
 TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
 
 
-def write_config(directory: Path, hsm: HsmConfig, **runtime: object) -> Path:
+def write_config(
+    directory: Path, hsm: HsmConfig, http: dict[str, object] | None = None, **runtime: object
+) -> Path:
+    """``http``: the [http] keys; without them the HTTP edge is off (no port to share)."""
     config = directory / "trustchain.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
+    http_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (http or {"enabled": False}).items())
     config.write_text(
         f"""
 [runtime]
@@ -58,7 +62,9 @@ index_db = "{directory}/ct/index.sqlite3"
 
 [renewal]
 directory = "{directory}/tls"
-"""
+
+[http]
+{http_keys}"""
     )
     return config
 
