@@ -12,24 +12,24 @@ method gets 405 and ``Allow``, no match 404):
   ``/ready``: 200 when every actor is running, else 503 naming the others;
   ``/metrics``: Prometheus text, actors and log read afresh per scrape.
 
-Every handler is one ``ask`` to an actor (``runtime.request_timeout_s``).
-Errors are JSON ``{"error": message, "code": code}``; the status comes from
-the error's code (``http_ct.STATUS``); any other failure is a 500 that says nothing of
-the internals (the log line does). Bodies over ``http.max_body_bytes`` get 413
-from their Content-Length, before any of it is read.
+Every handler is one ``ask`` to an actor (``runtime.request_timeout_s``). Errors
+are JSON ``{"error": message, "code": code}`` with the status for the code
+(``http_ct.STATUS``); anything else is a 500 that names no internals (the log
+does). A body over ``http.max_body_bytes`` gets 413 from its Content-Length, or
+without one at the first byte past the limit.
 
-Serving: our own socket, AF_INET6 with IPV6_V6ONLY set before bind (hypercorn
-would leave it to the kernel default, which accepts IPv4-mapped peers), and
-TLS from TrustChain's own renewed certificate: hypercorn's ``Config`` is
-subclassed so ``create_ssl_context()`` returns ``ReloadingSSLContext.
-listener_context()``, whose SNI callback hands every handshake the newest
-certificate. Cancelling ``serve_http`` is its graceful stop. Not done here:
-HTTP/3, issuance or revocation over HTTP (the control socket has them).
+Serving: our own socket, IPV6_V6ONLY set before bind (hypercorn would leave the
+kernel default, which lets IPv4-mapped peers in), and TLS from TrustChain's own
+certificate: hypercorn's ``Config`` is subclassed so ``create_ssl_context()``
+returns ``EdgeTLS.listener_context()``, whose SNI callback gives every handshake
+the newest renewed certificate. Cancelling ``serve_http`` is its graceful stop.
+Not done here: HTTP/3; issuance and revocation (the control socket has them).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
 import socket
@@ -72,7 +72,7 @@ from trustchain.protocols.http_ct import (
     json_response,
     route,
 )
-from trustchain.protocols.tls_reload import ReloadingSSLContext
+from trustchain.protocols.tls_reload import CertificateFiles, ReloadingSSLContext, server_context
 from trustchain.supervisors import ActorState, Message, Registry, TrustChainError, ask
 
 ALPN = ("h2", "http/1.1")
@@ -107,7 +107,7 @@ class HttpApp:
                                 ["route", "method", "status"], registry=None)  # fmt: skip
         self.in_flight = Gauge("trustchain_http_in_flight", "Being answered", registry=None)
         self.latency = Histogram("trustchain_http_request_duration_seconds", "Time to answer",
-                                 ["route"], registry=None, buckets=BUCKETS_S)  # fmt: skip
+                                 ["route", "status"], registry=None, buckets=BUCKETS_S)  # fmt: skip
 
     async def ask(self, actor: str, message: Message) -> Any:
         return await ask(self.registry, actor, message, self.timeout)
@@ -124,8 +124,9 @@ class HttpApp:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response.asgi_headers()})  # fmt: skip
             await send({"type": "http.response.body", "body": response.body})
-        self.requests.labels(name, scope["method"], str(response.status)).inc()
-        self.latency.labels(name).observe(time.perf_counter() - started)
+        status = str(response.status)
+        self.requests.labels(name, scope["method"], status).inc()
+        self.latency.labels(name, status).observe(time.perf_counter() - started)
 
     async def _respond(self, scope: dict[str, Any], receive: Any) -> tuple[str, Response]:
         name = "unmatched"
@@ -168,22 +169,20 @@ class HttpApp:
         try:
             info = await self.ask("ctlog", LogInfo())
         except TrustChainError as exc:
-            return _unhealthy(f"the CT log did not answer: {exc.message}")
+            reason = f"the CT log did not answer: {exc.message}"
+            return _no_store({"status": "unhealthy", "reason": reason}, 503)
         age = info["sth_age_s"]
         if age > self.healthy_age_s:
-            return _unhealthy(f"the last checkpoint is {age:.1f} s old "
-                              f"(limit {self.healthy_age_s:g} s)", sth_age_s=age)  # fmt: skip
-        return json_response({"status": "healthy", "tree_size": info["tree_size"],
-                              "sth_age_s": age}, headers=[("cache-control", NO_STORE)])  # fmt: skip
+            reason = f"the last checkpoint is {age:.1f} s old (limit {self.healthy_age_s:g} s)"
+            return _no_store({"status": "unhealthy", "reason": reason, "sth_age_s": age}, 503)
+        return _no_store({"status": "healthy", "tree_size": info["tree_size"], "sth_age_s": age})
 
     async def ready(self, request: Request) -> Response:
         health = self.registry.health()
         waiting = {a["name"]: a["state"] for a in health if a["state"] != ActorState.RUNNING.value}
         if waiting:
-            return json_response({"status": "not ready", "not_running": waiting}, 503,
-                                 [("cache-control", NO_STORE)])  # fmt: skip
-        return json_response({"status": "ready", "actors": len(health)},
-                             headers=[("cache-control", NO_STORE)])  # fmt: skip
+            return _no_store({"status": "not ready", "not_running": waiting}, 503)
+        return _no_store({"status": "ready", "actors": len(health)})
 
     async def metrics(self, request: Request) -> Response:
         try:
@@ -230,9 +229,8 @@ class _Snapshot(Collector):
                                     value=info["pool"])  # fmt: skip
 
 
-def _unhealthy(reason: str, **extra: Any) -> Response:
-    body = {"status": "unhealthy", "reason": reason, **extra}
-    return json_response(body, 503, [("cache-control", NO_STORE)])
+def _no_store(value: dict[str, Any], status: int = 200) -> Response:
+    return json_response(value, status, [("cache-control", NO_STORE)])
 
 
 def _der(pem: str) -> bytes:
@@ -277,7 +275,7 @@ def bind_ipv6(host: str, port: int) -> socket.socket:
 class HypercornConfig(hypercorn.config.Config):
     """hypercorn's Config, but serving our socket with our (reloading) TLS context."""
 
-    def __init__(self, sock: socket.socket, tls: ReloadingSSLContext | None, drain_s: float):
+    def __init__(self, sock: socket.socket, tls: EdgeTLS | None, drain_s: float):
         super().__init__()
         host, port = sock.getsockname()[:2]
         self.bind = [f"[{host}]:{port}"]
@@ -297,12 +295,24 @@ class HypercornConfig(hypercorn.config.Config):
         return hypercorn.config.Sockets(secure, [] if secure else [self._sock], [])
 
     def create_ssl_context(self) -> ssl.SSLContext | None:
-        if self._tls is None:
-            return None
-        context = self._tls.listener_context()  # each handshake: the newest certificate
-        context.set_ciphers(self.ciphers)  # the cipher list stays the listener's (RFC 7540 §9.2)
-        context.options |= ssl.OP_NO_COMPRESSION
-        return context
+        return None if self._tls is None else self._tls.listener_context()
+
+
+class EdgeTLS(ReloadingSSLContext):
+    """Each renewed certificate's context also gets hypercorn's TLS settings: the context
+    a handshake switches to decides the cipher suite, and h2 over TLS 1.2 wants AEAD
+    suites only and no compression (RFC 7540 §9.2)."""
+
+    def __init__(self, name: str, ciphers: str) -> None:
+        super().__init__(name, ALPN)
+        self._build = functools.partial(_edge_context, ciphers=ciphers)
+
+
+def _edge_context(files: CertificateFiles, ciphers: str) -> ssl.SSLContext:
+    context = server_context(files, ALPN)
+    context.set_ciphers(ciphers)
+    context.options |= ssl.OP_NO_COMPRESSION
+    return context
 
 
 def check_names(names: list[str], zones: list[str]) -> None:
@@ -368,11 +378,11 @@ async def _hypercorn(app: HttpApp, hyper: HypercornConfig, stopping: trio.Event,
                                    task_status=task_status)  # fmt: skip
 
 
-async def _certificate(config: Config, registry: Registry) -> tuple[ReloadingSSLContext, int]:
+async def _certificate(config: Config, registry: Registry) -> tuple[EdgeTLS, int]:
     """Register the edge's certificate with the renewal actor, follow its renewals, and
     wait (bounded) for the first one."""
     http, timeout = config.http, config.runtime.request_timeout_s
-    reloading = ReloadingSSLContext(http.certificate, ALPN)
+    reloading = EdgeTLS(http.certificate, hypercorn.config.Config.ciphers)
     arrived = trio.Event()
     token = trio.lowlevel.current_trio_token()
 

@@ -121,6 +121,16 @@ def test_the_renewed_certificate_is_served_without_a_restart(edge: Edge) -> None
 def test_alpn_offers_h2_and_an_h2_request_is_answered(edge: Edge) -> None:
     assert served_serial(edge, ["h2", "http/1.1"])[1] == "h2"
     assert served_serial(edge, ["http/1.1"])[1] == "http/1.1"
+    tls12 = edge.client_context()  # h2 over TLS 1.2: AEAD suites only (RFC 7540 §9.2)
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    for ciphers, accepted in (("ECDHE+AESGCM", True), ("ECDHE+AES:!AESGCM", False)):
+        tls12.set_ciphers(ciphers)
+        with socket.create_connection(("::1", edge.port), timeout=10) as raw:
+            try:
+                with tls12.wrap_socket(raw, server_hostname="::1") as tls:
+                    assert "GCM" in tls.cipher()[0] and accepted
+            except ssl.SSLError:
+                assert not accepted
     context = edge.client_context()
     context.set_alpn_protocols(["h2"])
     with socket.create_connection(("::1", edge.port), timeout=10) as raw, \
@@ -157,7 +167,7 @@ def test_health_ready_and_metrics_follow_the_actors(edge: Edge) -> None:
                  "trustchain_ct_tree_size ", "trustchain_ct_sth_age_seconds ",
                  "trustchain_ct_pool 0.0",
                  'trustchain_http_requests_total{method="GET",route="/ready",status="200"}',
-                 'trustchain_http_request_duration_seconds_bucket{le="0.001",route="/health"}'):
+                 'trustchain_http_request_duration_seconds_bucket{le="0.001",route="/health",status="200"}'):
         assert line in text, line  # fmt: skip
 
     cell = edge.registry.cell("ctlog")
