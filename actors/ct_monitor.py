@@ -18,8 +18,10 @@ It trusts nothing the log says beyond what it verifies: it uses only the public
 read messages (``log_info``, ``get_sth``, ``get_sth_consistency``), never the
 log's files or internals. Each alert is a loguru ERROR line, a per-kind counter
 and the ``status`` shown by ``monitor_status``. The same lie (kind, tree size
-and root) is alerted once, not at every tick; staleness again after a fresh head. Errors in fetching (the log restarting, say)
-are counted apart and retried at the next tick: they are not evidence.
+and root) is alerted once, not at every tick; staleness again after a fresh
+head. Errors in fetching (the log restarting, say) are counted apart and
+retried at the next tick: they are not evidence. A check left unanswered for
+``max_sth_age_s`` is abandoned (its late replies ignored) and a new one begun.
 
 Not done here: inclusion checks of individual entries (``trustchain ct
 verify`` and ``ct proof`` do those), gossip with other monitors, and keeping
@@ -33,11 +35,12 @@ import base64
 import binascii
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import outcome
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from loguru import logger
@@ -57,6 +60,10 @@ from trustchain.config import MonitorConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
 
 MAX_REMEMBERED_ALERTS = 1_024
+# What a log_info reply the monitor cannot use raises (never a crash: a lying
+# log must not be able to take the monitor, let alone TrustChain, down).
+_UNUSABLE_INFO = (TrustChainError, KeyError, TypeError, ValueError, AttributeError,
+                  UnsupportedAlgorithm)  # fmt: skip
 
 
 class AlertKind(enum.StrEnum):
@@ -186,6 +193,7 @@ class CTMonitorActor(SupervisedActor):
         self.ctlog = ctlog
         self.checker: HeadChecker | None = None
         self._in_flight_since: float | None = None
+        self._generation = 0  # a check abandoned as unanswered ignores its late replies
         self._started = time.time()
         self.checks = 0
         self.consistency_proofs = 0
@@ -200,7 +208,7 @@ class CTMonitorActor(SupervisedActor):
     def setup(self) -> None:
         try:
             self._pin_key(self.registry.ask(self.ctlog, LogInfo(), timeout=10))
-        except TrustChainError as exc:
+        except _UNUSABLE_INFO as exc:
             self._fetch_failed(f"log_info: {exc}")  # retried at the first tick
         self.every(self.config.interval_s, _Check())
 
@@ -220,23 +228,34 @@ class CTMonitorActor(SupervisedActor):
     @handles(_Check)
     def check(self, msg: _Check) -> None:
         if self._in_flight_since is not None:
-            if time.monotonic() - self._in_flight_since > self.config.max_sth_age_s:
-                self._check_age_of_verified(f"; {self.ctlog!r} has not answered")
-            return
+            if time.monotonic() - self._in_flight_since <= self.config.max_sth_age_s:
+                return
+            self._fetch_failed(f"{self.ctlog!r} has not answered for {self.config.max_sth_age_s} s")
+            self._check_age_of_verified(f"; {self.ctlog!r} has not answered")
+            self._generation += 1  # abandon that check; start afresh
         self._in_flight_since = time.monotonic()
         if self.checker is None:
-            self.request(self.ctlog, LogInfo(), self._got_info)
+            self._ask(LogInfo(), self._got_info)
         else:
-            self.request(self.ctlog, GetSTH(), self._got_sth)
+            self._ask(GetSTH(), self._got_sth)
+
+    def _ask(self, message: Message, then: Callable[[outcome.Outcome], None]) -> None:
+        generation = self._generation
+
+        def current(result: outcome.Outcome) -> None:
+            if generation == self._generation:
+                then(result)
+
+        self.request(self.ctlog, message, current)
 
     def _got_info(self, result: outcome.Outcome) -> None:
         try:
             self._pin_key(result.unwrap())
-        except (TrustChainError, KeyError, ValueError, TypeError) as exc:
-            self._fetch_failed(f"log_info: {exc}")
+        except _UNUSABLE_INFO as exc:
+            self._fetch_failed(f"log_info: {exc!r}")
             self._done()
             return
-        self.request(self.ctlog, GetSTH(), self._got_sth)
+        self._ask(GetSTH(), self._got_sth)
 
     def _got_sth(self, result: outcome.Outcome) -> None:
         assert self.checker is not None
@@ -262,7 +281,7 @@ class CTMonitorActor(SupervisedActor):
         if sizes is None:
             self._accept(sth, [])
             return
-        self.request(self.ctlog, GetConsistency(*sizes), lambda r: self._got_proof(sth, r))
+        self._ask(GetConsistency(*sizes), lambda result: self._got_proof(sth, result))
 
     def _got_proof(self, sth: SignedTreeHead, result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
@@ -311,13 +330,13 @@ class CTMonitorActor(SupervisedActor):
         self.last_check = "error"
         logger.warning("monitor: cannot check {!r}: {}", self.ctlog, text)
 
-    def _alert(self, alert: MonitorAlert, evidence: SignedTreeHead | Mapping[str, Any]) -> None:
+    def _alert(self, alert: MonitorAlert, evidence: Any) -> None:
         """Count and log ``alert``, once per kind and offending tree (size and root)."""
         self.last_check = "alert"
         if isinstance(evidence, SignedTreeHead):
             key = (alert.kind, f"{evidence.tree_size}:{evidence.root_hash.hex()}")
         else:
-            key = (alert.kind, repr(sorted(evidence.items())))
+            key = (alert.kind, repr(evidence))  # a malformed reply
         if key in self._alerted:
             return  # the same lie told again (perhaps re-signed): alerted once already
         if len(self._alerted) >= MAX_REMEMBERED_ALERTS:

@@ -99,11 +99,13 @@ class LogRefuses(TrustChainError):
 class LyingLog(SupervisedActor):
     """Honest until told otherwise; then every head it serves shows one kind of lie."""
 
-    def __init__(self, context: ActorContext, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(
+        self, context: ActorContext, key: ec.EllipticCurvePrivateKey, lie: str | None = None
+    ) -> None:
         super().__init__(context)
         self.key = key
         self.leaves = [uuid.uuid4().bytes * 2 for _ in range(5)]
-        self.lie: str | None = None
+        self.lie = lie
         self.stale_since = 0
 
     def _sign(self, data: bytes) -> bytes:
@@ -125,6 +127,8 @@ class LyingLog(SupervisedActor):
 
     @handles(LogInfo)
     def log_info(self, msg: LogInfo) -> dict[str, Any]:
+        if self.lie == "garbage_info":
+            return {"public_key": "not a key", "log_id": 7}
         spki = self.key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -236,6 +240,29 @@ def test_a_log_that_stops_answering_goes_stale(errors: list[str], how: str) -> N
         else:
             assert "has not answered" in now["last_alert"]["text"]
         assert len(errors) == 1
+        # Answering again, the log is checked again (an unanswered check was abandoned).
+        registry.ask("liar", Misbehave("honest"))
+        registry.ask("liar", Grow(4))
+        wait_verified(registry, 9)
+        assert status(registry)["last_check"] == "ok"
+    finally:
+        root.stop(block=True, timeout=30)
+
+
+def test_an_unusable_log_info_is_retried_and_never_crashes_the_monitor() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    registry = Registry()
+    root = start_root(registry, "root", [
+        ChildSpec("liar", lambda ctx: LyingLog.start(ctx, key, lie="garbage_info")),
+        ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, FAST, ctlog="liar")),
+    ])  # fmt: skip
+    try:
+        wait_until(lambda: status(registry)["fetch_failures"] >= 3)
+        assert status(registry)["status"] == "starting" and status(registry)["verified"] is None
+        registry.ask("liar", Misbehave("honest"))
+        wait_verified(registry, 5)
+        assert registry.cell("monitor").restarts == 0
+        assert status(registry)["alerts_total"] == 0
     finally:
         root.stop(block=True, timeout=30)
 
