@@ -3,8 +3,8 @@
 from trustchain.config.loader import (
     CaConfig,
     Config,
-    CtLogConfig,
     ConfigError,
+    CtLogConfig,
     HsmConfig,
     HttpConfig,
     MonitorConfig,
@@ -18,8 +18,8 @@ from trustchain.config.loader import (
 __all__ = [
     "CaConfig",
     "Config",
-    "CtLogConfig",
     "ConfigError",
+    "CtLogConfig",
     "HsmConfig",
     "HttpConfig",
     "MonitorConfig",

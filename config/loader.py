@@ -138,6 +138,9 @@ class HttpConfig:
     certificate: str = _f("https")  # the [renewal] name of its certificate
     names: list[str] = _f(["trust.example.com", "::1"])  # what that certificate covers
     max_body_bytes: int = _f(1_048_576, min=1_024, max=64 * 1_048_576)
+    # Plain http for /crl/ and /ca/ only: CRL and CA-issuer URLs are http (BRs §7.1.2.11);
+    # ca.base_url points here. -1 turns it off.
+    plain_port: int = _f(8080, min=-1, max=65_535)
     healthy_checkpoint_age_s: float = _f(5.0, min=0.1, max=3_600.0)
 
 

@@ -328,6 +328,30 @@ def check_names(names: list[str], zones: list[str]) -> None:
                                   f"ca.permitted_zones ({', '.join(zones)})")  # fmt: skip
 
 
+class PublicOnly:
+    """The plain-http face: CRLs and CA certificates, nothing else (404).
+
+    Relying parties fetch these over http (BRs §7.1.2.11: CRL and caIssuers
+    URLs are http); everything else stays behind TLS.
+    """
+
+    PREFIXES = ("/crl/", "/ca/")
+
+    def __init__(self, app: HttpApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(self.PREFIXES):
+            body = (b'{"error": "only /crl/ and /ca/ are served over plain http", '
+                    b'"code": "not_found"}')
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())]  # fmt: skip
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 async def serve_http(
     config: Config, registry: Registry, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -340,6 +364,7 @@ async def serve_http(
     if http.tls:
         check_names(http.names, config.ca.permitted_zones)
     sock = bind_ipv6(http.host, http.port)  # a port in use fails now, not after the certificate
+    plain = bind_ipv6(http.host, http.plain_port) if http.tls and http.plain_port >= 0 else None
     subscription: int | None = None
     try:
         tls = None
@@ -347,11 +372,17 @@ async def serve_http(
             tls, subscription = await _certificate(config, registry)
         hyper = HypercornConfig(sock, tls, drain_s)
         port = sock.getsockname()[1]
+        app = HttpApp(config, registry)
         async with trio.open_nursery() as nursery:
             stopping = trio.Event()
-            await nursery.start(_hypercorn, HttpApp(config, registry), hyper, stopping, drain_s)
+            await nursery.start(_hypercorn, app, hyper, stopping, drain_s)
             logger.info("HTTP edge serving on {}://[{}]:{}", "https" if tls else "http",
                         http.host, port)  # fmt: skip
+            if plain is not None:
+                plain_config = HypercornConfig(plain, None, drain_s)
+                await nursery.start(_hypercorn, PublicOnly(app), plain_config, stopping, drain_s)
+                logger.info("CRLs and CA certificates on http://[{}]:{}/crl/ and /ca/",
+                            http.host, plain.getsockname()[1])  # fmt: skip
             task_status.started(port)
             try:
                 await trio.sleep_forever()
@@ -359,6 +390,8 @@ async def serve_http(
                 stopping.set()
     finally:
         sock.close()
+        if plain is not None:
+            plain.close()
         if subscription is not None:
             with suppress(TrustChainError):
                 registry.tell("renewal", Unsubscribe(subscription))

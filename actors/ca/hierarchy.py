@@ -105,9 +105,9 @@ class Hierarchy:
     # CRLs -------------------------------------------------------------------------
 
     def refresh_crls(self, now: datetime) -> list[str]:
-        """Re-sign the CRL of every intermediate that has not expired."""
-        labels = [r.key_label for r in self.by_label.values()
-                  if r.role == "intermediate" and r.not_after >= now]  # fmt: skip
+        """Re-sign the CRL of every CA that has not expired: the root's (which the
+        intermediates' CRL distribution point names) and each intermediate's."""
+        labels = [r.key_label for r in self.by_label.values() if r.not_after >= now]
         for label in labels:
             self.publish_crl(label, now)
         return labels

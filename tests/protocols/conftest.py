@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,13 @@ from pathlib import Path
 import pytest
 
 from trustchain.config import HsmConfig
+
+
+def free_port() -> int:
+    """A TCP port on [::1] that was free a moment ago (for listeners that need a number)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+        probe.bind(("::1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

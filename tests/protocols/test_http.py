@@ -59,6 +59,7 @@ from trustchain.protocols.http import serve_http
 from trustchain.supervisors import ChildSpec, Registry, Restart, start_root
 
 from ..ca.conftest import dns_csr, make_key
+from .conftest import free_port
 
 ZONE = "pki.example.com"
 DER = serialization.Encoding.DER
@@ -76,8 +77,9 @@ def edge_config(tmp: Path, hsm: HsmConfig, **http: Any) -> Config:
                           index_db=tmp / "ct" / "index.sqlite3", max_entries_per_page=4,
                           checkpoint_interval_s=0.2),
         renewal=RenewalConfig(directory=tmp / "tls", validity_s=3600, check_interval_s=0.2),
-        http=HttpConfig(**{"port": 0, "names": [f"ct.{ZONE}", "::1"], **http}),
-    )  # fmt: skip
+        http=HttpConfig(**{"port": 0, "plain_port": free_port(), "names": [f"ct.{ZONE}", "::1"],
+                           **http}),
+    )
 
 
 @dataclass
@@ -393,3 +395,31 @@ def test_crls_and_ca_certificates_are_served_at_the_urls_in_certificates(edge: E
             edge.ca[role]["certificate"].encode())  # fmt: skip
     assert edge.get("/crl/nobody.crl").status == 404
     assert edge.get("/ca/nobody.cer").status == 404
+    # The root publishes a CRL too: the intermediate's CRL distribution point names it.
+    root_label = edge.ca["root"]["key_label"]
+    root_crl = x509.load_der_x509_crl(edge.get(f"/crl/{root_label}.crl").body)
+    root = x509.load_pem_x509_certificate(edge.ca["root"]["certificate"].encode())
+    assert root_crl.is_signature_valid(root.public_key()) and len(root_crl) == 0
+
+
+def test_plain_http_serves_crls_and_ca_certificates_and_nothing_else(edge: Edge) -> None:
+    import http.client
+
+    label = edge.ca["intermediate"]["key_label"]
+
+    def plain_get(path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("::1", edge.config.http.plain_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    status, body = plain_get(f"/crl/{label}.crl")
+    assert status == 200
+    assert x509.load_der_x509_crl(body).is_signature_valid(edge.intermediate.public_key())
+    status, body = plain_get(f"/ca/{label}.cer")
+    assert status == 200 and x509.load_der_x509_certificate(body) == edge.intermediate
+    for path in ("/ct/v1/get-sth", "/checkpoint", "/metrics", "/health"):
+        assert plain_get(path)[0] == 404

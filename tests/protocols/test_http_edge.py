@@ -268,7 +268,8 @@ def test_trustchain_run_serves_https_and_stops_cleanly_on_sigterm(
     short_tmp: Path, softhsm: HsmConfig
 ) -> None:
     port = free_port()
-    config = write_config(short_tmp, softhsm, http={"port": port, "names": [f"ct.{ZONE}", "::1"]})
+    config = write_config(short_tmp, softhsm, http={"port": port, "plain_port": -1,
+                                                         "names": [f"ct.{ZONE}", "::1"]})
     process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"],
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -296,7 +297,8 @@ def test_trustchain_run_serves_https_and_stops_cleanly_on_sigterm(
 def test_trustchain_run_exits_1_when_the_edge_cannot_start(
     short_tmp: Path, softhsm: HsmConfig
 ) -> None:
-    config = write_config(short_tmp, softhsm, http={"port": 0, "names": ["www.example.org"]})
+    config = write_config(short_tmp, softhsm, http={"port": 0, "plain_port": -1,
+                                                         "names": ["www.example.org"]})
     done = subprocess.run([TRUSTCHAIN, "--config", str(config), "run"], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 1
