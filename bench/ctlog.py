@@ -1,0 +1,202 @@
+"""Benchmark the CT log through CTLogActor: prints figures, asserts nothing.
+
+    .venv/bin/python bench/ctlog.py [--seconds 3] [--entries 1000000] [--skip-storage]
+
+1. Through the actor: a real tree (HSMActor on a temporary SoftHSM token with
+   the P-256 log key, CTLogActor with tiles and index on disk) takes add_chain
+   submissions of distinct small leaf certificates, pre-generated in memory
+   under one root that the log accepts. A single sender keeps 1, 16 or 256
+   submissions outstanding (closed loop) for --seconds each; every SCT comes
+   back only after its entry is durable (fsynced). Prints durable appends/s and
+   the SCT latency (from send to SCT) median and p99, and the mean batch size.
+2. The storage at scale, through bench/ct_storage.py's functions: a log of
+   --entries leaves built in batches of 1024 (in-memory signer), then inclusion
+   and consistency proof medians, cold open time and disk bytes per entry.
+
+Aims (the CTLogActor issue): >= 5,000 durable appends/s, SCT p99 < 100 ms,
+proofs < 1 ms and cold start < 1 s at 1M entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustchain.actors.ctlog import AcceptRoots, AddChain, CTLogActor, GetSTH
+from trustchain.actors.hsm import HSMActor
+from trustchain.actors.softhsm import prepare_softhsm_token
+from trustchain.config import CtLogConfig, HsmConfig
+from trustchain.protocols.logs import setup_logging
+from trustchain.supervisors import ChildSpec, Registry, start_root
+
+WINDOWS = (1, 16, 256)
+
+
+def ct_storage() -> ModuleType:
+    """bench/ct_storage.py, imported by path (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("ct_storage", Path(__file__).with_name(
+        "ct_storage.py"))  # fmt: skip
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Certificates:
+    """One root key signing many tiny distinct leaves, all in memory (~30k/s)."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Bench CT Root")])
+        now = dt.datetime.now(dt.UTC)
+        base = (
+            x509.CertificateBuilder().issuer_name(name).public_key(self.key.public_key())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        )  # fmt: skip
+        self._leaf = base.subject_name(x509.Name([]))
+        root = base.subject_name(name).serial_number(1).add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True)  # fmt: skip
+        self.root = root.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        self._serial = 1
+
+    def leaves(self, count: int) -> list[bytes]:
+        out = []
+        for _ in range(count):
+            self._serial += 1
+            cert = self._leaf.serial_number(self._serial).sign(self.key, hashes.SHA256())
+            out.append(cert.public_bytes(serialization.Encoding.DER))
+        return out
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def closed_loop(
+    registry: Registry, root: bytes, leaves: list[bytes], window: int, seconds: float
+) -> dict[str, Any]:
+    """Keep ``window`` add_chain requests outstanding for ``seconds`` (or until leaves run out)."""
+    slots = threading.Semaphore(window)
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    hsm_before = registry.cell("hsm").handled
+    sent = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    for leaf in leaves:
+        slots.acquire()
+        if time.perf_counter() > deadline:
+            slots.release()
+            break
+        started = time.perf_counter()
+
+        def reply(result: Any, started: float = started) -> None:
+            latencies.append(time.perf_counter() - started)
+            if hasattr(result, "error"):
+                errors.append(result.error)
+            slots.release()
+
+        registry.tell("ctlog", AddChain([leaf, root]), reply)
+        sent += 1
+    for _ in range(window):
+        slots.acquire()
+    elapsed = time.perf_counter() - t0
+    batches = max(1, (registry.cell("hsm").handled - hsm_before) // 2)  # SCTs + tree head
+    ms = [s * 1000 for s in latencies]
+    return {"window": window, "count": sent, "rate": sent / elapsed, "batches": batches,
+            "median_ms": statistics.median(ms), "p99_ms": pct(ms, 0.99), "errors": errors,
+            "exhausted": sent == len(leaves)}  # fmt: skip
+
+
+def bench_actor(seconds: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="tc-bench-ct-") as tmp:
+        directory = Path(tmp)
+        conf, pin = directory / "hsm" / "softhsm2.conf", directory / "hsm" / "user.pin"
+        prepare_softhsm_token(conf, "bench", pin)
+        hsm = HsmConfig(token_label="bench", pin_file=pin, softhsm2_conf=str(conf))
+        ctlog = CtLogConfig(storage_dir=directory / "ct" / "tiles",
+                            index_db=directory / "ct" / "index.sqlite3")  # fmt: skip
+        registry = Registry()
+        tree = start_root(registry, "root", [
+            ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
+            ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog), start_timeout_s=120),
+        ])  # fmt: skip
+        certs = Certificates()
+        registry.ask("ctlog", AcceptRoots([certs.root]))
+        t0 = time.perf_counter()
+        pools = {w: certs.leaves(min(60_000, 2_000 + int(w * 400 * seconds))) for w in WINDOWS}
+        made = sum(map(len, pools.values()))
+        print(f"made {made:,} leaf certificates ({len(pools[WINDOWS[0]][0])} B each) in "
+              f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
+        closed_loop(registry, certs.root, certs.leaves(2_000), 64, 1.0)  # warm-up
+        print(f"CTLogActor add_chain, durable (fsynced) before the SCT; {seconds:g} s per row:")
+        for window in WINDOWS:
+            r = closed_loop(registry, certs.root, pools[window], window, seconds)
+            print(f"  {window:3d} outstanding: {r['rate']:8,.0f} appends/s   SCT median "
+                  f"{r['median_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   mean batch "
+                  f"{r['count'] / r['batches']:6.1f}   (n={r['count']:,}"
+                  f"{', ran out of certificates' if r['exhausted'] else ''})")  # fmt: skip
+            if r["errors"]:
+                print(f"    errors: {len(r['errors'])}, first: {r['errors'][0]!r}")
+        size = registry.ask("ctlog", GetSTH())["tree_size"]
+        print(f"  log size now {size:,}")
+        tree.stop(block=True, timeout=60)
+
+
+def bench_storage(entries: int) -> None:
+    cts = ct_storage()
+    workdir = Path(tempfile.mkdtemp(prefix="ct-bench-"))
+    pad = os.urandom(cts.CERT_BYTES - 8)
+    try:
+        root = workdir / "big"
+        print(f"storage at scale (bench/ct_storage.py): building {entries:,} entries ...")
+        elapsed = cts.build(root, entries, 1024, pad)
+        print(f"  built in {elapsed:.1f} s ({entries / elapsed:,.0f} entries/s)")
+        opens = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            cts.open_log(root).close()
+            opens.append(time.perf_counter() - t0)
+        print(f"  cold open at {entries:,}: median {statistics.median(opens) * 1e3:.1f} ms")
+        log = cts.open_log(root)
+        for label in ("first pass", "warm"):
+            inclusion, consistency = cts.bench_proofs(log, 2000, seed=1)
+            print(f"  proofs ({label}): inclusion median {inclusion * 1e3:.3f} ms, "
+                  f"consistency median {consistency * 1e3:.3f} ms")  # fmt: skip
+        log.close()
+        allocated, apparent, files = cts.disk_usage(root)
+        print(f"  disk: {allocated / entries:,.0f} B/entry allocated, {apparent / entries:,.0f} "
+              f"B/entry apparent ({cts.CERT_BYTES} B certificates), {files:,} files")  # fmt: skip
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency level")
+    parser.add_argument("--entries", type=int, default=1_000_000, help="storage log size")
+    parser.add_argument("--skip-storage", action="store_true")
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    bench_actor(args.seconds)
+    if not args.skip_storage:
+        bench_storage(args.entries)
+
+
+if __name__ == "__main__":
+    main()
