@@ -71,7 +71,9 @@ def test_sth_verify_and_info_check_the_whole_log(running, short_tmp: Path) -> No
     sth = cli(config, "ct", "sth")
     assert sth.returncode == 0, sth.stderr
     assert "signature     OK" in sth.stdout
-    size = int(re.search(r"^tree size\s+(\d+)$", sth.stdout, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    found = re.search(r"^tree size\s+(\d+)$", sth.stdout, re.MULTILINE)
+    assert found, sth.stdout
+    size = int(found.group(1))
     assert size >= 6  # a precertificate and a final certificate each
     verified = cli(config, "ct", "verify", "--from-size", "1", "--sample", "4")
     assert verified.returncode == 0, verified.stderr
@@ -107,7 +109,7 @@ def test_a_certificate_without_an_sct_fails_proof(running, short_tmp: Path) -> N
     own = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-        .not_valid_after(now.replace(year=now.year + 1)).sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        .not_valid_after(now.replace(year=now.year + 1)).sign(key, hashes.SHA256())
     )  # fmt: skip
     path = short_tmp / "own.pem"
     path.write_bytes(own.public_bytes(serialization.Encoding.PEM))
