@@ -325,10 +325,11 @@ class CTMonitorActor(SupervisedActor):
     # Outcomes -------------------------------------------------------------------------
 
     def _fetch_failed(self, text: str) -> None:
+        if self.last_check != "error":  # one line per outage, not one per tick
+            logger.warning("monitor: cannot check {!r}: {}", self.ctlog, text)
         self.fetch_failures += 1
         self.last_fetch_error = text
         self.last_check = "error"
-        logger.warning("monitor: cannot check {!r}: {}", self.ctlog, text)
 
     def _alert(self, alert: MonitorAlert, evidence: Any) -> None:
         """Count and log ``alert``, once per kind and offending tree (size and root)."""
