@@ -194,6 +194,7 @@ class CTMonitorActor(SupervisedActor):
         self.checker: HeadChecker | None = None
         self._in_flight_since: float | None = None
         self._generation = 0  # a check abandoned as unanswered ignores its late replies
+        self._unreachable = False  # since the last failed request to the log
         self._started = time.time()
         self.checks = 0
         self.consistency_proofs = 0
@@ -265,6 +266,7 @@ class CTMonitorActor(SupervisedActor):
             self._done()
             return
         self.checks += 1
+        self._unreachable = False
         body = result.unwrap()
         try:
             sth = parse_sth(body)
@@ -325,8 +327,9 @@ class CTMonitorActor(SupervisedActor):
     # Outcomes -------------------------------------------------------------------------
 
     def _fetch_failed(self, text: str) -> None:
-        if self.last_check != "error":  # one line per outage, not one per tick
+        if not self._unreachable:  # one line per outage, not one per tick
             logger.warning("monitor: cannot check {!r}: {}", self.ctlog, text)
+        self._unreachable = True
         self.fetch_failures += 1
         self.last_fetch_error = text
         self.last_check = "error"

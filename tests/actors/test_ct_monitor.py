@@ -228,6 +228,8 @@ def test_a_log_that_stops_answering_goes_stale(errors: list[str], how: str) -> N
         ChildSpec("liar", lambda ctx: LyingLog.start(ctx, key)),
         ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config, ctlog="liar")),
     ])  # fmt: skip
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
     try:
         wait_until(lambda: status(registry)["verified"] is not None)
         registry.ask("liar", Misbehave(how))
@@ -236,7 +238,8 @@ def test_a_log_that_stops_answering_goes_stale(errors: list[str], how: str) -> N
         now = status(registry)
         assert now["alerts"] == {k.value: int(k == AlertKind.STALE) for k in AlertKind}
         if how == "refuse":  # errors are counted, but are not themselves evidence
-            assert now["fetch_failures"] > 0 and "refuses" in now["last_fetch_error"]
+            assert now["fetch_failures"] > 5 and "refuses" in now["last_fetch_error"]
+            assert sum("cannot check" in line for line in warnings) == 1  # once per outage
         else:
             assert "has not answered" in now["last_alert"]["text"]
         assert len(errors) == 1
@@ -246,6 +249,7 @@ def test_a_log_that_stops_answering_goes_stale(errors: list[str], how: str) -> N
         wait_verified(registry, 9)
         assert status(registry)["last_check"] == "ok"
     finally:
+        logger.remove(sink)
         root.stop(block=True, timeout=30)
 
 
