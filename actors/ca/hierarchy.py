@@ -59,6 +59,13 @@ class Hierarchy:
         if self.store.current_intermediate(now) is None:
             self._create_intermediate(now, self.config.intermediate_key)
         self._load(now)
+        # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
+        root = self.store.list_ca_certificates("root")[-1].certificate
+        _write_atomically(self.root_pem_path, pem(root).encode("ascii"))
+
+    @property
+    def root_pem_path(self) -> Path:
+        return self.config.database.parent / "root.pem"
 
     def rotate(self, now: datetime) -> CACertificateRecord:
         count = len(self.store.list_ca_certificates("intermediate"))

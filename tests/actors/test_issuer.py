@@ -124,6 +124,10 @@ def test_issued_leaves_verify_with_openssl_and_lint_clean(ca: CA, leaf_kind: str
     assert 86_400 <= lifetime.total_seconds() <= 86_400 + 60  # 24 h, backdated at most 1 min
 
 
+def test_the_root_certificate_is_written_beside_the_database(ca: CA) -> None:
+    assert (ca.config.database.parent / "root.pem").read_text() == ca.root_pem()
+
+
 def test_ca_keys_are_in_the_hsm_and_not_extractable(ca: CA) -> None:
     keys = {k["label"]: k for k in ca.registry.ask("hsm", __import__(
         "trustchain.actors.hsm", fromlist=["ListKeys"]).ListKeys())}
