@@ -18,7 +18,6 @@ kept beside the tiles, so a restart reloads everything from disk (crash-only:
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from trustchain.actors.ct import (
     issuer_key_hash,
 )
 from trustchain.actors.ct.errors import CTError
+from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
 from trustchain.config import CtLogConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
@@ -334,14 +334,8 @@ class CTLogActor(SupervisedActor):
                 self._roots[hashlib.sha256(der).digest()] = cert
 
     def _save_roots(self) -> None:
-        path = self._roots_file()
         data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self._roots.values())
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_file(self._roots_file(), data)
 
     # Reads (RFC 6962 §4, static-ct-api) ------------------------------------------
 

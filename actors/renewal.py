@@ -44,6 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from loguru import logger
 
+from trustchain.actors.durable import replace_file
 from trustchain.actors.issuer import IssueCertificate
 from trustchain.actors.tls_bundle import (
     BUNDLE_FILES,
@@ -55,7 +56,6 @@ from trustchain.actors.tls_bundle import (
     load_current,
     new_key,
     renewal_reason,
-    replace_file,
     spki_of,
     write_version,
 )

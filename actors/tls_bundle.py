@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from trustchain.actors.ca import key_type_of
+from trustchain.actors.durable import fsync_dir, write_new
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 BUNDLE_FILES = ("key.pem", "cert.pem", "chain.pem", "fullchain.pem", "meta.json")
@@ -122,32 +123,6 @@ def spki_of(public_key: Any) -> bytes:
     return bytes(public_key.public_bytes(der, spki))
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (never over a file or through a symlink) with ``mode``, write, fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fd, mode)  # exactly, whatever the umask
-        fh.write(data)
-        fh.flush()
-        os.fsync(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    _write_new(tmp, data, 0o644)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def write_version(home: Path, serial: str, files: dict[str, tuple[bytes, int]]) -> None:
     """Write one version under ``home`` and make it ``current``; keep only the previous one."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -155,8 +130,8 @@ def write_version(home: Path, serial: str, files: dict[str, tuple[bytes, int]]) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o700)
     for filename, (data, mode) in files.items():
-        _write_new(tmp / filename, data, mode)
-    _fsync_dir(tmp)
+        write_new(tmp / filename, data, mode)
+    fsync_dir(tmp)
     os.rename(tmp, home / serial)
     previous = os.readlink(home / "current") if (home / "current").is_symlink() else None
     (home / ".current.tmp").unlink(missing_ok=True)
@@ -166,7 +141,7 @@ def write_version(home: Path, serial: str, files: dict[str, tuple[bytes, int]]) 
         if not (home / filename).is_symlink():
             (home / filename).unlink(missing_ok=True)
             os.symlink(f"current/{filename}", home / filename)
-    _fsync_dir(home)
+    fsync_dir(home)
     for old in home.iterdir():
         if old.is_dir() and not old.is_symlink() and old.name not in (serial, previous):
             shutil.rmtree(old, ignore_errors=True)

@@ -13,7 +13,6 @@ knows nothing of actors.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from trustchain.actors.durable import replace_file
 from trustchain.config import CaConfig
 
 from .certs import assemble, ca_name, ca_public_key, intermediate_tbs, new_serial, root_tbs
@@ -61,7 +61,7 @@ class Hierarchy:
         self._load(now)
         # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
         root = self.store.list_ca_certificates("root")[-1].certificate
-        _write_atomically(self.root_pem_path, pem(root).encode("ascii"))
+        replace_file(self.root_pem_path, pem(root).encode("ascii"))
 
     @property
     def root_pem_path(self) -> Path:
@@ -135,8 +135,8 @@ class Hierarchy:
         )
         self.crls[label] = crl
         directory = self.config.crl_dir
-        _write_atomically(directory / f"{label}.crl", crl.public_bytes(serialization.Encoding.DER))
-        _write_atomically(directory / f"{label}.pem", crl.public_bytes(serialization.Encoding.PEM))
+        replace_file(directory / f"{label}.crl", crl.public_bytes(serialization.Encoding.DER))
+        replace_file(directory / f"{label}.pem", crl.public_bytes(serialization.Encoding.PEM))
         return crl
 
     def crl_number(self, label: str) -> int:
@@ -183,12 +183,3 @@ class Hierarchy:
         assert current is not None, "ensure() creates an intermediate first"
         self.current = current
         self.chain_pem = {r.key_label: pem(r.certificate) for r in records}
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

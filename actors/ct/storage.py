@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from trustchain.actors.durable import fsync_dir
+
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]*")
 
 
@@ -95,7 +97,7 @@ class LocalDirectoryStorage:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         for d in sorted(dirs_to_sync, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(d)
+            fsync_dir(d)
 
     def _make_parents(self, directory: Path) -> set[Path]:
         """mkdir -p; return the directories whose entries changed (to fsync)."""
@@ -110,11 +112,3 @@ class LocalDirectoryStorage:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix), ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
