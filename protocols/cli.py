@@ -127,7 +127,7 @@ STATE_STYLE = {
 
 def status_table(status: dict[str, Any]) -> Table:
     title = f"TrustChain (pid {status['pid']}, up {_uptime(status['uptime_s'])})"
-    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for column in (
         "name",
         "supervisor",
@@ -140,7 +140,8 @@ def status_table(status: dict[str, Any]) -> Table:
     ):
         numeric = column in ("restarts", "mailbox", "handled")
         failure = column == "last failure"  # the one column that may wrap
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=not failure)
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=not failure,
+                         overflow="fold")  # fmt: skip
     for actor in status["actors"]:
         state = actor["state"]
         table.add_row(
