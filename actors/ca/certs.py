@@ -39,7 +39,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from . import der
+from trustchain.actors import der
+
 from .errors import IssuerNotValid, SignatureInvalid
 from .keys import CAPublicKey, SignatureAlgorithm, signature_algorithm_for, verify_signature
 from .names import is_wildcard, normalize_dns_name

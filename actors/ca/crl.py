@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import der
+from trustchain.actors import der
+
 from .certs import ToBeSigned, ca_public_key
 from .errors import SignatureInvalid, UnknownRevocationReason
 from .keys import (

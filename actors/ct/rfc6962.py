@@ -23,7 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import _der
+from trustchain.actors import der
+
 from ._tls import Reader, opaque, uint
 from .errors import MalformedStructure, SignatureError
 
@@ -290,15 +291,24 @@ def decode_sct_list(data: bytes) -> list[SignedCertificateTimestamp]:
 def sct_list_extension_value(scts: Iterable[SignedCertificateTimestamp]) -> bytes:
     """The extnValue contents of extension 1.3.6.1.4.1.11129.2.4.2: an OCTET
     STRING wrapping the TLS SCT list (pass it to ``x509.UnrecognizedExtension``)."""
-    return _der.octet_string(encode_sct_list(scts))
+    return der.octet_string(encode_sct_list(scts))
 
 
 def precert_tbs_from_precertificate(precert_der: bytes) -> bytes:
     """§3.2 PreCert.tbs_certificate: the precertificate's TBS minus the poison."""
-    return _der.tbs_without_extension(_der.certificate_tbs(precert_der), POISON_OID)
+    return _without_extension(precert_der, POISON_OID)
 
 
 def precert_tbs_from_certificate(cert_der: bytes) -> bytes:
     """The same bytes rebuilt from the final certificate by removing the embedded
     SCT list (how a TLS client verifies an embedded SCT, §3.2)."""
-    return _der.tbs_without_extension(_der.certificate_tbs(cert_der), SCT_LIST_OID)
+    return _without_extension(cert_der, SCT_LIST_OID)
+
+
+def _without_extension(cert_der: bytes, oid: str) -> bytes:
+    """The certificate's TBS re-encoded without extension ``oid`` (every other byte
+    verbatim; an emptied [3] field is omitted, as certificate-transparency-go does)."""
+    try:
+        return der.strip_extension(der.certificate_tbs(cert_der), der.encode_oid(oid))
+    except der.DerError as exc:
+        raise MalformedStructure(f"cannot remove extension {oid}: {exc}") from None

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from trustchain.actors import der
 from trustchain.actors.ca import (
     BACKDATE,
     SCT_LIST_OID,
@@ -21,7 +22,6 @@ from trustchain.actors.ca import (
     SignatureInvalid,
     assemble,
     check_request,
-    der,
     intermediate_tbs,
     leaf_tbs,
     local_signer,
@@ -30,7 +30,7 @@ from trustchain.actors.ca import (
     precert_tbs_for_log,
 )
 from trustchain.actors.ca.certs import ID_ALG_UNSIGNED
-from trustchain.actors.ca.der import signature_algorithm_of
+from trustchain.actors.der import signature_algorithm_of
 
 CA_KINDS = ["ec-p256", "ec-p384", "rsa-2048"]
 LEAF_KINDS = ["ed25519", "rsa-2048", "ec-p256"]

@@ -17,7 +17,7 @@ from trustchain.actors.ca import (
     remote_signing_key,
     signature_algorithm_for,
 )
-from trustchain.actors.ca.der import signature_algorithm_of
+from trustchain.actors.der import signature_algorithm_of
 
 
 def self_signed_builder(public_key) -> x509.CertificateBuilder:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trustchain.actors import der
 from trustchain.actors.ca import (
     BadCSRSignature,
     CSRTooLarge,
@@ -26,7 +27,6 @@ from trustchain.actors.ca import (
     TooManyNames,
     ValidityOutOfBounds,
     check_request,
-    der,
     parse_csr,
 )
 from trustchain.actors.ca.policy import check_names

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustchain.actors.ca import der
+from trustchain.actors import der
 
 
 @given(st.binary(max_size=70_000), st.sampled_from([0x02, 0x04, 0x30, 0xA0, 0x03]))

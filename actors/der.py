@@ -1,4 +1,5 @@
-"""Just enough DER (ITU-T X.690 §8.1, §10) to wrap a signed structure.
+"""Just enough DER (ITU-T X.690 §8.1, §10) to wrap a signed structure and to
+rebuild a CT precertificate's TBS; shared by the CA and the CT log.
 
 Certificates (RFC 5280 §4.1) and CRLs (RFC 5280 §5.1) share one shape::
 
@@ -8,8 +9,11 @@ and the tbs carries a copy of the AlgorithmIdentifier as its first SEQUENCE
 child. This module reads and writes single TLVs with low tag numbers and
 definite, minimally encoded lengths — nothing else. Anything outside that
 (BER indefinite lengths, high tag numbers, non-minimal lengths, trailing or
-missing bytes) is a ``DerError``: the inputs here come from our own builders,
-so a failure means a bug upstream, never a user error.
+missing bytes) is a ``DerError``. For the CA the inputs come from its own
+builders, so a failure means a bug; the CT log also strips extensions from
+submitted certificates (RFC 6962 §3.2: poison or SCT list removed, every
+other byte verbatim, an emptied ``[3]`` omitted) and turns a ``DerError`` into
+its typed ``MalformedStructure``.
 """
 
 from __future__ import annotations
@@ -147,6 +151,29 @@ def signed(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
     if signature_algorithm_of(tbs) != algorithm:
         raise DerError("the outer algorithm must equal the one inside the tbs (§4.1.1.2)")
     return sequence(tbs, algorithm, bit_string(signature))
+
+
+def encode_oid(dotted: str) -> bytes:
+    """DER of an OBJECT IDENTIFIER, tag and length included (X.690 §8.19)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return encode_tlv(0x06, bytes(body))
+
+
+def certificate_tbs(cert: bytes) -> bytes:
+    """The TBSCertificate element (tag and length included) of a Certificate."""
+    outer = read_single(cert, SEQUENCE)
+    parts = children(cert, outer)
+    if len(parts) != 3 or parts[0].tag != SEQUENCE:
+        raise DerError("a certificate is SEQUENCE {tbs, algorithm, signature}")
+    return cert[parts[0].start : parts[0].end]
 
 
 def strip_extension(tbs: bytes, extension_oid: bytes) -> bytes:
