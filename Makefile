@@ -20,6 +20,9 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED) system-deps
 	$(BIN)/python bench/actors.py
+	$(BIN)/python bench/issuance.py --no-ct
+	$(BIN)/python bench/issuance.py
+	$(BIN)/python bench/ctlog.py
 
 # System packages: SoftHSMv2 (the default HSM), openssl (tests verify with it),
 # and Python's venv module (Debian ships it apart). Installed with apt when we are

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -120,3 +121,15 @@ def test_json_logs_on_request(short_tmp, softhsm) -> None:
     assert process.wait(timeout=30) == 0
     records = [json.loads(line) for line in process.stderr.read().splitlines()]
     assert any("TrustChain is running" in r["record"]["message"] for r in records)
+
+
+def test_status_watch_refreshes_until_interrupted(running) -> None:
+    config, _ = running
+    watch = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "status", "--watch", "0.1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    time.sleep(1.0)
+    watch.send_signal(signal.SIGINT)
+    out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, err
+    assert "hsm" in out and "issuer" in out and "Traceback" not in err
