@@ -42,7 +42,6 @@ KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
-    state_dir: Path = _f(Path("var"))
     control_socket: Path = _f(Path("var/trustchain.sock"))
     log_level: str = _f("INFO", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
     log_json: bool = _f(False)

@@ -59,7 +59,6 @@ def write_config(directory: Path, hsm: HsmConfig) -> Path:
     config = directory / "trustchain.toml"
     config.write_text(f"""
 [runtime]
-state_dir = "{directory}"
 control_socket = "{directory}/ctl.sock"
 [hsm]
 module = "{hsm.module}"

@@ -45,7 +45,6 @@ def write_config(
     config.write_text(
         f"""
 [runtime]
-state_dir = "{directory}"
 control_socket = "{directory}/ctl.sock"
 {extra}
 [hsm]

@@ -69,7 +69,7 @@ SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 def edge_config(tmp: Path, hsm: HsmConfig, **http: Any) -> Config:
     tag = uuid.uuid4().hex[:8]
     return Config(
-        runtime=RuntimeConfig(state_dir=tmp, control_socket=tmp / "ctl.sock", drain_timeout_s=2.0),
+        runtime=RuntimeConfig(control_socket=tmp / "ctl.sock", drain_timeout_s=2.0),
         hsm=hsm,
         ca=CaConfig(root_key=f"root-{tag}", intermediate_key=f"int-{tag}", permitted_zones=[ZONE],
                     base_url="https://[::1]", database=tmp / "ca.sqlite3", crl_dir=tmp / "crl"),
