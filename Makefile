@@ -16,6 +16,7 @@ test: $(INSTALLED) system-deps
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy actors supervisors protocols config
 
 bench: $(INSTALLED) system-deps

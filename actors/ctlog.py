@@ -227,8 +227,12 @@ class CTLogActor(SupervisedActor):
         chain = self._check_chain(msg.chain, precert=True)
         if len(chain) < 2:
             raise InvalidChain("a precertificate chain needs the issuing CA after the precert")
-        spki = chain[1].public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        spki = (
+            chain[1]
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
         entry = LogEntryInput.precert(
             msg.chain[0], issuer_key_hash(spki), tuple(msg.chain[1 : len(chain)])
@@ -299,7 +303,11 @@ class CTLogActor(SupervisedActor):
         raise InvalidChain("the chain does not lead to a root this log accepts (see get-roots)")
 
     def _link(
-        self, i: int, cert: x509.Certificate, digest: bytes, issuer: x509.Certificate,
+        self,
+        i: int,
+        cert: x509.Certificate,
+        digest: bytes,
+        issuer: x509.Certificate,
         issuer_digest: bytes,
     ) -> bool:
         """Is ``cert`` signed by ``issuer``? CA-to-CA links (not the submitted leaf,

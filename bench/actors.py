@@ -74,8 +74,10 @@ def pct(samples: list[float], q: float) -> float:
 
 def line(name: str, samples_s: list[float]) -> None:
     ms = [s * 1000 for s in samples_s]
-    print(f"  {name:<44} median {statistics.median(ms):8.3f} ms   p99 {pct(ms, 0.99):8.3f} ms"
-          f"   (n={len(ms)})")
+    print(
+        f"  {name:<44} median {statistics.median(ms):8.3f} ms   p99 {pct(ms, 0.99):8.3f} ms"
+        f"   (n={len(ms)})"
+    )
 
 
 def bench_ask(seconds: float) -> None:
@@ -192,8 +194,13 @@ def bench_hsm(seconds: float, directory: Path) -> None:
     direct = n / (time.perf_counter() - t0)
     token.close()  # finalise: from here on only the actor's thread touches PKCS#11
 
-    config = HsmConfig(module="softhsm2", token_label="bench", pin_file=pin_file,
-                       softhsm2_conf=str(conf), keys={"bench-key": "ec-p256"})
+    config = HsmConfig(
+        module="softhsm2",
+        token_label="bench",
+        pin_file=pin_file,
+        softhsm2_conf=str(conf),
+        keys={"bench-key": "ec-p256"},
+    )
     registry = Registry()
     root = start_root(registry, "root", [ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config))])
     message = SignData("bench-key", data)
@@ -239,10 +246,14 @@ def bench_hsm(seconds: float, directory: Path) -> None:
     print("HSM signatures/s, EC P-256, SoftHSM")
     print(f"  {'python-pkcs11 directly, one thread':<44} {direct:10.0f} /s")
     print(f"  {'HSMActor, 1 in flight (ask)':<44} {one:10.0f} /s   ({one / direct:.0%} of direct)")
-    print(f"  {'HSMActor, 64 in flight':<44} {pipelined:10.0f} /s   "
-          f"({pipelined / direct:.0%} of direct)")
-    print(f"  {f'HSMActor, sign_batch of {batch}, {in_flight} in flight':<44} {batched:10.0f} /s   "
-          f"({batched / direct:.0%} of direct)")
+    print(
+        f"  {'HSMActor, 64 in flight':<44} {pipelined:10.0f} /s   "
+        f"({pipelined / direct:.0%} of direct)"
+    )
+    print(
+        f"  {f'HSMActor, sign_batch of {batch}, {in_flight} in flight':<44} {batched:10.0f} /s   "
+        f"({batched / direct:.0%} of direct)"
+    )
 
 
 def main() -> None:

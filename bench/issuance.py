@@ -58,8 +58,10 @@ def pct(samples: list[float], q: float) -> float:
 
 def report(name: str, count: int, elapsed: float, latencies: list[float]) -> None:
     ms = [s * 1000 for s in latencies]
-    print(f"  {name:<34} {count / elapsed:8.0f} certs/s   median {statistics.median(ms):7.2f} ms"
-          f"   p99 {pct(ms, 0.99):7.2f} ms   (n={count})")
+    print(
+        f"  {name:<34} {count / elapsed:8.0f} certs/s   median {statistics.median(ms):7.2f} ms"
+        f"   p99 {pct(ms, 0.99):7.2f} ms   (n={count})"
+    )
 
 
 def flat_out(registry: Registry, csrs: list[str], window: int = 256) -> None:
@@ -129,8 +131,10 @@ def hsm_ceiling(registry: Registry, label: str, seconds: float) -> None:
         registry.tell("hsm", batch, reply)
     for _ in range(4):
         slots.acquire()
-    print(f"  {'HSM ceiling (sign_batch of 32)':<34} {count[0] / (time.perf_counter() - t0):8.0f}"
-          " signatures/s")
+    print(
+        f"  {'HSM ceiling (sign_batch of 32)':<34} {count[0] / (time.perf_counter() - t0):8.0f}"
+        " signatures/s"
+    )
 
 
 def main() -> None:
@@ -159,8 +163,9 @@ def main() -> None:
         rate_count = int(args.rate * args.seconds)
         csrs = make_csrs(max(rate_count, 1000) + 5000)
         path = "no CT log" if args.no_ct else "CT log in the path"
-        print(f"issuance through the actor tree (EC P-256 keys in SoftHSM; {path};"
-              " consensus not yet)")
+        print(
+            f"issuance through the actor tree (EC P-256 keys in SoftHSM; {path}; consensus not yet)"
+        )
         flat_out(registry, csrs[:500])  # warm-up, not reported twice
         flat_out(registry, csrs[500:5500])
         fixed_rate(registry, csrs[5500 : 5500 + rate_count], args.rate)

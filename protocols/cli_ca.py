@@ -58,11 +58,20 @@ def write_private(path: Path, data: bytes) -> None:
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--csr", "csr_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Use this CSR (PEM or DER) instead of making a key here.")
+@click.option(
+    "--csr",
+    "csr_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Use this CSR (PEM or DER) instead of making a key here.",
+)
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Directory for the key, certificate and chain.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory for the key, certificate and chain.",
+)
 @click.option("--validity", "validity_s", type=int, help="Lifetime in seconds (default 24 h).")
 @click.option("--client-auth", is_flag=True, help="Also allow TLS client authentication.")
 @click.pass_obj
@@ -123,8 +132,11 @@ def revoke(obj: Context, serial: str, reason: str) -> None:
 
 @main.command()
 @click.option("--issuer", help="An intermediate's key label (default: the current one).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the CRL (PEM) here instead of printing it.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the CRL (PEM) here instead of printing it.",
+)
 @click.pass_obj
 def crl(obj: Context, issuer: str | None, out: Path | None) -> None:
     """Print or write the current CRL."""

@@ -342,8 +342,9 @@ class PublicOnly:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(self.PREFIXES):
-            body = (b'{"error": "only /crl/ and /ca/ are served over plain http", '
-                    b'"code": "not_found"}')
+            body = (
+                b'{"error": "only /crl/ and /ca/ are served over plain http", "code": "not_found"}'
+            )
             headers = [(b"content-type", b"application/json"),
                        (b"content-length", str(len(body)).encode())]  # fmt: skip
             await send({"type": "http.response.start", "status": 404, "headers": headers})

@@ -168,9 +168,7 @@ class TileLog:
             self._publish(self._state, {}, now_ms, [])
         return self._sth
 
-    def _sign_scts(
-        self, results: list[tuple[LogEntryInput, int, int, bool]]
-    ) -> list[AppendResult]:
+    def _sign_scts(self, results: list[tuple[LogEntryInput, int, int, bool]]) -> list[AppendResult]:
         """One SCT per result, all signed in one ``sign_many`` call."""
         extensions = [leaf_index_extension(idx) for _, idx, _, _ in results]
         inputs = [

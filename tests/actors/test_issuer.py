@@ -129,8 +129,12 @@ def test_the_root_certificate_is_written_beside_the_database(ca: CA) -> None:
 
 
 def test_ca_keys_are_in_the_hsm_and_not_extractable(ca: CA) -> None:
-    keys = {k["label"]: k for k in ca.registry.ask("hsm", __import__(
-        "trustchain.actors.hsm", fromlist=["ListKeys"]).ListKeys())}
+    keys = {
+        k["label"]: k
+        for k in ca.registry.ask(
+            "hsm", __import__("trustchain.actors.hsm", fromlist=["ListKeys"]).ListKeys()
+        )
+    }
     for label in (ca.config.root_key, ca.config.intermediate_key):
         assert keys[label]["extractable"] is False and keys[label]["sensitive"] is True
 
@@ -188,8 +192,13 @@ def _wrong_key_csr() -> bytes:
         (_wrong_key_csr, BadCSRSignature),
         (_rsa_1024_csr, KeyNotAllowed),
         (lambda: dns_csr(make_key("ec-p256"), "www.example.org"), NameNotPermitted),
-        (lambda: make_csr(make_key("ec-p256"), [x509.IPAddress(
-            __import__("ipaddress").ip_address("192.0.2.1"))]), NameNotPermitted),
+        (
+            lambda: make_csr(
+                make_key("ec-p256"),
+                [x509.IPAddress(__import__("ipaddress").ip_address("192.0.2.1"))],
+            ),
+            NameNotPermitted,
+        ),
         (lambda: b"-----BEGIN CERTIFICATE REQUEST-----\n" + b"A" * 10_000_000, CSRTooLarge),
     ],
 )
@@ -206,8 +215,9 @@ def test_validity_bounds_come_from_config(ca: CA) -> None:
 
     short = ca.issue(dns_csr(make_key("ec-p256"), f"s.{ZONE}"), validity_s=600)
     cert = x509.load_pem_x509_certificate(short["certificate"].encode())
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= \
-        __import__("datetime").timedelta(seconds=660)
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= __import__("datetime").timedelta(
+        seconds=660
+    )
     for seconds in (60, 2 * 86_400):
         with pytest.raises(ValidityOutOfBounds):
             ca.issue(dns_csr(make_key("ec-p256"), f"s.{ZONE}"), validity_s=seconds)
@@ -344,7 +354,7 @@ def test_the_embedded_sct_verifies_against_the_log_key(ca: CA) -> None:
     # rebuilt from the final certificate (the SCT list removed).
     raw = cert.extensions.get_extension_for_oid(
         x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")).value.public_bytes()  # fmt: skip
-    (sct,) = decode_sct_list(raw[2:] if raw[1] < 0x80 else raw[2 + (raw[1] & 0x7F):])
+    (sct,) = decode_sct_list(raw[2:] if raw[1] < 0x80 else raw[2 + (raw[1] & 0x7F) :])
     assert sct == SignedCertificateTimestamp.decode(reply["sct"])
     assert int(embedded.timestamp.timestamp() * 1000) == sct.timestamp
     intermediate = x509.load_pem_x509_certificate(reply["chain"].encode())

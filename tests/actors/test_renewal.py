@@ -114,8 +114,9 @@ def start_tree(hsm: HsmConfig, tmp: Path, **renewal: Any) -> Tree:
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
         ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog)),
         # transient: a test can stop the issuer and it stays down until restarted
-        ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, ca), Restart.TRANSIENT,
-                  start_timeout_s=60),
+        ChildSpec(
+            "issuer", lambda ctx: IssuerActor.start(ctx, ca), Restart.TRANSIENT, start_timeout_s=60
+        ),
         ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, config)),
     ]
     return Tree(registry, start_root(registry, "root", children, max_restarts=10, period_s=60),
@@ -302,6 +303,7 @@ def test_a_short_lived_certificate_is_replaced_in_place_and_served_to_new_client
     assert len(raised) >= 2  # the broken subscriber was kept
     cell = tree.registry.cell("renewal")
     assert cell.incarnation == incarnation and cell.restarts == 0
+
     def versions() -> list[Path]:
         home = tree.renewal.directory / "doq"
         return [p for p in home.iterdir()

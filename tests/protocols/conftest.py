@@ -77,8 +77,13 @@ directory = "{directory}/tls"
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TRUSTCHAIN, "--config", str(config), *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [TRUSTCHAIN, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) -> None:
@@ -93,8 +98,9 @@ def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) ->
 @pytest.fixture
 def running(short_tmp: Path, softhsm: HsmConfig) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     config = write_config(short_tmp, softhsm)
-    process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"],
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [TRUSTCHAIN, "--config", str(config), "run"], stderr=subprocess.PIPE, text=True
+    )
     wait_for(short_tmp / "ctl.sock", process)
     yield config, process
     if process.poll() is None:

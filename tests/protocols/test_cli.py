@@ -23,8 +23,16 @@ def test_status_shows_a_table_of_the_tree(running) -> None:
     rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "running" in rows["hsm"] and "root" in rows["hsm"]
     assert "running" in rows["root"]
-    for column in ("name", "supervisor", "state", "restarts", "last failure", "mailbox",
-                   "handled", "uptime"):
+    for column in (
+        "name",
+        "supervisor",
+        "state",
+        "restarts",
+        "last failure",
+        "mailbox",
+        "handled",
+        "uptime",
+    ):
         assert column in done.stdout
 
 
@@ -38,12 +46,14 @@ def test_status_json_is_machine_readable(running) -> None:
 def test_send_signs_in_the_hsm_and_the_signature_verifies(running) -> None:
     config, _ = running
     data = base64.b64encode(b"hello").decode()
-    done = cli(config, "send", "hsm", "sign", "--args",
-               json.dumps({"label": "cli-test-key", "data": data}))
+    done = cli(
+        config, "send", "hsm", "sign", "--args", json.dumps({"label": "cli-test-key", "data": data})
+    )
     assert done.returncode == 0, done.stderr
     signature = base64.b64decode(json.loads(done.stdout))
-    key = json.loads(cli(config, "send", "hsm", "public_key", "--args",
-                         '{"label": "cli-test-key"}').stdout)
+    key = json.loads(
+        cli(config, "send", "hsm", "public_key", "--args", '{"label": "cli-test-key"}').stdout
+    )
     public = serialization.load_pem_public_key(key["public_key"].encode())
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(signature, b"hello", ec.ECDSA(hashes.SHA256()))
@@ -106,16 +116,24 @@ def test_a_bad_config_is_refused_with_the_dotted_key(short_tmp, softhsm) -> None
 
 def test_a_wrong_pin_stops_run_with_a_clear_reason(short_tmp, softhsm) -> None:
     config = write_config(short_tmp, softhsm)
-    done = subprocess.run([TRUSTCHAIN, "--config", str(config), "run"], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "TRUSTCHAIN_HSM_PIN": "bad"})
+    done = subprocess.run(
+        [TRUSTCHAIN, "--config", str(config), "run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TRUSTCHAIN_HSM_PIN": "bad"},
+    )
     assert done.returncode == 1
     assert "the PIN for token 'trustchain-test' was refused" in done.stderr
 
 
 def test_json_logs_on_request(short_tmp, softhsm) -> None:
     config = write_config(short_tmp, softhsm)
-    process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run", "--log-json"],
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [TRUSTCHAIN, "--config", str(config), "run", "--log-json"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(short_tmp / "ctl.sock", process)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0

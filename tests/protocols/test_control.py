@@ -107,8 +107,10 @@ async def test_many_requests_in_flight_on_one_connection(server: ControlServer) 
         (b'{"id": 1, "to": "echo", "type": "ping", "extra": 1}\n', "invalid_request"),
         (b'{"id": 1, "to": "nobody", "type": "ping"}\n', "unknown_actor"),
         (b'{"id": 1, "to": "echo", "type": "dance"}\n', "unknown_message"),
-        (b'{"id": 1, "to": "echo", "type": "sleep", "args": {"seconds": "long"}}\n',
-         "invalid_request"),
+        (
+            b'{"id": 1, "to": "echo", "type": "sleep", "args": {"seconds": "long"}}\n',
+            "invalid_request",
+        ),
         (b'{"id": 1, "to": "echo", "type": "sleep", "args": {"minutes": 1}}\n', "invalid_request"),
         (b'{"id": 1, "to": "echo", "type": "ping", "args": [1]}\n', "invalid_request"),
         (b'{"id": 1, "to": "runtime", "type": "explode"}\n', "unknown_message"),
@@ -206,8 +208,14 @@ async def test_another_uid_is_refused_by_mode_and_by_peer_credentials(
     path = str(server.path)  # type: ignore[attr-defined]
 
     def as_nobody() -> str:
-        done = subprocess.run([SYSTEM_PYTHON, "-c", CONNECT_AS_NOBODY, path], user=65534,
-                              capture_output=True, text=True, timeout=30, check=True)
+        done = subprocess.run(
+            [SYSTEM_PYTHON, "-c", CONNECT_AS_NOBODY, path],
+            user=65534,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         return done.stdout.strip()
 
     assert await trio.to_thread.run_sync(as_nobody) == "EACCES"

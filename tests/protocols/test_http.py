@@ -71,14 +71,25 @@ def edge_config(tmp: Path, hsm: HsmConfig, **http: Any) -> Config:
     return Config(
         runtime=RuntimeConfig(control_socket=tmp / "ctl.sock", drain_timeout_s=2.0),
         hsm=hsm,
-        ca=CaConfig(root_key=f"root-{tag}", intermediate_key=f"int-{tag}", permitted_zones=[ZONE],
-                    base_url="https://[::1]", database=tmp / "ca.sqlite3", crl_dir=tmp / "crl"),
-        ctlog=CtLogConfig(key=f"log-{tag}", storage_dir=tmp / "ct" / "tiles",
-                          index_db=tmp / "ct" / "index.sqlite3", max_entries_per_page=4,
-                          checkpoint_interval_s=0.2),
+        ca=CaConfig(
+            root_key=f"root-{tag}",
+            intermediate_key=f"int-{tag}",
+            permitted_zones=[ZONE],
+            base_url="https://[::1]",
+            database=tmp / "ca.sqlite3",
+            crl_dir=tmp / "crl",
+        ),
+        ctlog=CtLogConfig(
+            key=f"log-{tag}",
+            storage_dir=tmp / "ct" / "tiles",
+            index_db=tmp / "ct" / "index.sqlite3",
+            max_entries_per_page=4,
+            checkpoint_interval_s=0.2,
+        ),
         renewal=RenewalConfig(directory=tmp / "tls", validity_s=3600, check_interval_s=0.2),
-        http=HttpConfig(**{"port": 0, "plain_port": free_port(), "names": [f"ct.{ZONE}", "::1"],
-                           **http}),
+        http=HttpConfig(
+            **{"port": 0, "plain_port": free_port(), "names": [f"ct.{ZONE}", "::1"], **http}
+        ),
     )
 
 

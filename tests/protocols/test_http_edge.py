@@ -137,8 +137,16 @@ def test_alpn_offers_h2_and_an_h2_request_is_answered(edge: Edge) -> None:
             context.wrap_socket(raw, server_hostname="::1") as tls:  # fmt: skip
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
-        conn.send_headers(1, [(":method", "GET"), (":path", "/ct/v1/get-sth"),
-                              (":scheme", "https"), (":authority", "[::1]")], end_stream=True)
+        conn.send_headers(
+            1,
+            [
+                (":method", "GET"),
+                (":path", "/ct/v1/get-sth"),
+                (":scheme", "https"),
+                (":authority", "[::1]"),
+            ],
+            end_stream=True,
+        )
         tls.sendall(conn.data_to_send())
         status, body, ended = None, b"", False
         while not ended:
@@ -160,14 +168,18 @@ def test_health_ready_and_metrics_follow_the_actors(edge: Edge) -> None:
     metrics = edge.get("/metrics")
     assert metrics.status == 200 and metrics.headers["content-type"].startswith("text/plain")
     text = metrics.body.decode()
-    for line in ('trustchain_actor_state{actor="ctlog",state="running"} 1.0',
-                 'trustchain_actor_state{actor="ctlog",state="failed"} 0.0',
-                 'trustchain_actor_restarts_total{actor="issuer"} 0.0',
-                 'trustchain_actor_mailbox{actor="hsm"}', 'trustchain_actor_handled_total{actor=',
-                 "trustchain_ct_tree_size ", "trustchain_ct_sth_age_seconds ",
-                 "trustchain_ct_pool 0.0",
-                 'trustchain_http_requests_total{method="GET",route="/ready",status="200"}',
-                 'trustchain_http_request_duration_seconds_bucket{le="0.001",route="/health",status="200"}'):
+    for line in (
+        'trustchain_actor_state{actor="ctlog",state="running"} 1.0',
+        'trustchain_actor_state{actor="ctlog",state="failed"} 0.0',
+        'trustchain_actor_restarts_total{actor="issuer"} 0.0',
+        'trustchain_actor_mailbox{actor="hsm"}',
+        "trustchain_actor_handled_total{actor=",
+        "trustchain_ct_tree_size ",
+        "trustchain_ct_sth_age_seconds ",
+        "trustchain_ct_pool 0.0",
+        'trustchain_http_requests_total{method="GET",route="/ready",status="200"}',
+        'trustchain_http_request_duration_seconds_bucket{le="0.001",route="/health",status="200"}',
+    ):
         assert line in text, line  # fmt: skip
 
     cell = edge.registry.cell("ctlog")
@@ -268,8 +280,9 @@ def test_trustchain_run_serves_https_and_stops_cleanly_on_sigterm(
     short_tmp: Path, softhsm: HsmConfig
 ) -> None:
     port = free_port()
-    config = write_config(short_tmp, softhsm, http={"port": port, "plain_port": -1,
-                                                         "names": [f"ct.{ZONE}", "::1"]})
+    config = write_config(
+        short_tmp, softhsm, http={"port": port, "plain_port": -1, "names": [f"ct.{ZONE}", "::1"]}
+    )
     process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"],
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -297,8 +310,9 @@ def test_trustchain_run_serves_https_and_stops_cleanly_on_sigterm(
 def test_trustchain_run_exits_1_when_the_edge_cannot_start(
     short_tmp: Path, softhsm: HsmConfig
 ) -> None:
-    config = write_config(short_tmp, softhsm, http={"port": 0, "plain_port": -1,
-                                                         "names": ["www.example.org"]})
+    config = write_config(
+        short_tmp, softhsm, http={"port": 0, "plain_port": -1, "names": ["www.example.org"]}
+    )
     done = subprocess.run([TRUSTCHAIN, "--config", str(config), "run"], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 1

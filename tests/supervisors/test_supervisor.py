@@ -371,7 +371,7 @@ def test_every_ticks_on_the_actor_thread_and_stops_with_the_incarnation() -> Non
             time.sleep(0.005)
         time.sleep(0.05)
         # After the restart only the new incarnation ticks: the old timer died with it.
-        later = ticks[ticks.index(first + 1):]
+        later = ticks[ticks.index(first + 1) :]
         assert set(later) == {first + 1}
     finally:
         root.stop(block=True, timeout=10)
