@@ -1,6 +1,6 @@
 """Benchmark issuance through the actor tree: prints figures, asserts nothing.
 
-    .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500] [--no-ct]
+    .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500] [--no-ct] [--sign-batch N]
 
 A real tree (HSMActor on SoftHSM, CTLogActor with tiles on disk, IssuerActor
 with SQLite on disk, CA and log keys EC P-256) in a temporary directory; every
@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from trustchain.actors import issuer as issuer_module
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor, SignBatch
 from trustchain.actors.issuer import IssueCertificate, IssuerActor
@@ -142,7 +143,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--no-ct", action="store_true", help="issue without the CT log")
+    parser.add_argument(
+        "--sign-batch",
+        type=int,
+        default=issuer_module.MAX_SIGN_BATCH,
+        help="most TBSs per HSM message (1: one message per signature)",
+    )
     args = parser.parse_args()
+    issuer_module.MAX_SIGN_BATCH = args.sign_batch
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
         directory = Path(tmp)
