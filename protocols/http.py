@@ -55,6 +55,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from trustchain.actors.ca import IssuerNotValid
+from trustchain.actors.ct_monitor import AlertKind, MonitorStatus
 from trustchain.actors.ctlog import LogInfo
 from trustchain.actors.issuer import CAStatus, GetCRL
 from trustchain.actors.renewal import RegisterCertificate, Subscribe, Unsubscribe
@@ -189,8 +190,12 @@ class HttpApp:
             info: dict[str, Any] | None = await self.ask("ctlog", LogInfo())
         except TrustChainError:
             info = None  # the scrape still shows the actors, and that ctlog is not running
+        try:
+            monitor: dict[str, Any] | None = await self.ask("monitor", MonitorStatus())
+        except TrustChainError:
+            monitor = None
         scrape = CollectorRegistry(auto_describe=False)
-        snapshot = _Snapshot(self.registry.health(), info)
+        snapshot = _Snapshot(self.registry.health(), info, monitor)
         for collector in (self.requests, self.latency, self.in_flight, snapshot):
             scrape.register(collector)
         return Response(200, generate_latest(scrape), CONTENT_TYPE_LATEST)
@@ -199,8 +204,13 @@ class HttpApp:
 class _Snapshot(Collector):
     """The actors' health and the log's size, as read for this one scrape."""
 
-    def __init__(self, health: list[dict[str, Any]], log_info: dict[str, Any] | None) -> None:
-        self.health, self.log_info = health, log_info
+    def __init__(
+        self,
+        health: list[dict[str, Any]],
+        log_info: dict[str, Any] | None,
+        monitor: dict[str, Any] | None = None,
+    ) -> None:
+        self.health, self.log_info, self.monitor = health, log_info, monitor
 
     def collect(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily("trustchain_actor_restarts", "Restarts by the supervisor",
@@ -227,6 +237,19 @@ class _Snapshot(Collector):
                                     value=info["sth_age_s"])  # fmt: skip
             yield GaugeMetricFamily("trustchain_ct_pool", "Submissions waiting to be sequenced",
                                     value=info["pool"])  # fmt: skip
+        if self.monitor is not None:
+            alerts = CounterMetricFamily("trustchain_ct_monitor_alerts",
+                                         "Misbehaviour the CT monitor saw, by kind",
+                                         labels=["kind"])  # fmt: skip
+            for kind in AlertKind:
+                alerts.add_metric([kind.value], self.monitor["alerts"].get(kind.value, 0))
+            yield alerts
+            verified = (self.monitor.get("verified") or {}).get("tree_size", 0)
+            yield GaugeMetricFamily(
+                "trustchain_ct_monitor_verified_tree_size",
+                "Largest tree head the monitor verified",
+                value=verified,
+            )
 
 
 def _no_store(value: dict[str, Any], status: int = 200) -> Response:

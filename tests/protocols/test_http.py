@@ -42,6 +42,7 @@ from trustchain.actors.ct import (
     verify_sct,
 )
 from trustchain.actors.ct.rfc6962 import DigitallySigned, encode_merkle_tree_leaf
+from trustchain.actors.ct_monitor import CTMonitorActor
 from trustchain.actors.ctlog import CTLogActor, LogInfo
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import CAStatus, IssueCertificate, IssuerActor
@@ -114,6 +115,7 @@ class Edge:
             # transient: a test stops the log to see /health and /ready say so
             ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, c.ctlog), Restart.TRANSIENT),
             ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, c.ca), start_timeout_s=60),
+            ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, c.monitor)),
             ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, c.renewal)),
         ]
         self.root = start_root(self.registry, "root", children, max_restarts=10, period_s=60)
