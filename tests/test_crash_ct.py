@@ -254,6 +254,10 @@ def check_log(
             [base64.b64decode(p) for p in entry["audit_path"]],
             root,
         )
+    # The issuer's own record of every acknowledged certificate survived too.
+    records = pipelined(path, [("issuer", "certificate", {"serial": r["serial"]}) for r in acked])
+    for reply, record in zip(acked, records, strict=True):
+        assert record["certificate"] == reply["certificate"], reply["serial"]
     proofs = iter(results[2 * len(acked) :])
     for old_size, old_root in earlier:
         if old_size < size:
