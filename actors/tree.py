@@ -8,7 +8,13 @@ from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
 from trustchain.actors.renewal import RenewalActor
 from trustchain.config import Config
-from trustchain.supervisors import ChildSpec
+from trustchain.supervisors import Backoff, ChildSpec
+
+
+def backoff_of(config: Config) -> Backoff:
+    """How long restarts and retries of a failed resource wait (``[supervision]``)."""
+    s = config.supervision
+    return Backoff(s.backoff_min_s, s.backoff_max_s, s.backoff_jitter)
 
 
 def trustchain_children(config: Config) -> list[ChildSpec]:

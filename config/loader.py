@@ -53,6 +53,12 @@ class RuntimeConfig:
 class SupervisionConfig:
     max_restarts: int = _f(5, min=0, max=10_000)
     period_s: float = _f(10.0, min=0.001, max=86_400.0)
+    # A restart, and an actor's retry of a failed resource (disk, HSM), waits
+    # backoff_min_s, doubling per failure in a row up to backoff_max_s, stretched
+    # by up to backoff_jitter (a fraction) at random.
+    backoff_min_s: float = _f(0.1, min=0.0, max=3_600.0)
+    backoff_max_s: float = _f(5.0, min=0.0, max=3_600.0)
+    backoff_jitter: float = _f(0.2, min=0.0, max=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +294,9 @@ def check_semantics(config: Config) -> Config:
     """Cross-field checks that the schema alone cannot say."""
     for label, key_type in config.hsm.keys.items():
         validate_key_type(key_type, f"hsm.keys.{label}")
+    supervision = config.supervision
+    if supervision.backoff_min_s > supervision.backoff_max_s:
+        raise ConfigError("supervision.backoff_min_s must be at most supervision.backoff_max_s")
     ca = config.ca
     if not ca.min_validity_s <= ca.default_validity_s <= ca.max_validity_s:
         raise ConfigError(

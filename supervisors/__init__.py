@@ -2,6 +2,7 @@
 health, and a bridge that lets trio await an actor. Knows nothing of certificates."""
 
 from trustchain.supervisors.actor import ActorContext, SupervisedActor, handles
+from trustchain.supervisors.backoff import Backoff
 from trustchain.supervisors.bridge import ask
 from trustchain.supervisors.errors import (
     ActorCrashed,
@@ -13,7 +14,7 @@ from trustchain.supervisors.errors import (
     UnknownMessage,
 )
 from trustchain.supervisors.messages import Message, to_jsonable
-from trustchain.supervisors.registry import ActorState, Registry
+from trustchain.supervisors.registry import ActorState, Fault, Registry
 from trustchain.supervisors.supervisor import (
     ChildSpec,
     ChildStartFailed,
@@ -30,8 +31,10 @@ __all__ = [
     "ActorCrashed",
     "ActorState",
     "ActorUnavailable",
+    "Backoff",
     "ChildSpec",
     "ChildStartFailed",
+    "Fault",
     "InvalidRequest",
     "Message",
     "Registry",

@@ -37,6 +37,7 @@ import outcome
 import pykka
 from loguru import logger
 
+from trustchain.supervisors.backoff import NO_BACKOFF, Backoff
 from trustchain.supervisors.errors import (
     ActorCrashed,
     ActorUnavailable,
@@ -44,7 +45,14 @@ from trustchain.supervisors.errors import (
     UnknownMessage,
 )
 from trustchain.supervisors.messages import Message
-from trustchain.supervisors.registry import ActorState, Envelope, Failure, Registry, Reply
+from trustchain.supervisors.registry import (
+    ActorState,
+    Envelope,
+    Failure,
+    Fault,
+    Registry,
+    Reply,
+)
 
 Handler = Callable[[Any, Any], Any]
 
@@ -86,6 +94,7 @@ class ActorContext:
     supervisor: str | None
     started: threading.Event
     start_error: list[BaseException]
+    backoff: Backoff = NO_BACKOFF  # for restarts, and for retrying a failed resource
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -117,6 +126,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._outstanding: dict[int, Reply] = {}  # deferred replies not yet given
         self._deferrals = itertools.count()
         self._timers: list[threading.Event] = []
+        self._one_shots: set[threading.Timer] = set()
 
     # Hooks for subclasses --------------------------------------------------
 
@@ -189,6 +199,64 @@ class SupervisedActor(pykka.ThreadingActor):
         self._timers.append(cancelled)
         threading.Thread(target=tick, name=f"{self.name}-every", daemon=True).start()
 
+    def after(self, seconds: float, message: Message) -> None:
+        """Send ``message`` to this actor once, ``seconds`` from now, unless it goes down first."""
+        ref = self.actor_ref
+
+        def fire() -> None:
+            self._one_shots.discard(timer)
+            try:
+                ref.tell(Envelope(message, None))
+            except pykka.ActorDeadError:
+                pass
+
+        timer = threading.Timer(max(0.0, seconds), fire)
+        timer.daemon = True
+        self._one_shots.add(timer)
+        timer.start()
+
+    # Faults of the environment ---------------------------------------------------
+
+    def report_fault(
+        self, resource: str, error: BaseException | str, next_retry_s: float | None = None
+    ) -> Fault:
+        """Say that ``resource`` is failing: shown in status and ``/ready`` until cleared.
+
+        For faults of the environment (a full disk, a missing token), which the
+        actor answers with a typed error and retries, instead of crashing.
+        """
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        with self._cell.lock:
+            fault = self._cell.faults.get(resource)
+            if fault is None:
+                fault = self._cell.faults[resource] = Fault(resource, text, time.time())
+                new = True
+            else:
+                fault.error = text
+                fault.retries += 1
+                new = False
+            fault.next_retry_s = next_retry_s
+        if new:
+            logger.error("{}: {} is unavailable: {}", self.name, resource, text)
+        else:
+            logger.debug("{}: {} still unavailable: {}", self.name, resource, text)
+        return fault
+
+    def clear_fault(self, resource: str) -> None:
+        with self._cell.lock:
+            fault = self._cell.faults.pop(resource, None)
+        if fault is not None:
+            logger.warning(
+                "{}: {} is back after {:.3f} s ({} retries)",
+                self.name,
+                resource,
+                time.time() - fault.since,
+                fault.retries,
+            )
+
+    def fault(self, resource: str) -> Fault | None:
+        return self._cell.faults.get(resource)
+
     # pykka hooks ----------------------------------------------------------------
 
     def on_start(self) -> None:
@@ -260,8 +328,11 @@ class SupervisedActor(pykka.ThreadingActor):
     def _going_down(self, failure: Failure | None) -> None:
         for cancelled in self._timers:
             cancelled.set()
+        for timer in list(self._one_shots):
+            timer.cancel()
         with self._cell.lock:
             if self._cell.incarnation == self.context.incarnation:
+                self._cell.faults.clear()  # the next incarnation finds out for itself
                 self._cell.state = ActorState.RESTARTING if failure else ActorState.STOPPED
                 if failure is not None:
                     self._cell.last_failure = failure

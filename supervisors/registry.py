@@ -49,6 +49,32 @@ class Failure:
         return cls(type(exc).__name__, str(exc), time.time())
 
 
+@dataclass
+class Fault:
+    """A resource an actor depends on is failing (a full disk, a missing HSM token).
+
+    The actor lives on, refuses what needs the resource with a typed error, and
+    retries it with backoff; the fault is shown in status and ``/ready`` until
+    the actor clears it.
+    """
+
+    resource: str
+    error: str
+    since: float  # wall-clock seconds
+    retries: int = 0
+    next_retry_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "error": self.error,
+            "since": self.since,
+            "down_s": round(max(0.0, time.time() - self.since), 3),
+            "retries": self.retries,
+            "next_retry_s": None if self.next_retry_s is None else round(self.next_retry_s, 3),
+        }
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What actually travels through a mailbox: the message and who to answer."""
@@ -71,6 +97,7 @@ class Cell:
     started_at: float | None = None
     handled: int = 0
     last_latency_s: float | None = None
+    faults: dict[str, Fault] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def health(self) -> dict[str, Any]:
@@ -80,6 +107,7 @@ class Cell:
             mailbox = ref.actor_inbox.qsize()  # type: ignore[attr-defined]
         uptime = time.monotonic() - self.started_at if self.started_at else 0.0
         failure = self.last_failure
+        faults = [f.to_json() for f in list(self.faults.values())]
         return {
             "name": self.name,
             "supervisor": self.supervisor,
@@ -94,6 +122,7 @@ class Cell:
             "last_latency_ms": None
             if self.last_latency_s is None
             else round(self.last_latency_s * 1000, 3),
+            "faults": faults,
         }
 
 

@@ -13,7 +13,16 @@ never) and its strategy:
 Restart intensity: more than ``max_restarts`` restarts within ``period_s``
 seconds and the supervisor stops all its children and crashes itself, so its
 own supervisor decides (escalation). The root has no supervisor: it calls
-``on_give_up`` with the reason, and the process ends non-zero.
+``on_give_up`` with the reason, and the process ends non-zero. Operator
+restarts (``RestartChild``) are not counted: intensity is about crashes.
+
+Backoff: a restart waits ``backoff.delay(n)`` seconds, where ``n`` is how many
+times that child was already restarted within ``period_s`` (exponential, with
+jitter; as Akka's BackoffSupervisor and systemd's ``RestartSec``), so a fault
+that lasts longer than a few milliseconds does not burn the whole intensity
+budget in a tight loop. Meanwhile the child is ``restarting`` and requests to
+it are refused at once; the supervisor's own thread never sleeps (the restart
+is a timed message to itself).
 
 Children are addressed through the registry by name, so whoever holds a name
 reaches the current incarnation; a restart never changes an address.
@@ -33,6 +42,7 @@ import pykka
 from loguru import logger
 
 from trustchain.supervisors.actor import ActorContext, ChildExited, SupervisedActor, handles
+from trustchain.supervisors.backoff import NO_BACKOFF, Backoff
 from trustchain.supervisors.errors import TrustChainError, UnknownActor
 from trustchain.supervisors.messages import Message
 from trustchain.supervisors.registry import ActorState, Failure, Registry
@@ -78,6 +88,14 @@ class RestartChild(Message):
     name: str
 
 
+@dataclass(frozen=True)
+class _RestartDue(Message):
+    """A backed-off restart's time has come (the supervisor's timer to itself)."""
+
+    type: ClassVar[str] = "_restart_due"
+    name: str
+
+
 def supervisor_spec(
     name: str,
     children: list[ChildSpec],
@@ -85,11 +103,12 @@ def supervisor_spec(
     max_restarts: int = 3,
     period_s: float = 5.0,
     restart: Restart = Restart.PERMANENT,
+    backoff: Backoff = NO_BACKOFF,
 ) -> ChildSpec:
     """A child spec for a nested supervisor."""
 
     def factory(ctx: ActorContext) -> pykka.ActorRef[Any]:
-        return Supervisor.start(ctx, children, strategy, max_restarts, period_s)
+        return Supervisor.start(ctx, children, strategy, max_restarts, period_s, backoff=backoff)
 
     timeout = sum(c.shutdown_timeout_s for c in children) + 1.0
     start_timeout = sum(c.start_timeout_s for c in children) + 1.0
@@ -105,6 +124,7 @@ class Supervisor(SupervisedActor):
         max_restarts: int = 3,
         period_s: float = 5.0,
         on_give_up: Callable[[str], None] | None = None,
+        backoff: Backoff = NO_BACKOFF,
     ) -> None:
         super().__init__(context)
         names = [c.name for c in children]
@@ -115,7 +135,8 @@ class Supervisor(SupervisedActor):
         self.max_restarts = max_restarts
         self.period_s = period_s
         self.on_give_up = on_give_up
-        self._restarts: deque[float] = deque()
+        self.backoff = backoff
+        self._restarts: deque[tuple[float, str]] = deque()
         self._expected_exits: set[tuple[str, int]] = set()
         self._running: list[str] = []
 
@@ -193,10 +214,12 @@ class Supervisor(SupervisedActor):
             return names[names.index(name) :]
         return [name]
 
-    def _note_restart(self, name: str, failure: Failure | None) -> None:
+    def _note_restart(self, name: str, failure: Failure | None) -> int:
+        """Count a restart of ``name``; returns how many of its restarts came before it
+        within the period (the backoff's attempt number). Raises when past intensity."""
         now = time.monotonic()
-        self._restarts.append(now)
-        while self._restarts and now - self._restarts[0] > self.period_s:
+        self._restarts.append((now, name))
+        while self._restarts and now - self._restarts[0][0] > self.period_s:
             self._restarts.popleft()
         if len(self._restarts) > self.max_restarts:
             why = "" if failure is None else f"; last failure: {failure.type}: {failure.message}"
@@ -207,26 +230,42 @@ class Supervisor(SupervisedActor):
             logger.error(reason)
             self._stop_children([c.name for c in self.children])
             raise SupervisorGaveUp(reason)
+        return sum(1 for _, n in self._restarts if n == name) - 1
 
     def _restart_from(self, name: str, failure: Failure | None) -> None:
-        """Restart ``name`` and whatever the strategy ties to it, within intensity."""
-        while True:
-            self._note_restart(name, failure)
-            affected = self._affected(name)
-            self._stop_children([n for n in affected if n != name])
+        """Restart ``name`` and whatever the strategy ties to it, within intensity, after
+        the backoff delay."""
+        attempt = self._note_restart(name, failure)
+        affected = self._affected(name)
+        self._stop_children([n for n in affected if n != name])
+        for n in affected:
+            cell = self.registry.cell(n)
+            cell.restarts += 1
+            self._set_state(n, ActorState.RESTARTING)
+        delay = self.backoff.delay(attempt)
+        if delay <= 0:
+            self._start_affected(name)
+            return
+        logger.info("{}: restarting {} in {:.3f} s (backoff)", self.name, name, delay)
+        self.after(delay, _RestartDue(name))
+
+    @handles(_RestartDue)
+    def restart_due(self, msg: _RestartDue) -> None:
+        self._start_affected(msg.name)
+
+    def _start_affected(self, name: str) -> None:
+        """Start, in order, whatever of ``name``'s group is not running (an operator
+        restart may have started some meanwhile); a failed start counts as a crash."""
+        affected = self._affected(name)
+        try:
             for n in affected:
-                cell = self.registry.cell(n)
-                cell.restarts += 1
-                self._set_state(n, ActorState.RESTARTING)
-            try:
-                for n in affected:
-                    spec = self._spec(n)
-                    assert spec is not None
+                spec = self._spec(n)
+                assert spec is not None
+                if n not in self._running:
                     self._start_child(spec)
-                return
-            except ChildStartFailed as exc:
-                failure = Failure.of(exc)
-                self._stop_children(affected)
+        except ChildStartFailed as exc:
+            self._stop_children(affected)
+            self._restart_from(name, Failure.of(exc))
 
     def _start_child(self, spec: ChildSpec) -> None:
         cell = self.registry.cell(spec.name, supervisor=self.name)
@@ -235,7 +274,9 @@ class Supervisor(SupervisedActor):
             cell.incarnation += 1
             cell.state = ActorState.STARTING
             incarnation = cell.incarnation
-        ctx = ActorContext(spec.name, self.registry, incarnation, self.name, threading.Event(), [])
+        ctx = ActorContext(
+            spec.name, self.registry, incarnation, self.name, threading.Event(), [], self.backoff
+        )
         ref = spec.factory(ctx)
         with cell.lock:
             cell.actor_class = ref.actor_class
@@ -284,14 +325,17 @@ def start_root(
     period_s: float = 5.0,
     on_give_up: Callable[[str], None] | None = None,
     start_timeout_s: float = 60.0,
+    backoff: Backoff = NO_BACKOFF,
 ) -> pykka.ActorRef[Any]:
     """Start a root supervisor and its tree; raise ChildStartFailed if the tree cannot start."""
     cell = registry.cell(name)
     with cell.lock:
         cell.incarnation += 1
         cell.state = ActorState.STARTING
-    ctx = ActorContext(name, registry, cell.incarnation, None, threading.Event(), [])
-    ref = Supervisor.start(ctx, children, strategy, max_restarts, period_s, on_give_up)
+    ctx = ActorContext(name, registry, cell.incarnation, None, threading.Event(), [], backoff)
+    ref = Supervisor.start(
+        ctx, children, strategy, max_restarts, period_s, on_give_up, backoff=backoff
+    )
     with cell.lock:
         cell.actor_class = Supervisor
     if not ctx.started.wait(start_timeout_s):

@@ -20,6 +20,7 @@ from trustchain.supervisors import (
     Message,
     Registry,
     Restart,
+    RestartChild,
     Strategy,
     SupervisedActor,
     handles,
@@ -419,3 +420,63 @@ def test_every_deferred_request_is_answered_even_when_envelopes_are_recycled() -
         assert {r.unwrap() for r in answered} == {"pong"}
     finally:
         root.stop(block=True, timeout=10)
+
+
+def test_backed_off_restarts_outlast_a_fault_that_would_exhaust_an_immediate_loop(
+    tree: Tree,
+) -> None:
+    """A child that cannot start for ~0.3 s: five immediate retries are gone in
+    milliseconds (the root gives up), five backed-off ones (0.05, 0.1, 0.2, ...) span
+    the fault and the child comes back."""
+    from trustchain.supervisors import Backoff
+
+    tree.start([tree.spec("a")], max_restarts=5, period_s=60,
+               backoff=Backoff(min_s=0.05, max_s=0.4, jitter=0.0))  # fmt: skip
+    tree.failing.add("a")
+    before = tree.incarnation("a")
+    with pytest.raises(ActorCrashed):
+        tree.ask("a", Crash())
+    time.sleep(0.3)  # the fault lasts this long; the retries are spread over it
+    tree.failing.clear()
+    tree.wait_running("a", before, timeout=5)
+    assert not tree.gave_up
+    attempts = tree.incarnation("a") - before
+    assert 2 <= attempts <= 6, attempts
+    assert tree.ask("a", Ping()) == "a"
+
+
+def test_without_backoff_the_same_fault_exhausts_the_intensity(tree: Tree) -> None:
+    tree.start([tree.spec("a")], max_restarts=5, period_s=60)
+    tree.failing.add("a")
+    with pytest.raises(ActorCrashed):
+        tree.ask("a", Crash())
+    deadline = time.monotonic() + 5
+    while not tree.gave_up and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert tree.gave_up and "needed 6 restarts" in tree.gave_up[0]
+
+
+def test_a_child_waiting_out_its_backoff_is_restarting_and_refuses_at_once(tree: Tree) -> None:
+    from trustchain.supervisors import Backoff
+
+    tree.start([tree.spec("a")], backoff=Backoff(min_s=30.0, max_s=30.0))
+    with pytest.raises(ActorCrashed):
+        tree.ask("a", Crash())
+    tree.wait_state("a", ActorState.RESTARTING)
+    with pytest.raises(ActorUnavailable):
+        tree.ask("a", Ping())
+    # An operator restart does not wait for the backoff, and stopping the tree
+    # cancels the pending timer (the fixture's stop would hang otherwise).
+    before = tree.incarnation("a")
+    tree.registry.ask("root", RestartChild("a"), timeout=5)
+    tree.wait_running("a", before)
+
+
+def test_operator_restarts_do_not_count_towards_intensity(tree: Tree) -> None:
+    tree.start([tree.spec("a")], max_restarts=1, period_s=60)
+    for _ in range(5):
+        before = tree.incarnation("a")
+        tree.registry.ask("root", RestartChild("a"), timeout=5)
+        tree.wait_running("a", before)
+    assert not tree.gave_up
+    assert tree.registry.cell("a").restarts == 5
