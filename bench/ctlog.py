@@ -6,9 +6,16 @@
    the P-256 log key, CTLogActor with tiles and index on disk) takes add_chain
    submissions of distinct small leaf certificates, pre-generated in memory
    under one root that the log accepts. A single sender keeps 1, 16 or 256
-   submissions outstanding (closed loop) for --seconds each; every SCT comes
-   back only after its entry is durable (fsynced). Prints durable appends/s and
-   the SCT latency (from send to SCT) median and p99, and the mean batch size.
+   submissions outstanding (closed loop) for --seconds each, each level into
+   a fresh log of its own; every SCT comes back only after its entry is
+   durable (fsynced). Prints durable appends/s, the SCT latency (from send to
+   SCT) median and p99 and the mean batch size; then the bytes written per
+   entry, counted two ways: through the storage interface (every object given
+   to ``LocalDirectoryStorage.write_many``: tiles, checkpoints, issuers) and
+   from /proc/self/io ``write_bytes`` (what the whole process sent to the block
+   device: also the SQLite index and its journal); and, once the log has been
+   idle for --settle seconds (past the partial-tile grace period, so its
+   cleanup has run), the files and bytes on disk per entry, partial tiles apart.
 2. The storage at scale, through bench/ct_storage.py's functions: a log of
    --entries leaves built in batches of 1024 (in-memory signer), then inclusion
    and consistency proof medians, cold open time and disk bytes per entry.
@@ -36,6 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from trustchain.actors.ct import LocalDirectoryStorage
 from trustchain.actors.ctlog import AcceptRoots, AddChain, CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.softhsm import prepare_softhsm_token
@@ -87,8 +95,47 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class WriteCounter:
+    """Bytes given to every LocalDirectoryStorage.write_many in this process."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        original = LocalDirectoryStorage.write_many
+
+        def write_many(storage: LocalDirectoryStorage, objects: Any) -> None:
+            original(storage, objects)
+            self.bytes += sum(len(data) for data in objects.values())
+
+        LocalDirectoryStorage.write_many = write_many  # type: ignore[method-assign]
+
+
+def block_write_bytes() -> int:
+    """/proc/self/io write_bytes: bytes this process caused to be sent to storage."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def disk_figures(tiles: Path) -> tuple[int, int, int, int]:
+    """(files, apparent bytes, partial-tile files, partial-tile bytes) under tiles/."""
+    files = size = partial_files = partial_size = 0
+    for dirpath, _, names in os.walk(tiles):
+        for name in names:
+            st = os.stat(os.path.join(dirpath, name))
+            files, size = files + 1, size + st.st_size
+            if dirpath.endswith(".p"):
+                partial_files, partial_size = partial_files + 1, partial_size + st.st_size
+    return files, size, partial_files, partial_size
+
+
 def closed_loop(
-    registry: Registry, root: bytes, leaves: list[bytes], window: int, seconds: float
+    registry: Registry,
+    root: bytes,
+    leaves: list[bytes],
+    window: int,
+    seconds: float,
+    name: str = "ctlog",
 ) -> dict[str, Any]:
     """Keep ``window`` add_chain requests outstanding for ``seconds`` (or until leaves run out)."""
     slots = threading.Semaphore(window)
@@ -111,7 +158,7 @@ def closed_loop(
                 errors.append(result.error)
             slots.release()
 
-        registry.tell("ctlog", AddChain([leaf, root]), reply)
+        registry.tell(name, AddChain([leaf, root]), reply)
         sent += 1
     for _ in range(window):
         slots.acquire()
@@ -123,38 +170,57 @@ def closed_loop(
             "exhausted": sent == len(leaves)}  # fmt: skip
 
 
-def bench_actor(seconds: float) -> None:
+def bench_actor(seconds: float, settle: float) -> None:
+    counter = WriteCounter()
     with tempfile.TemporaryDirectory(prefix="tc-bench-ct-") as tmp:
         directory = Path(tmp)
         conf, pin = directory / "hsm" / "softhsm2.conf", directory / "hsm" / "user.pin"
         prepare_softhsm_token(conf, "bench", pin)
         hsm = HsmConfig(token_label="bench", pin_file=pin, softhsm2_conf=str(conf))
-        ctlog = CtLogConfig(storage_dir=directory / "ct" / "tiles",
-                            index_db=directory / "ct" / "index.sqlite3")  # fmt: skip
+        logs = {w: CtLogConfig(storage_dir=directory / f"ct-{w}" / "tiles",
+                               index_db=directory / f"ct-{w}" / "index.sqlite3")
+                for w in ("warm", *WINDOWS)}  # fmt: skip
         registry = Registry()
         tree = start_root(registry, "root", [
             ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
-            ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog), start_timeout_s=120),
+            *(ChildSpec(f"ctlog-{w}", lambda ctx, c=c: CTLogActor.start(ctx, c),
+                        start_timeout_s=120) for w, c in logs.items()),
         ])  # fmt: skip
         certs = Certificates()
-        registry.ask("ctlog", AcceptRoots([certs.root]))
+        for w in logs:
+            registry.ask(f"ctlog-{w}", AcceptRoots([certs.root]))
         t0 = time.perf_counter()
         pools = {w: certs.leaves(min(60_000, 2_000 + int(w * 400 * seconds))) for w in WINDOWS}
         made = sum(map(len, pools.values()))
         print(f"made {made:,} leaf certificates ({len(pools[WINDOWS[0]][0])} B each) in "
               f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
-        closed_loop(registry, certs.root, certs.leaves(2_000), 64, 1.0)  # warm-up
-        print(f"CTLogActor add_chain, durable (fsynced) before the SCT; {seconds:g} s per row:")
+        closed_loop(registry, certs.root, certs.leaves(2_000), 64, 1.0, "ctlog-warm")
+        print(f"CTLogActor add_chain, durable (fsynced) before the SCT; {seconds:g} s per row, "
+              "a fresh log per row:")  # fmt: skip
+        disk = {}
         for window in WINDOWS:
-            r = closed_loop(registry, certs.root, pools[window], window, seconds)
+            name = f"ctlog-{window}"
+            written, block = counter.bytes, block_write_bytes()
+            r = closed_loop(registry, certs.root, pools[window], window, seconds, name)
+            written, block = counter.bytes - written, block_write_bytes() - block
             print(f"  {window:3d} outstanding: {r['rate']:8,.0f} appends/s   SCT median "
                   f"{r['median_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   mean batch "
                   f"{r['count'] / r['batches']:6.1f}   (n={r['count']:,}"
                   f"{', ran out of certificates' if r['exhausted'] else ''})")  # fmt: skip
             if r["errors"]:
                 print(f"    errors: {len(r['errors'])}, first: {r['errors'][0]!r}")
-        size = registry.ask("ctlog", GetSTH())["tree_size"]
-        print(f"  log size now {size:,}")
+            n = r["count"]
+            print(f"      written per entry: {written / n:9,.0f} B through the storage "
+                  f"interface, {block / n:9,.0f} B by /proc/self/io write_bytes")  # fmt: skip
+            size = registry.ask(name, GetSTH())["tree_size"]
+            right_after = disk_figures(logs[window].storage_dir)
+            time.sleep(settle)
+            disk[window] = (size, right_after, disk_figures(logs[window].storage_dir))
+        print(f"on disk (tiles, checkpoint, issuers): right after each row / {settle:g} s later")
+        for window, (size, *figures) in disk.items():
+            shown = [f"{f:,} files ({pf:,} partial tiles, {ps / 1024:,.0f} KiB), "
+                     f"{b / size:,.0f} B/entry" for f, b, pf, ps in figures]  # fmt: skip
+            print(f"  {window:3d} outstanding, {size:,} entries: " + " / ".join(shown))
         tree.stop(block=True, timeout=60)
 
 
@@ -190,10 +256,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency level")
     parser.add_argument("--entries", type=int, default=1_000_000, help="storage log size")
+    parser.add_argument(
+        "--settle", type=float, default=4.0, help="idle seconds, then measure the disk again"
+    )
     parser.add_argument("--skip-storage", action="store_true")
     args = parser.parse_args()
     setup_logging("WARNING")
-    bench_actor(args.seconds)
+    bench_actor(args.seconds, args.settle)
     if not args.skip_storage:
         bench_storage(args.entries)
 
