@@ -1,15 +1,19 @@
 """The composition root: from a config to a running TrustChain, and back down.
 
-Start-up: bind the control socket first (a second instance is refused before
-it touches the HSM), start the supervision tree (each child's setup done
-before the next starts), then serve: the control socket, and the HTTP edge
-when ``http.enabled`` (exit 1 if it cannot serve). A custom tree (``children``,
-in tests) gets no HTTP edge: that needs the CT log, issuer and renewal actors.
+Start-up: lock every durable store first (``actors/locks.py``: a second
+TrustChain on the same stores is refused with one line naming the store and
+the holder's pid, before it touches the HSM, the socket or any store), bind
+the control socket (a second instance on the same socket path is refused),
+start the supervision tree (each child's setup done before the next starts),
+then serve: the control socket, and the HTTP edge when ``http.enabled``
+(exit 1 if it cannot serve). A custom tree (``children``, in tests) gets no
+HTTP edge and no store locks: those belong to the CT log, issuer and renewal.
 Shutdown, on SIGINT/SIGTERM or the ``runtime stop`` request: stop accepting,
 refuse new requests, drain those in flight (HTTP, then the control socket,
 each at most ``runtime.drain_timeout_s``), stop the tree leaf-first, remove
-the socket, exit 0. If the root supervisor gives up (restart intensity
-exceeded) the process exits 1 after a log line naming the child and count.
+the socket, release the store locks, exit 0. If the root supervisor gives up
+(restart intensity exceeded) the process exits 1 after a log line naming the
+child and count.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 import trio
 from loguru import logger
 
+from trustchain.actors.locks import lock_stores
 from trustchain.actors.tree import trustchain_children
 from trustchain.config import Config
 from trustchain.protocols.control import ControlServer, bind_control_socket
@@ -51,8 +56,14 @@ async def serve(
 
     Signals are caught from before the socket exists, so a SIGTERM that comes
     as soon as the socket appears (or during start-up) still stops gracefully.
+    The stores are locked before anything else and released when this returns,
+    so a process may serve again afterwards (tests do); a custom tree
+    (``children``) has no stores, so nothing is locked for it.
     """
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    stores: AbstractContextManager[object] = (
+        lock_stores(config) if children is None else nullcontext()
+    )  # raises StoreLocked: nothing has been touched yet
+    with stores, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         path = config.runtime.control_socket
         own = listener is None
         listener = bind_control_socket(path) if listener is None else listener

@@ -229,16 +229,28 @@ def hsm() -> None:
 @hsm.command("init")
 @click.pass_obj
 def hsm_init(obj: Context) -> None:
-    """Create the SoftHSM token, config and PIN files under var/ if missing."""
+    """Create the SoftHSM token, config and PIN files under var/ if missing.
+
+    It holds the token directory's lock while it looks and creates; if a
+    running TrustChain holds it, the token is left alone (exit 0, so `make run`
+    goes on to say which TrustChain is running).
+    """
+    from trustchain.actors.locks import StoreLocked, softhsm_token_locked
     from trustchain.actors.softhsm import prepare_softhsm_token
 
     config = obj.config().hsm
     if not config.softhsm2_conf:
         fail("hsm.softhsm2_conf is empty: this config uses a real HSM, provisioned by its vendor")
+    conf = Path(config.softhsm2_conf)
     try:
-        created = prepare_softhsm_token(
-            Path(config.softhsm2_conf), config.token_label, config.pin_file
+        with softhsm_token_locked(conf):
+            created = prepare_softhsm_token(conf, config.token_label, config.pin_file)
+    except StoreLocked as exc:
+        click.echo(
+            f"SoftHSM token {config.token_label!r} left as it is: {exc.store.path} is in use "
+            f"by a running TrustChain (pid {exc.pid if exc.pid is not None else 'unknown'})"
         )
+        return
     except TrustChainError as exc:
         fail(exc.message)
     word = "created" if created else "already exists"

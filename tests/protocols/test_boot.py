@@ -1,15 +1,19 @@
-"""The composition root: drain on stop, and a root that gives up ends the process non-zero."""
+"""The composition root: drain on stop, a root that gives up ends the process non-zero,
+and the stores are locked before anything else and released when serve ends."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
+import pytest
 import trio
 
+from trustchain.actors.locks import Store, StoreLock, StoreLocked, lock_stores
 from trustchain.config import load_config
 from trustchain.protocols.boot import serve
-from trustchain.protocols.control import bind_control_socket
+from trustchain.protocols.control import AlreadyRunning, bind_control_socket
 
 from ..supervisors.test_supervisor import Tree
 from .test_control import Client
@@ -73,3 +77,47 @@ async def test_a_root_past_its_intensity_ends_serve_with_exit_code_1(short_tmp: 
                 await client.receive()
                 await trio.sleep(0.02)
     assert codes == [1]
+
+
+def with_stores_under(directory: Path, config):
+    """TrustChain's own tree's stores under ``directory`` (no SoftHSM token to lock)."""
+    return dataclasses.replace(
+        config,
+        hsm=dataclasses.replace(config.hsm, softhsm2_conf=""),
+        ctlog=dataclasses.replace(
+            config.ctlog, storage_dir=directory / "tiles", index_db=directory / "index.sqlite3"
+        ),
+        ca=dataclasses.replace(
+            config.ca, database=directory / "ca.sqlite3", crl_dir=directory / "crl"
+        ),
+        renewal=dataclasses.replace(config.renewal, directory=directory / "tls"),
+    )
+
+
+async def test_a_locked_store_refuses_serve_before_the_socket_is_bound(short_tmp: Path) -> None:
+    config = with_stores_under(short_tmp, config_for(short_tmp))
+    # Held through another open file description: even this process is refused.
+    held = StoreLock.acquire(Store(short_tmp / "crl", "ca.crl_dir", directory=True))
+    try:
+        with pytest.raises(StoreLocked) as refused:
+            await serve(config)
+    finally:
+        held.release()
+    assert refused.value.message == (
+        f"{short_tmp}/crl is in use by another TrustChain (pid {os.getpid()}); "
+        "stop it first, or point ca.crl_dir elsewhere"
+    )
+    assert not config.runtime.control_socket.exists()
+    assert not (short_tmp / "ca.sqlite3").exists()
+
+
+async def test_serve_releases_the_stores_when_it_ends(short_tmp: Path) -> None:
+    config = with_stores_under(short_tmp, config_for(short_tmp))
+    live = bind_control_socket(config.runtime.control_socket)  # so serve stops at the bind
+    try:
+        with pytest.raises(AlreadyRunning):
+            await serve(config)
+    finally:
+        live.close()
+    with lock_stores(config) as locks:  # free again: a later serve in this process can start
+        assert len(locks.locks) == 5 and all(lock.held for lock in locks.locks)
