@@ -7,12 +7,28 @@ Write path (``append_batch``), in this order, each step durable before the next:
     root, and sign the tree head;
  3. ``write_many`` all tiles and new issuers;
  4. ``write_many`` the checkpoint - the commit point;
- 5. commit the SQLite index rows, then drop partial tiles made obsolete;
+ 5. commit the SQLite index rows, then retire the partial tiles it superseded;
  6. only now return the SCTs.
 A crash before 4 leaves the old checkpoint, consistent with what is on disk
 (tiles past it are ignored and overwritten); a crash after 4 loses at most
 index rows, rebuilt from data tiles on open. So an SCT is never handed out for
 an entry that a restart could lose, and every tree head is a prefix of the next.
+
+Superseded partial tiles: every batch below a tile boundary writes a new
+``.p/<W>`` version of the edge tile of each level it changes, each holding all
+entries (or hashes) so far. A version that a newer checkpoint has grown past
+is deleted ``partial_grace_ms`` after that checkpoint (default 5 s): a
+tlog-tiles client fetches the checkpoint, then its tiles, and a checkpoint may
+be cached for "a few seconds", so a reader of the previous checkpoint can
+still read its partial tiles from a static copy of this storage (this log's
+own ``tile()`` slices them from memory or the full tile, and needs no copy).
+Partial versions of a tile that has become full are deleted as soon as the
+full tile is committed, as tlog-tiles allows (a client that misses one reads
+the full tile), so what waits is at most one edge tile's versions per level.
+Deletes run inside ``append_batch`` and ``refresh_checkpoint`` with the
+``now_ms`` they are given, never touch a tile the current checkpoint needs,
+and need no fsync: a delete that a crash undoes, or never ran, is found again
+on open (``recovery.stale_partials``).
 
 Reads are served from the committed state only. Proofs cost O(log n) tile
 reads (see ``_tree``); tiles past the checkpoint are never served. If a storage
@@ -22,7 +38,8 @@ or index write fails mid-append the instance refuses further work
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +59,7 @@ from .errors import (
     TreeSizeOutOfRange,
 )
 from .index import EntryIndex, IndexRow
-from .recovery import load_state, sync_index
+from .recovery import load_state, stale_partials, sync_index
 from .rfc6962 import (
     DigitallySigned,
     SignedCertificateTimestamp,
@@ -52,9 +69,18 @@ from .rfc6962 import (
     sct_signature_input,
 )
 from .storage import TileStorage
-from .tiles import DATA_LEVEL, HASH_SIZE, TILE_HEIGHT, TILE_WIDTH, parse_tile_path
+from .tiles import (
+    DATA_LEVEL,
+    HASH_SIZE,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    Tile,
+    parse_tile_path,
+    partial_tiles,
+)
 
 CHECKPOINT_KEY = "checkpoint"
+DEFAULT_PARTIAL_GRACE_MS = 5_000
 
 
 def issuer_key(fp: bytes) -> str:
@@ -82,6 +108,9 @@ class TileLog:
         sth: SignedTreeHead,
         checkpoint: bytes,
         sign_many: Callable[[list[bytes]], list[bytes]] | None = None,
+        *,
+        now_ms: int = 0,
+        partial_grace_ms: int = DEFAULT_PARTIAL_GRACE_MS,
     ) -> None:
         self._storage, self._sign, self._public_key = storage, signer, public_key
         self._sign_many = sign_many or (lambda items: [signer(item) for item in items])
@@ -91,6 +120,10 @@ class TileLog:
         self._sth, self._checkpoint = sth, checkpoint
         self._issuers: set[bytes] = set()
         self._unusable = False
+        self._grace = partial_grace_ms
+        self._wall = self._clock = now_ms  # _clock: wall time's forward steps only
+        self._retiring: dict[Tile, int] = {}  # superseded partial tile -> when to delete it
+        self._due: list[tuple[int, Tile]] = []  # heap over _retiring (stale rows skipped)
 
     @classmethod
     def open(
@@ -104,16 +137,21 @@ class TileLog:
         now_ms: int = 0,
         cache_tiles: int = 1024,
         sign_many: Callable[[list[bytes]], list[bytes]] | None = None,
+        partial_grace_ms: int = DEFAULT_PARTIAL_GRACE_MS,
     ) -> TileLog:
         """Open (recovering) the log in ``storage``, or create an empty one whose
         first tree head is stamped ``now_ms``.
 
         ``sign_many`` signs a whole batch's SCTs in one call (an HSM round trip
         per batch instead of per entry); by default ``signer`` is called per item.
+        Superseded partial tiles are deleted ``partial_grace_ms`` after the
+        checkpoint that superseded them; stale ones a crash left behind are
+        deleted that long after this open.
         """
         lid = _log_id(log_public_key)
         reader = TileReader(storage, hash_tiles=cache_tiles)
         raw = storage.read(CHECKPOINT_KEY)
+        stale: list[Tile] = []
         if raw is None:
             sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
             sth.verify(log_public_key)  # a signer that is not this key fails here
@@ -126,11 +164,13 @@ class TileLog:
             except CheckpointError as exc:
                 raise LogCorrupted(f"the stored checkpoint is not valid: {exc.message}") from exc
             state = load_state(storage, reader, sth.tree_size, sth.root_hash)
+            stale = stale_partials(storage, state.size)
         index = EntryIndex(index_db_path)
         sync_index(index, reader, state)
-        return cls(
-            storage, signer, log_public_key, origin, index, reader, state, sth, raw, sign_many
-        )
+        log = cls(storage, signer, log_public_key, origin, index, reader, state, sth, raw,
+                  sign_many, now_ms=now_ms, partial_grace_ms=partial_grace_ms)  # fmt: skip
+        log._retire_later(stale)
+        return log
 
     def close(self) -> None:
         self._index.close()
@@ -140,6 +180,7 @@ class TileLog:
     def append_batch(self, entries: Sequence[LogEntryInput], now_ms: int) -> list[AppendResult]:
         """Log ``entries`` durably; one result (with its SCT) per entry, in order."""
         self._check_usable()
+        self._tick(now_ms)
         timestamp = max(now_ms, self._sth.timestamp)
         results: list[tuple[LogEntryInput, int, int, bool]] = []
         fresh: list[tuple[LogEntryInput, TileLeaf]] = []
@@ -159,13 +200,17 @@ class TileLog:
         scts = self._sign_scts(results)
         if fresh:
             self._commit(fresh, rows, timestamp)
+        self._delete_due()
         return scts
 
     def refresh_checkpoint(self, now_ms: int) -> SignedTreeHead:
-        """Re-sign the current tree with a fresh timestamp (keeps get-sth recent)."""
+        """Re-sign the current tree with a fresh timestamp (keeps get-sth recent),
+        and delete the superseded partial tiles whose grace period is over."""
         self._check_usable()
+        self._tick(now_ms)
         if now_ms > self._sth.timestamp:
             self._publish(self._state, {}, now_ms, [])
+        self._delete_due()
         return self._sth
 
     def _sign_scts(self, results: list[tuple[LogEntryInput, int, int, bool]]) -> list[AppendResult]:
@@ -217,14 +262,56 @@ class TileLog:
         if writes:
             self._storage.write_many(writes)
         self._storage.write_many({CHECKPOINT_KEY: checkpoint})
-        self._state, self._sth, self._checkpoint = state, sth, checkpoint
+        old, self._state, self._sth, self._checkpoint = self._state, state, sth, checkpoint
         for tile, data in full.items():
             self._reader.add_full(tile, data)
         if rows:
             self._index.add(rows, state.size)
         self._unusable = False
-        for tile in full:
-            self._storage.delete_prefix(tile.path + ".p")
+        self._retire(old.size, state.size, full)
+
+    # -- superseded partial tiles -------------------------------------------
+
+    def _tick(self, now_ms: int) -> None:
+        """Advance the deletion clock; a wall clock stepped back stalls nothing."""
+        self._clock += max(0, now_ms - self._wall)
+        self._wall = now_ms
+
+    def _retire(self, old_size: int, new_size: int, full: Iterable[Tile]) -> None:
+        """``new_size`` is now published: schedule the partial tiles of ``old_size``
+        it grew past, delete partial versions of the tiles it completed."""
+        current = partial_tiles(new_size)
+        for tile in current:  # needed again (a width rewritten after a crash)
+            self._retiring.pop(tile, None)
+        completed = {(t.level, t.index) for t in full}
+        for level, index in completed:
+            self._storage.delete_prefix(Tile(level, index).path + ".p")
+        if completed:
+            for tile in [t for t in self._retiring if (t.level, t.index) in completed]:
+                del self._retiring[tile]
+        grown = [t for t in partial_tiles(old_size) if t not in current]
+        self._retire_later(t for t in grown if (t.level, t.index) not in completed)
+
+    def _retire_later(self, tiles: Iterable[Tile]) -> None:
+        due = self._clock + self._grace
+        for tile in tiles:
+            self._retiring[tile] = due
+            heapq.heappush(self._due, (due, tile))
+
+    def _delete_due(self) -> None:
+        doomed = []
+        while self._due and self._due[0][0] <= self._clock:
+            due, tile = heapq.heappop(self._due)
+            if self._retiring.get(tile) == due:
+                del self._retiring[tile]
+                doomed.append(tile.path)
+        if doomed:
+            self._storage.delete_many(doomed)
+
+    @property
+    def retiring_tiles(self) -> int:
+        """Superseded partial tiles waiting out their grace period."""
+        return len(self._retiring)
 
     def _check_usable(self) -> None:
         if self._unusable:

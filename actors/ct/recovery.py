@@ -11,20 +11,42 @@ an edge tile can also be sliced from a wider or full version of it.
 the data edge against the level-0 edge, and recomputes the root: a mismatch
 with the checkpoint is ``LogCorrupted``. ``sync_index`` drops index rows the
 checkpoint does not cover and adds the ones it lacks, reading data tiles.
+
+``stale_partials`` finds the garbage a crash can leave: superseded or
+uncommitted partial tiles (deletes the log had scheduled but not done). Beside
+each edge tile, every other width is stale (returned: the log deletes them
+after its grace period, as if just superseded). Partial versions of the last
+``ORPHAN_LOOKBACK_TILES`` full tiles of each level are deleted here and now (the
+log deletes them as soon as the full tile is committed; only the batch in
+flight at a crash, at most ``max_batch`` entries, can have left some). Only
+tiles that the checkpoint does not need are ever touched.
 """
 
 from __future__ import annotations
 
 from ._tree import TileReader, TreeState
 from .entries import TileLeaf, data_tile_offsets
-from .errors import LogCorrupted, MalformedStructure
+from .errors import LogCorrupted, MalformedStructure, TileNotFound
 from .index import EntryIndex
 from .merkle import leaf_hash, range_hash
 from .rfc6962 import encode_merkle_tree_leaf
 from .storage import TileStorage
-from .tiles import DATA_LEVEL, HASH_SIZE, TILE_WIDTH, Tile, edge_tiles
+from .tiles import (
+    DATA_LEVEL,
+    HASH_SIZE,
+    MAX_LEVEL,
+    TILE_WIDTH,
+    Tile,
+    edge_tiles,
+    hashes_at_level,
+    parse_tile_path,
+    partial_tiles,
+)
 
 INDEX_CHUNK_TILES = 16
+ORPHAN_LOOKBACK_TILES = 256
+"""Full tiles per level whose partial versions are swept on open: 65,536 entries,
+the largest batch the CT log's config allows."""
 
 
 def _read_prefix(storage: TileStorage, tile: Tile) -> bytes:
@@ -85,3 +107,22 @@ def sync_index(index: EntryIndex, reader: TileReader, state: TreeState) -> None:
             rows.append((i, leaf.leaf_hash(), entry.identity(), entry.timestamp))
         index.add(rows, end)
         pos = end
+
+
+def stale_partials(storage: TileStorage, size: int) -> list[Tile]:
+    """Delete partial versions of recent full tiles; return the stale widths
+    stored beside each partial tile of ``size`` (never that tile itself)."""
+    for level in (DATA_LEVEL, *range(MAX_LEVEL + 1)):
+        full = hashes_at_level(level, size) // TILE_WIDTH
+        for index in range(max(0, full - ORPHAN_LOOKBACK_TILES), full):
+            storage.delete_prefix(Tile(level, index).path + ".p")
+    stale = []
+    for edge in partial_tiles(size):
+        for key in storage.list_prefix(edge.full().path + ".p"):
+            try:
+                tile = parse_tile_path(key)
+            except TileNotFound:
+                continue  # not ours to delete
+            if tile.full() == edge.full() and tile.width != edge.width:
+                stale.append(tile)
+    return stale

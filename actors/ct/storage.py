@@ -2,9 +2,10 @@
 
 ``TileStorage`` is deliberately what an S3-compatible bucket offers: whole
 objects under slash-separated keys, read, written (``write_many`` returns only
-once every object is durable), and deleted by prefix (best effort, used only to
-drop partial tiles made obsolete by a full one). Keys are relative paths made of
-``[A-Za-z0-9._-]`` segments; nothing may escape the root.
+once every object is durable), listed by prefix, and deleted one by one or by
+prefix (best effort and not durable: used only to drop superseded partial
+tiles, which the log collects again if a crash undoes a delete). Keys are
+relative paths made of ``[A-Za-z0-9._-]`` segments; nothing may escape the root.
 
 ``LocalDirectoryStorage`` makes each write durable and atomic: write a temp file
 in the target directory, fsync it, rename it over the target, then fsync every
@@ -47,6 +48,14 @@ class TileStorage(Protocol):
 
     def write_many(self, objects: Mapping[str, bytes]) -> None:
         """Create or replace every object; durable when this returns."""
+        ...
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        """Keys of every object whose key starts with ``prefix + '/'``, sorted."""
+        ...
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Best effort: remove these objects (absent ones are no error)."""
         ...
 
     def delete_prefix(self, prefix: str) -> None:
@@ -109,6 +118,19 @@ class LocalDirectoryStorage:
         for c in reversed(created):
             c.mkdir(exist_ok=True)
         return {c.parent for c in created}
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        out: list[str] = []
+        for dirpath, _, names in os.walk(base):
+            rel = Path(dirpath).relative_to(self.root).parts
+            out.extend("/".join((*rel, n)) for n in names if _SEGMENT.fullmatch(n))
+        return sorted(out)  # temp files (".tmp-...") are not objects
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(key))
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix), ignore_errors=True)

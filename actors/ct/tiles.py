@@ -102,6 +102,12 @@ def edge_tiles(size: int) -> list[Tile]:
     return out
 
 
+def partial_tiles(size: int) -> list[Tile]:
+    """Every partial tile of a tree of ``size``: the data edge, then each hash level's."""
+    data = tile_for_size(DATA_LEVEL, size // TILE_WIDTH, size)
+    return ([data] if data is not None else []) + edge_tiles(size)
+
+
 def changed_tiles(old_size: int, new_size: int) -> list[Tile]:
     """Every hash and data tile whose content differs between the two sizes."""
     out = []

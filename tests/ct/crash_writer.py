@@ -3,7 +3,8 @@
 Usage: python crash_writer.py <directory> <run> <seed>. After every
 ``append_batch`` returns it prints, and flushes, one ``ack <index> <run> <seq>``
 line per new entry and one ``sth <size> <root hex>`` line. The parent kills it
-with SIGKILL at a random moment and checks the log against these lines.
+with SIGKILL at a random moment (often in the middle of deleting superseded
+partial tiles) and checks the log against these lines.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trustchain.actors.ct import LocalDirectoryStorage, LogEntryInput, TileLog
 
 ORIGIN = "ct.trustchain.test/crash"
 KEY = ec.derive_private_key(4242, ec.SECP256R1())
+GRACE_MS = 3  # the clock ticks 1 ms a batch: superseded partial tiles go 3 batches later
 
 
 def certificate(run: int, seq: int) -> bytes:
@@ -33,7 +35,8 @@ def main() -> None:
     root, run, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
     storage = LocalDirectoryStorage(root / "tiles")
-    log = TileLog.open(storage, sign, KEY.public_key(), ORIGIN, root / "index.db", now_ms=1)
+    log = TileLog.open(storage, sign, KEY.public_key(), ORIGIN, root / "index.db", now_ms=1,
+                       partial_grace_ms=GRACE_MS)  # fmt: skip
     print("ready", flush=True)
     seq, now = 0, 1_000_000 * run
     while True:

@@ -22,6 +22,7 @@ from trustchain.actors.ct import (
     verify_consistency,
     verify_inclusion,
 )
+from trustchain.actors.ct.tiles import partial_tiles
 
 from . import crash_writer
 from .conftest import fake_entries
@@ -117,7 +118,7 @@ def test_a_checkpoint_that_does_not_verify_stops_the_log_from_opening(
         open_log()
 
 
-def _open_crash_log(root: Path) -> TileLog:
+def _open_crash_log(root: Path, now_ms: int = 0) -> TileLog:
     key = crash_writer.KEY
     return TileLog.open(
         LocalDirectoryStorage(root / "tiles"),
@@ -125,6 +126,8 @@ def _open_crash_log(root: Path) -> TileLog:
         key.public_key(),
         crash_writer.ORIGIN,
         root / "index.db",
+        now_ms=now_ms,
+        partial_grace_ms=crash_writer.GRACE_MS,
     )
 
 
@@ -185,3 +188,9 @@ def test_sigkilled_writer_never_loses_an_acknowledged_entry(tmp_path: Path) -> N
         restart_heads[size] = root
         log.close()
     assert len(acked) > 100  # the writers did make progress between kills
+    log = _open_crash_log(tmp_path, now_ms=10**9)  # later than every writer's clock
+    log.refresh_checkpoint(10**9 + crash_writer.GRACE_MS)
+    stored = {p.relative_to(tmp_path / "tiles").as_posix()
+              for p in (tmp_path / "tiles" / "tile").rglob("*.p/*")}  # fmt: skip
+    assert stored == {t.path for t in partial_tiles(log.size)}  # the crashes' garbage is gone
+    log.close()
