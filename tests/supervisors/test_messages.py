@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trustchain.supervisors import InvalidRequest, Message, to_jsonable
+from trustchain.supervisors.messages import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, Bounds, loads_json
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,115 @@ def test_replies_become_json_values() -> None:
         "t": "2026-01-02T00:00:00+00:00",
         "m": {"label": "k", "data": "", "count": 1, "note": None, "names": []},
     }
+
+
+# Ranges: every argument bounded, from JSON and in-process alike -----------------------
+
+
+@dataclass(frozen=True)
+class Bounded(Message):
+    type: ClassVar[str] = "bounded"
+    count: int = 0
+    ratio: float = 0.0
+    text: str = ""
+    blob: bytes = b""
+    items: list[str] = ()  # type: ignore[assignment]
+    size: Annotated[int, Bounds(min=0, max=100)] = 0
+    label: Annotated[str, Bounds(min_length=1, max_length=8)] = "k"
+    hex: Annotated[str, Bounds(pattern="[0-9a-f]{4}", what="4 hex digits")] = "abcd"
+    names: Annotated[list[str], Bounds(max_length=2, items=Bounds(max_length=3))] = ()  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"count": 2**63}, r"bounded.count must be an integer in -9223372036854775808\.\."),
+        ({"count": -(2**63) - 1}, "bounded.count must be an integer in"),
+        ({"count": 10**4000}, "a 13288-bit integer"),
+        ({"text": "a" * 4097}, "bounded.text must be 0 to 4096 characters long, not 4097"),
+        ({"text": "\ud800"}, "bounded.text is not valid Unicode"),
+        ({"blob": "A" * 87384}, "bounded.blob must be 0 to 65536 bytes long"),
+        ({"items": ["a"] * 1025}, "bounded.items must be 0 to 1024 items long"),
+        ({"size": -1}, r"bounded.size must be an integer in 0\.\.100, not -1"),
+        ({"size": 101}, "bounded.size must be an integer in 0..100"),
+        ({"label": ""}, "bounded.label must be 1 to 8 characters long, not 0"),
+        ({"hex": "xyz!"}, "bounded.hex must be 4 hex digits"),
+        ({"names": ["a", "b", "c"]}, "bounded.names must be 0 to 2 items long"),
+        ({"names": ["abcd"]}, r"bounded.names\[0\] must be 0 to 3 characters long"),
+    ],
+)
+def test_arguments_out_of_range_are_refused_with_the_field_and_the_range(
+    args: dict[str, object], error: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=error):
+        Bounded.from_args(args)
+
+
+def test_extreme_values_at_the_edge_of_the_range_are_accepted() -> None:
+    msg = Bounded.from_args({"count": INT64_MIN, "size": 100, "text": "a" * 4096})
+    assert (msg.count, msg.size) == (INT64_MIN, 100)
+    assert Bounded.from_args({"count": INT64_MAX}).count == INT64_MAX
+
+
+def test_messages_built_in_process_are_held_to_the_same_bounds() -> None:
+    for kwargs in ({"count": 2**63}, {"ratio": math.nan}, {"ratio": math.inf}, {"size": -5},
+                   {"blob": b"x" * 65537}, {"names": ["toolong"]}):  # fmt: skip
+        with pytest.raises(InvalidRequest):
+            Bounded(**kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class WithCallback(Message):
+    type: ClassVar[str] = "with_callback"
+    name: str
+    callback: Callable[[int], None] | None = None
+
+
+def test_a_message_json_cannot_carry_is_in_process_only() -> None:
+    with pytest.raises(InvalidRequest, match="'with_callback' is in-process only"):
+        WithCallback.from_args({"name": "x"})
+    assert WithCallback("x", print).name == "x"
+
+
+@given(st.one_of(st.integers(), st.floats(), st.text(max_size=20), st.binary(max_size=20),
+                 st.none(), st.booleans(), st.lists(st.integers(), max_size=3),
+                 st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)))  # fmt: skip
+def test_any_json_value_for_any_field_builds_the_message_or_is_invalid_request(
+    value: object,
+) -> None:
+    for name in ("count", "ratio", "text", "blob", "items", "size", "label", "hex", "names"):
+        try:
+            Bounded.from_args({name: value})
+        except InvalidRequest:
+            pass
+
+
+# Untrusted JSON text ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nests deeper than 32 levels"),
+        ('{"a":' * 50_000 + "1" + "}" * 50_000, "nests deeper than 32 levels"),
+        ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "nests deeper than 32"),
+        ("1" * 5_000, "Exceeds the limit"),
+        ('{"id": ' + "9" * 5_000 + "}", "not valid JSON"),
+        ("NaN", "NaN is not a JSON number"),
+        ('{"x": -Infinity}', "-Infinity is not a JSON number"),
+        ("1e400", "out of range"),
+        (b"\xff\xfe", "not valid JSON"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_untrusted_json_that_python_would_choke_on_is_an_invalid_request(
+    text: str | bytes, error: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=error):
+        loads_json(text)
+
+
+def test_json_nested_up_to_the_limit_parses() -> None:
+    deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert loads_json(deep) == json.loads(deep)
+    assert loads_json('{"a": [1, {"b": 2.5}], "c": ' + "9" * 4_000 + "}")["a"] == [1, {"b": 2.5}]
