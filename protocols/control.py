@@ -8,9 +8,12 @@ Wire format, one JSON object per line each way::
 
 Many requests may be in flight on one connection; replies come as they are
 ready, matched by ``id``. Every line gets exactly one reply, bad ones included
-(invalid JSON, over 1 MiB, unknown actor or type, wrong argument types); the
-connection and the runtime go on. The socket is created mode 0600 and a peer
-with another uid (SO_PEERCRED) is refused even if the mode is loosened.
+(invalid JSON, over 1 MiB, nested deeper than 32, numbers past the integer
+digit limit or NaN, unknown actor or type, wrong argument types or values out
+of range: ``invalid_request``); the connection and the runtime go on. A client
+that leaves with replies unread costs a debug line, nothing more. The socket
+is created mode 0600 and a peer with another uid (SO_PEERCRED) is refused
+even if the mode is loosened.
 
 The built-in target ``runtime`` answers ``status``, ``restart`` (one actor by
 name, through its supervisor) and ``stop``.
@@ -39,6 +42,7 @@ from trustchain.supervisors import (
     ask,
     to_jsonable,
 )
+from trustchain.supervisors.messages import loads_json
 
 MAX_LINE = 1 << 20  # 1 MiB
 MAX_IN_FLIGHT = 256  # per connection; reading pauses beyond it (backpressure)
@@ -172,10 +176,11 @@ class ControlServer:
                     await slots.acquire()
                     self._begin()
                     nursery.start_soon(self._answer, line, send, slots)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away mid-request
-        except Exception:  # a bug in the edge must not take the runtime down
-            logger.exception("control socket: connection failed")
+        except Exception as exc:
+            if _client_left(exc):  # possibly wrapped in the nursery's exception group
+                logger.debug("control socket: a client left with replies unread")
+            else:  # a bug in the edge must not take the runtime down
+                logger.exception("control socket: connection failed")
 
     def _begin(self) -> None:
         self.in_flight += 1
@@ -253,11 +258,15 @@ class ControlServer:
         return "stopping"
 
 
+def _client_left(exc: BaseException) -> bool:
+    """Is ``exc`` (or every exception in its group) the client closing its end?"""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_left(e) for e in exc.exceptions)
+    return isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError)
+
+
 def _decode(line: bytes) -> dict[str, Any]:
-    try:
-        request = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"not valid JSON: {exc}") from None
+    request = loads_json(line)
     if not isinstance(request, dict):
         raise InvalidRequest("a request must be a JSON object")
     return request

@@ -7,11 +7,13 @@ import os
 import socket
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from loguru import logger
 
 from trustchain.protocols.control import (
     MAX_LINE,
@@ -98,6 +100,19 @@ async def test_many_requests_in_flight_on_one_connection(server: ControlServer) 
     assert all(r["ok"] for r in replies)
 
 
+DEEP_JSON = b'{"id": 1, "to": "echo", "type": "ping", "args": ' + b"[" * 100_000 + b"\n"
+BIG_INT_JSON = b'{"id": 1, "to": "echo", "type": "ping", "args": {"n": ' + b"7" * 5_000 + b"}}\n"
+
+
+@pytest.fixture
+def errors_logged() -> Iterator[list[str]]:
+    """Every ERROR (or worse) line loguru writes while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="ERROR")
+    yield lines
+    logger.remove(sink)
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
@@ -117,6 +132,12 @@ async def test_many_requests_in_flight_on_one_connection(server: ControlServer) 
         (b'{"id": 1, "to": "echo", "type": "refuse"}\n', "invalid_request"),
         (b'{"id": 1, "to": "echo", "type": "crash"}\n', "actor_crashed"),
         (b"\xff\xfe\n", "invalid_request"),
+        (DEEP_JSON, "invalid_request"),
+        (BIG_INT_JSON, "invalid_request"),
+        (
+            b'{"id": 1, "to": "echo", "type": "sleep", "args": {"seconds": NaN}}\n',
+            "invalid_request",
+        ),
     ],
 )
 async def test_bad_input_gets_an_error_reply_and_the_connection_goes_on(
@@ -130,6 +151,32 @@ async def test_bad_input_gets_an_error_reply_and_the_connection_goes_on(
     assert reply["error"]["message"]
     assert reply["id"] in (1, None)
     assert (await client.call(id=2, to="other", type="ping"))["result"] == "other"
+
+
+@pytest.mark.parametrize("raw", [DEEP_JSON, BIG_INT_JSON], ids=["nested-100000", "int-5000-digits"])
+async def test_json_python_cannot_parse_is_invalid_request_not_an_internal_error(
+    server: ControlServer, errors_logged: list[str], raw: bytes
+) -> None:
+    client = await connect(server)
+    await client.send_raw(raw)
+    reply = await client.receive()
+    assert reply["error"]["code"] == "invalid_request", reply
+    assert errors_logged == []
+
+
+async def test_a_client_that_leaves_with_replies_unread_is_not_an_error(
+    server: ControlServer, errors_logged: list[str]
+) -> None:
+    for _ in range(3):
+        client = await connect(server)
+        for i in range(20):
+            await client.send({"id": i, "to": "echo", "type": "ping"})
+        await trio.sleep(0.05)  # the replies wait, unread, in the client's buffer
+        await client.send({"id": 20, "to": "echo", "type": "sleep", "args": {"seconds": 0.1}})
+        await client.stream.aclose()  # unread data: the server's next read is a reset
+    await trio.sleep(0.3)  # the sleep's reply goes to nobody
+    assert errors_logged == []
+    assert (await (await connect(server)).call(id=1, to="echo", type="ping"))["ok"] is True
 
 
 async def test_a_line_over_one_mib_is_refused_and_skipped(server: ControlServer) -> None:
