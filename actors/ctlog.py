@@ -21,7 +21,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import outcome
 from cryptography import x509
@@ -42,10 +42,16 @@ from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
 from trustchain.config import CtLogConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
+from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
 POISON = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.3")
 MAX_CHAIN = 10
+# Bounds of the messages' arguments (see supervisors.messages). A certificate with
+# many long SANs passes 64 KiB; why a chain is refused (too long, not DER) is said
+# by the handlers, as ``invalid_chain``.
+Chain = Annotated[list[bytes], Bounds(items=Bounds(max_length=1_048_576))]  # DER each
+Size = Annotated[int, Bounds(min=0)]  # a tree size or leaf index
 
 
 class InvalidChain(CTError):
@@ -63,13 +69,13 @@ class LogBusy(CTError):
 @dataclass(frozen=True)
 class AddChain(Message):
     type: ClassVar[str] = "add_chain"
-    chain: list[bytes]  # DER: the certificate, then its issuers
+    chain: Chain  # the certificate, then its issuers
 
 
 @dataclass(frozen=True)
 class AddPreChain(Message):
     type: ClassVar[str] = "add_pre_chain"
-    chain: list[bytes]  # DER: the precertificate, then its issuer(s)
+    chain: Chain  # the precertificate, then its issuer(s)
 
 
 @dataclass(frozen=True)
@@ -80,22 +86,22 @@ class GetSTH(Message):
 @dataclass(frozen=True)
 class GetConsistency(Message):
     type: ClassVar[str] = "get_sth_consistency"
-    first: int
-    second: int
+    first: Size
+    second: Size
 
 
 @dataclass(frozen=True)
 class GetProofByHash(Message):
     type: ClassVar[str] = "get_proof_by_hash"
-    hash: bytes
-    tree_size: int
+    hash: Annotated[bytes, Bounds(min_length=32, max_length=32)]  # SHA-256 Merkle leaf hash
+    tree_size: Size
 
 
 @dataclass(frozen=True)
 class GetEntries(Message):
     type: ClassVar[str] = "get_entries"
-    start: int
-    end: int  # inclusive, as in RFC 6962
+    start: Size
+    end: Size  # inclusive, as in RFC 6962
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,8 @@ class GetRoots(Message):
 @dataclass(frozen=True)
 class GetEntryAndProof(Message):
     type: ClassVar[str] = "get_entry_and_proof"
-    leaf_index: int
-    tree_size: int
+    leaf_index: Size
+    tree_size: Size
 
 
 @dataclass(frozen=True)
@@ -118,13 +124,15 @@ class GetCheckpoint(Message):
 @dataclass(frozen=True)
 class GetTile(Message):
     type: ClassVar[str] = "tile"
-    path: str  # "tile/0/x001/234", "tile/data/000.p/5", ...
+    # "tile/0/x001/234", "tile/data/000.p/5", ...: an index of 2^63 takes 30 characters
+    path: Annotated[str, Bounds(max_length=256)]
 
 
 @dataclass(frozen=True)
 class GetIssuer(Message):
     type: ClassVar[str] = "issuer"
-    fingerprint: str  # hex SHA-256 of the issuer certificate
+    # the hex SHA-256 of the issuer certificate
+    fingerprint: Annotated[str, Bounds(pattern="[0-9a-fA-F]{64}", what="64 hex digits")]
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ class LogInfo(Message):
 @dataclass(frozen=True)
 class AcceptRoots(Message):
     type: ClassVar[str] = "accept_roots"
-    certificates: list[bytes]  # DER
+    certificates: Chain
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ method gets 405 and ``Allow``, no match 404):
 Every handler is one ``ask`` to an actor (``runtime.request_timeout_s``). Errors
 are JSON ``{"error": message, "code": code}`` with the status for the code
 (``http_ct.STATUS``); anything else is a 500 that names no internals (the log
-does). A body over ``http.max_body_bytes`` gets 413 from its Content-Length, or
-without one at the first byte past the limit.
+does). JSON bodies are parsed as untrusted (``loads_json``): too deep, NaN, or
+an integer past the digit limit is a 400 like any other invalid JSON. A body
+over ``http.max_body_bytes`` gets 413 from its Content-Length, or without one
+at the first byte past the limit.
 
 Serving: our own socket, IPV6_V6ONLY set before bind (hypercorn would leave the
 kernel default, which lets IPv4-mapped peers in), and TLS from TrustChain's own
@@ -75,6 +77,7 @@ from trustchain.protocols.http_ct import (
 )
 from trustchain.protocols.tls_reload import CertificateFiles, ReloadingSSLContext, server_context
 from trustchain.supervisors import ActorState, Message, Registry, TrustChainError, ask
+from trustchain.supervisors.messages import loads_json
 
 ALPN = ("h2", "http/1.1")
 FIRST_CERTIFICATE_TIMEOUT_S = 30.0
@@ -86,6 +89,13 @@ class HttpStartFailed(TrustChainError):
     """The HTTPS edge cannot start: its config, its socket or its certificate."""
 
     code = "http_start_failed"
+
+
+class _Request(Request):
+    """``http_ct.Request`` whose JSON body is parsed as untrusted input (400, never 500)."""
+
+    async def json(self) -> Any:
+        return loads_json(await self.body(), "the body")
 
 
 class HttpApp:
@@ -132,7 +142,7 @@ class HttpApp:
     async def _respond(self, scope: dict[str, Any], receive: Any) -> tuple[str, Response]:
         name = "unmatched"
         try:
-            request = Request.from_scope(scope, receive, self.max_body)
+            request = _Request.from_scope(scope, receive, self.max_body)
             request.check_declared_length()
             found, request.match = find_route(self.routes, request)
             name = found.name

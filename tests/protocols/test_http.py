@@ -341,6 +341,31 @@ def test_bad_submissions_get_400_naming_the_problem_and_append_nothing(edge: Edg
     assert edge.log_info()["tree_size"] == size
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"chain": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # RecursionError in json
+        b'{"chain": [], "n": ' + b"7" * 5_000 + b"}",  # past Python's int digit limit
+        b'{"chain": [NaN]}',
+    ],
+    ids=["nested-100000", "int-5000-digits", "nan"],
+)
+def test_json_bodies_python_cannot_parse_get_400_with_a_json_error_not_500(
+    edge: Edge, body: bytes
+) -> None:
+    reply = edge.request("POST", "/ct/v1/add-chain", body, {"Content-Type": "application/json"})
+    assert reply.status == 400, reply.body
+    assert reply.json()["code"] == "invalid_request"
+    assert reply.json()["error"]
+
+
+def test_a_tile_path_with_thousands_of_digits_is_refused_not_a_crash(edge: Edge) -> None:
+    restarts = edge.registry.cell("ctlog").restarts
+    reply = edge.get("/tile/0/" + "x123/" * 1_500 + "456")  # int() of 4,500 digits raised
+    assert reply.status in (400, 404), reply.body
+    assert edge.registry.cell("ctlog").restarts == restarts
+
+
 @pytest.mark.parametrize("query", [
     "get-entries?start=5&end=1",  # reversed
     "get-entries?start=100000000&end=100000001",  # beyond the tree
