@@ -13,18 +13,27 @@ module; a crash and the supervisor's restart therefore reopen everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from trustchain.actors.token import KeyInfo, Token, read_pin
 from trustchain.config import HsmConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
+from trustchain.supervisors.messages import Bounds
+
+# Bounds of the arguments (see supervisors.messages). A CRL's TBS grows with its
+# revocations, hence the large ``sign`` data; a batch is at most the CT log's largest
+# ``ctlog.max_batch`` of SCT inputs, or the issuer's TBSs (1,000 long SANs: ~260 kB).
+Label = Annotated[str, Bounds(min_length=1, max_length=128)]  # a PKCS#11 CKA_LABEL
+Choice = Annotated[str, Bounds(max_length=32)]  # a key type or hash name; the token checks it
+ToSign = Annotated[bytes, Bounds(max_length=16 * 1_048_576)]
+Batch = Annotated[list[bytes], Bounds(max_length=65_536, items=Bounds(max_length=1_048_576))]
 
 
 @dataclass(frozen=True)
 class GenerateKey(Message):
     type: ClassVar[str] = "generate_key"
-    label: str
-    key_type: str = "ec-p256"
+    label: Label
+    key_type: Choice = "ec-p256"
 
 
 @dataclass(frozen=True)
@@ -32,22 +41,22 @@ class EnsureKey(Message):
     """The key labelled ``label``, generated first if the token lacks it."""
 
     type: ClassVar[str] = "ensure_key"
-    label: str
-    key_type: str = "ec-p256"
+    label: Label
+    key_type: Choice = "ec-p256"
 
 
 @dataclass(frozen=True)
 class GetPublicKey(Message):
     type: ClassVar[str] = "public_key"
-    label: str
+    label: Label
 
 
 @dataclass(frozen=True)
 class SignData(Message):
     type: ClassVar[str] = "sign"
-    label: str
-    data: bytes
-    hash: str = "sha256"
+    label: Label
+    data: ToSign
+    hash: Choice = "sha256"
 
 
 @dataclass(frozen=True)
@@ -55,9 +64,9 @@ class SignBatch(Message):
     """Many signatures with one key in one message: the per-message cost is paid once."""
 
     type: ClassVar[str] = "sign_batch"
-    label: str
-    data: list[bytes]
-    hash: str = "sha256"
+    label: Label
+    data: Batch
+    hash: Choice = "sha256"
 
 
 @dataclass(frozen=True)

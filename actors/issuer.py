@@ -34,7 +34,7 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import outcome
 from cryptography import x509
@@ -59,41 +59,50 @@ from trustchain.actors.ca import (
     pem,
     serial_hex,
 )
+from trustchain.actors.ca.policy import check_validity_seconds
 from trustchain.actors.ct import SignedCertificateTimestamp, sct_list_extension_value
 from trustchain.actors.ctlog import AcceptRoots, AddChain, AddPreChain
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
 from trustchain.config import CaConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
+from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
 MAX_SIGN_BATCH = 64
+# Bounds of the messages' arguments (see supervisors.messages). A CSR's size is
+# the policy's to refuse (ca.max_csr_bytes <= 1 MiB: csr_too_large, which says the
+# limit); the bound here only keeps absurd text out. A serial is at most 20 octets
+# (RFC 5280 §4.1.2.2): 40 hex digits, 59 with colons.
+CsrText = Annotated[str, Bounds(min_length=1, max_length=16 * 1_048_576)]
+SerialText = Annotated[str, Bounds(min_length=1, max_length=128)]
 
 
 @dataclass(frozen=True)
 class IssueCertificate(Message):
     type: ClassVar[str] = "issue"
-    csr: str  # PEM, or base64 DER
-    validity_s: int | None = None
+    csr: CsrText  # PEM, or base64 DER
+    validity_s: int | None = None  # checked against the policy before any timedelta
     client_auth: bool = False
 
 
 @dataclass(frozen=True)
 class RevokeCertificate(Message):
     type: ClassVar[str] = "revoke"
-    serial: str
-    reason: str = "unspecified"
+    serial: SerialText
+    reason: Annotated[str, Bounds(max_length=64)] = "unspecified"
 
 
 @dataclass(frozen=True)
 class GetCertificate(Message):
     type: ClassVar[str] = "certificate"
-    serial: str
+    serial: SerialText
 
 
 @dataclass(frozen=True)
 class GetCRL(Message):
     type: ClassVar[str] = "crl"
-    issuer: str | None = None  # an intermediate's key label; default: the current one
+    # an intermediate's key label; default: the current one
+    issuer: Annotated[str | None, Bounds(max_length=128)] = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,7 @@ class IssuerActor(SupervisedActor):
     @handles(IssueCertificate)
     def issue(self, msg: IssueCertificate) -> None:
         csr = parse_csr(_csr_bytes(msg.csr), self.policy.max_csr_bytes)
-        validity = None if msg.validity_s is None else timedelta(seconds=msg.validity_s)
+        validity = check_validity_seconds(msg.validity_s, self.policy)  # no timedelta overflow
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
         now = datetime.now(UTC)
         issuer = self.ca.issuer_for(now, approved.validity)

@@ -28,6 +28,7 @@ is reloaded from disk in ``setup()`` (crash-only).
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import re
@@ -37,13 +38,14 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import outcome
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from loguru import logger
 
+from trustchain.actors.ca.names import normalize_dns_name
 from trustchain.actors.durable import replace_file
 from trustchain.actors.issuer import IssueCertificate
 from trustchain.actors.tls_bundle import (
@@ -68,10 +70,15 @@ from trustchain.supervisors import (
     TrustChainError,
     handles,
 )
+from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Registry, Reply
 
 ISSUE_TIMEOUT_S = 60.0  # unanswered this long: counted as failed, a late reply is dropped
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_NAMES = 1_000  # as the CA's largest ca.max_sans
+CertificateName = Annotated[str, Bounds(min_length=1, max_length=64)]  # see _valid_name too
+Names = Annotated[list[str], Bounds(min_length=1, max_length=MAX_NAMES,
+                                    items=Bounds(min_length=1, max_length=254))]  # fmt: skip
 
 
 class UnknownCertificate(TrustChainError):
@@ -113,8 +120,8 @@ def _subscribers(registry: Registry, actor: str) -> _Book:
 @dataclass(frozen=True)
 class RegisterCertificate(Message):
     type: ClassVar[str] = "register"
-    name: str
-    names: list[str]
+    name: CertificateName
+    names: Names
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ class Subscribe(Message):
     """In-process only. ``callback(bundle)`` runs on the renewal actor's thread: be quick."""
 
     type: ClassVar[str] = "subscribe"
-    name: str
+    name: CertificateName
     callback: Callable[[Bundle], None]
 
     @classmethod
@@ -142,7 +149,7 @@ class Unsubscribe(Message):
 @dataclass(frozen=True)
 class GetBundle(Message):
     type: ClassVar[str] = "bundle"
-    name: str
+    name: CertificateName
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ class RenewalStatus(Message):
 @dataclass(frozen=True)
 class RenewNow(Message):
     type: ClassVar[str] = "renew"
-    name: str
+    name: CertificateName
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,12 @@ class RenewalActor(SupervisedActor):
         for name, names in self.config.certificates.items():
             self.managed[_valid_name(name, ConfigError)] = _Managed(list(names), "config")
         for name, names in self._registrations().items():
-            self.managed.setdefault(name, _Managed(list(names), "registered"))
+            try:
+                names = _valid_names(names)
+            except TrustChainError as exc:  # written before names were checked: skip, say so
+                logger.warning("renewal: registration {!r} ignored: {}", name, exc.message)
+                continue
+            self.managed.setdefault(name, _Managed(names, "registered"))
         for name, m in self.managed.items():
             m.bundle, problem = load_current(self.config.directory / name, name)
             if problem:
@@ -207,9 +219,7 @@ class RenewalActor(SupervisedActor):
 
     @handles(RegisterCertificate)
     def register(self, msg: RegisterCertificate) -> dict[str, Any]:
-        name, names = _valid_name(msg.name, InvalidRequest), list(msg.names)
-        if not names or not all(isinstance(n, str) and n for n in names):
-            raise InvalidRequest("'register' needs a non-empty list of DNS names / IPv6 addresses")
+        name, names = _valid_name(msg.name, InvalidRequest), _valid_names(msg.names)
         m = self.managed.get(name)
         if m is not None and m.source == "config":
             if set(m.names) != set(names):
@@ -269,10 +279,14 @@ class RenewalActor(SupervisedActor):
         if reason is None:
             return
         key = new_key(c.key_type)
+        try:
+            message = IssueCertificate(csr_for(key, m.names), validity_s=c.validity_s)
+        except (ValueError, TypeError) as exc:  # names no CSR can carry (from config)
+            self._failed(name, m, InvalidRequest(f"no CSR can carry {m.names}: {exc}"))
+            return
         attempt = m.attempt = next(self._attempts)
         m.attempt_started, m.state = time.monotonic(), "renewing"
         logger.info("renewal: {}: requesting a certificate ({})", name, reason)
-        message = IssueCertificate(csr_for(key, m.names), validity_s=c.validity_s)
         self.request(self.issuer, message, lambda r: self._issued(name, attempt, key, now, r))
 
     def _issued(
@@ -377,6 +391,22 @@ class RenewalActor(SupervisedActor):
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
             raise ConfigError(f"{path} is not {{name: [names]}}; repair or remove it")
         return {_valid_name(k, ConfigError): v for k, v in data.items()}
+
+
+def _valid_names(names: Any) -> list[str]:
+    """DNS names (syntax only: the issuer applies its policy) or IP addresses."""
+    if not isinstance(names, list | tuple) or not names or len(names) > MAX_NAMES:
+        raise InvalidRequest(f"give 1 to {MAX_NAMES} DNS names or IPv6 addresses")
+    valid = []
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidRequest(f"{name!r} is not a DNS name or an IPv6 address")
+        try:
+            valid.append(str(ipaddress.ip_address(name)))
+        except ValueError:
+            normalize_dns_name(name)  # InvalidName (typed) says why not; U-labels included
+            valid.append(name)
+    return valid
 
 
 def _valid_name(name: Any, error: Callable[[str], Exception]) -> str:

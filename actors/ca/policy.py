@@ -7,7 +7,9 @@ Implements the checks of DESIGN "Issuance" step 1:
 * ``check_request``: key type and size (CA/B BRs §6.1.5-6.1.6), the names
   (RFC 5280 §4.2.1.6 subjectAltName; the subject CN only when there is no SAN
   extension), zones and wildcards (BRs §3.2.2.6), IPv6-only IP SANs, the
-  validity (BRs §6.3.2; short-lived by default).
+  validity (BRs §6.3.2; short-lived by default). A validity asked for in
+  seconds (``check_validity_seconds``) is compared as a number before any
+  ``timedelta`` is built, so no requested value can overflow one.
 
 Nothing else is taken from the CSR: its subject, attributes and requested
 extensions are ignored, and the certificate is built from ``ApprovedRequest``
@@ -185,7 +187,7 @@ def _requested_names(csr: CSR) -> list[object]:
         entries = []
     except x509.UnsupportedGeneralNameType as error:
         raise NameNotPermitted("san_types", f"{error}; use DNS names or IP addresses") from None
-    except ValueError as error:  # duplicate or undecodable extensions
+    except (ValueError, x509.DuplicateExtension) as error:  # duplicate or undecodable
         raise MalformedCSR("pkcs10", f"the CSR's extensions cannot be read ({error})") from None
     if entries:
         return entries
@@ -272,6 +274,21 @@ def check_validity(requested: timedelta | None, policy: IssuancePolicy) -> timed
             f"{validity} is outside [{policy.min_validity}, {policy.max_validity}]",
         )
     return validity
+
+
+def check_validity_seconds(seconds: int | None, policy: IssuancePolicy) -> timedelta:
+    """``check_validity`` for a count of seconds from a client, compared first as a number."""
+    if seconds is None:
+        return check_validity(None, policy)
+    low = int(policy.min_validity.total_seconds())
+    high = int(policy.max_validity.total_seconds())
+    if not low <= seconds <= high:
+        # str() of an int past 4,300 digits raises: describe a huge one instead
+        shown = str(seconds) if seconds.bit_length() <= 256 else "a huge number"
+        raise ValidityOutOfBounds(
+            "validity", f"validity_s must be {low} to {high} seconds, not {shown}"
+        )
+    return check_validity(timedelta(seconds=seconds), policy)
 
 
 def check_request(

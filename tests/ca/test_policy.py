@@ -29,7 +29,7 @@ from trustchain.actors.ca import (
     check_request,
     parse_csr,
 )
-from trustchain.actors.ca.policy import check_names
+from trustchain.actors.ca.policy import check_names, check_validity_seconds
 from trustchain.config import ConfigError
 
 ZONE = "pki.example.com"
@@ -229,6 +229,47 @@ def test_validity_defaults_to_the_policy_default_and_must_be_within_bounds(kit, 
     for bad in (timedelta(minutes=4), timedelta(hours=25), timedelta(0), -timedelta(hours=1)):
         with pytest.raises(ValidityOutOfBounds):
             approve(kit, policy, f"a.{ZONE}", requested_validity=bad)
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [2**63, 2**63 - 1, -(2**63) - 1, 10**5000, 0, -1, 299, 86_401],
+    ids=["2^63", "2^63-1", "-2^63-1", "10^5000", "0", "-1", "299", "86401"],
+)  # timedelta(seconds=2**63) raised OverflowError: the issuer crashed before this check
+def test_validity_in_seconds_is_refused_out_of_bounds_without_overflowing(policy, seconds):
+    with pytest.raises(ValidityOutOfBounds, match="validity_s must be 300 to 86400 seconds"):
+        check_validity_seconds(seconds, policy)
+
+
+def test_validity_in_seconds_within_bounds_or_absent_is_approved(policy):
+    assert check_validity_seconds(3600, policy) == timedelta(hours=1)
+    assert check_validity_seconds(None, policy) == policy.default_validity
+
+
+def _csr_with_duplicate_san(kit) -> bytes:
+    """A correctly self-signed CSR carrying two subjectAltName extensions."""
+    key = kit.key("ed25519")
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    builder = builder.add_extension(
+        x509.SubjectAlternativeName([x509.DNSName(f"a.{ZONE}")]), critical=False
+    )
+    usage = dict.fromkeys(["content_commitment", "key_encipherment", "data_encipherment",
+                           "key_agreement", "key_cert_sign", "crl_sign", "encipher_only",
+                           "decipher_only"], False)  # fmt: skip
+    builder = builder.add_extension(x509.KeyUsage(digital_signature=True, **usage), critical=True)
+    csr = builder.sign(key, None)
+    # KeyUsage's OID (2.5.29.15) becomes SAN's (2.5.29.17): same length, no length to mend
+    info = csr.tbs_certrequest_bytes.replace(
+        bytes.fromhex("0603551d0f"), bytes.fromhex("0603551d11")
+    )
+    algorithm = bytes.fromhex("300506032b6570")  # Ed25519
+    return der.sequence(info, algorithm, der.bit_string(key.sign(info)))
+
+
+def test_a_csr_with_a_duplicate_extension_is_malformed_not_a_crash(kit, policy):
+    csr = parse_csr(_csr_with_duplicate_san(kit))  # x509.DuplicateExtension escaped before
+    with pytest.raises(MalformedCSR):
+        check_request(csr, policy)
 
 
 def test_approved_request_carries_client_auth_and_the_common_name_mode(kit):
