@@ -9,10 +9,16 @@ Rules, and where they come from:
 * Names are compared and issued lower-case (DNS is case-insensitive,
   RFC 4343); one trailing dot (an absolute name) is dropped, since a dNSName
   never carries it.
-* Internationalised names only as A-labels (RFC 5890 §2.3.2.1): a label with
-  hyphens in positions 3-4 must be "xn--" and its Punycode (RFC 3492) must
-  decode to non-ASCII text that encodes back to the same label. This is not a
-  full IDNA2008 check (no code-point tables).
+* Internationalised names only as A-labels (RFC 5890 §2.3.2.1), checked with
+  the ``idna`` package (IDNA2008: RFC 5891 §5.4 label validation against the
+  RFC 5892 code point tables, CONTEXTJ/CONTEXTO rules, RFC 5893 bidi): a label
+  with hyphens in positions 3-4 must be "xn--", decode to a valid U-label, and
+  encode back to exactly the same A-label. So "xn--zz-zzzzz" (U+2A1C U+298C,
+  DISALLOWED) is refused though its Punycode round-trips.
+* U-labels (non-ASCII) are refused, not converted: a SAN dNSName is an
+  IA5String holding A-labels (RFC 5280 §4.2.1.6, §7.2), and silently issuing
+  for another spelling than the one asked for is not what a CA does. The error
+  gives the A-label form (IDNA2008 with the UTS #46 mapping) to ask for instead.
 * A wildcard is "*" as the whole left-most label (RFC 6125 §6.4.3, CA/B BRs
   §3.2.2.6); "w*" or "*" elsewhere is invalid.
 * The right-most label is not all digits, so a dotted-quad is never a dNSName.
@@ -26,6 +32,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import idna
+
 from .errors import InvalidName
 
 MAX_NAME_LENGTH = 253
@@ -35,12 +43,13 @@ WILDCARD_LABEL = "*"
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
-def _invalid(name: str, why: str) -> InvalidName:
+def _invalid(name: str, why: str, **details: str) -> InvalidName:
     return InvalidName(
         "dns_syntax",
         f"{name!r} is not a valid DNS name: {why}; use letters, digits and hyphens, "
         "IDNA A-labels (xn--) for other scripts, 1-63 characters a label",
         name=name,
+        **details,
     )
 
 
@@ -48,11 +57,23 @@ def _check_a_label(name: str, label: str) -> None:
     if not label.startswith("xn--"):
         raise _invalid(name, f"label {label!r} has '--' in positions 3-4 (reserved)")
     try:
-        decoded = label[4:].encode("ascii").decode("punycode")
-    except UnicodeError:
-        raise _invalid(name, f"label {label!r} is not valid Punycode") from None
-    if decoded.isascii() or "xn--" + decoded.encode("punycode").decode("ascii") != label:
-        raise _invalid(name, f"label {label!r} is not a canonical A-label")
+        u_label = idna.ulabel(label)
+        again = idna.alabel(u_label).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        why = f"label {label!r} is not a valid IDNA2008 A-label ({exc})"
+        raise _invalid(name, why, label=label) from None
+    if again != label:
+        why = f"label {label!r} is not a canonical A-label (that is {again!r})"
+        raise _invalid(name, why, label=label)
+
+
+def _a_label_form(name: str) -> str:
+    """The IDNA2008 A-label form of a name written with U-labels, as a hint."""
+    star, rest = ("*.", name[2:]) if name.startswith("*.") else ("", name)
+    try:
+        return f"; ask for {star + idna.encode(rest, uts46=True).decode('ascii')!r}"
+    except (idna.IDNAError, UnicodeError):
+        return ""
 
 
 def normalize_dns_name(name: object) -> str:
@@ -64,7 +85,9 @@ def normalize_dns_name(name: object) -> str:
     if not isinstance(name, str):
         raise _invalid(repr(name), "not a string")
     if not name.isascii():
-        raise _invalid(name, "non-ASCII characters (use the IDNA A-label form, xn--...)")
+        raise _invalid(
+            name, f"non-ASCII characters: a certificate names IDNs by A-labels{_a_label_form(name)}"
+        )
     text = name.lower()
     if text.endswith("."):
         text = text[:-1]
