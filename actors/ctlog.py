@@ -13,11 +13,24 @@ The log key is ECDSA P-256 in the HSM; a batch's SCTs are signed with one
 ``sign_batch``. Accepted roots come from the issuer (``accept_roots``) and are
 kept beside the tiles, so a restart reloads everything from disk (crash-only:
 ``TileLog.open`` runs recovery, and nothing acknowledged is lost).
+
+Faults of the environment are not bugs. When a durable append (or the idle
+re-signing of the tree head) fails because the storage fails (ENOSPC, EIO, a
+read-only file system, SQLite's "disk is full") or the HSM cannot sign, every
+submitter in the batch gets ``log_unavailable`` (nothing was logged, so no
+SCT exists), the instance is closed and reopened in place (``TileLog.open``
+runs the same recovery a restart would), and the fault (``ct_storage`` or
+``hsm``, since when, the last error) shows in status and ``/ready``. Until a
+probe succeeds, submissions are refused at once with ``log_unavailable``
+while reads go on being served from the last committed tree head. The probe
+is a real durable write: re-signing and storing the checkpoint, retried with
+the supervisor's backoff; when it succeeds, appends resume with no restart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +50,20 @@ from trustchain.actors.ct import (
     TreeSizeOutOfRange,
     issuer_key_hash,
 )
-from trustchain.actors.ct.errors import CTError
+from trustchain.actors.ct.errors import CTError, LogUnavailable
 from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
+from trustchain.actors.token import HsmError
 from trustchain.config import CtLogConfig
-from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
+from trustchain.supervisors import (
+    ActorContext,
+    ActorCrashed,
+    ActorUnavailable,
+    Message,
+    RequestTimeout,
+    SupervisedActor,
+    handles,
+)
 from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
@@ -52,6 +74,9 @@ MAX_CHAIN = 10
 # by the handlers, as ``invalid_chain``.
 Chain = Annotated[list[bytes], Bounds(items=Bounds(max_length=1_048_576))]  # DER each
 Size = Annotated[int, Bounds(min=0)]  # a tree size or leaf index
+STORAGE = "ct_storage"  # the resource names shown in status and /ready
+SIGNER = "hsm"
+MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 
 
 class InvalidChain(CTError):
@@ -151,6 +176,20 @@ class _RefreshCheckpoint(Message):
     type: ClassVar[str] = "_refresh_checkpoint"
 
 
+@dataclass(frozen=True)
+class _RetryLog(Message):
+    type: ClassVar[str] = "_retry_log"
+
+
+def _failing_resource(exc: BaseException) -> str | None:
+    """Which resource of the environment ``exc`` says is failing; None for a bug."""
+    if isinstance(exc, OSError | sqlite3.OperationalError | LogUnavailable):
+        return STORAGE
+    if isinstance(exc, HsmError | ActorUnavailable | ActorCrashed | RequestTimeout):
+        return SIGNER
+    return None
+
+
 def _load(der: bytes, what: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
@@ -176,6 +215,9 @@ class CTLogActor(SupervisedActor):
         self._pool_since = 0.0
         self._roots: dict[bytes, x509.Certificate] = {}  # SHA-256 of DER -> root
         self._verified_links: set[tuple[bytes, bytes]] = set()  # (child, issuer) DER digests
+        self._down: str | None = None  # the failing resource, while appends are refused
+        self._retries = 0  # failed probes in a row
+        self._retry_pending = False
 
     # Lifecycle ----------------------------------------------------------------------
 
@@ -183,24 +225,32 @@ class CTLogActor(SupervisedActor):
         self.config.storage_dir.mkdir(parents=True, exist_ok=True)
         self.config.index_db.parent.mkdir(parents=True, exist_ok=True)
         info = self.registry.ask(self.hsm, EnsureKey(self.config.key, "ec-p256"), timeout=60)
-        public_key = serialization.load_der_public_key(info.public_key_der)
-        self.log = TileLog.open(
+        self.public_key_der = info.public_key_der
+        self.log = self._open_log()
+        self._load_roots()
+        self.every(self.config.checkpoint_interval_s, _RefreshCheckpoint())
+
+    def cleanup(self) -> None:
+        self._close_log()
+
+    def _open_log(self) -> TileLog:
+        return TileLog.open(
             LocalDirectoryStorage(self.config.storage_dir),
             self._sign,
-            public_key,
+            serialization.load_der_public_key(self.public_key_der),
             self.config.origin,
             self.config.index_db,
             now_ms=_now_ms(),
             sign_many=self._sign_many,
         )
-        self.public_key_der = info.public_key_der
-        self._load_roots()
-        self.every(self.config.checkpoint_interval_s, _RefreshCheckpoint())
 
-    def cleanup(self) -> None:
+    def _close_log(self) -> None:
         if self.log is not None:
-            self.log.close()
-            self.log = None
+            log, self.log = self.log, None
+            try:
+                log.close()
+            except sqlite3.Error:
+                pass  # closing what a failing disk left behind; reopening starts clean
 
     def _sign(self, data: bytes) -> bytes:
         return self.registry.ask(self.hsm, SignData(self.config.key, data))
@@ -210,8 +260,56 @@ class CTLogActor(SupervisedActor):
 
     @property
     def _log(self) -> TileLog:
-        assert self.log is not None, "CTLogActor used before setup()"
+        if self.log is None:
+            raise self._unavailable()
         return self.log
+
+    # Faults of the environment ------------------------------------------------------
+
+    def _unavailable(self) -> LogUnavailable:
+        fault = self.fault(self._down) if self._down else None
+        why = f" ({self._down}: {fault.error})" if fault else ""
+        return LogUnavailable(
+            f"the log cannot append now{why}; nothing was logged; it retries with backoff, "
+            "try again shortly",
+            retry_after_s=1,
+        )
+
+    def _degrade(self, resource: str, exc: BaseException) -> None:
+        """Refuse appends, reopen the log in place (recovery), retry with backoff."""
+        if self._down is not None and self._down != resource:
+            self.clear_fault(self._down)
+        self._down = resource
+        self._close_log()
+        try:
+            self.log = self._open_log()  # reads go on from the committed state
+        except Exception as reopen:
+            if _failing_resource(reopen) is None:
+                raise
+        delay = max(MIN_RETRY_S, self.context.backoff.delay(self._retries))
+        self.report_fault(resource, exc, next_retry_s=delay)
+        if not self._retry_pending:
+            self._retry_pending = True
+            self.after(delay, _RetryLog())
+
+    @handles(_RetryLog)
+    def retry_log(self, msg: _RetryLog) -> None:
+        self._retry_pending = False
+        if self._down is None:
+            return
+        try:
+            if self.log is None:
+                self.log = self._open_log()
+            self.log.refresh_checkpoint(_now_ms())  # the probe: a signed, durable write
+        except Exception as exc:
+            resource = _failing_resource(exc)
+            if resource is None:
+                raise
+            self._retries += 1
+            self._degrade(resource, exc)
+            return
+        resource, self._down, self._retries = self._down, None, 0
+        self.clear_fault(resource)
 
     # Submissions --------------------------------------------------------------------
 
@@ -248,6 +346,8 @@ class CTLogActor(SupervisedActor):
         self._submit(entry)
 
     def _submit(self, entry: LogEntryInput) -> None:
+        if self._down is not None:
+            raise self._unavailable()
         if len(self._pool) >= self.config.max_pool:
             retry = max(1, round(self.config.pool_period_ms / 1000))
             raise LogBusy(
@@ -264,9 +364,16 @@ class CTLogActor(SupervisedActor):
         try:
             results = self._log.append_batch([entry for entry, _ in pool], _now_ms())
         except Exception as exc:
+            resource = _failing_resource(exc)
+            if resource is None:
+                for _, reply in pool:
+                    reply(outcome.Error(CTError(f"the log could not append: {exc}")))
+                raise  # a bug: crash; the restart reopens and recovers the log
+            self._degrade(resource, exc)
+            refusal = self._unavailable()
             for _, reply in pool:
-                reply(outcome.Error(CTError(f"the log could not append: {exc}")))
-            raise  # crash: the restart reopens and recovers the log
+                reply(outcome.Error(refusal))
+            return
         for (_, reply), result in zip(pool, results, strict=True):
             sct = result.sct
             reply(outcome.Value({
@@ -429,7 +536,15 @@ class CTLogActor(SupervisedActor):
 
     @handles(_RefreshCheckpoint)
     def refresh_checkpoint(self, msg: _RefreshCheckpoint) -> None:
-        self._log.refresh_checkpoint(_now_ms())
+        if self._down is not None:
+            return  # the retry probes instead, with backoff
+        try:
+            self._log.refresh_checkpoint(_now_ms())
+        except Exception as exc:
+            resource = _failing_resource(exc)
+            if resource is None:
+                raise
+            self._degrade(resource, exc)
 
 
 def _now_ms() -> int:

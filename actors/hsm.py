@@ -8,14 +8,36 @@ once per batch instead of once per signature (see bench/actors.py).
 ``setup()`` opens the module, logs in and creates the configured keys when
 the token lacks them; ``cleanup()`` closes the session and finalises the
 module; a crash and the supervisor's restart therefore reopen everything.
+
+A token that goes away (unplugged, its directory moved, a device error) is a
+fault of the environment, not a bug: when a PKCS#11 call fails, the actor
+closes the module and opens it again at once. If that fails the token is
+gone: the request and every later one get ``hsm_unavailable`` at once, the
+fault shows in status and ``/ready`` (``hsm`` since when, the last error),
+and the actor retries the token with backoff; when it opens, signing resumes
+with no restart. If it opens and the same call fails again, the token is
+fine and refuses this request: the caller gets ``hsm_error``. At boot (first
+incarnation) a token that cannot be opened fails the start, with the reason:
+that is usually a configuration mistake.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from trustchain.actors.token import KeyInfo, Token, read_pin
+import pkcs11
+
+from trustchain.actors.token import (
+    HsmError,
+    HsmLoginFailed,
+    HsmPinMissing,
+    HsmUnavailable,
+    KeyInfo,
+    Token,
+    read_pin,
+)
 from trustchain.config import HsmConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
 from trustchain.supervisors.messages import Bounds
@@ -74,53 +96,128 @@ class ListKeys(Message):
     type: ClassVar[str] = "list_keys"
 
 
+@dataclass(frozen=True)
+class _RetryToken(Message):
+    type: ClassVar[str] = "_retry_token"
+
+
+RESOURCE = "hsm"  # the resource name shown in status and /ready
+MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
+T = TypeVar("T")
+
+
 class HSMActor(SupervisedActor):
     def __init__(self, context: ActorContext, config: HsmConfig) -> None:
         super().__init__(context)
         self.config = config
         self.token: Token | None = None
+        self._retries = 0  # failed reopenings in a row
 
     def setup(self) -> None:
-        pin = read_pin(self.config.pin_env, self.config.pin_file)
-        self.token = Token.open(
-            self.config.module, self.config.token_label, pin, self.config.softhsm2_conf or None
-        )
-        for label, key_type in self.config.keys.items():
-            self.token.ensure_key(label, key_type)
+        try:
+            self._open()
+        except (HsmPinMissing, HsmLoginFailed):
+            raise  # configuration, not a fault that time mends
+        except HsmError as exc:
+            if self.context.incarnation <= 1:
+                raise  # at boot: say why and stop, most likely a configuration mistake
+            self._lost(exc)
 
     def cleanup(self) -> None:
+        self._close()
+
+    def _open(self) -> None:
+        pin = read_pin(self.config.pin_env, self.config.pin_file)
+        token = Token.open(
+            self.config.module, self.config.token_label, pin, self.config.softhsm2_conf or None
+        )
+        try:
+            for label, key_type in self.config.keys.items():
+                token.ensure_key(label, key_type)
+        except BaseException:
+            token.close()
+            raise
+        self.token = token
+
+    def _close(self) -> None:
         if self.token is not None:
             token, self.token = self.token, None
             token.close()
 
-    @property
-    def _token(self) -> Token:
-        assert self.token is not None, "HSMActor used before setup()"
-        return self.token
+    def _use(self, operation: Callable[[Token], T]) -> T:
+        """Run ``operation`` on the token; a PKCS#11 failure reopens it to tell a lost
+        token (``hsm_unavailable``, retried with backoff) from a bug (crash)."""
+        if self.token is None:
+            fault = self.fault(RESOURCE)
+            since = "" if fault is None else f" ({fault.error})"
+            raise HsmUnavailable(
+                f"the HSM token {self.config.token_label!r} is unavailable{since}; "
+                "retrying with backoff, try again shortly"
+            )
+        try:
+            return operation(self.token)
+        except pkcs11.PKCS11Error as first:
+            self._close()
+            try:
+                self._open()
+            except HsmError as exc:
+                self._lost(exc, first)
+                raise HsmUnavailable(
+                    f"the HSM token {self.config.token_label!r} stopped answering "
+                    f"({type(first).__name__}) and cannot be reopened: {exc}; "
+                    "retrying with backoff, try again shortly"
+                ) from None
+            assert self.token is not None
+            try:
+                return operation(self.token)
+            except pkcs11.PKCS11Error as again:
+                # The token is there and refuses this request again: the request's fault.
+                raise HsmError(
+                    f"the HSM refused the request: {type(again).__name__} {again}".rstrip()
+                ) from None
+
+    def _lost(self, exc: BaseException, cause: BaseException | None = None) -> None:
+        self._close()
+        delay = max(MIN_RETRY_S, self.context.backoff.delay(self._retries))
+        why = str(exc) if cause is None else f"{type(cause).__name__}, then: {exc}"
+        self.report_fault(RESOURCE, why, next_retry_s=delay)
+        self.after(delay, _RetryToken())
+
+    @handles(_RetryToken)
+    def retry_token(self, msg: _RetryToken) -> None:
+        if self.token is not None:
+            return
+        try:
+            self._open()
+        except HsmError as exc:
+            self._retries += 1
+            self._lost(exc)
+            return
+        self._retries = 0
+        self.clear_fault(RESOURCE)
 
     @handles(GenerateKey)
     def generate_key(self, msg: GenerateKey) -> KeyInfo:
-        return self._token.generate_key(msg.label, msg.key_type)
+        return self._use(lambda t: t.generate_key(msg.label, msg.key_type))
 
     @handles(EnsureKey)
     def ensure_key(self, msg: EnsureKey) -> KeyInfo:
-        return self._token.ensure_key(msg.label, msg.key_type)
+        return self._use(lambda t: t.ensure_key(msg.label, msg.key_type))
 
     @handles(GetPublicKey)
     def public_key(self, msg: GetPublicKey) -> KeyInfo:
-        return self._token.key_info(msg.label)
+        return self._use(lambda t: t.key_info(msg.label))
 
     @handles(SignData)
     def sign(self, msg: SignData) -> bytes:
-        return self._token.sign(msg.label, msg.data, msg.hash)
+        return self._use(lambda t: t.sign(msg.label, msg.data, msg.hash))
 
     @handles(SignBatch)
     def sign_batch(self, msg: SignBatch) -> list[bytes]:
-        return [self._token.sign(msg.label, item, msg.hash) for item in msg.data]
+        return self._use(lambda t: [t.sign(msg.label, item, msg.hash) for item in msg.data])
 
     @handles(ListKeys)
     def list_keys(self, msg: ListKeys) -> list[dict[str, Any]]:
-        return [
-            {**k.to_json(), **self._token.private_key_attributes(k.label)}
-            for k in self._token.list_keys()
-        ]
+        return self._use(
+            lambda t: [{**k.to_json(), **t.private_key_attributes(k.label)} for k in t.list_keys()]
+        )

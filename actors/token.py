@@ -16,8 +16,8 @@ DESIGN.md). One ``Token`` is used by one thread: the HSMActor's.
 
 Failures a user can cause (missing module or token, wrong PIN, unknown key
 label) are typed ``HsmError``s. A session or device that goes away raises
-python-pkcs11's own errors, which crash the owning actor; its restart opens
-the token again (crash-only).
+python-pkcs11's own errors; the HSMActor tells that apart from a bug by
+reopening the token (see ``actors/hsm.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ SOFTHSM_PATHS = (
 
 class HsmError(TrustChainError):
     code = "hsm_error"
+
+
+class HsmUnavailable(HsmError):
+    """The token or its module stopped answering (removed, device error); retried with
+    backoff, and requests are refused until it is back."""
+
+    code = "hsm_unavailable"
 
 
 class HsmModuleNotFound(HsmError):
@@ -159,7 +166,15 @@ class Token:
         try:
             lib = pkcs11.lib(path)
         except pkcs11.PKCS11Error as exc:
-            raise HsmModuleNotFound(f"cannot load PKCS#11 module {path}: {exc}") from None
+            why = f"{type(exc).__name__} {exc}".strip()
+            hint = (
+                f" (is SoftHSM's token directory there? see {softhsm2_conf})"
+                if softhsm2_conf
+                else ""
+            )
+            raise HsmModuleNotFound(
+                f"cannot initialise PKCS#11 module {path}: {why}{hint}"
+            ) from None
         try:
             token = lib.get_token(token_label=token_label)
         except pkcs11.NoSuchToken:
@@ -177,9 +192,14 @@ class Token:
         return cls(lib, session, path, token_label)
 
     def close(self) -> None:
-        """Close the session and finalise the module so the next open starts clean."""
+        """Close the session and finalise the module so the next open starts clean.
+
+        Never raises: a token that went away cannot close its session either."""
         try:
-            self._session.close()
+            if self._session is not None:
+                self._session.close()
+        except pkcs11.PKCS11Error:
+            pass
         finally:
             self._session = None
             try:

@@ -28,7 +28,7 @@ import trio
 from loguru import logger
 
 from trustchain.actors.locks import lock_stores
-from trustchain.actors.tree import trustchain_children
+from trustchain.actors.tree import backoff_of, trustchain_children
 from trustchain.config import Config
 from trustchain.protocols.control import ControlServer, bind_control_socket
 from trustchain.protocols.http import serve_http
@@ -104,6 +104,7 @@ async def _serve(
             config.supervision.max_restarts,
             config.supervision.period_s,
             on_give_up=give_up,
+            backoff=backoff_of(config),
         )
 
     try:

@@ -116,8 +116,18 @@ def _uptime(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def _faults(faults: list[dict[str, Any]]) -> str:
+    """A resource an actor depends on that is failing: which, for how long, why."""
+    if not faults:
+        return "-"
+    return "; ".join(
+        f"{f['resource']} down {_uptime(f['down_s'])}: {f['error'][:60]}" for f in faults
+    )
+
+
 STATE_STYLE = {
     "running": "green",
+    "degraded": "bold red",
     "restarting": "yellow",
     "starting": "yellow",
     "stopped": "dim",
@@ -134,25 +144,30 @@ def status_table(status: dict[str, Any]) -> Table:
         "state",
         "restarts",
         "last failure",
+        "faults",
         "mailbox",
         "handled",
         "uptime",
     ):
         numeric = column in ("restarts", "mailbox", "handled")
-        failure = column == "last failure"  # the one column that may wrap
+        failure = column in ("last failure", "faults")  # the columns that may wrap
         table.add_column(column, justify="right" if numeric else "left", no_wrap=not failure,
-                         overflow="fold")  # fmt: skip
+                         overflow="fold", min_width=12 if failure else None)  # fmt: skip
     for actor in status["actors"]:
         state = actor["state"]
+        faults = actor.get("faults") or []
+        if state == "running" and faults:
+            state = "degraded"  # running, refusing what needs the failing resource
         table.add_row(
             actor["name"],
             actor["supervisor"] or "-",
             f"[{STATE_STYLE.get(state, '')}]{state}[/]",
             str(actor["restarts"]),
             _ago(actor["last_failure"]),
+            _faults(faults),
             str(actor["mailbox"]),
             str(actor["handled"]),
-            _uptime(actor["uptime_s"]) if state == "running" else "-",
+            _uptime(actor["uptime_s"]) if actor["state"] == "running" else "-",
         )
     return table
 

@@ -9,7 +9,9 @@ method gets 405 and ``Allow``, no match 404):
   application/pkix-cert): the URLs the issuer writes into certificates;
 - ``/health``: 200 while the log's checkpoint is younger than
   ``http.healthy_checkpoint_age_s`` (the log re-signs it when idle), else 503;
-  ``/ready``: 200 when every actor is running, else 503 naming the others;
+  ``/ready``: 200 when every actor is running and no resource is failing, else
+  503 naming the actors that are not running and the failing resources (which
+  actor, which resource, since when, the last error);
   ``/metrics``: Prometheus text, actors and log read afresh per scrape.
 
 Every handler is one ``ask`` to an actor (``runtime.request_timeout_s``). Errors
@@ -191,8 +193,16 @@ class HttpApp:
     async def ready(self, request: Request) -> Response:
         health = self.registry.health()
         waiting = {a["name"]: a["state"] for a in health if a["state"] != ActorState.RUNNING.value}
-        if waiting:
-            return _no_store({"status": "not ready", "not_running": waiting}, 503)
+        # A resource an actor depends on (the log's disk, the HSM token) is failing:
+        # the actor answers with a typed error and retries it; not ready meanwhile.
+        down = [{"actor": a["name"], **f} for a in health for f in a.get("faults", ())]
+        if waiting or down:
+            body: dict[str, Any] = {"status": "not ready"}
+            if waiting:
+                body["not_running"] = waiting
+            if down:
+                body["faults"] = down
+            return _no_store(body, 503)
         return _no_store({"status": "ready", "actors": len(health)})
 
     async def metrics(self, request: Request) -> Response:

@@ -55,6 +55,7 @@ STATUS = {
     "index_out_of_range": 400, "tree_size_out_of_range": 400, "malformed_ct_structure": 400,
     "not_found": 404, "tile_not_found": 404, "method_not_allowed": 405, "body_too_large": 413,
     "log_busy": 503, "actor_unavailable": 503, "timeout": 503,
+    "log_unavailable": 503, "hsm_unavailable": 503,
 }  # fmt: skip
 """HTTP status by error ``code``; any other code is a 500 that tells the client nothing."""
 
@@ -201,7 +202,7 @@ def error_response(exc: TrustChainError, what: str) -> Response:
         logger.error("http: {}: {} [{}]", what, exc.message, exc.code)
         return INTERNAL_ERROR
     headers = []
-    if exc.code == "log_busy":
+    if status == 503:
         headers.append(("retry-after", str(exc.details.get("retry_after_s", 1))))
     if exc.code == "method_not_allowed":
         headers.append(("allow", exc.details["allow"]))

@@ -11,6 +11,7 @@ request gets exactly one reply and none waits forever on a dead actor.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import threading
 import time
@@ -68,7 +69,9 @@ class Fault:
         return {
             "resource": self.resource,
             "error": self.error,
-            "since": self.since,
+            "since": dt.datetime.fromtimestamp(self.since, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "down_s": round(max(0.0, time.time() - self.since), 3),
             "retries": self.retries,
             "next_retry_s": None if self.next_retry_s is None else round(self.next_retry_s, 3),

@@ -75,4 +75,4 @@ class LogCorrupted(CTError):
 class LogUnavailable(CTError):
     """A storage or index write failed mid-append; this instance must be reopened."""
 
-    code = "ct_log_unavailable"
+    code = "log_unavailable"

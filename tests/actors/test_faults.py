@@ -1,0 +1,195 @@
+"""Faults of the environment under a running CA (real SoftHSM, a real tmpfs, SQLite on
+disk): a full disk under the CT log and a token taken away from the HSM are answered
+fast with typed errors, shown as faults, retried with backoff, and recovered from
+with no restart of any actor. Each test prints how long recovery took."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustchain.actors.ct import LogUnavailable
+from trustchain.actors.ctlog import CTLogActor, GetSTH
+from trustchain.actors.hsm import HSMActor
+from trustchain.actors.issuer import IssueCertificate, IssuerActor
+from trustchain.actors.softhsm import prepare_softhsm_token
+from trustchain.actors.token import HsmUnavailable
+from trustchain.config import CaConfig, CtLogConfig, HsmConfig
+from trustchain.supervisors import (
+    ActorState,
+    Backoff,
+    ChildSpec,
+    Registry,
+    TrustChainError,
+    start_root,
+)
+
+from ..ca.conftest import dns_csr, make_key
+
+ZONE = "pki.example.com"
+BACKOFF = Backoff(min_s=0.02, max_s=0.2, jitter=0.2)
+
+
+class Tree:
+    def __init__(self, hsm: HsmConfig, directory: Path) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.ca = CaConfig(
+            root_key=f"root-{tag}",
+            intermediate_key=f"int-{tag}",
+            permitted_zones=[ZONE],
+            base_url=f"http://{ZONE}",
+            database=directory / "ca.sqlite3",
+            crl_dir=directory / "crl",
+        )
+        self.ctlog = CtLogConfig(key=f"log-{tag}", storage_dir=directory / "ct" / "tiles",
+                                 index_db=directory / "ct" / "index.sqlite3",
+                                 checkpoint_interval_s=0.1)  # fmt: skip
+        self.registry = Registry()
+        self.gave_up: list[str] = []
+        children = [
+            ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
+            ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, self.ctlog)),
+            ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, self.ca), start_timeout_s=60),
+        ]
+        self.root = start_root(self.registry, "root", children, max_restarts=3, period_s=60,
+                               on_give_up=self.gave_up.append, backoff=BACKOFF)  # fmt: skip
+        self.key = make_key("ec-p256")
+
+    def issue(self) -> dict[str, Any]:
+        csr = dns_csr(self.key, f"www.{ZONE}").decode()
+        return self.registry.ask("issuer", IssueCertificate(csr), timeout=30)
+
+    def faults(self, name: str) -> list[str]:
+        return [f["resource"] for f in self.registry.cell(name).health()["faults"]]
+
+    def assert_nothing_restarted(self) -> None:
+        for name in ("hsm", "ctlog", "issuer"):
+            cell = self.registry.cell(name)
+            assert (cell.state, cell.restarts) == (ActorState.RUNNING, 0), name
+        assert not self.gave_up
+
+    def stop(self) -> None:
+        self.root.stop(block=True, timeout=30)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> float:
+    """Poll ``condition``; returns the seconds it took (bounded)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"never: {what}"
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def issues_again(tree: Tree) -> Callable[[], bool]:
+    def attempt() -> bool:
+        try:
+            tree.issue()
+            return True
+        except TrustChainError:
+            return False
+
+    return attempt
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs where the CT log keeps its tiles."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and `make test` run as root)")
+    tiles = tmp_path / "ct" / "tiles"
+    tiles.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(tiles)],
+                   check=True)  # fmt: skip
+    yield tiles
+    subprocess.run(["umount", "-l", str(tiles)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a filler file until the file system says ENOSPC."""
+    filler = directory / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_under_the_log_refuses_issuance_fast_and_resumes_when_space_is_back(
+    softhsm: HsmConfig, tmp_path: Path, tmpfs: Path
+) -> None:
+    tree = Tree(softhsm, tmp_path)
+    try:
+        first = tree.issue()
+        size_before = tree.registry.ask("ctlog", GetSTH())["tree_size"]
+        filler = fill(tmpfs)
+        refused = 0
+        for _ in range(5):  # nothing unlogged is handed out: every attempt is refused
+            with pytest.raises(LogUnavailable) as caught:
+                tree.issue()
+            assert caught.value.code == "log_unavailable"
+            refused += 1
+        assert tree.faults("ctlog") == ["ct_storage"]
+        time.sleep(0.5)  # backed-off probes keep failing meanwhile; nobody restarts
+        tree.assert_nothing_restarted()
+        assert tree.registry.ask("ctlog", GetSTH())["tree_size"] >= size_before  # reads go on
+        filler.unlink()
+        took = until(issues_again(tree), "issuance resumes after space comes back")
+        print(f"\nissuance resumed {1000 * took:.0f} ms after space came back ({refused} refused)")
+        assert tree.faults("ctlog") == []
+        tree.assert_nothing_restarted()
+        last = tree.issue()
+        assert last["leaf_index"] > first["leaf_index"]
+        assert tree.registry.ask("ctlog", GetSTH())["tree_size"] > last["final_leaf_index"]
+    finally:
+        tree.stop()
+
+
+def test_a_token_taken_away_refuses_issuance_fast_and_resumes_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    conf = tmp_path / "hsm" / "softhsm2.conf"
+    pin_file = tmp_path / "hsm" / "user.pin"
+    prepare_softhsm_token(conf, "tc-faults", pin_file)
+    hsm = HsmConfig(
+        module="softhsm2",
+        token_label="tc-faults",
+        pin_file=pin_file,
+        pin_env="TRUSTCHAIN_TEST_NO_SUCH_VAR",
+        softhsm2_conf=str(conf),
+        keys={},
+    )
+    tree = Tree(hsm, tmp_path)
+    tokens, away = conf.parent / "tokens", conf.parent / "tokens-away"
+    try:
+        tree.issue()
+        tokens.rename(away)
+        for _ in range(5):
+            with pytest.raises((HsmUnavailable, LogUnavailable)) as caught:
+                tree.issue()
+            assert caught.value.code in ("hsm_unavailable", "log_unavailable")
+        assert tree.faults("hsm") == ["hsm"]
+        until(lambda: tree.faults("ctlog") == ["hsm"], "the log notices it cannot sign")
+        time.sleep(0.5)
+        tree.assert_nothing_restarted()
+        away.rename(tokens)
+        took = until(issues_again(tree), "issuance resumes after the token comes back")
+        print(f"\nissuance resumed {1000 * took:.0f} ms after the token came back")
+        until(lambda: tree.faults("hsm") == tree.faults("ctlog") == [], "faults cleared")
+        tree.assert_nothing_restarted()
+    finally:
+        if away.exists():
+            away.rename(tokens)
+        tree.stop()
