@@ -28,7 +28,7 @@ the full tile), so what waits is at most one edge tile's versions per level.
 Deletes run inside ``append_batch`` and ``refresh_checkpoint`` with the
 ``now_ms`` they are given, never touch a tile the current checkpoint needs,
 and need no fsync: a delete that a crash undoes, or never ran, is found again
-on open (``recovery.stale_partials``).
+after the next open (``recovery.stale_partials``, ``recovery.swept_tiles``).
 
 Reads are served from the committed state only. Proofs cost O(log n) tile
 reads (see ``_tree``); tiles past the checkpoint are never served. If a storage
@@ -59,7 +59,7 @@ from .errors import (
     TreeSizeOutOfRange,
 )
 from .index import EntryIndex, IndexRow
-from .recovery import load_state, stale_partials, sync_index
+from .recovery import load_state, stale_partials, swept_tiles, sync_index
 from .rfc6962 import (
     DigitallySigned,
     SignedCertificateTimestamp,
@@ -81,6 +81,7 @@ from .tiles import (
 
 CHECKPOINT_KEY = "checkpoint"
 DEFAULT_PARTIAL_GRACE_MS = 5_000
+SWEEP_PER_CLEANUP = 64  # tiles whose leftover partial versions one cleanup deletes
 
 
 def issuer_key(fp: bytes) -> str:
@@ -124,6 +125,7 @@ class TileLog:
         self._wall = self._clock = now_ms  # _clock: wall time's forward steps only
         self._retiring: dict[Tile, int] = {}  # superseded partial tile -> when to delete it
         self._due: list[tuple[int, Tile]] = []  # heap over _retiring (stale rows skipped)
+        self._sweep: list[Tile] = []  # tiles a crash may have left partial versions of
 
     @classmethod
     def open(
@@ -152,6 +154,7 @@ class TileLog:
         reader = TileReader(storage, hash_tiles=cache_tiles)
         raw = storage.read(CHECKPOINT_KEY)
         stale: list[Tile] = []
+        sweep: list[Tile] = []
         if raw is None:
             sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
             sth.verify(log_public_key)  # a signer that is not this key fails here
@@ -164,12 +167,13 @@ class TileLog:
             except CheckpointError as exc:
                 raise LogCorrupted(f"the stored checkpoint is not valid: {exc.message}") from exc
             state = load_state(storage, reader, sth.tree_size, sth.root_hash)
-            stale = stale_partials(storage, state.size)
+            stale, sweep = stale_partials(storage, state.size), swept_tiles(state.size)
         index = EntryIndex(index_db_path)
         sync_index(index, reader, state)
         log = cls(storage, signer, log_public_key, origin, index, reader, state, sth, raw,
                   sign_many, now_ms=now_ms, partial_grace_ms=partial_grace_ms)  # fmt: skip
         log._retire_later(stale)
+        log._sweep = sweep
         return log
 
     def close(self) -> None:
@@ -299,6 +303,13 @@ class TileLog:
             heapq.heappush(self._due, (due, tile))
 
     def _delete_due(self) -> None:
+        sweep, self._sweep = self._sweep[:SWEEP_PER_CLEANUP], self._sweep[SWEEP_PER_CLEANUP:]
+        for tile in sweep:
+            edge = self._state.edge_tile(tile.level)
+            if edge is not None and edge.index == tile.index:  # the log has grown into it
+                self._retire_later(stale_partials(self._storage, self._state.size, [edge]))
+            else:  # full by now, or still past the edge: no checkpoint needs its versions
+                self._storage.delete_prefix(tile.path + ".p")
         doomed = []
         while self._due and self._due[0][0] <= self._clock:
             due, tile = heapq.heappop(self._due)

@@ -12,14 +12,15 @@ the data edge against the level-0 edge, and recomputes the root: a mismatch
 with the checkpoint is ``LogCorrupted``. ``sync_index`` drops index rows the
 checkpoint does not cover and adds the ones it lacks, reading data tiles.
 
-``stale_partials`` finds the garbage a crash can leave: superseded or
-uncommitted partial tiles (deletes the log had scheduled but not done). Beside
-each edge tile, every other width is stale (returned: the log deletes them
-after its grace period, as if just superseded). Partial versions of the last
-``ORPHAN_LOOKBACK_TILES`` full tiles of each level are deleted here and now (the
-log deletes them as soon as the full tile is committed; only the batch in
-flight at a crash, at most ``max_batch`` entries, can have left some). Only
-tiles that the checkpoint does not need are ever touched.
+Garbage a crash can leave: superseded partial tiles whose delete was
+scheduled, begun or undone, and the partial tiles of a batch that died before
+its checkpoint. ``stale_partials`` lists, beside each edge tile, the other
+widths (the log deletes them after its grace period, as if just superseded).
+``swept_tiles`` names the tiles that the batch in flight at a crash (at most
+``SWEEP_BATCH`` entries) can have completed or written past the edge; the log
+deletes their partial versions a few tiles at a time in its next cleanups, as
+it deletes those of a tile completed by a batch. None of them is ever a tile
+that the checkpoint needs.
 """
 
 from __future__ import annotations
@@ -35,18 +36,17 @@ from .tiles import (
     DATA_LEVEL,
     HASH_SIZE,
     MAX_LEVEL,
+    TILE_HEIGHT,
     TILE_WIDTH,
     Tile,
     edge_tiles,
-    hashes_at_level,
     parse_tile_path,
     partial_tiles,
 )
 
 INDEX_CHUNK_TILES = 16
-ORPHAN_LOOKBACK_TILES = 256
-"""Full tiles per level whose partial versions are swept on open: 65,536 entries,
-the largest batch the CT log's config allows."""
+SWEEP_BATCH = 65_536
+"""The largest batch the CT log's config allows (``ctlog.max_batch``)."""
 
 
 def _read_prefix(storage: TileStorage, tile: Tile) -> bytes:
@@ -109,15 +109,26 @@ def sync_index(index: EntryIndex, reader: TileReader, state: TreeState) -> None:
         pos = end
 
 
-def stale_partials(storage: TileStorage, size: int) -> list[Tile]:
-    """Delete partial versions of recent full tiles; return the stale widths
-    stored beside each partial tile of ``size`` (never that tile itself)."""
+def swept_tiles(size: int) -> list[Tile]:
+    """Per level: the full tiles the last ``SWEEP_BATCH`` entries completed, and
+    the tiles past the edge the next ``SWEEP_BATCH`` entries reach (not the edge);
+    nearest the edge first, where a crash most likely left something."""
+    out = []
     for level in (DATA_LEVEL, *range(MAX_LEVEL + 1)):
-        full = hashes_at_level(level, size) // TILE_WIDTH
-        for index in range(max(0, full - ORPHAN_LOOKBACK_TILES), full):
-            storage.delete_prefix(Tile(level, index).path + ".p")
+        shift = TILE_HEIGHT * max(level, 0)
+        first = (max(0, size - SWEEP_BATCH) >> shift) // TILE_WIDTH
+        full, past = divmod(size >> shift, TILE_WIDTH)
+        reach = -(-((size + SWEEP_BATCH) >> shift) // TILE_WIDTH)
+        for index in [*range(first, full), *range(full + (past > 0), reach)]:
+            out.append((abs(index - full), level, Tile(level, index)))
+    return [tile for _, _, tile in sorted(out)]
+
+
+def stale_partials(storage: TileStorage, size: int, edges: list[Tile] | None = None) -> list[Tile]:
+    """Every width stored beside a partial tile of ``size`` (or these of them),
+    but that tile's own."""
     stale = []
-    for edge in partial_tiles(size):
+    for edge in partial_tiles(size) if edges is None else edges:
         for key in storage.list_prefix(edge.full().path + ".p"):
             try:
                 tile = parse_tile_path(key)

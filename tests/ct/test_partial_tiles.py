@@ -55,15 +55,18 @@ def test_a_hundred_small_batches_keep_partial_tiles_bounded(open_log, tmp_path: 
     log = open_log(storage, now_ms=0, partial_grace_ms=GRACE_MS)
     rng = random.Random(7)
     now, peak_files, peak_bytes = 0, 0, 0
-    recent: list[tuple[int, int]] = []  # (published at, size) of each checkpoint
+    superseded: list[tuple[int, int]] = []  # (when, size) of each superseded checkpoint
     for _ in range(100):
         now += STEP_MS
+        old_size = log.size
         log.append_batch(fake_entries(log.size, rng.randint(1, 6)), now)
-        recent = [(t, s) for t, s in [*recent, (now, log.size)] if t > now - GRACE_MS]
+        superseded.append((now, old_size))
+        within_grace = [size for when, size in superseded if now < when + GRACE_MS]
         files = partial_files(storage.root)
-        # every partial tile of a checkpoint superseded less than GRACE_MS ago is
-        # still stored, unless its tile is full by now (readers fall back to that)
-        for _, size in recent:
+        # every partial tile of the checkpoint, or of one superseded less than
+        # GRACE_MS ago, is stored, unless its tile is full by now (then readers
+        # fall back to the full tile, as tlog-tiles tells them to)
+        for size in [log.size, *within_grace]:
             for tile in partial_tiles(size):
                 if (tile.index + 1) * 256 > log.size >> (8 * max(tile.level, 0)):
                     assert tile.path in files, (size, tile.path)
@@ -131,25 +134,29 @@ class CrashDuringDelete(LocalDirectoryStorage):
 def test_garbage_a_crash_left_is_collected_after_the_next_open(open_log, tmp_path: Path) -> None:
     storage = CrashDuringDelete(tmp_path / "tiles")
     log = open_log(storage, now_ms=0, partial_grace_ms=GRACE_MS)
-    for i in range(20):
-        log.append_batch(fake_entries(log.size, 7), 1_000 + i)  # 20 versions, 1..140
+    for i in range(40):  # 7, 14, ... 252, then across the boundary: 259, 266, 273, 280
+        log.append_batch(fake_entries(log.size, 7), 1_000 + i)
     storage.armed = True
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # dies after deleting 1 of 6 due versions
         log.refresh_checkpoint(1_100 + GRACE_MS)
     size, root = log.size, log.root
-    # also a full tile's partial version whose delete never ran, and a version
-    # past the checkpoint written by a batch that died before its checkpoint
-    storage.write_many({"tile/0/000": b"\x00" * 8192, "tile/0/000.p/250": b"x" * 32})
+    # a deleted partial version of a full tile that the crash brings back, and a
+    # version past the checkpoint written by a batch that died before its checkpoint
+    full_data = storage.read("tile/data/000")
+    assert full_data is not None
+    undone, uncommitted = "tile/data/000.p/252", "tile/0/001.p/30"
+    ahead = "tile/data/002.p/5"  # ... and past the edge tile
+    storage.write_many({undone: full_data[:1000], uncommitted: b"u" * 960, ahead: b"a"})
     stale = set(partial_files(storage.root)) - needed(size)
-    assert len(stale) >= 2 * 19 - 1
+    assert {undone, uncommitted, ahead} < stale and len(stale) == 3 + 6 - 1
     del log  # the process died: no close, the schedule is lost
 
     storage.armed = False
     log = open_log(storage, now_ms=50_000, partial_grace_ms=GRACE_MS)
     assert (log.size, log.root) == (size, root)
-    assert log.retiring_tiles == len(stale)  # found again, deleted after the grace period
-    log.refresh_checkpoint(50_000 + GRACE_MS - 1)
-    assert set(partial_files(storage.root)) - needed(size) == stale
+    assert log.retiring_tiles == len(stale) - 2  # found again, deleted after the grace period
+    log.refresh_checkpoint(50_000 + GRACE_MS - 1)  # the swept ones go in the next cleanup
+    assert set(partial_files(storage.root)) - needed(size) == stale - {undone, ahead}
     log.refresh_checkpoint(50_000 + GRACE_MS)
     assert set(partial_files(storage.root)) == needed(size)
     check_reads(log, storage)
@@ -169,6 +176,21 @@ def test_a_version_rewritten_after_a_crash_is_kept_while_it_is_needed(
     check_reads(log, storage)  # ... but it is the checkpoint's: kept
     log.refresh_checkpoint(2_500 + GRACE_MS)
     assert set(partial_files(storage.root)) == needed(8)
+
+
+def test_the_sweep_after_an_open_spares_a_tile_the_log_has_grown_into(
+    open_log, tmp_path: Path
+) -> None:
+    storage = LocalDirectoryStorage(tmp_path / "tiles")
+    log = open_log(storage, now_ms=0, partial_grace_ms=GRACE_MS)
+    log.append_batch(fake_entries(0, 250), 1_000)
+    storage.write_many({"tile/data/001.p/100": b"u"})  # a batch died before its checkpoint
+    log.close()
+    log = open_log(storage, now_ms=2_000, partial_grace_ms=GRACE_MS)
+    log.append_batch(fake_entries(250, 10), 2_000)  # tile 1 is now the edge, at width 4
+    check_reads(log, storage)
+    log.refresh_checkpoint(2_000 + GRACE_MS)
+    assert set(partial_files(storage.root)) == needed(260)
 
 
 def test_the_partial_tiles_of_a_tree_size() -> None:
