@@ -8,8 +8,8 @@ checks):
 * intermediate (§7.1.2.6): CA:TRUE pathLen 0, EKU serverAuth (+clientAuth),
   DV policy, AKI + SKI, CRL DP (pkilint: an ERROR without), caIssuers when
   given, and when zones are given, critical name constraints (§4.2.1.10):
-  permitted dNSName zones and the CA's own C/O as directoryName (BRs
-  §7.1.2.5.2), and either the permitted IPv6 networks or all IPs excluded.
+  permitted dNSName zones, and either the permitted IPv6 networks or all IPs
+  excluded; no directoryName (see ``_name_constraints``).
 * leaf (§7.1.2.7): empty subject with a critical SAN (or a CN from the first
   name and a non-critical SAN), CA:FALSE, KeyUsage digitalSignature
   (+keyEncipherment for RSA keys), EKU serverAuth (+clientAuth), DV policy
@@ -192,13 +192,22 @@ def root_tbs(
 
 
 def _name_constraints(
-    zones: Sequence[str], networks: Sequence[ipaddress.IPv6Network], subject: x509.Name
+    zones: Sequence[str], networks: Sequence[ipaddress.IPv6Network]
 ) -> x509.NameConstraints:
-    # BRs §7.1.2.5.2 also wants a permitted directoryName: the CA's own subject
-    # without its CN. Empty leaf subjects are exempt (RFC 5280 §4.2.1.10).
-    organization = [a for a in subject if a.oid != NameOID.COMMON_NAME]
-    permitted: list[x509.GeneralName] = [x509.DirectoryName(x509.Name(organization))]
-    permitted += [x509.DNSName(zone) for zone in zones]
+    # Only dNSName and iPAddress subtrees, so that every verifier can process the
+    # extension while it stays critical (RFC 5280 §4.2.1.10: MUST). Go's crypto/x509
+    # processes only dNSName, iPAddress, rfc822Name and URI constraints and rejects a
+    # chain whose CA holds a critical extension with any other type ("x509: unhandled
+    # critical extension"): with a directoryName subtree every Go client (Caddy,
+    # Traefik, cert-manager, Kubernetes, Vault) refused TrustChain's chains.
+    # The price, on paper: BRs §7.1.2.5.2 wants a permitted directoryName in a
+    # *Technically Constrained* TLS Subordinate CA, so this is a TLS Subordinate CA
+    # (§7.1.2.6) that carries name constraints, which §7.1.2.10.8 allows. pkilint,
+    # guessing the constrained profile from the extension, reports
+    # cabf.serverauth.ca.incomplete_name_constraints unless given the type
+    # (tests/ca/test_certs.py). Verifiers still hold leaves to the zones and networks;
+    # subjects are no longer confined (see _check_directory_constraints).
+    permitted: list[x509.GeneralName] = [x509.DNSName(zone) for zone in zones]
     permitted += [x509.IPAddress(net) for net in networks]
     excluded: list[x509.GeneralName] = [x509.IPAddress(ipaddress.IPv4Network("0.0.0.0/0"))]
     if not networks:
@@ -250,7 +259,7 @@ def intermediate_tbs(
         zones = [normalize_dns_name(zone) for zone in permitted_zones]
         if not zones or any(is_wildcard(zone) for zone in zones):
             raise ValueError("permitted_zones: give at least one zone, without wildcards")
-        constraints = _name_constraints(zones, permitted_ipv6_networks, subject)
+        constraints = _name_constraints(zones, permitted_ipv6_networks)
         builder = builder.add_extension(constraints, critical=True)
     if ca_issuers_url is not None:
         builder = builder.add_extension(_ca_issuers(ca_issuers_url), critical=False)
@@ -267,7 +276,16 @@ def _leaf_key_usage(public_key: CertifiablePublicKey) -> x509.KeyUsage:
 
 
 def _check_directory_constraints(issuer: x509.Certificate, subject: x509.Name) -> None:
-    """A non-empty subject must sit under a permitted directoryName of the issuer."""
+    """A non-empty subject must sit under a permitted directoryName of the issuer, if any.
+
+    Intermediates made here carry no directoryName subtree (``_name_constraints``), so
+    under them a subject (the CN of ``cn_from_first_san``) is confined by nothing that
+    verifiers check: OpenSSL holds a CN to the dNSName subtrees only when the SAN has no
+    DNS name, Go ignores CNs. ``leaf_tbs`` therefore allows only a CN that is one of the
+    certificate's SAN names (as the BRs require), which the constraints do cover. This
+    check is kept for issuers that hold a directoryName (made by earlier versions, or
+    given from outside): a CN subject outside it fails every verifier that enforces it.
+    """
     try:
         constraints = issuer.extensions.get_extension_for_class(x509.NameConstraints).value
     except x509.ExtensionNotFound:
@@ -320,8 +338,10 @@ def leaf_tbs(
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in approved.dns_names]
     names += [x509.IPAddress(ip) for ip in approved.ip_addresses]
     subject = x509.Name([])
-    if approved.subject_common_name is not None:
-        cn = x509.NameAttribute(NameOID.COMMON_NAME, approved.subject_common_name)
+    if (common_name := approved.subject_common_name) is not None:
+        if common_name not in {*approved.dns_names, *map(str, approved.ip_addresses)}:
+            raise ValueError("the subject CN must be one of the certificate's names")
+        cn = x509.NameAttribute(NameOID.COMMON_NAME, common_name)
         subject = x509.Name([cn])
         _check_directory_constraints(issuer_cert, subject)
     usages = [ExtendedKeyUsageOID.SERVER_AUTH]

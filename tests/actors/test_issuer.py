@@ -117,7 +117,9 @@ def test_issued_leaves_verify_with_openssl_and_lint_clean(ca: CA, leaf_kind: str
     else:
         assert findings == []
     intermediate = x509.load_pem_x509_certificate(reply["chain"].encode())
-    assert serverauth_findings(intermediate.public_bytes(serialization.Encoding.DER)) == []
+    # a TLS Subordinate CA with name constraints but no directoryName (certs._name_constraints)
+    intermediate_der = intermediate.public_bytes(serialization.Encoding.DER)
+    assert serverauth_findings(intermediate_der, "INTERNAL-UNCONSTRAINED-TLS-CA") == []
     assert reply["names"] == [f"www.{ZONE}", f"api.{ZONE}"]
     assert cert.serial_number.bit_length() >= 64
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
