@@ -25,13 +25,18 @@ bench: $(INSTALLED) system-deps
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/ctlog.py
 
-# System packages: SoftHSMv2 (the default HSM), openssl (tests verify with it),
-# and Python's venv module (Debian ships it apart). Installed with apt when we are
-# root; otherwise the exact commands are printed and make stops.
+# System packages: SoftHSMv2 (the default HSM); openssl, GnuTLS (gnutls-bin: certtool,
+# gnutls-cli; looked for as gnutls-cli, since macOS has an unrelated certtool), NSS
+# (libnss3-tools: vfychain, tstclnt) and Go, the four TLS stacks the tests check every
+# chain with; and Python's venv module (Debian ships it apart). Installed with apt when
+# we are root; otherwise the exact commands are printed and make stops.
 system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v gnutls-cli >/dev/null 2>&1 || missing="$$missing gnutls-bin"; \
+	command -v vfychain >/dev/null 2>&1 || missing="$$missing libnss3-tools"; \
+	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -40,7 +45,7 @@ system-deps:
 	  else \
 	    echo "TrustChain needs:$$missing. Install, then run make again:"; \
 	    echo "  Debian/Ubuntu: sudo apt-get install$$missing"; \
-	    echo "  macOS:         brew install softhsm openssl"; \
+	    echo "  macOS:         brew install softhsm openssl gnutls nss go"; \
 	    exit 1; \
 	  fi; \
 	fi
