@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 CONFIG ?= config/default.toml
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps hsm-token clean
+.PHONY: run test lint bench system-deps test-deps hsm-token clean
 
 run: $(INSTALLED) hsm-token
 	$(BIN)/trustchain --config $(CONFIG) run
 
-test: $(INSTALLED) system-deps
+test: $(INSTALLED) test-deps
 	$(BIN)/pytest
 
 lint: $(INSTALLED)
@@ -25,30 +25,39 @@ bench: $(INSTALLED) system-deps
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/ctlog.py
 
-# System packages: SoftHSMv2 (the default HSM); openssl, GnuTLS (gnutls-bin: certtool,
-# gnutls-cli; looked for as gnutls-cli, since macOS has an unrelated certtool), NSS
-# (libnss3-tools: vfychain, tstclnt) and Go, the four TLS stacks the tests check every
-# chain with; and Python's venv module (Debian ships it apart). Installed with apt when
-# we are root; otherwise the exact commands are printed and make stops.
+# System packages, installed with apt when we are root; otherwise the exact commands
+# are printed and make stops. $(call ensure,COMMAND:PACKAGE ...,BREW FORMULAS) installs
+# each PACKAGE whose COMMAND is missing.
+define ensure
+missing=""; \
+for pair in $(1); do \
+  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+    echo "installing:$$missing"; \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+  else \
+    echo "TrustChain needs:$$missing. Install, then run make again:"; \
+    echo "  Debian/Ubuntu: sudo apt-get install$$missing"; \
+    echo "  macOS:         brew install $(2)"; \
+    exit 1; \
+  fi; \
+fi
+endef
+
+# Running: SoftHSMv2 (the default HSM), openssl, and Python's venv module (Debian
+# ships it apart; looked for as a module, so its package is named here by hand).
 system-deps:
-	@missing=""; \
-	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
-	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
-	command -v gnutls-cli >/dev/null 2>&1 || missing="$$missing gnutls-bin"; \
-	command -v vfychain >/dev/null 2>&1 || missing="$$missing libnss3-tools"; \
-	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
-	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else \
-	    echo "TrustChain needs:$$missing. Install, then run make again:"; \
-	    echo "  Debian/Ubuntu: sudo apt-get install$$missing"; \
-	    echo "  macOS:         brew install softhsm openssl gnutls nss go"; \
-	    exit 1; \
-	  fi; \
-	fi
+	@$(call ensure,softhsm2-util:softhsm2 openssl:openssl,softhsm openssl)
+	@$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 \
+	  || { $(call ensure,no-such-command:python3-venv,python); }
+
+# Testing, besides: the other three TLS stacks every chain is checked with (openssl is
+# the fourth): GnuTLS (gnutls-bin: certtool, gnutls-cli; looked for as gnutls-cli, since
+# macOS has an unrelated certtool), NSS (libnss3-tools: vfychain, tstclnt) and Go.
+test-deps: system-deps
+	@$(call ensure,gnutls-cli:gnutls-bin vfychain:libnss3-tools go:golang-go,gnutls nss go)
 
 $(INSTALLED): setup.cfg pyproject.toml | system-deps
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
