@@ -309,9 +309,4 @@ def check_semantics(config: Config) -> Config:
             validate_key_type(key_type, f"ca.allowed_key_types[{i}]")
     if not ca.permitted_zones:
         raise ConfigError("ca.permitted_zones must name at least one DNS zone")
-    if ca.name_constraints and ca.subject == "cn_from_first_san":
-        raise ConfigError(
-            "ca.subject = 'cn_from_first_san' cannot be used with ca.name_constraints: "
-            "OpenSSL rejects a CN subject under a directoryName constraint; use 'empty'"
-        )
     return config

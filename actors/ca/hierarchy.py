@@ -2,7 +2,8 @@
 
 One offline-style root and one or more intermediates, their keys in the HSM,
 their certificates in the store. ``Hierarchy`` creates what is missing at
-first start (root, then intermediate), rotates the intermediate on request,
+first start (root, then intermediate), rotates the intermediate on request
+(and at start when the current one is of a form some verifiers refuse),
 chooses the intermediate that issues (the newest valid one: it must outlive
 the leaf), and signs and writes a CRL per live intermediate. It reaches the
 HSM only through the two callables it is given (``public_key(label)``, which
@@ -34,6 +35,20 @@ PublicKeyOf = Callable[[str], CAPublicKey]
 SignWith = Callable[[str, bytes, str], bytes]
 
 
+def has_directory_name_constraint(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` constrains directoryNames, as intermediates made before
+    2026-11 did. Go's crypto/x509 refuses every chain through such a CA ("unhandled
+    critical extension"), so ``ensure`` replaces one with a new intermediate at start:
+    an upgrade needs no manual rotation, and leaves issued under the old one stay valid.
+    """
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    subtrees = [*(constraints.permitted_subtrees or ()), *(constraints.excluded_subtrees or ())]
+    return any(isinstance(g, x509.DirectoryName) for g in subtrees)
+
+
 def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
@@ -56,8 +71,11 @@ class Hierarchy:
         """Create the root and a first intermediate if missing, then load everything."""
         if not self.store.list_ca_certificates("root"):
             self._create_root(now)
-        if self.store.current_intermediate(now) is None:
+        current = self.store.current_intermediate(now)
+        if current is None:
             self._create_intermediate(now, self.config.intermediate_key)
+        elif has_directory_name_constraint(current.certificate):
+            self._create_intermediate(now, self._next_intermediate_label())  # see below
         self._load(now)
         # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
         root = self.store.list_ca_certificates("root")[-1].certificate
@@ -68,11 +86,14 @@ class Hierarchy:
         return self.config.database.parent / "root.pem"
 
     def rotate(self, now: datetime) -> CACertificateRecord:
-        count = len(self.store.list_ca_certificates("intermediate"))
-        record = self._create_intermediate(now, f"{self.config.intermediate_key}-{count + 1}")
+        record = self._create_intermediate(now, self._next_intermediate_label())
         self._load(now)
         self.publish_crl(record.key_label, now)
         return record
+
+    def _next_intermediate_label(self) -> str:
+        count = len(self.store.list_ca_certificates("intermediate"))
+        return f"{self.config.intermediate_key}-{count + 1}"
 
     def issuer_for(self, now: datetime, validity: timedelta) -> CACertificateRecord:
         """The intermediate that signs a leaf valid from ``now`` for ``validity``."""
