@@ -25,12 +25,19 @@ self-signed root, an intermediate key and certificate signed by the root, and
 a first CRL; later starts reload it from the database (crash-only: a restart
 and a cold boot take the same path). CRLs are regenerated on every revocation
 and every ``ca.crl_refresh_s``.
+
+A database or CRL directory that cannot be written (a full disk, an I/O
+error) is a fault of the environment: the requests that needed it get
+``ca_store_unavailable`` (certificates logged but not recorded are not handed
+out), the fault (``ca_store``) shows in status and ``/ready``, and a durable
+probe write plus a CRL refresh is retried with backoff until it succeeds.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +51,7 @@ from trustchain.actors.ca import (
     ApprovedRequest,
     CACertificateRecord,
     CAStore,
+    CaStoreUnavailable,
     Hierarchy,
     IssuancePolicy,
     IssuerNotValid,
@@ -69,6 +77,9 @@ from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
 MAX_SIGN_BATCH = 64
+STORE = "ca_store"  # the resource name shown in status and /ready
+MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
+STORE_FAULTS = (OSError, sqlite3.OperationalError)  # disk full, I/O error, read-only
 # Bounds of the messages' arguments (see supervisors.messages). A CSR's size is
 # the policy's to refuse (ca.max_csr_bytes <= 1 MiB: csr_too_large, which says the
 # limit); the bound here only keeps absurd text out. A serial is at most 20 octets
@@ -118,6 +129,11 @@ class RotateIntermediate(Message):
 @dataclass(frozen=True)
 class RefreshCRLs(Message):
     type: ClassVar[str] = "refresh_crls"
+
+
+@dataclass(frozen=True)
+class _RetryStore(Message):
+    type: ClassVar[str] = "_retry_store"
 
 
 @dataclass
@@ -180,6 +196,7 @@ class IssuerActor(SupervisedActor):
         self.store: CAStore | None = None
         self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
         self._to_record: list[_Job] = []
+        self._store_retry_pending = False
 
     # Lifecycle --------------------------------------------------------------------
 
@@ -289,8 +306,8 @@ class IssuerActor(SupervisedActor):
 
     def _signed(self, items: list[_Signing], result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
-            for _, job, _ in items:
-                job.reply(result)
+            for _, job, _ in items:  # an Outcome unwraps once: each caller gets its own
+                job.reply(outcome.Error(result.error))
             return
         for (tbs, job, then), signature in zip(items, result.unwrap(), strict=True):
             try:
@@ -308,7 +325,14 @@ class IssuerActor(SupervisedActor):
         assert self.store is not None
         jobs, self._to_record = self._to_record, []
         batch = [(job.certificate, job.issuer.key_label) for job in jobs if job.certificate]
-        refusals = self.store.record_issued_batch(batch)
+        try:
+            refusals = self.store.record_issued_batch(batch)
+        except STORE_FAULTS as exc:
+            refusal = self._store_failed(exc, "nothing was recorded or handed out")
+            for job in jobs:
+                job.reply(outcome.Error(refusal))
+            return
+        self._store_works()
         for job, refusal in zip(jobs, refusals, strict=True):
             if refusal is not None:
                 job.reply(outcome.Error(refusal))
@@ -332,8 +356,17 @@ class IssuerActor(SupervisedActor):
     def revoke(self, msg: RevokeCertificate) -> dict[str, Any]:
         assert self.store is not None
         now = datetime.now(UTC)
-        record = self.store.revoke(parse_serial(msg.serial), msg.reason, now)
-        self.ca.publish_crl(record.issuer_key_label, now)
+        try:
+            record = self.store.revoke(parse_serial(msg.serial), msg.reason, now)
+        except STORE_FAULTS as exc:
+            raise self._store_failed(exc, "the revocation was not recorded") from None
+        try:
+            self.ca.publish_crl(record.issuer_key_label, now)
+        except STORE_FAULTS as exc:
+            raise self._store_failed(
+                exc, "the revocation is recorded; its CRL is published once the disk takes writes"
+            ) from None
+        self._store_works()
         assert record.revoked_at is not None
         return {
             "serial": serial_hex(record.serial),
@@ -378,7 +411,50 @@ class IssuerActor(SupervisedActor):
 
     @handles(RefreshCRLs)
     def refresh_crls(self, msg: RefreshCRLs) -> list[str]:
-        return self.ca.refresh_crls(datetime.now(UTC))
+        try:
+            labels = self.ca.refresh_crls(datetime.now(UTC))
+        except STORE_FAULTS as exc:
+            raise self._store_failed(exc, "the CRLs were not refreshed") from None
+        self._store_works()
+        return labels
+
+    # Faults of the environment ----------------------------------------------------
+
+    def _store_failed(self, exc: BaseException, what: str) -> CaStoreUnavailable:
+        """Show the fault, schedule a probe (once), and say what happened."""
+        fault = self.fault(STORE)
+        retries = 0 if fault is None else fault.retries + 1
+        delay = max(MIN_RETRY_S, self.context.backoff.delay(retries))
+        self.report_fault(STORE, exc, next_retry_s=delay)
+        if not self._store_retry_pending:
+            self._store_retry_pending = True
+            self.after(delay, _RetryStore())
+        return CaStoreUnavailable(
+            f"the CA's database or CRL directory cannot be written "
+            f"({type(exc).__name__}: {exc}); {what}; try again shortly",
+            retry_after_s=1,
+        )
+
+    def _store_works(self) -> None:
+        if self.fault(STORE) is not None:
+            self.clear_fault(STORE)
+
+    @handles(_RetryStore)
+    def retry_store(self, msg: _RetryStore) -> None:
+        self._store_retry_pending = False
+        if self.fault(STORE) is None:
+            return
+        assert self.store is not None
+        now = datetime.now(UTC)
+        try:
+            self.store.probe(now)  # a durable write to the database ...
+            self.ca.refresh_crls(now)  # ... and to the CRL directory (CRLs missed meanwhile)
+        except STORE_FAULTS as exc:
+            self._store_failed(exc, "probe")
+            return
+        except TrustChainError:
+            pass  # the HSM could not sign: its own fault, shown by the HSM actor
+        self._store_works()
 
     # The hierarchy ----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from .crl import (
 from .errors import (
     AlreadyRevoked,
     BadCSRSignature,
+    CaStoreUnavailable,
     CSRTooLarge,
     DuplicateName,
     DuplicateSerial,
@@ -72,6 +73,7 @@ __all__ = [
     "CACertificateRecord",
     "CAStore",
     "CSRTooLarge",
+    "CaStoreUnavailable",
     "DuplicateName",
     "DuplicateSerial",
     "Hierarchy",

@@ -97,3 +97,10 @@ class DuplicateSerial(TrustChainError):
     """A serial number was issued twice; draw a new serial and build again."""
 
     code = "duplicate_serial"
+
+
+class CaStoreUnavailable(TrustChainError):
+    """The CA's database or CRL directory cannot be written (a full disk, an I/O
+    error); retried with backoff, shown in status and /ready."""
+
+    code = "ca_store_unavailable"

@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS issued (
     issuer_key_label TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS issued_revoked ON issued (issuer_key_label, status);
+CREATE TABLE IF NOT EXISTS probe (           -- one row, rewritten to see the disk take writes
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS crl_numbers (
     issuer_key_label TEXT PRIMARY KEY,
     last_number      INTEGER NOT NULL
@@ -152,6 +155,12 @@ class CAStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def probe(self, now: datetime) -> None:
+        """A small durable write: succeeds once the disk takes writes again."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM probe")
+            db.execute("INSERT INTO probe (at) VALUES (?)", (_time(now),))
 
     # -- CA certificates ----------------------------------------------------
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from trustchain.actors.ca import CaStoreUnavailable
 from trustchain.actors.ct import LogUnavailable
 from trustchain.actors.ctlog import CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
-from trustchain.actors.issuer import IssueCertificate, IssuerActor
+from trustchain.actors.issuer import IssueCertificate, IssuerActor, RevokeCertificate
 from trustchain.actors.softhsm import prepare_softhsm_token
 from trustchain.actors.token import HsmUnavailable
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
@@ -39,15 +40,16 @@ BACKOFF = Backoff(min_s=0.02, max_s=0.2, jitter=0.2)
 
 
 class Tree:
-    def __init__(self, hsm: HsmConfig, directory: Path) -> None:
+    def __init__(self, hsm: HsmConfig, directory: Path, ca_dir: Path | None = None) -> None:
         tag = uuid.uuid4().hex[:8]
+        ca_dir = ca_dir or directory
         self.ca = CaConfig(
             root_key=f"root-{tag}",
             intermediate_key=f"int-{tag}",
             permitted_zones=[ZONE],
             base_url=f"http://{ZONE}",
-            database=directory / "ca.sqlite3",
-            crl_dir=directory / "crl",
+            database=ca_dir / "ca.sqlite3",
+            crl_dir=ca_dir / "crl",
         )
         self.ctlog = CtLogConfig(key=f"log-{tag}", storage_dir=directory / "ct" / "tiles",
                                  index_db=directory / "ct" / "index.sqlite3",
@@ -100,17 +102,27 @@ def issues_again(tree: Tree) -> Callable[[], bool]:
     return attempt
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs where the CT log keeps its tiles."""
+def mounted_tmpfs(directory: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs at ``directory``, unmounted afterwards."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI and `make test` run as root)")
-    tiles = tmp_path / "ct" / "tiles"
-    tiles.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(tiles)],
+    directory.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(directory)],
                    check=True)  # fmt: skip
-    yield tiles
-    subprocess.run(["umount", "-l", str(tiles)], check=False)
+    yield directory
+    subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """Where the CT log keeps its tiles."""
+    yield from mounted_tmpfs(tmp_path / "ct" / "tiles")
+
+
+@pytest.fixture
+def ca_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """Where the issuer keeps its database and CRLs."""
+    yield from mounted_tmpfs(tmp_path / "ca")
 
 
 def fill(directory: Path) -> Path:
@@ -192,4 +204,29 @@ def test_a_token_taken_away_refuses_issuance_fast_and_resumes_when_it_is_back(
     finally:
         if away.exists():
             away.rename(tokens)
+        tree.stop()
+
+
+def test_a_full_disk_under_the_ca_database_refuses_fast_and_resumes_when_space_is_back(
+    softhsm: HsmConfig, tmp_path: Path, ca_tmpfs: Path
+) -> None:
+    tree = Tree(softhsm, tmp_path, ca_dir=ca_tmpfs)
+    try:
+        first = tree.issue()
+        filler = fill(ca_tmpfs)
+        with pytest.raises(CaStoreUnavailable, match="nothing was recorded or handed out"):
+            tree.issue()  # logged in CT (the log's disk is fine), not recorded: not handed out
+        with pytest.raises(CaStoreUnavailable):
+            tree.registry.ask("issuer", RevokeCertificate(first["serial"], "key_compromise"))
+        assert tree.faults("issuer") == ["ca_store"]
+        time.sleep(0.3)
+        tree.assert_nothing_restarted()
+        filler.unlink()
+        took = until(issues_again(tree), "issuance resumes after space comes back")
+        print(f"\nissuance resumed {1000 * took:.0f} ms after space came back (CA database)")
+        until(lambda: tree.faults("issuer") == [], "the fault is cleared")
+        revoked = tree.registry.ask("issuer", RevokeCertificate(first["serial"], "key_compromise"))
+        assert revoked["status"] == "revoked"
+        tree.assert_nothing_restarted()
+    finally:
         tree.stop()
