@@ -341,8 +341,11 @@ class RenewalActor(SupervisedActor):
 
     def _answer_waiting(self, m: _Managed, result: outcome.Outcome) -> None:
         waiting, m.waiting = m.waiting, []
-        for reply in waiting:
-            reply(result)
+        for reply in waiting:  # an Outcome unwraps once (AlreadyUsedError): one each
+            if isinstance(result, outcome.Value):
+                reply(outcome.Value(result.value))
+            elif isinstance(result, outcome.Error):
+                reply(outcome.Error(result.error))
 
     def _notify(self, bundle: Bundle) -> None:
         for token, sub in list(_subscribers(self.registry, self.name).items()):
