@@ -39,7 +39,8 @@ or index write fails mid-append the instance refuses further work
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,7 @@ class TileLog:
         self._wall = self._clock = now_ms  # _clock: wall time's forward steps only
         self._retiring: dict[Tile, int] = {}  # superseded partial tile -> when to delete it
         self._due: list[tuple[int, Tile]] = []  # heap over _retiring (stale rows skipped)
-        self._sweep: list[Tile] = []  # tiles a crash may have left partial versions of
+        self._sweep: Iterator[Tile] = iter(())  # tiles a crash may have left versions of
 
     @classmethod
     def open(
@@ -154,7 +155,7 @@ class TileLog:
         reader = TileReader(storage, hash_tiles=cache_tiles)
         raw = storage.read(CHECKPOINT_KEY)
         stale: list[Tile] = []
-        sweep: list[Tile] = []
+        sweep: Iterator[Tile] = iter(())
         if raw is None:
             sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
             sth.verify(log_public_key)  # a signer that is not this key fails here
@@ -303,8 +304,7 @@ class TileLog:
             heapq.heappush(self._due, (due, tile))
 
     def _delete_due(self) -> None:
-        sweep, self._sweep = self._sweep[:SWEEP_PER_CLEANUP], self._sweep[SWEEP_PER_CLEANUP:]
-        for tile in sweep:
+        for tile in itertools.islice(self._sweep, SWEEP_PER_CLEANUP):
             edge = self._state.edge_tile(tile.level)
             if edge is not None and edge.index == tile.index:  # the log has grown into it
                 self._retire_later(stale_partials(self._storage, self._state.size, [edge]))

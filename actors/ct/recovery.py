@@ -25,6 +25,8 @@ that the checkpoint needs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ._tree import TileReader, TreeState
 from .entries import TileLeaf, data_tile_offsets
 from .errors import LogCorrupted, MalformedStructure, TileNotFound
@@ -109,19 +111,23 @@ def sync_index(index: EntryIndex, reader: TileReader, state: TreeState) -> None:
         pos = end
 
 
-def swept_tiles(size: int) -> list[Tile]:
+def swept_tiles(size: int) -> Iterator[Tile]:
     """Per level: the full tiles the last ``SWEEP_BATCH`` entries completed, and
     the tiles past the edge the next ``SWEEP_BATCH`` entries reach (not the edge);
-    nearest the edge first, where a crash most likely left something."""
-    out = []
+    nearest the edge first, where a crash most likely left something. Lazy."""
+    spans = []
     for level in (DATA_LEVEL, *range(MAX_LEVEL + 1)):
         shift = TILE_HEIGHT * max(level, 0)
         first = (max(0, size - SWEEP_BATCH) >> shift) // TILE_WIDTH
         full, past = divmod(size >> shift, TILE_WIDTH)
         reach = -(-((size + SWEEP_BATCH) >> shift) // TILE_WIDTH)
-        for index in [*range(first, full), *range(full + (past > 0), reach)]:
-            out.append((abs(index - full), level, Tile(level, index)))
-    return [tile for _, _, tile in sorted(out)]
+        spans.append((level, first, full, full + (past > 0), reach))
+    for distance in range(max(max(f - a, r - n) for _, a, f, n, r in spans)):
+        for level, first, full, ahead, reach in spans:
+            if full - 1 - distance >= first:
+                yield Tile(level, full - 1 - distance)
+            if ahead + distance < reach:
+                yield Tile(level, ahead + distance)
 
 
 def stale_partials(storage: TileStorage, size: int, edges: list[Tile] | None = None) -> list[Tile]:
