@@ -400,6 +400,8 @@ class CTLogActor(SupervisedActor):
             poisoned = chain[0].extensions.get_extension_for_oid(POISON).critical
         except x509.ExtensionNotFound:
             poisoned = False
+        except (x509.DuplicateExtension, ValueError) as exc:
+            raise InvalidChain(f"chain[0]'s extensions cannot be read: {exc}") from None
         if precert and not poisoned:
             raise InvalidChain("add-pre-chain needs a precertificate (critical CT poison)")
         if not precert and poisoned:

@@ -374,3 +374,36 @@ def test_the_embedded_sct_verifies_against_the_log_key(ca: CA) -> None:
                              other.tbs_precertificate_bytes, issuer_key_hash(spki))  # fmt: skip
     with pytest.raises(Exception, match="signature"):
         verify_sct(sct, log_key, LogEntryType.PRECERT_ENTRY, wrong.signed_entry())
+
+
+def test_a_submitted_certificate_with_a_duplicate_extension_is_an_invalid_chain(ca: CA) -> None:
+    """x509.DuplicateExtension escaped the log's chain check and crashed it."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from trustchain.actors import der
+    from trustchain.actors.ctlog import AddChain, InvalidChain
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    now = datetime.now(UTC)
+    usage = dict.fromkeys(["content_commitment", "key_encipherment", "data_encipherment",
+                           "key_agreement", "key_cert_sign", "crl_sign", "encipher_only",
+                           "decipher_only"], False)  # fmt: skip
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
+        .public_key(key.public_key()).serial_number(7)
+        .not_valid_before(now).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"a.{ZONE}")]), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, **usage), critical=True)
+        .sign(key, None)
+    )  # fmt: skip
+    # KeyUsage's OID (2.5.29.15) becomes SAN's (2.5.29.17): same length, no length to mend
+    tbs = cert.tbs_certificate_bytes.replace(bytes.fromhex("0603551d0f"),
+                                             bytes.fromhex("0603551d11"))  # fmt: skip
+    forged = der.sequence(tbs, bytes.fromhex("300506032b6570"), der.bit_string(key.sign(tbs)))
+    before = ca.registry.cell("ctlog").incarnation
+    with pytest.raises(InvalidChain, match="extensions cannot be read"):
+        ca.registry.ask("ctlog", AddChain([forged]))
+    assert ca.registry.cell("ctlog").incarnation == before
+    assert ca.registry.cell("ctlog").state is ActorState.RUNNING
