@@ -1,6 +1,7 @@
 """Benchmark the CT log through CTLogActor: prints figures, asserts nothing.
 
-    .venv/bin/python bench/ctlog.py [--seconds 3] [--entries 1000000] [--skip-storage]
+    .venv/bin/python bench/ctlog.py [--seconds 3] [--settle 6.5] [--entries 1000000]
+                                    [--skip-storage]
 
 1. Through the actor: a real tree (HSMActor on a temporary SoftHSM token with
    the P-256 log key, CTLogActor with tiles and index on disk) takes add_chain
@@ -14,7 +15,8 @@
    to ``LocalDirectoryStorage.write_many``: tiles, checkpoints, issuers) and
    from /proc/self/io ``write_bytes`` (what the whole process sent to the block
    device: also the SQLite index and its journal); and, once the log has been
-   idle for --settle seconds (past the partial-tile grace period, so its
+   idle for --settle seconds (past the 5 s partial-tile grace period and the
+   next 1 s checkpoint refresh, so its
    cleanup has run), the files and bytes on disk per entry, partial tiles apart.
 2. The storage at scale, through bench/ct_storage.py's functions: a log of
    --entries leaves built in batches of 1024 (in-memory signer), then inclusion
@@ -257,7 +259,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per concurrency level")
     parser.add_argument("--entries", type=int, default=1_000_000, help="storage log size")
     parser.add_argument(
-        "--settle", type=float, default=4.0, help="idle seconds, then measure the disk again"
+        "--settle", type=float, default=6.5, help="idle seconds, then measure the disk again"
     )
     parser.add_argument("--skip-storage", action="store_true")
     args = parser.parse_args()
