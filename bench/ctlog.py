@@ -16,8 +16,8 @@
    from /proc/self/io ``write_bytes`` (what the whole process sent to the block
    device: also the SQLite index and its journal); and, once the log has been
    idle for --settle seconds (past the 5 s partial-tile grace period and the
-   next 1 s checkpoint refresh, so its
-   cleanup has run), the files and bytes on disk per entry, partial tiles apart.
+   next checkpoint refresh, which runs the cleanup), the files and bytes on
+   disk per entry, partial tiles apart.
 2. The storage at scale, through bench/ct_storage.py's functions: a log of
    --entries leaves built in batches of 1024 (in-memory signer), then inclusion
    and consistency proof medians, cold open time and disk bytes per entry.
