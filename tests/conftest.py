@@ -16,20 +16,25 @@ from trustchain.actors.softhsm import prepare_softhsm_token
 from trustchain.config import HsmConfig
 
 
-@pytest.fixture(scope="session")
-def softhsm(tmp_path_factory: pytest.TempPathFactory) -> HsmConfig:
-    root = tmp_path_factory.mktemp("softhsm")
-    conf = root / "softhsm2.conf"
-    pin_file = root / "user.pin"
-    prepare_softhsm_token(conf, "trustchain-test", pin_file)
+def own_token(directory: Path, label: str) -> HsmConfig:
+    """A SoftHSM token of its own under ``directory`` (its token files in
+    ``directory/tokens``), for a test that takes the token away."""
+    conf = directory / "softhsm2.conf"
+    pin_file = directory / "user.pin"
+    prepare_softhsm_token(conf, label, pin_file)
     return HsmConfig(
         module="softhsm2",
-        token_label="trustchain-test",
+        token_label=label,
         pin_file=pin_file,
         pin_env="TRUSTCHAIN_TEST_NO_SUCH_VAR",
         softhsm2_conf=str(conf),
         keys={},
     )
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> HsmConfig:
+    return own_token(tmp_path_factory.mktemp("softhsm"), "trustchain-test")
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from trustchain.actors.ct import LogUnavailable
 from trustchain.actors.ctlog import CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssueCertificate, IssuerActor, RevokeCertificate
-from trustchain.actors.softhsm import prepare_softhsm_token
 from trustchain.actors.token import HsmUnavailable
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.supervisors import (
@@ -34,6 +33,7 @@ from trustchain.supervisors import (
 )
 
 from ..ca.conftest import dns_csr, make_key
+from ..conftest import own_token
 
 ZONE = "pki.example.com"
 BACKOFF = Backoff(min_s=0.02, max_s=0.2, jitter=0.2)
@@ -172,19 +172,9 @@ def test_a_full_disk_under_the_log_refuses_issuance_fast_and_resumes_when_space_
 def test_a_token_taken_away_refuses_issuance_fast_and_resumes_when_it_is_back(
     tmp_path: Path,
 ) -> None:
-    conf = tmp_path / "hsm" / "softhsm2.conf"
-    pin_file = tmp_path / "hsm" / "user.pin"
-    prepare_softhsm_token(conf, "tc-faults", pin_file)
-    hsm = HsmConfig(
-        module="softhsm2",
-        token_label="tc-faults",
-        pin_file=pin_file,
-        pin_env="TRUSTCHAIN_TEST_NO_SUCH_VAR",
-        softhsm2_conf=str(conf),
-        keys={},
-    )
+    hsm = own_token(tmp_path / "hsm", "tc-faults")
     tree = Tree(hsm, tmp_path)
-    tokens, away = conf.parent / "tokens", conf.parent / "tokens-away"
+    tokens, away = tmp_path / "hsm" / "tokens", tmp_path / "hsm" / "tokens-away"
     try:
         tree.issue()
         tokens.rename(away)

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustchain.actors.hsm import GenerateKey, GetPublicKey, HSMActor, ListKeys, SignData
-from trustchain.actors.softhsm import prepare_softhsm_token
 from trustchain.actors.token import HsmUnavailable, KeyExists, UnknownKey
 from trustchain.config import HsmConfig
 from trustchain.supervisors import (
@@ -27,6 +26,8 @@ from trustchain.supervisors import (
     handles,
     start_root,
 )
+
+from ..conftest import own_token
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,7 @@ def test_a_token_taken_away_is_refused_fast_shown_and_picked_up_again_when_back(
     tmp_path: Path, key_label: str
 ) -> None:
     """The token directory is moved away under a running HSMActor, then back."""
-    conf = tmp_path / "softhsm2.conf"
-    prepare_softhsm_token(conf, "tc-unplug", tmp_path / "user.pin")
-    config = HsmConfig(module="softhsm2", token_label="tc-unplug", pin_file=tmp_path / "user.pin",
-                       pin_env="TRUSTCHAIN_TEST_NO_SUCH_VAR", softhsm2_conf=str(conf),
-                       keys={key_label: "ec-p256"})  # fmt: skip
+    config = dataclasses.replace(own_token(tmp_path, "tc-unplug"), keys={key_label: "ec-p256"})
     registry = Registry()
     spec = ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config), start_timeout_s=30)
     root = start_root(registry, "root", [spec], max_restarts=1, period_s=60,

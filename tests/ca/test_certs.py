@@ -237,10 +237,10 @@ def test_common_name_leaf_under_a_name_constrained_intermediate(kit, tmp_path):
     assert chain.issue(ip_first).subject.rfc4514_string() == "CN=2001:db8::7"
 
 
-def with_directory_name_constraint(chain) -> x509.Certificate:
-    """``chain``'s intermediate as earlier versions made it: its C/O also a permitted
-    directoryName in its critical name constraints."""
-    old = chain.intermediate
+def with_directory_name_constraint(old: x509.Certificate, root_key) -> x509.Certificate:
+    """The intermediate ``old`` as earlier versions made it (signed again by
+    ``root_key``): its C/O also a permitted directoryName in its critical name
+    constraints."""
     organization = x509.Name([a for a in old.subject if a.oid != NameOID.COMMON_NAME])
     zones = old.extensions.get_extension_for_class(x509.NameConstraints).value
     builder = x509.CertificateBuilder(
@@ -250,12 +250,14 @@ def with_directory_name_constraint(chain) -> x509.Certificate:
     ).add_extension(x509.NameConstraints(
         [x509.DirectoryName(organization), *(zones.permitted_subtrees or ())],
         zones.excluded_subtrees), critical=True)  # fmt: skip
-    return builder.sign(chain.root_key, hashes.SHA256())
+    return builder.sign(root_key, hashes.SHA256())
 
 
 def test_an_issuer_with_a_directory_name_constraint_refuses_a_subject_outside_it(kit):
     chain = kit.chain("ec-p256", (kit.ZONE,))
-    legacy = dataclasses.replace(chain, intermediate=with_directory_name_constraint(chain))
+    legacy = dataclasses.replace(
+        chain, intermediate=with_directory_name_constraint(chain.intermediate, chain.root_key)
+    )
     assert legacy.issue(approved_for(kit, f"a.{kit.ZONE}")).subject == x509.Name([])
     approved = approved_for(kit, f"a.{kit.ZONE}", subject_mode="cn_from_first_san")
     with pytest.raises(IssuerNotValid):

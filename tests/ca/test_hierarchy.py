@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from trustchain.actors.ca.certs import new_serial
 from trustchain.actors.ca.hierarchy import Hierarchy, has_directory_name_constraint
 from trustchain.actors.ca.store import CAStore
 from trustchain.config import CaConfig
+
+from .test_certs import with_directory_name_constraint
 
 ZONE = "pki.example.com"
 
@@ -39,23 +38,6 @@ def hierarchy(tmp_path: Path, keys: Keys) -> Hierarchy:
     return Hierarchy(config, CAStore(config.database), keys.public_key, keys.sign)
 
 
-def legacy_copy(h: Hierarchy, keys: Keys) -> x509.Certificate:
-    """The current intermediate as versions before 2026-11 made it: a permitted
-    directoryName (its C/O) in its critical name constraints."""
-    old = h.current.certificate
-    organization = x509.Name([a for a in old.subject if a.oid != NameOID.COMMON_NAME])
-    zones = old.extensions.get_extension_for_class(x509.NameConstraints).value
-    root = h.store.list_ca_certificates("root")[-1]
-    builder = x509.CertificateBuilder(
-        old.issuer, old.subject, old.public_key(), new_serial(), old.not_valid_before_utc,
-        old.not_valid_after_utc,
-        [e for e in old.extensions if not isinstance(e.value, x509.NameConstraints)],
-    ).add_extension(x509.NameConstraints(
-        [x509.DirectoryName(organization), *(zones.permitted_subtrees or ())],
-        zones.excluded_subtrees), critical=True)  # fmt: skip
-    return builder.sign(keys.keys[root.key_label], hashes.SHA256())
-
-
 def test_a_first_start_makes_a_root_and_an_intermediate_without_directory_names(
     tmp_path: Path,
 ) -> None:
@@ -73,7 +55,8 @@ def test_a_legacy_intermediate_is_replaced_at_start_and_kept_for_its_leaves(
     keys = Keys()
     h = hierarchy(tmp_path, keys)
     h.ensure(datetime.now(UTC))
-    legacy = legacy_copy(h, keys)
+    root = h.store.list_ca_certificates("root")[-1]
+    legacy = with_directory_name_constraint(h.current.certificate, keys.keys[root.key_label])
     h.store.add_ca_certificate("intermediate", h.current.key_label, legacy)
     assert has_directory_name_constraint(
         h.store.current_intermediate(datetime.now(UTC)).certificate

@@ -117,8 +117,8 @@ def test_go_refuses_a_critical_directory_name_constraint(
     """Why the intermediate holds no directoryName: one made as before this change (its
     C/O a permitted directoryName) is refused by Go, whatever the leaf."""
     chain = chain_of("ec-p256", (ZONE,))
-    files = ChainFiles.write(tmp_path, pem(chain.root).decode(),
-                             pem(with_directory_name_constraint(chain)).decode(),
+    legacy = with_directory_name_constraint(chain.intermediate, chain.root_key)
+    files = ChainFiles.write(tmp_path, pem(chain.root).decode(), pem(legacy).decode(),
                              pem(chain.issue_for("ec-p256", f"www.{ZONE}")).decode(),
                              f"www.{ZONE}")  # fmt: skip
     refused = verifiers.verify("go", files)
