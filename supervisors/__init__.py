@@ -4,6 +4,7 @@ health, and a bridge that lets trio await an actor. Knows nothing of certificate
 from trustchain.supervisors.actor import ActorContext, SupervisedActor, handles
 from trustchain.supervisors.backoff import Backoff
 from trustchain.supervisors.bridge import ask
+from trustchain.supervisors.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
 from trustchain.supervisors.errors import (
     ActorCrashed,
     ActorUnavailable,
@@ -27,6 +28,7 @@ from trustchain.supervisors.supervisor import (
 )
 
 __all__ = [
+    "SYSTEM_CLOCK",
     "ActorContext",
     "ActorCrashed",
     "ActorState",
@@ -34,6 +36,8 @@ __all__ = [
     "Backoff",
     "ChildSpec",
     "ChildStartFailed",
+    "Clock",
+    "FakeClock",
     "Fault",
     "InvalidRequest",
     "Message",
@@ -44,6 +48,7 @@ __all__ = [
     "Strategy",
     "SupervisedActor",
     "Supervisor",
+    "SystemClock",
     "TrustChainError",
     "UnknownActor",
     "UnknownMessage",

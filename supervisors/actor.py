@@ -38,6 +38,7 @@ import pykka
 from loguru import logger
 
 from trustchain.supervisors.backoff import NO_BACKOFF, Backoff
+from trustchain.supervisors.clock import SYSTEM_CLOCK, Cancellable, Clock
 from trustchain.supervisors.errors import (
     ActorCrashed,
     ActorUnavailable,
@@ -95,6 +96,7 @@ class ActorContext:
     started: threading.Event
     start_error: list[BaseException]
     backoff: Backoff = NO_BACKOFF  # for restarts, and for retrying a failed resource
+    clock: Clock = SYSTEM_CLOCK  # every read of time and every timer goes through it
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -125,8 +127,9 @@ class SupervisedActor(pykka.ThreadingActor):
         self._current: Envelope | None = None
         self._outstanding: dict[int, Reply] = {}  # deferred replies not yet given
         self._deferrals = itertools.count()
-        self._timers: list[threading.Event] = []
-        self._one_shots: set[threading.Timer] = set()
+        self.clock = context.clock
+        self._timers: set[Cancellable] = set()  # every() and after(), cancelled going down
+        self._stopping = False
 
     # Hooks for subclasses --------------------------------------------------
 
@@ -179,41 +182,52 @@ class SupervisedActor(pykka.ThreadingActor):
         runs on the actor's thread; a tick is skipped while the previous one
         is still queued, so a slow actor is never flooded.
         """
-        cancelled = threading.Event()
         pending = threading.Event()
         ref = self.actor_ref
+        current: list[Cancellable] = []
 
         def answered(_result: outcome.Outcome) -> None:
             pending.clear()
 
         def tick() -> None:
-            while not cancelled.wait(seconds):
-                if pending.is_set():
-                    continue
+            self._timers.discard(current[0])
+            if self._stopping:
+                return
+            if not pending.is_set():
                 pending.set()
                 try:
                     ref.tell(Envelope(message, answered))
                 except pykka.ActorDeadError:
                     return
+            arm()
 
-        self._timers.append(cancelled)
-        threading.Thread(target=tick, name=f"{self.name}-every", daemon=True).start()
+        def arm() -> None:
+            timer = self.clock.call_later(seconds, tick)
+            current[:] = [timer]
+            self._timers.add(timer)
+            if self._stopping:  # went down meanwhile: its timers were cancelled before this one
+                timer.cancel()
+
+        arm()
 
     def after(self, seconds: float, message: Message) -> None:
         """Send ``message`` to this actor once, ``seconds`` from now, unless it goes down first."""
         ref = self.actor_ref
+        timers: list[Cancellable] = []
 
         def fire() -> None:
-            self._one_shots.discard(timer)
+            if timers:
+                self._timers.discard(timers[0])
             try:
                 ref.tell(Envelope(message, None))
             except pykka.ActorDeadError:
                 pass
 
-        timer = threading.Timer(max(0.0, seconds), fire)
-        timer.daemon = True
-        self._one_shots.add(timer)
-        timer.start()
+        timer = self.clock.call_later(seconds, fire)
+        timers.append(timer)
+        self._timers.add(timer)
+        if self._stopping:
+            timer.cancel()
 
     # Faults of the environment ---------------------------------------------------
 
@@ -229,7 +243,7 @@ class SupervisedActor(pykka.ThreadingActor):
         with self._cell.lock:
             fault = self._cell.faults.get(resource)
             if fault is None:
-                fault = self._cell.faults[resource] = Fault(resource, text, time.time())
+                fault = self._cell.faults[resource] = Fault(resource, text, self.clock.time())
                 new = True
             else:
                 fault.error = text
@@ -250,7 +264,7 @@ class SupervisedActor(pykka.ThreadingActor):
                 "{}: {} is back after {:.3f} s ({} retries)",
                 self.name,
                 resource,
-                time.time() - fault.since,
+                self.clock.time() - fault.since,
                 fault.retries,
             )
 
@@ -326,9 +340,8 @@ class SupervisedActor(pykka.ThreadingActor):
             envelope.reply(result)
 
     def _going_down(self, failure: Failure | None) -> None:
-        for cancelled in self._timers:
-            cancelled.set()
-        for timer in list(self._one_shots):
+        self._stopping = True
+        for timer in list(self._timers):
             timer.cancel()
         with self._cell.lock:
             if self._cell.incarnation == self.context.incarnation:

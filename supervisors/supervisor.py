@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from loguru import logger
 
 from trustchain.supervisors.actor import ActorContext, ChildExited, SupervisedActor, handles
 from trustchain.supervisors.backoff import NO_BACKOFF, Backoff
+from trustchain.supervisors.clock import SYSTEM_CLOCK, Clock
 from trustchain.supervisors.errors import TrustChainError, UnknownActor
 from trustchain.supervisors.messages import Message
 from trustchain.supervisors.registry import ActorState, Failure, Registry
@@ -217,7 +217,7 @@ class Supervisor(SupervisedActor):
     def _note_restart(self, name: str, failure: Failure | None) -> int:
         """Count a restart of ``name``; returns how many of its restarts came before it
         within the period (the backoff's attempt number). Raises when past intensity."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self._restarts.append((now, name))
         while self._restarts and now - self._restarts[0][0] > self.period_s:
             self._restarts.popleft()
@@ -275,7 +275,14 @@ class Supervisor(SupervisedActor):
             cell.state = ActorState.STARTING
             incarnation = cell.incarnation
         ctx = ActorContext(
-            spec.name, self.registry, incarnation, self.name, threading.Event(), [], self.backoff
+            spec.name,
+            self.registry,
+            incarnation,
+            self.name,
+            threading.Event(),
+            [],
+            self.backoff,
+            self.clock,
         )
         ref = spec.factory(ctx)
         with cell.lock:
@@ -326,13 +333,16 @@ def start_root(
     on_give_up: Callable[[str], None] | None = None,
     start_timeout_s: float = 60.0,
     backoff: Backoff = NO_BACKOFF,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> pykka.ActorRef[Any]:
     """Start a root supervisor and its tree; raise ChildStartFailed if the tree cannot start."""
     cell = registry.cell(name)
     with cell.lock:
         cell.incarnation += 1
         cell.state = ActorState.STARTING
-    ctx = ActorContext(name, registry, cell.incarnation, None, threading.Event(), [], backoff)
+    ctx = ActorContext(
+        name, registry, cell.incarnation, None, threading.Event(), [], backoff, clock
+    )
     ref = Supervisor.start(
         ctx, children, strategy, max_restarts, period_s, on_give_up, backoff=backoff
     )

@@ -7,7 +7,9 @@ and tests use distinct key labels.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,14 @@ def key_label() -> str:
 
 def pin_of(config: HsmConfig) -> str:
     return Path(config.pin_file).read_text().strip()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> float:
+    """Poll ``condition`` until it holds (for what another thread or process does);
+    returns the seconds it took, fails naming ``what`` after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
+    return time.monotonic() - start
