@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ from .errors import (
     IndexOutOfRange,
     LogCorrupted,
     LogUnavailable,
+    SignatureError,
     TileNotFound,
     TreeSizeOutOfRange,
 )
@@ -68,6 +70,7 @@ from .rfc6962 import (
     leaf_index_extension,
     log_id,
     sct_signature_input,
+    tree_head_signature_input,
 )
 from .storage import TileStorage
 from .tiles import (
@@ -87,6 +90,33 @@ SWEEP_PER_CLEANUP = 64  # tiles whose leftover partial versions one cleanup dele
 
 def issuer_key(fp: bytes) -> str:
     return f"issuer/{fp.hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """A tree and the timestamp and root its (signed) head will carry."""
+
+    state: TreeState
+    timestamp: int
+    root: bytes
+
+
+@dataclass(frozen=True, eq=False)
+class StagedBatch:
+    """A sequenced batch waiting for its signatures (``TileLog.stage``).
+
+    ``to_sign`` holds one RFC 6962 SCT signature input per submitted entry, in
+    order, then, if the batch publishes a new tree head, its tree-head signature
+    input (last). Hand the signatures back, in the same order, to ``commit``."""
+
+    sequence: int
+    results: tuple[tuple[int, int, bool], ...]  # (leaf index, timestamp, duplicate) per entry
+    to_sign: tuple[bytes, ...]
+    head: TreeHead
+    writes: dict[str, bytes]  # tiles and new issuers
+    rows: list[IndexRow]
+    full: dict[Tile, bytes]  # tiles completed by this batch
+    publishes: bool  # a new tree head (False: every entry was already logged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +157,12 @@ class TileLog:
         self._retiring: dict[Tile, int] = {}  # superseded partial tile -> when to delete it
         self._due: list[tuple[int, Tile]] = []  # heap over _retiring (stale rows skipped)
         self._sweep: Iterator[Tile] = iter(())  # tiles a crash may have left versions of
+        # The pipeline: batches staged, not yet committed, oldest first, and what they add.
+        self._tip = TreeHead(state, sth.timestamp, sth.root_hash)  # newest staged head
+        self._staged: deque[StagedBatch] = deque()
+        self._staged_ids: dict[bytes, tuple[int, int]] = {}  # identity -> (index, timestamp)
+        self._pending: dict[Tile, bytes] = {}  # full hash tiles staged, not yet written
+        self._sequence = itertools.count()
 
     @classmethod
     def open(
@@ -180,100 +216,142 @@ class TileLog:
     def close(self) -> None:
         self._index.close()
 
-    # -- write path ---------------------------------------------------------
+    # -- write path (sans-IO: stage, sign elsewhere, commit) -----------------
+
+    def stage(self, entries: Sequence[LogEntryInput], now_ms: int) -> StagedBatch:
+        """Sequence ``entries`` after everything staged so far; return what must be
+        signed (``to_sign``: one SCT input per entry, then the tree-head input).
+
+        A staged batch builds on the previous staged one, not on the committed
+        tree, so the next batch can be staged while this one's signatures are out.
+        Commit batches with :meth:`commit` strictly in the order they were staged."""
+        self._check_usable()
+        self._tick(now_ms)
+        tip = self._tip
+        timestamp = max(now_ms, tip.timestamp)
+        results: list[tuple[int, int, bool]] = []
+        fresh: list[TileLeaf] = []
+        rows: list[IndexRow] = []
+        identities = [e.identity for e in entries]
+        seen = dict(self._index.by_identities(i for i in identities if i not in self._staged_ids))
+        inputs: list[bytes] = []
+        for entry, identity in zip(entries, identities, strict=True):
+            hit = seen.get(identity) or self._staged_ids.get(identity)
+            if hit is not None:
+                idx, ts, duplicate = hit[0], hit[1], True
+            else:
+                idx, ts, duplicate = tip.state.size + len(fresh), timestamp, False
+                leaf = TileLeaf.from_input(entry, timestamp, leaf_index_extension(idx))
+                fresh.append(leaf)
+                seen[identity] = (idx, timestamp)
+                rows.append((idx, b"", identity, timestamp))  # leaf hash filled in below
+            results.append((idx, ts, duplicate))
+            inputs.append(sct_signature_input(ts, entry.entry_type, entry.signed_entry,
+                                              leaf_index_extension(idx)))  # fmt: skip
+        state, writes, full = tip.state, {}, {}
+        if fresh:
+            encoded, leaf_hashes = zip(*(leaf.encode_and_hash() for leaf in fresh), strict=True)
+            rows = [(i, h, ident, t) for (i, _, ident, t), h in zip(rows, leaf_hashes, strict=True)]
+            state, changed = tip.state.extend(list(leaf_hashes), list(encoded))
+            writes = {tile.path: data for tile, data in changed.items()}
+            issuers = {fingerprint(c): c for e in entries for c in e.chain}
+            writes.update(
+                {issuer_key(fp): c for fp, c in issuers.items() if fp not in self._issuers}
+            )
+            full = {t: d for t, d in changed.items() if not t.is_partial}
+        root = tip.root
+        if fresh:
+            pending = {**self._pending, **{t: d for t, d in full.items() if t.level != DATA_LEVEL}}
+            root = merkle.range_hash(
+                lambda lvl, idx: self._reader.node(state, lvl, idx, pending), 0, state.size
+            )
+            self._pending = pending
+            for i, _, ident, t in rows:
+                self._staged_ids[ident] = (i, t)
+        head = TreeHead(state, timestamp, root)
+        if fresh or not entries:
+            inputs.append(tree_head_signature_input(timestamp, state.size, root))
+        staged = StagedBatch(next(self._sequence), tuple(results), tuple(inputs), head,
+                             writes, rows, full, bool(fresh) or not entries)  # fmt: skip
+        if staged.publishes:
+            self._tip = head
+        self._staged.append(staged)
+        return staged
+
+    def stage_refresh(self, now_ms: int) -> StagedBatch | None:
+        """A fresh tree head for the current tree (keeps get-sth recent), or None when
+        none is due: ``now_ms`` is not past the newest head, or batches are staged
+        (their commits publish fresh heads). Deletes the superseded partial tiles
+        whose grace period is over."""
+        self._check_usable()
+        self._tick(now_ms)
+        self._delete_due()
+        if self._staged or now_ms <= self._tip.timestamp:
+            return None
+        return self.stage([], now_ms)
+
+    def commit(self, staged: StagedBatch, signatures: Sequence[bytes]) -> list[AppendResult]:
+        """Make ``staged`` durable with its ``signatures`` (in ``to_sign`` order):
+        tiles and issuers, then the checkpoint, each fsynced; then the index.
+        Returns one result (with its SCT) per entry, in order.
+
+        Raises ``LogUnavailable`` if ``staged`` is not the oldest batch staged (or the
+        log failed since); a signature that does not verify raises ``SignatureError``
+        and a failed write ``OSError`` or ``sqlite3.Error``: after any failure the
+        instance refuses work (reopen it) and every batch staged after is void."""
+        self._check_usable()
+        if not self._staged or self._staged[0] is not staged:
+            raise LogUnavailable("batches commit in the order they were staged, each once")
+        if len(signatures) != len(staged.to_sign):
+            raise SignatureError(f"{len(staged.to_sign)} signatures needed, got {len(signatures)}")
+        self._unusable = True  # until every step below has succeeded
+        head = staged.head
+        results = [
+            AppendResult(idx, ts, SignedCertificateTimestamp(
+                self.log_id, ts, leaf_index_extension(idx), DigitallySigned(sig)), duplicate)
+            for (idx, ts, duplicate), sig in zip(staged.results, signatures, strict=False)
+        ]  # fmt: skip
+        if staged.publishes:
+            sth = SignedTreeHead(head.state.size, head.timestamp, head.root,
+                                 DigitallySigned(signatures[-1]))  # fmt: skip
+            sth.verify(self._public_key)
+            checkpoint = encode_checkpoint(sth, self.origin, self.log_id)
+            if staged.writes:
+                self._storage.write_many(staged.writes)
+            self._storage.write_many({CHECKPOINT_KEY: checkpoint})
+            old, self._state, self._sth, self._checkpoint = self._state, head.state, sth, checkpoint
+            for tile, data in staged.full.items():
+                self._reader.add_full(tile, data)
+                self._pending.pop(tile, None)
+            if staged.rows:
+                self._index.add(staged.rows, head.state.size)
+            for _, _, ident, _ in staged.rows:
+                self._staged_ids.pop(ident, None)
+            self._issuers.update(fingerprint(d) for k, d in staged.writes.items()
+                                 if k.startswith("issuer/"))  # fmt: skip
+            self._retire(old.size, head.state.size, staged.full)
+        self._staged.popleft()
+        self._unusable = False
+        self._delete_due()
+        return results
+
+    @property
+    def staged_batches(self) -> int:
+        """Batches staged and not yet committed."""
+        return len(self._staged)
 
     def append_batch(self, entries: Sequence[LogEntryInput], now_ms: int) -> list[AppendResult]:
-        """Log ``entries`` durably; one result (with its SCT) per entry, in order."""
-        self._check_usable()
-        self._tick(now_ms)
-        timestamp = max(now_ms, self._sth.timestamp)
-        results: list[tuple[LogEntryInput, int, int, bool]] = []
-        fresh: list[tuple[LogEntryInput, TileLeaf]] = []
-        rows: list[IndexRow] = []
-        seen = self._index.by_identities(e.identity for e in entries)
-        for entry in entries:
-            hit = seen.get(entry.identity)
-            if hit is not None:
-                results.append((entry, hit[0], hit[1], True))
-                continue
-            idx = self._state.size + len(fresh)
-            leaf = TileLeaf.from_input(entry, timestamp, leaf_index_extension(idx))
-            fresh.append((entry, leaf))
-            seen[entry.identity] = (idx, timestamp)
-            rows.append((idx, b"", entry.identity, timestamp))  # leaf hash filled in _commit
-            results.append((entry, idx, timestamp, False))
-        scts = self._sign_scts(results)
-        if fresh:
-            self._commit(fresh, rows, timestamp)
-        self._delete_due()
-        return scts
+        """Stage, sign with the injected signer, commit: for tests and tools that
+        may wait on their signer (an actor stages and commits itself)."""
+        staged = self.stage(entries, now_ms)
+        return self.commit(staged, self._sign_many(list(staged.to_sign)))
 
     def refresh_checkpoint(self, now_ms: int) -> SignedTreeHead:
-        """Re-sign the current tree with a fresh timestamp (keeps get-sth recent),
-        and delete the superseded partial tiles whose grace period is over."""
-        self._check_usable()
-        self._tick(now_ms)
-        if now_ms > self._sth.timestamp:
-            self._publish(self._state, {}, now_ms, [])
-        self._delete_due()
+        """:meth:`stage_refresh` and :meth:`commit` with the injected signer."""
+        staged = self.stage_refresh(now_ms)
+        if staged is not None:
+            self.commit(staged, self._sign_many(list(staged.to_sign)))
         return self._sth
-
-    def _sign_scts(self, results: list[tuple[LogEntryInput, int, int, bool]]) -> list[AppendResult]:
-        """One SCT per result, all signed in one ``sign_many`` call."""
-        extensions = [leaf_index_extension(idx) for _, idx, _, _ in results]
-        inputs = [
-            sct_signature_input(ts, entry.entry_type, entry.signed_entry, ext)
-            for (entry, _, ts, _), ext in zip(results, extensions, strict=True)
-        ]
-        signatures = self._sign_many(inputs) if inputs else []
-        return [
-            AppendResult(idx, ts, SignedCertificateTimestamp(
-                self.log_id, ts, ext, DigitallySigned(sig)), duplicate)
-            for (_, idx, ts, duplicate), ext, sig in zip(results, extensions, signatures,
-                                                         strict=True)
-        ]  # fmt: skip
-
-    def _commit(
-        self, fresh: list[tuple[LogEntryInput, TileLeaf]], rows: list[IndexRow], ts: int
-    ) -> None:
-        encoded, leaf_hashes = zip(*(leaf.encode_and_hash() for _, leaf in fresh), strict=True)
-        rows[:] = [(i, h, ident, t) for (i, _, ident, t), h in zip(rows, leaf_hashes, strict=True)]
-        state, changed = self._state.extend(list(leaf_hashes), list(encoded))
-        writes = {tile.path: data for tile, data in changed.items()}
-        issuers = {fingerprint(c): c for entry, _ in fresh for c in entry.chain}
-        new_issuers = {fp: c for fp, c in issuers.items() if fp not in self._issuers}
-        writes.update({issuer_key(fp): c for fp, c in new_issuers.items()})
-        full = {t: d for t, d in changed.items() if not t.is_partial}
-        self._publish(state, writes, ts, rows, full)
-        self._issuers.update(new_issuers)
-
-    def _publish(
-        self,
-        state: TreeState,
-        writes: dict[str, bytes],
-        ts: int,
-        rows: list[IndexRow],
-        full: dict | None = None,
-    ) -> None:
-        full = full or {}
-        pending = {t: d for t, d in full.items() if t.level != DATA_LEVEL}
-        root = merkle.range_hash(
-            lambda lvl, idx: self._reader.node(state, lvl, idx, pending), 0, state.size
-        )
-        sth = sign_tree_head(self._sign, state.size, ts, root)
-        sth.verify(self._public_key)
-        checkpoint = encode_checkpoint(sth, self.origin, self.log_id)
-        self._unusable = True  # until every durable step below has succeeded
-        if writes:
-            self._storage.write_many(writes)
-        self._storage.write_many({CHECKPOINT_KEY: checkpoint})
-        old, self._state, self._sth, self._checkpoint = self._state, state, sth, checkpoint
-        for tile, data in full.items():
-            self._reader.add_full(tile, data)
-        if rows:
-            self._index.add(rows, state.size)
-        self._unusable = False
-        self._retire(old.size, state.size, full)
 
     # -- superseded partial tiles -------------------------------------------
 
