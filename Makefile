@@ -17,7 +17,7 @@ test: $(INSTALLED) test-deps
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy actors supervisors protocols config
+	$(BIN)/mypy
 
 bench: $(INSTALLED) system-deps
 	$(BIN)/python bench/actors.py
@@ -59,11 +59,14 @@ system-deps:
 test-deps: system-deps
 	@$(call ensure,gnutls-cli:gnutls-bin vfychain:libnss3-tools go:golang-go,gnutls nss go)
 
+# The .pth puts src/ (src/trustchain/* are symlinks to the four folders) on the venv's
+# path, so editors and tools that read the venv's path but run no import hook see the package.
 $(INSTALLED): setup.cfg pyproject.toml | system-deps
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "TrustChain needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,dev]'
+	echo '$(CURDIR)/src' > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/trustchain-src.pth"
 	touch $@
 
 # A project-local SoftHSM token under var/hsm (PINs generated 0600); reused when present.
