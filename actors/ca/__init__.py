@@ -4,6 +4,8 @@ policy  -> ``parse_csr``, ``check_request``: a CSR becomes an ``ApprovedRequest`
 certs   -> ``root_tbs``, ``intermediate_tbs``, ``leaf_tbs`` build a ``ToBeSigned``;
            the HSM signs ``.der``; ``assemble`` makes the certificate.
 crl     -> ``crl_tbs`` + ``assemble_crl``, or ``build_crl`` through a ``Signer``.
+hierarchy -> ``Hierarchy``: root, intermediates and CRLs in two steps each
+           (``new_crl`` -> sign -> ``add_crl``); ``create_missing`` drives start-up.
 store   -> ``CAStore``: CA certificates, issued serials, revocations, CRL numbers.
 keys    -> key types, ``SignatureAlgorithm``, ``remote_signing_key``.
 """
@@ -49,7 +51,7 @@ from .errors import (
     UnknownSerial,
     ValidityOutOfBounds,
 )
-from .hierarchy import Hierarchy, pem
+from .hierarchy import Hierarchy, NewCACertificate, NewCRL, create_missing, pem
 from .keys import (
     SignatureAlgorithm,
     Signer,
@@ -84,6 +86,8 @@ __all__ = [
     "KeyNotAllowed",
     "MalformedCSR",
     "NameNotPermitted",
+    "NewCACertificate",
+    "NewCRL",
     "NoNames",
     "PolicyViolation",
     "RevokedEntry",
@@ -101,6 +105,7 @@ __all__ = [
     "ca_name",
     "ca_public_key",
     "check_request",
+    "create_missing",
     "crl_tbs",
     "ecdsa_der_from_raw",
     "intermediate_tbs",

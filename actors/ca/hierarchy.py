@@ -5,31 +5,46 @@ their certificates in the store. ``Hierarchy`` creates what is missing at
 first start (root, then intermediate), rotates the intermediate on request
 (and at start when the current one is of a form some verifiers refuse),
 chooses the intermediate that issues (the newest valid one: it must outlive
-the leaf), and signs and writes a CRL per live intermediate. It reaches the
-HSM only through the two callables it is given (``public_key(label)``, which
-creates the key when missing, and ``sign(label, data, hash_name)``), so it
-knows nothing of actors.
+the leaf), and makes a CRL per live CA.
+
+Sans-IO, like ``certs`` for leaves: it never signs and writes no file. Each
+signed object takes two calls: the first returns what must be signed (a
+``NewCACertificate`` or ``NewCRL``, holding a ``ToBeSigned`` and the label of
+the key that signs it), the second takes the signature back, checks it
+against the issuer's key and records the result (``add_ca_certificate``,
+``add_crl``). The actor sends the TBS to the HSM without waiting and writes
+the CRL files and ``root.pem``; the only I/O here is the ``CAStore`` it is
+handed. ``create_missing`` drives the steps synchronously through two
+callables, for start-up (and tests), where waiting is allowed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from trustchain.actors.durable import replace_file
 from trustchain.config import CaConfig
 
-from .certs import assemble, ca_name, ca_public_key, intermediate_tbs, new_serial, root_tbs
+from .certs import (
+    ToBeSigned,
+    assemble,
+    ca_name,
+    ca_public_key,
+    intermediate_tbs,
+    new_serial,
+    root_tbs,
+)
 from .crl import assemble_crl, crl_tbs
 from .errors import IssuerNotValid
 from .keys import CAPublicKey
-from .store import CACertificateRecord, CAStore
+from .store import CACertificateRecord, CAStore, Role
 
 PublicKeyOf = Callable[[str], CAPublicKey]
 SignWith = Callable[[str, bytes, str], bytes]
@@ -53,45 +68,75 @@ def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+@dataclass(frozen=True)
+class NewCACertificate:
+    """A root or intermediate certificate waiting for its signature."""
+
+    role: Role
+    key_label: str  # the new CA's own key
+    tbs: ToBeSigned
+    signer: str  # the key that signs it: its own (root) or the root's (intermediate)
+    issuer_public_key: CAPublicKey
+
+
+@dataclass(frozen=True)
+class NewCRL:
+    """A CRL waiting for its issuer's signature (its CRL number already taken)."""
+
+    key_label: str  # the issuing CA, whose key signs it
+    tbs: ToBeSigned
+    crl_number: int
+    issuer_public_key: CAPublicKey
+
+    @property
+    def signer(self) -> str:
+        return self.key_label
+
+
 class Hierarchy:
     def __init__(
         self,
         config: CaConfig,
         store: CAStore,
-        public_key: PublicKeyOf,
-        sign: SignWith,
         permitted_ipv6_networks: Sequence[ipaddress.IPv6Network] = (),
     ) -> None:
         self.config, self.store = config, store
-        self._public_key, self._sign = public_key, sign
         self._ipv6 = permitted_ipv6_networks
         self.crls: dict[str, x509.CertificateRevocationList] = {}
+        self.by_label: dict[str, CACertificateRecord] = {}
+        self.chain_pem: dict[str, str] = {}
 
-    def ensure(self, now: datetime) -> None:
-        """Create the root and a first intermediate if missing, then load everything."""
+    def missing(self, now: datetime) -> Literal["root", "intermediate"] | None:
+        """What must be created before the CA can issue at ``now``: a root, an
+        intermediate (none valid, or only one of a form some verifiers refuse; see
+        ``has_directory_name_constraint``), or nothing."""
         if not self.store.list_ca_certificates("root"):
-            self._create_root(now)
+            return "root"
         current = self.store.current_intermediate(now)
-        if current is None:
-            self._create_intermediate(now, self.config.intermediate_key)
-        elif has_directory_name_constraint(current.certificate):
-            self._create_intermediate(now, self._next_intermediate_label())  # see below
-        self._load(now)
-        # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
-        root = self.store.list_ca_certificates("root")[-1].certificate
-        replace_file(self.root_pem_path, pem(root).encode("ascii"))
+        if current is None or has_directory_name_constraint(current.certificate):
+            return "intermediate"
+        return None
+
+    def load(self, now: datetime) -> None:
+        """Read every CA certificate from the store and choose the current intermediate."""
+        records = self.store.list_ca_certificates()
+        self.by_label = {r.key_label: r for r in records}
+        current = self.store.current_intermediate(now)
+        assert current is not None, "an intermediate is created before load()"
+        self.current = current
+        self.chain_pem = {r.key_label: pem(r.certificate) for r in records}
+
+    @property
+    def root(self) -> CACertificateRecord:
+        return self.store.list_ca_certificates("root")[-1]
 
     @property
     def root_pem_path(self) -> Path:
+        """Where the actor puts the trust anchor for users (curl --cacert var/ca/root.pem)."""
         return self.config.database.parent / "root.pem"
 
-    def rotate(self, now: datetime) -> CACertificateRecord:
-        record = self._create_intermediate(now, self._next_intermediate_label())
-        self._load(now)
-        self.publish_crl(record.key_label, now)
-        return record
-
-    def _next_intermediate_label(self) -> str:
+    def next_intermediate_label(self) -> str:
+        """The key label of a rotation's new intermediate (``<intermediate_key>-<n>``)."""
         count = len(self.store.list_ca_certificates("intermediate"))
         return f"{self.config.intermediate_key}-{count + 1}"
 
@@ -132,57 +177,68 @@ class Hierarchy:
 
     # CRLs -------------------------------------------------------------------------
 
-    def refresh_crls(self, now: datetime) -> list[str]:
-        """Re-sign the CRL of every CA that has not expired: the root's (which the
-        intermediates' CRL distribution point names) and each intermediate's."""
-        labels = [r.key_label for r in self.by_label.values() if r.not_after >= now]
-        for label in labels:
-            self.publish_crl(label, now)
-        return labels
+    def live_labels(self, now: datetime) -> list[str]:
+        """Every CA that has not expired: the root (which the intermediates' CRL
+        distribution point names) and each intermediate; each needs a fresh CRL."""
+        return [r.key_label for r in self.by_label.values() if r.not_after >= now]
 
-    def publish_crl(self, label: str, now: datetime) -> x509.CertificateRevocationList:
-        """Sign a fresh CRL for one intermediate and write it (DER and PEM) atomically."""
+    def new_crl(self, label: str, now: datetime) -> NewCRL:
+        """The next CRL of CA ``label`` (from the store's revocations), to be signed
+        with ``label``'s key and handed back to ``add_crl``."""
         issuer = self.by_label[label]
+        number = self.store.next_crl_number(label)
         tbs = crl_tbs(
             issuer_cert=issuer.certificate,
             entries=self.store.revoked_entries(label, expired_before=now),
-            crl_number=self.store.next_crl_number(label),
+            crl_number=number,
             now=now,
             validity=timedelta(seconds=self.config.crl_validity_s),
         )
-        signature = self._sign(label, tbs.der, tbs.hash_name)
-        crl = assemble_crl(
-            tbs.der, tbs.algorithm, signature, issuer_public_key=ca_public_key(issuer.certificate)
-        )
-        self.crls[label] = crl
-        directory = self.config.crl_dir
-        replace_file(directory / f"{label}.crl", crl.public_bytes(serialization.Encoding.DER))
-        replace_file(directory / f"{label}.pem", crl.public_bytes(serialization.Encoding.PEM))
+        return NewCRL(label, tbs, number, ca_public_key(issuer.certificate))
+
+    def add_crl(self, new: NewCRL, signature: bytes) -> x509.CertificateRevocationList | None:
+        """The signed CRL (checked against the issuer's key; ``SignatureInvalid`` if
+        not); it becomes ``crls[label]`` unless a CRL with a higher number already is,
+        in which case None is returned: nothing to publish."""
+        crl = assemble_crl(new.tbs.der, new.tbs.algorithm, signature,
+                           issuer_public_key=new.issuer_public_key)  # fmt: skip
+        held = self.crls.get(new.key_label)
+        if held is not None and _crl_number(held) >= new.crl_number:
+            return None  # signatures came back out of order: never publish an older CRL
+        self.crls[new.key_label] = crl
         return crl
 
     def crl_number(self, label: str) -> int:
-        crl = self.crls[label]
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        return _crl_number(self.crls[label])
+
+    def crl_files(self, label: str) -> dict[Path, bytes]:
+        """The files that publish CA ``label``'s current CRL (DER and PEM), for the actor."""
+        crl, directory = self.crls[label], self.config.crl_dir
+        return {
+            directory / f"{label}.crl": crl.public_bytes(serialization.Encoding.DER),
+            directory / f"{label}.pem": crl.public_bytes(serialization.Encoding.PEM),
+        }
 
     # Creation ---------------------------------------------------------------------
 
-    def _create_root(self, now: datetime) -> None:
+    def new_root(self, now: datetime, public_key: CAPublicKey) -> NewCACertificate:
+        """A self-signed root over ``public_key`` (the root key, made in the HSM)."""
         config, label = self.config, self.config.root_key
         subject = ca_name(config.root_common_name, config.organization, config.country)
-        public_key = self._public_key(label)
         tbs = root_tbs(subject=subject, public_key=public_key, serial=new_serial(), now=now,
                        validity=timedelta(days=config.root_validity_days))  # fmt: skip
-        signature = self._sign(label, tbs.der, tbs.hash_name)
-        cert = assemble(tbs.der, tbs.algorithm, signature, issuer_public_key=public_key)
-        self.store.add_ca_certificate("root", label, cert)
+        return NewCACertificate("root", label, tbs, label, public_key)
 
-    def _create_intermediate(self, now: datetime, label: str) -> CACertificateRecord:
+    def new_intermediate(
+        self, now: datetime, label: str, public_key: CAPublicKey
+    ) -> NewCACertificate:
+        """An intermediate for key ``label`` (``public_key``), to be signed by the root."""
         config = self.config
-        root = self.store.list_ca_certificates("root")[-1]
+        root = self.root
         constrained = config.name_constraints
         tbs = intermediate_tbs(
             subject=ca_name(config.intermediate_common_name, config.organization, config.country),
-            public_key=self._public_key(label),
+            public_key=public_key,
             issuer_cert=root.certificate,
             serial=new_serial(),
             now=now,
@@ -192,15 +248,38 @@ class Hierarchy:
             crl_url=self.crl_url(root.key_label),
             ca_issuers_url=self.ca_issuers_url(root.key_label),
         )
-        signature = self._sign(root.key_label, tbs.der, tbs.hash_name)
-        cert = assemble(tbs.der, tbs.algorithm, signature,
-                        issuer_public_key=ca_public_key(root.certificate))  # fmt: skip
-        return self.store.add_ca_certificate("intermediate", label, cert)
+        return NewCACertificate(
+            "intermediate", label, tbs, root.key_label, ca_public_key(root.certificate)
+        )
 
-    def _load(self, now: datetime) -> None:
-        records = self.store.list_ca_certificates()
-        self.by_label = {r.key_label: r for r in records}
-        current = self.store.current_intermediate(now)
-        assert current is not None, "ensure() creates an intermediate first"
-        self.current = current
-        self.chain_pem = {r.key_label: pem(r.certificate) for r in records}
+    def add_ca_certificate(self, new: NewCACertificate, signature: bytes) -> CACertificateRecord:
+        """Record the signed CA certificate (checked against its issuer's key). An
+        intermediate issues only after ``load()``."""
+        cert = assemble(new.tbs.der, new.tbs.algorithm, signature,
+                        issuer_public_key=new.issuer_public_key)  # fmt: skip
+        record = self.store.add_ca_certificate(new.role, new.key_label, cert)
+        self.by_label[record.key_label] = record  # so that its first CRL can be made
+        return record
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def create_missing(
+    hierarchy: Hierarchy, now: datetime, public_key: PublicKeyOf, sign: SignWith
+) -> None:
+    """Create what ``missing`` names, then ``load``: the synchronous driver of the
+    two-step calls, for start-up (where waiting on the HSM is allowed) and tests.
+    ``public_key(label)`` makes the key when missing; ``sign(label, data, hash_name)``."""
+    if hierarchy.missing(now) == "root":
+        new = hierarchy.new_root(now, public_key(hierarchy.config.root_key))
+        hierarchy.add_ca_certificate(new, sign(new.signer, new.tbs.der, new.tbs.hash_name))
+    if hierarchy.missing(now) == "intermediate":
+        if hierarchy.store.current_intermediate(now) is None:
+            label = hierarchy.config.intermediate_key  # first start (or every one expired)
+        else:  # one that verifiers refuse: replaced, and kept for what it issued
+            label = hierarchy.next_intermediate_label()
+        new = hierarchy.new_intermediate(now, label, public_key(label))
+        hierarchy.add_ca_certificate(new, sign(new.signer, new.tbs.der, new.tbs.hash_name))
+    hierarchy.load(now)
