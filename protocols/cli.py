@@ -12,53 +12,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich import box
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
-from trustchain.config import Config, ConfigError, load_config
-from trustchain.protocols.client import ControlClient
-from trustchain.supervisors import TrustChainError
-
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print("[bold red]error:[/]", escape(message), highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-class Context:
-    def __init__(self, config_path: Path | None, socket: Path | None) -> None:
-        self.config_path = config_path
-        self.socket_override = socket
-        self._config: Config | None = None
-
-    def config(self, overrides: dict[str, Any] | None = None) -> Config:
-        if self._config is None or overrides:
-            try:
-                self._config = load_config(self.config_path, overrides=overrides)
-            except ConfigError as exc:
-                fail(str(exc), 2)
-        return self._config
-
-    def client(self) -> ControlClient:
-        path = self.socket_override or self.config().runtime.control_socket
-        return ControlClient(path, timeout=self.config().runtime.request_timeout_s + 5)
-
-    def call(self, to: str, type: str, args: dict[str, Any] | None = None) -> Any:
-        try:
-            with self.client() as client:
-                return client.call(to, type, args)
-        except TrustChainError as exc:
-            fail(f"{exc.message} [{exc.code}]")
-        except OSError as exc:
-            fail(f"control socket: {exc}")
+from trustchain.protocols.cli_ca import ca, crl, issue, revoke
+from trustchain.protocols.cli_common import Context, fail
+from trustchain.protocols.cli_ct import ct
+from trustchain.supervisors.errors import TrustChainError
 
 
 @click.group()
@@ -284,8 +249,8 @@ def hsm_keys(obj: Context) -> None:
     Console().print(table)
 
 
-import trustchain.protocols.cli_ct  # noqa: E402,F401  (registers ct)
-from trustchain.protocols import cli_ca  # noqa: E402,F401  (registers issue, revoke, crl, ca)
+for command in (issue, revoke, crl, ca, ct):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from rich.console import Console
 from rich.table import Table
 
-from trustchain.protocols.cli import Context, fail, main
+from trustchain.protocols.cli_common import Context, fail
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
 
@@ -56,7 +56,7 @@ def write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-@main.command()
+@click.command()
 @click.argument("names", nargs=-1)
 @click.option(
     "--csr",
@@ -117,7 +117,7 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
         click.echo(f"wrote      {path}")
 
 
-@main.command()
+@click.command()
 @click.argument("serial")
 @click.option("--reason", default="unspecified", show_default=True,
               help="key_compromise, superseded, cessation_of_operation, affiliation_changed, "
@@ -130,7 +130,7 @@ def revoke(obj: Context, serial: str, reason: str) -> None:
                f"CRL number {result['crl_number']}")  # fmt: skip
 
 
-@main.command()
+@click.command()
 @click.option("--issuer", help="An intermediate's key label (default: the current one).")
 @click.option(
     "--out",
@@ -149,7 +149,7 @@ def crl(obj: Context, issuer: str | None, out: Path | None) -> None:
                f"next update {result['next_update']}")  # fmt: skip
 
 
-@main.group()
+@click.group()
 def ca() -> None:
     """The CA hierarchy: status, root certificate, intermediate rotation."""
 

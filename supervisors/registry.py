@@ -17,18 +17,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 import outcome
 import pykka
 
 from trustchain.supervisors.errors import ActorUnavailable, RequestTimeout, UnknownActor
-
-if TYPE_CHECKING:
-    from trustchain.supervisors.actor import SupervisedActor
-    from trustchain.supervisors.messages import Message
+from trustchain.supervisors.messages import Message
 
 Reply = Callable[[outcome.Outcome], None]
+
+
+class Addressable(Protocol):
+    """What the registry knows of an actor's class: the messages it accepts.
+
+    ``SupervisedActor`` (in ``actor.py``, which imports this module) has it;
+    naming the shape here keeps the import one way.
+    """
+
+    def message_types(self) -> dict[str, type[Message]]: ...
 
 
 class ActorState(enum.Enum):
@@ -91,7 +98,7 @@ class Envelope:
 class Cell:
     name: str
     supervisor: str | None
-    actor_class: type | None = None
+    actor_class: type | None = None  # a SupervisedActor subclass: an Addressable
     state: ActorState = ActorState.STOPPED
     ref: pykka.ActorRef[Any] | None = None
     incarnation: int = 0
@@ -203,5 +210,5 @@ class Registry:
             raise RequestTimeout(f"{name!r} did not answer {message.type!r} within {timeout} s")
         return box[0].unwrap()
 
-    def actor_class(self, name: str) -> type[SupervisedActor] | None:
-        return self.lookup(name).actor_class
+    def actor_class(self, name: str) -> Addressable | None:
+        return cast("Addressable | None", self.lookup(name).actor_class)

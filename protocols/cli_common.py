@@ -1,0 +1,54 @@
+"""What every `trustchain` command shares: the click context object and `fail`.
+
+The command modules (`cli`, `cli_ca`, `cli_ct`) import this one and not each
+other; `cli` builds the command group and adds the others' commands to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.markup import escape
+
+from trustchain.config import Config, ConfigError, load_config
+from trustchain.protocols.client import ControlClient
+from trustchain.supervisors.errors import TrustChainError
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line on stderr, no traceback, and exit ``code``."""
+    err.print("[bold red]error:[/]", escape(message), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+class Context:
+    def __init__(self, config_path: Path | None, socket: Path | None) -> None:
+        self.config_path = config_path
+        self.socket_override = socket
+        self._config: Config | None = None
+
+    def config(self, overrides: dict[str, Any] | None = None) -> Config:
+        if self._config is None or overrides:
+            try:
+                self._config = load_config(self.config_path, overrides=overrides)
+            except ConfigError as exc:
+                fail(str(exc), 2)
+        return self._config
+
+    def client(self) -> ControlClient:
+        path = self.socket_override or self.config().runtime.control_socket
+        return ControlClient(path, timeout=self.config().runtime.request_timeout_s + 5)
+
+    def call(self, to: str, type: str, args: dict[str, Any] | None = None) -> Any:
+        try:
+            with self.client() as client:
+                return client.call(to, type, args)
+        except TrustChainError as exc:
+            fail(f"{exc.message} [{exc.code}]")
+        except OSError as exc:
+            fail(f"control socket: {exc}")
