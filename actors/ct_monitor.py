@@ -14,6 +14,11 @@ taken once, from ``log_info``, when the monitor starts (trust on first use:
 * checks the head is no older than ``monitor.max_sth_age_s`` (``stale``); when
   no head can be fetched, the newest verified head ages instead.
 
+The monitor never waits on the log: each step is a ``request`` whose reply
+continues the check on this thread, and the key is pinned by the first check
+(sent at start) rather than in ``setup``. Time (the interval, a head's age, an
+unanswered check) is ``self.clock``'s, so tests drive it.
+
 It trusts nothing the log says beyond what it verifies: it uses only the public
 read messages (``log_info``, ``get_sth``, ``get_sth_consistency``), never the
 log's files or internals. Each alert is a loguru ERROR line, a per-kind counter
@@ -34,7 +39,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -58,6 +62,7 @@ from trustchain.actors.ct.rfc6962 import DigitallySigned
 from trustchain.actors.ctlog import GetConsistency, GetSTH, LogInfo
 from trustchain.config import MonitorConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
+from trustchain.supervisors.registry import Envelope
 
 MAX_REMEMBERED_ALERTS = 1_024
 # What a log_info reply the monitor cannot use raises (never a crash: a lying
@@ -182,10 +187,6 @@ class _Check(Message):
     type: ClassVar[str] = "_check"
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class CTMonitorActor(SupervisedActor):
     def __init__(self, context: ActorContext, config: MonitorConfig, ctlog: str = "ctlog") -> None:
         super().__init__(context)
@@ -195,7 +196,7 @@ class CTMonitorActor(SupervisedActor):
         self._in_flight_since: float | None = None
         self._generation = 0  # a check abandoned as unanswered ignores its late replies
         self._unreachable = False  # since the last failed request to the log
-        self._started = time.time()
+        self._started = self.clock.time()
         self.checks = 0
         self.consistency_proofs = 0
         self.fetch_failures = 0
@@ -207,11 +208,11 @@ class CTMonitorActor(SupervisedActor):
         self._alerted: set[tuple[AlertKind, str]] = set()  # (kind, offending head)
 
     def setup(self) -> None:
-        try:
-            self._pin_key(self.registry.ask(self.ctlog, LogInfo(), timeout=10))
-        except _UNUSABLE_INFO as exc:
-            self._fetch_failed(f"log_info: {exc}")  # retried at the first tick
+        self.actor_ref.tell(Envelope(_Check(), None))  # the first check (and key) at once
         self.every(self.config.interval_s, _Check())
+
+    def _now_ms(self) -> int:
+        return round(self.clock.time() * 1000)
 
     def _pin_key(self, info: Mapping[str, Any]) -> None:
         key = serialization.load_pem_public_key(info["public_key"].encode())
@@ -229,12 +230,12 @@ class CTMonitorActor(SupervisedActor):
     @handles(_Check)
     def check(self, msg: _Check) -> None:
         if self._in_flight_since is not None:
-            if time.monotonic() - self._in_flight_since <= self.config.max_sth_age_s:
+            if self.clock.monotonic() - self._in_flight_since <= self.config.max_sth_age_s:
                 return
             self._fetch_failed(f"{self.ctlog!r} has not answered for {self.config.max_sth_age_s} s")
             self._check_age_of_verified(f"; {self.ctlog!r} has not answered")
             self._generation += 1  # abandon that check; start afresh
-        self._in_flight_since = time.monotonic()
+        self._in_flight_since = self.clock.monotonic()
         if self.checker is None:
             self._ask(LogInfo(), self._got_info)
         else:
@@ -303,8 +304,8 @@ class CTMonitorActor(SupervisedActor):
         assert self.checker is not None
         try:
             self.checker.accept(sth, proof)
-            self.verified_at = time.time()
-            self.checker.check_age(sth, _now_ms())
+            self.verified_at = self.clock.time()
+            self.checker.check_age(sth, self._now_ms())
         except MonitorAlert as alert:
             self._alert(alert, sth)
         else:
@@ -317,7 +318,7 @@ class CTMonitorActor(SupervisedActor):
         if self.checker is None or self.checker.verified is None:
             return
         try:
-            self.checker.check_age(self.checker.verified, _now_ms(), why)
+            self.checker.check_age(self.checker.verified, self._now_ms(), why)
         except MonitorAlert as alert:
             self._alert(alert, self.checker.verified)
 
@@ -347,7 +348,7 @@ class CTMonitorActor(SupervisedActor):
             self._alerted.clear()
         self._alerted.add(key)
         self.alerts[alert.kind] += 1
-        self.last_alert = {"kind": alert.kind.value, "text": alert.text, "at": time.time()}
+        self.last_alert = {"kind": alert.kind.value, "text": alert.text, "at": self.clock.time()}
         logger.error(
             "CT monitor alert [{}] on log {!r}: {}", alert.kind.value, self.ctlog, alert.text
         )
@@ -360,6 +361,7 @@ class CTMonitorActor(SupervisedActor):
             "log": self.ctlog,
             "status": "alert" if total else ("ok" if verified else "starting"),
             "last_check": self.last_check,
+            "checking": self._in_flight_since is not None,  # a check awaits the log's replies
             "verified": None
             if verified is None
             else {

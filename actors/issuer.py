@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -475,9 +476,13 @@ class IssuerActor(SupervisedActor):
             except STORE_FAULTS as exc:
                 done(index, outcome.Error(exc))
                 continue
-            self.request(self.hsm, SignData(new.signer, new.tbs.der, new.tbs.hash_name),
-                         lambda result, new=new, index=index:
-                         done(index, self._crl_signed_outcome(new, result)))  # fmt: skip
+            self._sign_crl(new, functools.partial(done, index))
+
+    def _sign_crl(self, new: NewCRL, then: Callable[[outcome.Outcome], None]) -> None:
+        def signed(result: outcome.Outcome) -> None:
+            then(self._crl_signed_outcome(new, result))
+
+        self.request(self.hsm, SignData(new.signer, new.tbs.der, new.tbs.hash_name), signed)
 
     def _crl_signed_outcome(self, new: NewCRL, result: outcome.Outcome) -> outcome.Outcome:
         if isinstance(result, outcome.Error):

@@ -33,11 +33,10 @@ import itertools
 import json
 import re
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Self
 
 import outcome
@@ -269,11 +268,11 @@ class RenewalActor(SupervisedActor):
 
     def _check(self, name: str, m: _Managed) -> None:
         if m.attempt:
-            if time.monotonic() - m.attempt_started < ISSUE_TIMEOUT_S:
+            if self.clock.monotonic() - m.attempt_started < ISSUE_TIMEOUT_S:
                 return
             error = RenewalFailed(f"the issuer gave no answer in {ISSUE_TIMEOUT_S:g} s")
             self._failed(name, m, error, answer=False)  # waiters get the next attempt's outcome
-        now, c = datetime.now(UTC), self.config
+        now, c = self.clock.now(), self.config
         reason = "asked to renew" if m.forced else \
             renewal_reason(m.bundle, m.names, c.key_type, now, c.renew_at_fraction)  # fmt: skip
         if reason is None:
@@ -285,7 +284,7 @@ class RenewalActor(SupervisedActor):
             self._failed(name, m, InvalidRequest(f"no CSR can carry {m.names}: {exc}"))
             return
         attempt = m.attempt = next(self._attempts)
-        m.attempt_started, m.state = time.monotonic(), "renewing"
+        m.attempt_started, m.state = self.clock.monotonic(), "renewing"
         logger.info("renewal: {}: requesting a certificate ({})", name, reason)
         self.request(self.issuer, message, lambda r: self._issued(name, attempt, key, now, r))
 
