@@ -19,6 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from trustchain.protocols.cli_ca import ca, crl, issue, revoke
 from trustchain.protocols.cli_common import Context, fail
@@ -65,13 +66,6 @@ def run(obj: Context, log_json: bool | None, log_level: str | None) -> None:
         fail(f"{exc.message} [{exc.code}]")
 
 
-def _ago(failure: dict[str, Any] | None) -> str:
-    if not failure:
-        return "-"
-    seconds = max(0, int(time.time() - failure["at"]))
-    return f"{failure['type']}: {failure['message'][:40]} ({_uptime(seconds)} ago)"
-
-
 def _uptime(seconds: float) -> str:
     seconds = int(seconds)
     if seconds >= 3600:
@@ -81,13 +75,48 @@ def _uptime(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def _ago(failure: dict[str, Any]) -> str:
+    """The last failure, its age first, so that a cut line still says what and when."""
+    seconds = max(0, int(time.time() - failure["at"]))
+    return f"{failure['type']} {_uptime(seconds)} ago: {failure['message']}"
+
+
 def _faults(faults: list[dict[str, Any]]) -> str:
     """A resource an actor depends on that is failing: which, for how long, why."""
-    if not faults:
-        return "-"
-    return "; ".join(
-        f"{f['resource']} down {_uptime(f['down_s'])}: {f['error'][:60]}" for f in faults
-    )
+    return "; ".join(f"{f['resource']} down {_uptime(f['down_s'])}: {f['error']}" for f in faults)
+
+
+def _problem(actor: dict[str, Any]) -> Text:
+    """Faults (now) then the last failure (past), on one line cut with an ellipsis."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if actor.get("faults"):
+        text.append(_faults(actor["faults"]), style="red")
+    if actor["last_failure"]:
+        text.append("; " if text else "")
+        text.append(f"last: {_ago(actor['last_failure'])}", style="dim")
+    return text if text else Text("-")
+
+
+def _tree_order(actors: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(depth, actor), each supervisor followed by its children, in the order given."""
+    names = {actor["name"] for actor in actors}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for actor in actors:
+        parent = actor["supervisor"] if actor["supervisor"] in names else None
+        children.setdefault(parent, []).append(actor)
+    ordered: list[tuple[int, dict[str, Any]]] = []
+    seen: set[str] = set()
+
+    def walk(parent: str | None, depth: int) -> None:
+        for actor in children.get(parent, []):
+            if actor["name"] not in seen:
+                seen.add(actor["name"])
+                ordered.append((depth, actor))
+                walk(actor["name"], depth + 1)
+
+    walk(None, 0)
+    ordered += [(0, actor) for actor in actors if actor["name"] not in seen]  # a loop: show it
+    return ordered
 
 
 STATE_STYLE = {
@@ -99,40 +128,37 @@ STATE_STYLE = {
     "failed": "bold red",
 }
 
+NARROW = 100  # below this many columns the table leaves out "handled"
 
-def status_table(status: dict[str, Any]) -> Table:
+
+def status_table(status: dict[str, Any], width: int | None = None) -> Table:
+    """One line per actor, indented under its supervisor; fits ``width`` columns.
+
+    The problem column (faults, then the last failure) takes the room that is
+    left and is cut with an ellipsis; ``--json`` has every word of it.
+    """
     title = f"TrustChain (pid {status['pid']}, up {_uptime(status['uptime_s'])})"
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in (
-        "name",
-        "supervisor",
-        "state",
-        "restarts",
-        "last failure",
-        "faults",
-        "mailbox",
-        "handled",
-        "uptime",
-    ):
-        numeric = column in ("restarts", "mailbox", "handled")
-        failure = column in ("last failure", "faults")  # the columns that may wrap
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=not failure,
-                         overflow="fold", min_width=12 if failure else None)  # fmt: skip
-    for actor in status["actors"]:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    narrow = width is not None and width < NARROW
+    numbers = ("restarts", "mailbox") if narrow else ("restarts", "mailbox", "handled")
+    table.add_column("actor", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in numbers:
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("uptime", justify="right", no_wrap=True)
+    # the only column that may shrink: rich narrows it first, and its text is cut, not folded
+    table.add_column("problem", min_width=7)
+    for depth, actor in _tree_order(status["actors"]):
         state = actor["state"]
-        faults = actor.get("faults") or []
-        if state == "running" and faults:
+        if state == "running" and actor.get("faults"):
             state = "degraded"  # running, refusing what needs the failing resource
+        counts = [str(actor[column]) for column in numbers]
         table.add_row(
-            actor["name"],
-            actor["supervisor"] or "-",
-            f"[{STATE_STYLE.get(state, '')}]{state}[/]",
-            str(actor["restarts"]),
-            _ago(actor["last_failure"]),
-            _faults(faults),
-            str(actor["mailbox"]),
-            str(actor["handled"]),
+            Text("  " * depth + actor["name"]),
+            Text(state, style=STATE_STYLE.get(state, "")),
+            *counts,
             _uptime(actor["uptime_s"]) if actor["state"] == "running" else "-",
+            _problem(actor),
         )
     return table
 
@@ -149,18 +175,19 @@ def status_table(status: dict[str, Any]) -> Table:
 )
 @click.pass_obj
 def status(obj: Context, as_json: bool, watch: float | None) -> None:
-    """Show every actor: state, restarts, last failure, mailbox, handled, uptime."""
+    """Show every actor under its supervisor: state, counters, faults, last failure."""
     if as_json:
         click.echo(json.dumps(obj.call("runtime", "status"), indent=2))
         return
     console = Console()
     if watch is None:
-        console.print(status_table(obj.call("runtime", "status")))
+        console.print(status_table(obj.call("runtime", "status"), console.width))
         return
     try:
         with obj.client() as client, Live(console=console, auto_refresh=False) as live:
             while True:
-                live.update(status_table(client.call("runtime", "status")), refresh=True)
+                status_now = client.call("runtime", "status")
+                live.update(status_table(status_now, console.width), refresh=True)
                 time.sleep(watch)
     except KeyboardInterrupt:
         pass
