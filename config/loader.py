@@ -9,7 +9,8 @@ Unknown keys and bad values are refused with the key's dotted path and what
 is allowed, before anything starts. Relative paths are relative to the
 working directory (``make run`` runs from the checkout). This module imports
 nothing from the rest of TrustChain; each section is a frozen dataclass and
-``field(metadata=...)`` carries its constraints: ``choices``, ``min``, ``max``.
+``field(metadata=...)`` carries its constraints: ``choices``, ``min``, ``max`` (a
+``Literal`` type is checked as its choices).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 ENV_PREFIX = "TRUSTCHAIN_"
 
@@ -95,7 +96,7 @@ class CaConfig:
     name_constraints: bool = _f(True)  # constrain the intermediate to the zones
     allow_wildcards: bool = _f(False)
     allow_ipv6_sans: bool = _f(True)
-    subject: str = _f("empty", choices=("empty", "cn_from_first_san"))
+    subject: Literal["empty", "cn_from_first_san"] = _f("empty")
     default_validity_s: int = _f(86_400, min=60)
     min_validity_s: int = _f(300, min=60)
     max_validity_s: int = _f(86_400, min=60, max=398 * 86_400)
@@ -252,6 +253,10 @@ def _check(value: Any, tp: Any, dotted: str, meta: Mapping[str, Any]) -> Any:
         if value is None or value == "":
             return None
         (tp,) = [a for a in get_args(tp) if a is not type(None)]
+    if origin is Literal:  # one of these values, said as "choices" are
+        choices = get_args(tp)
+        meta = {**meta, "choices": choices}
+        tp = type(choices[0])
     if tp is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{dotted} must be a non-empty path string, not {value!r}")
