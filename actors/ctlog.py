@@ -2,36 +2,53 @@
 
 Submissions (add-chain, add-pre-chain) are checked (the chain must lead to a
 root this log accepts; a precertificate must carry the poison), then pooled.
-The pool is sequenced as one durable append (``TileLog.append_batch``: tiles,
-then the signed checkpoint, fsynced) when the mailbox runs dry, when it holds
-``max_batch`` entries, or when its oldest entry has waited ``pool_period_ms``;
-only then are the SCTs given out (zero merge delay, ``leaf_index`` in each SCT).
+The pool is sequenced as one batch (``TileLog.stage``) when the mailbox runs
+dry, when it holds ``max_batch`` entries, or when its oldest entry has waited
+``pool_period_ms``, and while fewer than ``MAX_STAGED`` batches are out. The
+actor never waits: it sends the batch's SCT and tree-head inputs to the HSM
+(``request``, one ``sign_batch``) and goes on checking and staging the next
+batch, which builds on the staged one; the continuation makes the batch
+durable (``TileLog.commit``: tiles, then the signed checkpoint, fsynced),
+strictly in staging order, and only then are the SCTs given out (zero merge
+delay, ``leaf_index`` in each SCT). Submitters that arrive while batches are
+out wait in the pool and go out together (group commit).
+
+``AddChain``/``AddPreChain`` (the control socket, HTTP ``add-chain`` and
+``add-pre-chain``) are fully checked. ``LogIssued`` carries a ready
+``LogEntryInput`` from the in-process issuer, whose chain it built and signed
+itself, and is logged without checks again; JSON cannot carry its field, so the
+edges refuse it (``Message.from_args``: "in-process only").
 A pool of ``max_pool`` entries answers ``log_busy`` (HTTP 503 + Retry-After):
 never an unbounded queue.
 
-The log key is ECDSA P-256 in the HSM; a batch's SCTs are signed with one
-``sign_batch``. Accepted roots come from the issuer (``accept_roots``) and are
-kept beside the tiles, so a restart reloads everything from disk (crash-only:
+The log key is ECDSA P-256 in the HSM; a batch's SCTs and tree head are
+signed with one ``sign_batch``. ``setup`` still asks the HSM for the key
+(``EnsureKey``) and signs an empty log's first tree head synchronously.
+Accepted roots come from the issuer (``accept_roots``) and are kept beside
+the tiles, so a restart reloads everything from disk (crash-only:
 ``TileLog.open`` runs recovery, and nothing acknowledged is lost).
 
 Faults of the environment are not bugs. When a durable append (or the idle
 re-signing of the tree head) fails because the storage fails (ENOSPC, EIO, a
 read-only file system, SQLite's "disk is full") or the HSM cannot sign, every
-submitter in the batch gets ``log_unavailable`` (nothing was logged, so no
-SCT exists), the instance is closed and reopened in place (``TileLog.open``
-runs the same recovery a restart would), and the fault (``ct_storage`` or
-``hsm``, since when, the last error) shows in status and ``/ready``. Until a
-probe succeeds, submissions are refused at once with ``log_unavailable``
-while reads go on being served from the last committed tree head. The probe
-is a real durable write: re-signing and storing the checkpoint, retried with
-the supervisor's backoff; when it succeeds, appends resume with no restart.
+submitter in the batch, in every batch staged after it and in the pool gets
+``log_unavailable`` (nothing was logged, so no SCT exists), the instance is
+closed and reopened in place (``TileLog.open`` runs the same recovery a
+restart would), and the fault (``ct_storage`` or ``hsm``, since when, the last
+error) shows in status and ``/ready``. Until a probe succeeds, submissions are
+refused at once with ``log_unavailable`` while reads go on being served from
+the last committed tree head. The probe is a real durable write: re-signing
+and storing the checkpoint, retried with the supervisor's backoff; when it
+succeeds, appends resume with no restart. An HSM that restarts (or does not
+answer within ``SIGN_TIMEOUT_S``) in the middle of an append is such a fault
+too, never a crash of the log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -40,8 +57,10 @@ import outcome
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustchain.actors.ct import (
+    AppendResult,
     IndexOutOfRange,
     LocalDirectoryStorage,
     LogEntryInput,
@@ -51,6 +70,7 @@ from trustchain.actors.ct import (
     issuer_key_hash,
 )
 from trustchain.actors.ct.errors import CTError, LogUnavailable
+from trustchain.actors.ct.log import StagedBatch
 from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
 from trustchain.actors.token import HsmError
@@ -77,6 +97,9 @@ Size = Annotated[int, Bounds(min=0)]  # a tree size or leaf index
 STORAGE = "ct_storage"  # the resource names shown in status and /ready
 SIGNER = "hsm"
 MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
+MAX_STAGED = 2  # batches out for signing or committing at once (the pipeline's depth)
+MAX_SIGN_ITEMS = 65_536  # what one sign_batch may carry (hsm.Batch)
+SIGN_TIMEOUT_S = 60.0  # an HSM that has not signed a batch by then is failing
 
 
 class InvalidChain(CTError):
@@ -101,6 +124,16 @@ class AddChain(Message):
 class AddPreChain(Message):
     type: ClassVar[str] = "add_pre_chain"
     chain: Chain  # the precertificate, then its issuer(s)
+
+
+@dataclass(frozen=True)
+class LogIssued(Message):
+    """In-process only: the issuer's own precertificate or certificate, whose chain it
+    built and signed itself, logged without checking the chain again. JSON cannot
+    carry ``entry``, so the control socket and HTTP refuse this message."""
+
+    type: ClassVar[str] = "log_issued"
+    entry: LogEntryInput
 
 
 @dataclass(frozen=True)
@@ -181,6 +214,19 @@ class _RetryLog(Message):
     type: ClassVar[str] = "_retry_log"
 
 
+@dataclass(frozen=True)
+class _CheckSigning(Message):
+    type: ClassVar[str] = "_check_signing"
+
+
+class _Batch:
+    """A staged batch on its way: out for signing, then waiting its turn to commit."""
+
+    def __init__(self, staged: StagedBatch, replies: list[Reply], sent_at: float, probe: bool):
+        self.staged, self.replies, self.sent_at, self.probe = staged, replies, sent_at, probe
+        self.signatures: list[bytes] | None = None
+
+
 def _failing_resource(exc: BaseException) -> str | None:
     """Which resource of the environment ``exc`` says is failing; None for a bug."""
     if isinstance(exc, OSError | sqlite3.OperationalError | LogUnavailable):
@@ -213,6 +259,9 @@ class CTLogActor(SupervisedActor):
         self.log: TileLog | None = None
         self._pool: list[tuple[LogEntryInput, Reply]] = []
         self._pool_since = 0.0
+        self._out: deque[_Batch] = deque()  # staged batches, oldest first (commit order)
+        self._epoch = 0  # bumped when the log fails: answers for older batches are void
+        self._setting_up = False
         self._roots: dict[bytes, x509.Certificate] = {}  # SHA-256 of DER -> root
         self._verified_links: set[tuple[bytes, bytes]] = set()  # (child, issuer) DER digests
         self._down: str | None = None  # the failing resource, while appends are refused
@@ -224,11 +273,17 @@ class CTLogActor(SupervisedActor):
     def setup(self) -> None:
         self.config.storage_dir.mkdir(parents=True, exist_ok=True)
         self.config.index_db.parent.mkdir(parents=True, exist_ok=True)
+        # Start-up still waits on the HSM (the key, an empty log's first tree head).
         info = self.registry.ask(self.hsm, EnsureKey(self.config.key, "ec-p256"), timeout=60)
         self.public_key_der = info.public_key_der
-        self.log = self._open_log()
+        self._setting_up = True
+        try:
+            self.log = self._open_log()
+        finally:
+            self._setting_up = False
         self._load_roots()
         self.every(self.config.checkpoint_interval_s, _RefreshCheckpoint())
+        self.every(SIGN_TIMEOUT_S / 4, _CheckSigning())
 
     def cleanup(self) -> None:
         self._close_log()
@@ -236,12 +291,11 @@ class CTLogActor(SupervisedActor):
     def _open_log(self) -> TileLog:
         return TileLog.open(
             LocalDirectoryStorage(self.config.storage_dir),
-            self._sign,
-            serialization.load_der_public_key(self.public_key_der),
+            self._sign_at_start,
+            self._public_key(),
             self.config.origin,
             self.config.index_db,
-            now_ms=_now_ms(),
-            sign_many=self._sign_many,
+            now_ms=self._now_ms(),
         )
 
     def _close_log(self) -> None:
@@ -252,11 +306,20 @@ class CTLogActor(SupervisedActor):
             except sqlite3.Error:
                 pass  # closing what a failing disk left behind; reopening starts clean
 
-    def _sign(self, data: bytes) -> bytes:
-        return self.registry.ask(self.hsm, SignData(self.config.key, data))
+    def _sign_at_start(self, data: bytes) -> bytes:
+        """Signs an empty log's first tree head; the only wait, and only in setup()."""
+        if not self._setting_up:
+            raise LogUnavailable("the log's first tree head can only be signed at start-up")
+        return self.registry.ask(self.hsm, SignData(self.config.key, data), timeout=60)
 
-    def _sign_many(self, items: list[bytes]) -> list[bytes]:
-        return self.registry.ask(self.hsm, SignBatch(self.config.key, items), timeout=60)
+    def _public_key(self) -> ec.EllipticCurvePublicKey:
+        key = serialization.load_der_public_key(self.public_key_der)
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise TypeError("the log key is EC P-256")  # EnsureKey(..., "ec-p256") made it
+        return key
+
+    def _now_ms(self) -> int:
+        return int(self.clock.time() * 1000)
 
     @property
     def _log(self) -> TileLog:
@@ -295,12 +358,12 @@ class CTLogActor(SupervisedActor):
     @handles(_RetryLog)
     def retry_log(self, msg: _RetryLog) -> None:
         self._retry_pending = False
-        if self._down is None:
+        if self._down is None or self._out:
             return
         try:
             if self.log is None:
                 self.log = self._open_log()
-            self.log.refresh_checkpoint(_now_ms())  # the probe: a signed, durable write
+            staged = self.log.stage_refresh(self._now_ms())  # the probe: a signed, durable write
         except Exception as exc:
             resource = _failing_resource(exc)
             if resource is None:
@@ -308,20 +371,55 @@ class CTLogActor(SupervisedActor):
             self._retries += 1
             self._degrade(resource, exc)
             return
+        if staged is None:
+            self._recovered()
+        else:
+            self._send(staged, [], probe=True)
+
+    def _recovered(self) -> None:
         resource, self._down, self._retries = self._down, None, 0
-        self.clear_fault(resource)
+        if resource is not None:
+            self.clear_fault(resource)
+
+    def _fail(self, exc: BaseException) -> None:
+        """A batch failed: answer it, every batch staged after it and the pool."""
+        replies = [reply for batch in self._out for reply in batch.replies]
+        replies += [reply for _, reply in self._pool]
+        probed = any(batch.probe for batch in self._out)
+        self._out.clear()
+        self._pool = []
+        self._epoch += 1
+        resource = _failing_resource(exc)
+        if resource is None:
+            for reply in replies:
+                reply(outcome.Error(CTError(f"the log could not append: {exc}")))
+            raise exc  # a bug: crash; the restart reopens and recovers the log
+        if probed:
+            self._retries += 1
+        self._degrade(resource, exc)
+        refusal = self._unavailable()
+        for reply in replies:
+            reply(outcome.Error(refusal))
 
     # Submissions --------------------------------------------------------------------
 
     def on_receive(self, envelope: Any) -> Any:
         result = super().on_receive(envelope)
-        if self._pool and (
-            self.actor_inbox.empty()
-            or len(self._pool) >= self.config.max_batch
-            or time.monotonic() - self._pool_since >= self.config.pool_period_ms / 1000
+        if (
+            self._pool
+            and len(self._out) < MAX_STAGED
+            and (
+                self.actor_inbox.empty()
+                or len(self._pool) >= self.config.max_batch
+                or self.clock.monotonic() - self._pool_since >= self.config.pool_period_ms / 1000
+            )
         ):
             self._sequence()
         return result
+
+    @handles(LogIssued)
+    def log_issued(self, msg: LogIssued) -> None:
+        self._submit(msg.entry)
 
     @handles(AddChain)
     def add_chain(self, msg: AddChain) -> None:
@@ -355,37 +453,60 @@ class CTLogActor(SupervisedActor):
                 retry_after_s=retry,
             )
         if not self._pool:
-            self._pool_since = time.monotonic()
+            self._pool_since = self.clock.monotonic()
         self._pool.append((entry, self.defer()))
 
     def _sequence(self) -> None:
-        """Append the pool durably, then answer every submitter with its SCT."""
-        pool, self._pool = self._pool, []
+        """Stage up to ``max_batch`` pooled entries and send their inputs for signing."""
+        size = min(self.config.max_batch, MAX_SIGN_ITEMS - 1)  # one more: the tree head
+        pool, self._pool = self._pool[:size], self._pool[size:]
+        if self._pool:
+            self._pool_since = self.clock.monotonic()
         try:
-            results = self._log.append_batch([entry for entry, _ in pool], _now_ms())
+            staged = self._log.stage([entry for entry, _ in pool], self._now_ms())
         except Exception as exc:
-            resource = _failing_resource(exc)
-            if resource is None:
-                for _, reply in pool:
-                    reply(outcome.Error(CTError(f"the log could not append: {exc}")))
-                raise  # a bug: crash; the restart reopens and recovers the log
-            self._degrade(resource, exc)
-            refusal = self._unavailable()
-            for _, reply in pool:
-                reply(outcome.Error(refusal))
+            self._pool[:0] = pool  # answered with the rest
+            self._fail(exc)
             return
-        for (_, reply), result in zip(pool, results, strict=True):
-            sct = result.sct
-            reply(outcome.Value({
-                "sct_version": 0,
-                "id": sct.log_id,
-                "timestamp": sct.timestamp,
-                "extensions": sct.extensions,
-                "signature": sct.signature.encode(),
-                "leaf_index": result.leaf_index,
-                "sct": sct.encode(),
-                "duplicate": result.duplicate,
-            }))  # fmt: skip
+        self._send(staged, [reply for _, reply in pool])
+
+    def _send(self, staged: StagedBatch, replies: list[Reply], probe: bool = False) -> None:
+        batch = _Batch(staged, replies, self.clock.monotonic(), probe)
+        self._out.append(batch)
+        epoch = self._epoch
+        self.request(
+            self.hsm,
+            SignBatch(self.config.key, list(staged.to_sign)),
+            lambda result: self._signed(epoch, batch, result),
+        )
+
+    def _signed(self, epoch: int, batch: _Batch, result: outcome.Outcome) -> None:
+        """The HSM answered for ``batch``: commit every batch whose turn has come."""
+        if epoch != self._epoch:
+            return  # the log failed meanwhile, and that batch was answered then
+        if isinstance(result, outcome.Error):
+            self._fail(result.error)
+            return
+        batch.signatures = result.unwrap()
+        while self._out and self._out[0].signatures is not None:
+            done, signatures = self._out[0], self._out[0].signatures
+            try:
+                results = self._log.commit(done.staged, signatures)
+            except Exception as exc:
+                self._fail(exc)
+                return
+            self._out.popleft()
+            for reply, appended in zip(done.replies, results, strict=True):
+                reply(outcome.Value(_sct_reply(appended)))
+            if done.probe:
+                self._recovered()
+
+    @handles(_CheckSigning)
+    def check_signing(self, msg: _CheckSigning) -> None:
+        if self._out and self._out[0].signatures is None:
+            waited = self.clock.monotonic() - self._out[0].sent_at
+            if waited > SIGN_TIMEOUT_S:
+                self._fail(RequestTimeout(f"the HSM has not signed a batch in {waited:.0f} s"))
 
     def _check_chain(self, chain_der: list[bytes], precert: bool) -> list[x509.Certificate]:
         """Each certificate signed by the next, ending at (or under) an accepted root.
@@ -530,8 +651,9 @@ class CTLogActor(SupervisedActor):
             ).decode("ascii"),
             "tree_size": sth.tree_size,
             "sth_timestamp": sth.timestamp,
-            "sth_age_s": max(0.0, (_now_ms() - sth.timestamp) / 1000),
+            "sth_age_s": max(0.0, (self._now_ms() - sth.timestamp) / 1000),
             "pool": len(self._pool),
+            "staged_batches": len(self._out),
             "tile_reads": self._log.tile_reads,
             "roots": len(self._roots),
         }
@@ -541,13 +663,23 @@ class CTLogActor(SupervisedActor):
         if self._down is not None:
             return  # the retry probes instead, with backoff
         try:
-            self._log.refresh_checkpoint(_now_ms())
+            staged = self._log.stage_refresh(self._now_ms())
         except Exception as exc:
-            resource = _failing_resource(exc)
-            if resource is None:
-                raise
-            self._degrade(resource, exc)
+            self._fail(exc)
+            return
+        if staged is not None:
+            self._send(staged, [])
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _sct_reply(result: AppendResult) -> dict[str, Any]:
+    sct = result.sct
+    return {
+        "sct_version": 0,
+        "id": sct.log_id,
+        "timestamp": sct.timestamp,
+        "extensions": sct.extensions,
+        "signature": sct.signature.encode(),
+        "leaf_index": result.leaf_index,
+        "sct": sct.encode(),
+        "duplicate": result.duplicate,
+    }
