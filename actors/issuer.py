@@ -23,8 +23,13 @@ consensus vote will slot in as a step between 1 and 2.
 At first start the CA hierarchy is created inside the HSM: a root key and a
 self-signed root, an intermediate key and certificate signed by the root, and
 a first CRL; later starts reload it from the database (crash-only: a restart
-and a cold boot take the same path). CRLs are regenerated on every revocation
-and every ``ca.crl_refresh_s``.
+and a cold boot take the same path). Start-up waits on the HSM for these
+(``_hsm_public_key``, ``_hsm_sign``: ``setup()`` only); no handler does.
+CRLs are regenerated on every revocation and every ``ca.crl_refresh_s``, and a
+rotation makes a new intermediate, each in steps like issuance: ``Hierarchy``
+returns the TBS, the HSM signs it (``request``), and the continuation records
+it, writes the CRL files and answers the caller (``defer``). Time is
+``self.clock``'s.
 
 A database or CRL directory that cannot be written (a full disk, an I/O
 error) is a fault of the environment: the requests that needed it get
@@ -37,15 +42,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 import outcome
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from trustchain.actors.ca import (
     ApprovedRequest,
@@ -56,10 +63,13 @@ from trustchain.actors.ca import (
     IssuancePolicy,
     IssuerNotValid,
     MalformedCSR,
+    NewCACertificate,
+    NewCRL,
     ToBeSigned,
     assemble,
     ca_public_key,
     check_request,
+    create_missing,
     leaf_tbs,
     new_serial,
     parse_csr,
@@ -67,6 +77,7 @@ from trustchain.actors.ca import (
     pem,
     serial_hex,
 )
+from trustchain.actors.ca.keys import CAPublicKey
 from trustchain.actors.ca.policy import check_validity_seconds
 from trustchain.actors.ct import (
     LogEntryInput,
@@ -75,6 +86,7 @@ from trustchain.actors.ct import (
     sct_list_extension_value,
 )
 from trustchain.actors.ctlog import AcceptRoots, LogIssued
+from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
 from trustchain.config import CaConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
@@ -209,11 +221,14 @@ class IssuerActor(SupervisedActor):
         self.config.database.parent.mkdir(parents=True, exist_ok=True)
         self.config.crl_dir.mkdir(parents=True, exist_ok=True)
         self.store = CAStore(self.config.database)
-        self.ca = Hierarchy(self.config, self.store, self._hsm_public_key, self._hsm_sign,
-                            self.policy.permitted_ipv6_networks)  # fmt: skip
-        now = datetime.now(UTC)
-        self.ca.ensure(now)
-        self.ca.refresh_crls(now)
+        self.ca = Hierarchy(self.config, self.store, self.policy.permitted_ipv6_networks)
+        now = self.clock.now()
+        create_missing(self.ca, now, self._hsm_public_key, self._hsm_sign)
+        # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
+        replace_file(self.ca.root_pem_path, pem(self.ca.root.certificate).encode("ascii"))
+        for label in self.ca.live_labels(now):
+            new = self.ca.new_crl(label, now)
+            self._crl_signed(new, self._hsm_sign(new.signer, new.tbs.der, new.tbs.hash_name))
         if self.ctlog is not None:
             self.registry.ask(self.ctlog, AcceptRoots(self.ca.roots_der()), timeout=30)
         self.every(self.config.crl_refresh_s, RefreshCRLs())
@@ -239,7 +254,7 @@ class IssuerActor(SupervisedActor):
         csr = parse_csr(_csr_bytes(msg.csr), self.policy.max_csr_bytes)
         validity = check_validity_seconds(msg.validity_s, self.policy)  # no timedelta overflow
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         issuer = self.ca.issuer_for(now, approved.validity)
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
         if self.ctlog is None:
@@ -363,28 +378,32 @@ class IssuerActor(SupervisedActor):
     # Revocation and CRLs ----------------------------------------------------------
 
     @handles(RevokeCertificate)
-    def revoke(self, msg: RevokeCertificate) -> dict[str, Any]:
+    def revoke(self, msg: RevokeCertificate) -> None:
+        """Answered once the new CRL is signed and written."""
         assert self.store is not None
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             record = self.store.revoke(parse_serial(msg.serial), msg.reason, now)
         except STORE_FAULTS as exc:
             raise self._store_failed(exc, "the revocation was not recorded") from None
-        try:
-            self.ca.publish_crl(record.issuer_key_label, now)
-        except STORE_FAULTS as exc:
-            raise self._store_failed(
-                exc, "the revocation is recorded; its CRL is published once the disk takes writes"
-            ) from None
-        self._store_works()
-        assert record.revoked_at is not None
-        return {
-            "serial": serial_hex(record.serial),
-            "status": record.status,
-            "reason": record.reason,
-            "revoked_at": record.revoked_at.isoformat(),
-            "crl_number": self.ca.crl_number(record.issuer_key_label),
-        }
+        reply = self.defer()
+
+        def published(result: outcome.Outcome) -> None:
+            if isinstance(result, outcome.Error):
+                reply(self._crl_failed(result.error, "the revocation is recorded; its CRL is "
+                                       "published once the disk takes writes"))  # fmt: skip
+                return
+            self._store_works()
+            assert record.revoked_at is not None
+            reply(outcome.Value({
+                "serial": serial_hex(record.serial),
+                "status": record.status,
+                "reason": record.reason,
+                "revoked_at": record.revoked_at.isoformat(),
+                "crl_number": self.ca.crl_number(record.issuer_key_label),
+            }))  # fmt: skip
+
+        self._publish_crls([record.issuer_key_label], now, lambda results: published(results[0]))
 
     @handles(GetCertificate)
     def certificate(self, msg: GetCertificate) -> dict[str, Any]:
@@ -420,13 +439,73 @@ class IssuerActor(SupervisedActor):
         }
 
     @handles(RefreshCRLs)
-    def refresh_crls(self, msg: RefreshCRLs) -> list[str]:
+    def refresh_crls(self, msg: RefreshCRLs) -> None:
+        """Answered with the labels whose CRLs were re-signed, once all are written."""
+        now = self.clock.now()
+        labels = self.ca.live_labels(now)
+        reply = self.defer()
+
+        def published(results: list[outcome.Outcome]) -> None:
+            for result in results:
+                if isinstance(result, outcome.Error):
+                    reply(self._crl_failed(result.error, "the CRLs were not refreshed"))
+                    return
+            self._store_works()
+            reply(outcome.Value(labels))
+
+        self._publish_crls(labels, now, published)
+
+    def _publish_crls(
+        self, labels: list[str], now: datetime, then: Callable[[list[outcome.Outcome]], None]
+    ) -> None:
+        """Make, sign (one HSM request each, no waiting) and write the CRL of each
+        CA in ``labels``; ``then`` gets one outcome per label, in order, when all
+        are done (the CRL, or the store fault or HSM error that stopped it)."""
+        results: list[outcome.Outcome | None] = [None] * len(labels)
+
+        def done(index: int, result: outcome.Outcome) -> None:
+            results[index] = result
+            if all(r is not None for r in results):
+                then([r for r in results if r is not None])
+
+        if not labels:
+            then([])
+        for index, label in enumerate(labels):
+            try:
+                new = self.ca.new_crl(label, now)  # takes a CRL number: a database write
+            except STORE_FAULTS as exc:
+                done(index, outcome.Error(exc))
+                continue
+            self._sign_crl(new, functools.partial(done, index))
+
+    def _sign_crl(self, new: NewCRL, then: Callable[[outcome.Outcome], None]) -> None:
+        def signed(result: outcome.Outcome) -> None:
+            then(self._crl_signed_outcome(new, result))
+
+        self.request(self.hsm, SignData(new.signer, new.tbs.der, new.tbs.hash_name), signed)
+
+    def _crl_signed_outcome(self, new: NewCRL, result: outcome.Outcome) -> outcome.Outcome:
+        if isinstance(result, outcome.Error):
+            return outcome.Error(result.error)
         try:
-            labels = self.ca.refresh_crls(datetime.now(UTC))
-        except STORE_FAULTS as exc:
-            raise self._store_failed(exc, "the CRLs were not refreshed") from None
-        self._store_works()
-        return labels
+            return outcome.Value(self._crl_signed(new, result.unwrap()))
+        except (*STORE_FAULTS, TrustChainError) as exc:
+            return outcome.Error(exc)
+
+    def _crl_signed(self, new: NewCRL, signature: bytes) -> x509.CertificateRevocationList:
+        """Check and keep the signed CRL, and write its files (unless a newer one is out)."""
+        crl = self.ca.add_crl(new, signature)
+        if crl is not None:
+            for path, content in self.ca.crl_files(new.key_label).items():
+                replace_file(path, content)
+        return self.ca.crls[new.key_label]
+
+    def _crl_failed(self, error: BaseException, what: str) -> outcome.Outcome:
+        """What a caller gets when a CRL could not be made: a store fault is
+        ca_store_unavailable (and probed); an HSM or signature error as it came."""
+        if isinstance(error, STORE_FAULTS):
+            return outcome.Error(self._store_failed(error, what))
+        return outcome.Error(error)
 
     # Faults of the environment ----------------------------------------------------
 
@@ -455,33 +534,85 @@ class IssuerActor(SupervisedActor):
         if self.fault(STORE) is None:
             return
         assert self.store is not None
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             self.store.probe(now)  # a durable write to the database ...
-            self.ca.refresh_crls(now)  # ... and to the CRL directory (CRLs missed meanwhile)
         except STORE_FAULTS as exc:
             self._store_failed(exc, "probe")
             return
-        except TrustChainError:
-            pass  # the HSM could not sign: its own fault, shown by the HSM actor
-        self._store_works()
+
+        def refreshed(results: list[outcome.Outcome]) -> None:
+            for result in results:
+                if isinstance(result, outcome.Error) and isinstance(result.error, STORE_FAULTS):
+                    self._store_failed(result.error, "probe")
+                    return
+            # (an HSM that could not sign is its own fault, shown by the HSM actor)
+            self._store_works()
+
+        # ... and to the CRL directory (CRLs missed meanwhile)
+        self._publish_crls(self.ca.live_labels(now), now, refreshed)
 
     # The hierarchy ----------------------------------------------------------------
 
     @handles(CAStatus)
     def ca_status(self, msg: CAStatus) -> list[dict[str, Any]]:
-        return self.ca.status(datetime.now(UTC))
+        return self.ca.status(self.clock.now())
 
     @handles(RotateIntermediate)
-    def rotate_intermediate(self, msg: RotateIntermediate) -> dict[str, Any]:
-        record = self.ca.rotate(datetime.now(UTC))
-        return {"key_label": record.key_label, "not_after": record.not_after.isoformat(),
-                "certificate": pem(record.certificate)}  # fmt: skip
+    def rotate_intermediate(self, msg: RotateIntermediate) -> None:
+        """A new intermediate: its key (HSM), the root's signature (HSM), its first
+        CRL (HSM), each a request; answered when it issues."""
+        now = self.clock.now()
+        label = self.ca.next_intermediate_label()
+        reply = self.defer()
+
+        def have_key(result: outcome.Outcome) -> None:
+            if isinstance(result, outcome.Error):
+                reply(outcome.Error(result.error))
+                return
+            new = self.ca.new_intermediate(now, label, _ca_key(result.unwrap().public_key_der))
+            self.request(self.hsm, SignData(new.signer, new.tbs.der, new.tbs.hash_name),
+                         lambda result: signed(new, result))  # fmt: skip
+
+        def signed(new: NewCACertificate, result: outcome.Outcome) -> None:
+            if isinstance(result, outcome.Error):
+                reply(outcome.Error(result.error))
+                return
+            try:
+                record = self.ca.add_ca_certificate(new, result.unwrap())
+            except STORE_FAULTS as exc:
+                reply(outcome.Error(self._store_failed(exc, "no intermediate was made")))
+                return
+            except TrustChainError as exc:
+                reply(outcome.Error(exc))
+                return
+            self._publish_crls([record.key_label], now,
+                               lambda results: published(record, results[0]))  # fmt: skip
+
+        def published(record: CACertificateRecord, result: outcome.Outcome) -> None:
+            self.ca.load(now)  # it issues from now on, its CRL out or not (refreshed later)
+            if isinstance(result, outcome.Error):
+                reply(self._crl_failed(result.error, "the intermediate is made; its CRL is "
+                                       "published once the disk takes writes"))  # fmt: skip
+                return
+            self._store_works()
+            reply(outcome.Value({"key_label": record.key_label,
+                                 "not_after": record.not_after.isoformat(),
+                                 "certificate": pem(record.certificate)}))  # fmt: skip
+
+        self.request(self.hsm, EnsureKey(label, self.config.key_type), have_key)
 
     def _hsm_sign(self, label: str, data: bytes, hash_name: str) -> bytes:
-        """Blocking: only for the rare signatures (CA certificates, CRLs)."""
+        """Blocking: for setup() only (start-up may wait; a handler never does)."""
         return self.registry.ask(self.hsm, SignData(label, data, hash_name))
 
-    def _hsm_public_key(self, label: str) -> Any:
+    def _hsm_public_key(self, label: str) -> CAPublicKey:
+        """Blocking: for setup() only."""
         info = self.registry.ask(self.hsm, EnsureKey(label, self.config.key_type), timeout=120)
-        return serialization.load_der_public_key(info.public_key_der)
+        return _ca_key(info.public_key_der)
+
+
+def _ca_key(public_key_der: bytes) -> CAPublicKey:
+    key = serialization.load_der_public_key(public_key_der)
+    assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey), "the HSM makes EC or RSA"
+    return key
