@@ -2,16 +2,18 @@
 
 The lying log is a test-only actor answering the same public messages as
 CTLogActor (log_info, get_sth, get_sth_consistency) from an in-memory tree that
-it can tamper with on request; the monitor sees nothing else of it.
+it can tamper with on request; the monitor sees nothing else of it. The liar's
+tree runs on a FakeClock, which both actors read: a test moves time one tick at
+a time and waits for exactly that check to finish (``status["checking"]``), so
+"alerted once" is checked over a known number of checks, never by sleeping.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +42,7 @@ from trustchain.supervisors import (
     ActorContext,
     ActorState,
     ChildSpec,
+    FakeClock,
     Message,
     Registry,
     RestartChild,
@@ -49,14 +52,10 @@ from trustchain.supervisors import (
     start_root,
 )
 
-FAST = MonitorConfig(interval_s=0.05, max_sth_age_s=5.0)
+from ..conftest import wait_until
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+FAST = MonitorConfig(interval_s=0.05, max_sth_age_s=5.0)  # for the real log, on real time
+TICK = MonitorConfig(interval_s=1.0, max_sth_age_s=10.0)  # for the liar, on a FakeClock
 
 
 def status(registry: Registry) -> dict[str, Any]:
@@ -65,7 +64,23 @@ def status(registry: Registry) -> dict[str, Any]:
 
 def wait_verified(registry: Registry, size: int) -> None:
     """Until the monitor's last verified head has ``size`` entries."""
-    wait_until(lambda: (status(registry)["verified"] or {}).get("tree_size") == size)
+    wait_until(lambda: (status(registry)["verified"] or {}).get("tree_size") == size,
+               f"a verified head of size {size}", timeout=20)  # fmt: skip
+
+
+def settled(registry: Registry) -> dict[str, Any]:
+    """The monitor's status once no check is in flight (every reply of it handled)."""
+    wait_until(lambda: not status(registry)["checking"], "the check to finish")
+    return status(registry)
+
+
+def tick(registry: Registry, clock: FakeClock, answered: bool = True) -> dict[str, Any]:
+    """Move time on by one interval: one tick runs (advance() queues it before the
+    status request, so it is handled first); the status once its check is done
+    (``answered``), or at once (a log that never answers)."""
+    clock.advance(TICK.interval_s)
+    now = status(registry)
+    return settled(registry) if answered else now
 
 
 @pytest.fixture
@@ -112,7 +127,7 @@ class LyingLog(SupervisedActor):
         return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
 
     def _head(self, leaves: list[bytes], timestamp: int | None = None) -> dict[str, Any]:
-        now = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        now = round(self.clock.time() * 1000) if timestamp is None else timestamp
         return sign_tree_head(self._sign, len(leaves), now, root_from_leaf_hashes(leaves)).to_json()
 
     def _served_leaves(self) -> list[bytes]:
@@ -170,28 +185,40 @@ class LyingLog(SupervisedActor):
     @handles(Misbehave)
     def misbehave(self, msg: Misbehave) -> None:
         self.lie = msg.kind
-        self.stale_since = time.time_ns() // 1_000_000 - 3_600_000
+        self.stale_since = round(self.clock.time() * 1000) - 3_600_000
+
+
+@dataclass
+class Liar:
+    registry: Registry
+    clock: FakeClock
+
+
+def start_liar(lie: str | None = None) -> tuple[Liar, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    registry, clock = Registry(), FakeClock(wall=dt.datetime.now(dt.UTC).timestamp())
+    root = start_root(registry, "root", [
+        ChildSpec("liar", lambda ctx: LyingLog.start(ctx, key, lie)),
+        ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, TICK, ctlog="liar")),
+    ], clock=clock)  # fmt: skip
+    return Liar(registry, clock), root
 
 
 @pytest.fixture
-def lying() -> Iterator[Registry]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    registry = Registry()
-    root = start_root(registry, "root", [
-        ChildSpec("liar", lambda ctx: LyingLog.start(ctx, key)),
-        ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, FAST, ctlog="liar")),
-    ])  # fmt: skip
-    yield registry
+def lying() -> Iterator[Liar]:
+    liar, root = start_liar()
+    yield liar
     root.stop(block=True, timeout=30)
 
 
-def test_an_honest_log_growing_raises_no_alert(lying: Registry, errors: list[str]) -> None:
-    wait_verified(lying, 5)
-    assert lying.ask("liar", Grow(3)) == 8
-    wait_verified(lying, 8)
-    assert lying.ask("liar", Grow(9)) == 17
-    wait_verified(lying, 17)
-    now = status(lying)
+def test_an_honest_log_growing_raises_no_alert(lying: Liar, errors: list[str]) -> None:
+    registry, clock = lying.registry, lying.clock
+    assert settled(registry)["verified"]["tree_size"] == 5  # the first check, at start
+    assert registry.ask("liar", Grow(3)) == 8
+    assert tick(registry, clock)["verified"]["tree_size"] == 8
+    assert registry.ask("liar", Grow(9)) == 17
+    now = tick(registry, clock)
+    assert now["verified"]["tree_size"] == 17
     assert now["status"] == "ok" and now["last_check"] == "ok"
     assert now["alerts_total"] == 0 and now["consistency_proofs"] == 2
     assert errors == []
@@ -199,19 +226,21 @@ def test_an_honest_log_growing_raises_no_alert(lying: Registry, errors: list[str
 
 @pytest.mark.parametrize("kind", list(AlertKind))
 def test_each_lie_raises_its_own_alert_once(
-    lying: Registry, errors: list[str], kind: AlertKind
+    lying: Liar, errors: list[str], kind: AlertKind
 ) -> None:
-    wait_verified(lying, 5)
-    lying.ask("liar", Grow(2))
-    wait_verified(lying, 7)
-    honest = status(lying)["verified"]
+    registry, clock = lying.registry, lying.clock
+    settled(registry)
+    registry.ask("liar", Grow(2))
+    honest = tick(registry, clock)["verified"]
+    assert honest["tree_size"] == 7
 
-    lying.ask("liar", Misbehave(kind.value))
-    wait_until(lambda: status(lying)["alerts"][kind.value] == 1)
-    checks = status(lying)["checks"]
-    wait_until(lambda: status(lying)["checks"] >= checks + 5)  # the same lie, told again ...
-    after = status(lying)
-    assert after["alerts"] == {k.value: int(k == kind) for k in AlertKind}  # ... alerted once
+    registry.ask("liar", Misbehave(kind.value))
+    first = tick(registry, clock)
+    assert first["alerts"] == {k.value: int(k == kind) for k in AlertKind}
+    for n in range(1, 6):  # the same lie, told at five more checks ...
+        after = tick(registry, clock)
+        assert after["checks"] == first["checks"] + n
+        assert after["alerts"] == first["alerts"]  # ... is alerted once
     assert after["status"] == "alert" and after["last_check"] == "alert"
     assert after["last_alert"]["kind"] == kind.value and after["last_alert"]["text"]
     assert after["verified"]["tree_size"] == 7  # nothing the liar said was accepted
@@ -220,51 +249,53 @@ def test_each_lie_raises_its_own_alert_once(
 
 
 @pytest.mark.parametrize("how", ["refuse", "silent"])
-def test_a_log_that_stops_answering_goes_stale(errors: list[str], how: str) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    registry = Registry()
-    config = MonitorConfig(interval_s=0.05, max_sth_age_s=1.0)
-    root = start_root(registry, "root", [
-        ChildSpec("liar", lambda ctx: LyingLog.start(ctx, key)),
-        ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config, ctlog="liar")),
-    ])  # fmt: skip
+def test_a_log_that_stops_answering_goes_stale_once_per_outage(errors: list[str], how: str) -> None:
+    liar, root = start_liar()
+    registry, clock = liar.registry, liar.clock
     warnings: list[str] = []
     sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
     try:
-        wait_until(lambda: status(registry)["verified"] is not None)
+        verified = settled(registry)["verified"]
+        assert verified is not None
         registry.ask("liar", Misbehave(how))
-        wait_until(lambda: status(registry)["alerts"]["stale"] == 1)
-        time.sleep(0.3)
-        now = status(registry)
+        # Up to max_sth_age_s after the last verified head: errors, no alert.
+        for _ in range(round(TICK.max_sth_age_s / TICK.interval_s) - 1):
+            assert tick(registry, clock, answered=how == "refuse")["alerts_total"] == 0
+        # Past it: stale, once, however many more checks fail.
+        for _ in range(12):
+            now = tick(registry, clock, answered=how == "refuse")
         assert now["alerts"] == {k.value: int(k == AlertKind.STALE) for k in AlertKind}
         if how == "refuse":  # errors are counted, but are not themselves evidence
-            assert now["fetch_failures"] > 5 and "refuses" in now["last_fetch_error"]
+            assert now["fetch_failures"] == 21 and "refuses" in now["last_fetch_error"]
             assert sum("cannot check" in line for line in warnings) == 1  # once per outage
-        else:
-            assert "has not answered" in now["last_alert"]["text"]
+        else:  # each unanswered check is abandoned after max_sth_age_s, and a new one begun
+            assert now["checking"] and "has not answered" in now["last_alert"]["text"]
+            assert now["fetch_failures"] == 1
         assert len(errors) == 1
         # Answering again, the log is checked again (an unanswered check was abandoned).
         registry.ask("liar", Misbehave("honest"))
         registry.ask("liar", Grow(4))
+        for _ in range(round(TICK.max_sth_age_s / TICK.interval_s) + 1):
+            clock.advance(TICK.interval_s)
+            if (status(registry)["verified"] or {}).get("tree_size") == 9:
+                break
         wait_verified(registry, 9)
-        assert status(registry)["last_check"] == "ok"
+        assert settled(registry)["last_check"] == "ok"
     finally:
         logger.remove(sink)
         root.stop(block=True, timeout=30)
 
 
 def test_an_unusable_log_info_is_retried_and_never_crashes_the_monitor() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    registry = Registry()
-    root = start_root(registry, "root", [
-        ChildSpec("liar", lambda ctx: LyingLog.start(ctx, key, lie="garbage_info")),
-        ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, FAST, ctlog="liar")),
-    ])  # fmt: skip
+    liar, root = start_liar("garbage_info")
+    registry, clock = liar.registry, liar.clock
     try:
-        wait_until(lambda: status(registry)["fetch_failures"] >= 3)
+        assert settled(registry)["fetch_failures"] == 1  # the first check, at start
+        for n in (2, 3):
+            assert tick(registry, clock)["fetch_failures"] == n
         assert status(registry)["status"] == "starting" and status(registry)["verified"] is None
         registry.ask("liar", Misbehave("honest"))
-        wait_verified(registry, 5)
+        assert tick(registry, clock)["verified"]["tree_size"] == 5
         assert registry.cell("monitor").restarts == 0
         assert status(registry)["alerts_total"] == 0
     finally:
@@ -345,7 +376,8 @@ def test_a_log_restart_is_not_evidence(real: Registry) -> None:
     cell = registry.cell("ctlog")
     before = cell.incarnation
     registry.tell("root", RestartChild("ctlog"))
-    wait_until(lambda: cell.incarnation > before and cell.state is ActorState.RUNNING)
+    wait_until(lambda: cell.incarnation > before and cell.state is ActorState.RUNNING,
+               "the log to run again")  # fmt: skip
     size = add_entries(registry, certs, 4)
     wait_verified(registry, size)
     assert status(registry)["alerts_total"] == 0

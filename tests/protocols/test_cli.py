@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pty
 import signal
 import subprocess
-import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..conftest import wait_until
 from .conftest import TRUSTCHAIN, cli, wait_for, write_config
 
 
@@ -135,12 +136,37 @@ def test_json_logs_on_request(short_tmp, softhsm) -> None:
 
 
 def test_status_watch_refreshes_until_interrupted(running) -> None:
+    """A separate process, so no fake clock: instead of sleeping and hoping it
+    refreshed, it runs on a pseudo-terminal, where rich draws every refresh (into
+    a pipe it draws only the last, on exit), and Ctrl-C comes once the table has
+    been drawn three times; a watch that never redraws times out."""
     config, _ = running
+    master, terminal = pty.openpty()
     watch = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "status", "--watch", "0.1"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-    time.sleep(1.0)
-    watch.send_signal(signal.SIGINT)
-    out, err = watch.communicate(timeout=30)
+                             stdout=terminal, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "COLUMNS": "200", "TERM": "xterm"})  # fmt: skip
+    os.close(terminal)
+    os.set_blocking(master, False)
+    drawn: list[str] = []
+
+    def screen() -> str:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except (BlockingIOError, OSError):  # nothing yet; EIO once the process is gone
+                return "".join(drawn)
+            if not chunk:
+                return "".join(drawn)
+            drawn.append(chunk.decode(errors="replace"))
+
+    try:
+        wait_until(lambda: screen().count("issuer") >= 3, "the table drawn three times", 30)
+        watch.send_signal(signal.SIGINT)
+        wait_until(lambda: screen() is not None and watch.poll() is not None, "the watch to exit")
+        err, text = watch.stderr.read(), screen()
+    finally:
+        os.close(master)
+        if watch.poll() is None:
+            watch.kill()
     assert watch.returncode == 0, err
-    assert "hsm" in out and "issuer" in out and "Traceback" not in err
+    assert "hsm" in text and "Traceback" not in err

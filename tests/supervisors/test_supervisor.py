@@ -14,8 +14,10 @@ from trustchain.supervisors import (
     ActorCrashed,
     ActorState,
     ActorUnavailable,
+    Backoff,
     ChildSpec,
     ChildStartFailed,
+    FakeClock,
     InvalidRequest,
     Message,
     Registry,
@@ -27,6 +29,8 @@ from trustchain.supervisors import (
     start_root,
     supervisor_spec,
 )
+
+from ..conftest import wait_until
 
 
 @dataclass(frozen=True)
@@ -124,21 +128,14 @@ class Tree:
 
     def wait_running(self, name: str, after: int, timeout: float = 5.0) -> None:
         """Wait (bounded) until ``name`` runs as an incarnation newer than ``after``."""
-        deadline = time.monotonic() + timeout
         cell = self.registry.cell(name)
-        while time.monotonic() < deadline:
-            if cell.incarnation > after and cell.state is ActorState.RUNNING:
-                return
-            time.sleep(0.002)
-        raise AssertionError(f"{name} not running again: {cell.state}, inc {cell.incarnation}")
+        wait_until(lambda: cell.incarnation > after and cell.state is ActorState.RUNNING,
+                   f"{name} to run again as an incarnation after {after}", timeout)  # fmt: skip
 
     def wait_state(self, name: str, state: ActorState, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.registry.cell(name).state is state:
-                return
-            time.sleep(0.002)
-        raise AssertionError(f"{name} never reached {state}: {self.registry.cell(name).state}")
+        wait_until(
+            lambda: self.registry.cell(name).state is state, f"{name} to be {state}", timeout
+        )
 
 
 @pytest.fixture
@@ -225,15 +222,30 @@ def test_rest_for_one_restarts_later_siblings_only(tree: Tree) -> None:
 def test_transient_child_is_restarted_after_a_crash_but_not_after_a_normal_stop(
     tree: Tree,
 ) -> None:
-    tree.start([tree.spec("t", Restart.TRANSIENT)])
+    """On a FakeClock with a backoff, so a restart is either made at once or
+    scheduled on the clock: once the supervisor has handled the exit notice, a
+    wrong restart shows (a new incarnation, or a pending timer) without waiting."""
+    clock = FakeClock()
+    tree.start([tree.spec("t", Restart.TRANSIENT)], clock=clock,
+               backoff=Backoff(min_s=1.0, max_s=1.0))  # fmt: skip
+    supervisor = tree.registry.cell("root")
+    handled = supervisor.handled
     before = tree.incarnation("t")
     with pytest.raises(ActorCrashed):
         tree.ask("t", Crash())
+    wait_until(lambda: clock.pending == 1, "the crashed child's restart to be scheduled")
+    clock.advance(1.0)
     tree.wait_running("t", before)
+    # The exit notice and the restart it scheduled, both handled by the supervisor.
+    wait_until(lambda: supervisor.handled == handled + 2, "the supervisor to finish the restart")
+    stopped = tree.incarnation("t")
     assert tree.ask("t", StopSelf()) == "stopping"
-    tree.wait_state("t", ActorState.STOPPED)
-    time.sleep(0.05)  # give a wrong restart the chance to happen
+    wait_until(lambda: supervisor.handled == handled + 3, "the supervisor to handle the stop")
+    assert clock.pending == 0  # no restart scheduled ...
+    assert tree.incarnation("t") == stopped  # ... nor made at once
+    clock.advance(3600.0)
     assert tree.registry.cell("t").state is ActorState.STOPPED
+    assert tree.incarnation("t") == stopped
     with pytest.raises(ActorUnavailable, match="stopped"):
         tree.ask("t", Ping())
 
@@ -263,10 +275,7 @@ def test_root_past_its_intensity_gives_up_naming_the_child(tree: Tree) -> None:
             tree.ask("a", Crash())
         if _ < 2:
             tree.wait_running("a", before)
-    deadline = time.monotonic() + 5
-    while not tree.gave_up and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert tree.gave_up, "root never gave up"
+    wait_until(lambda: tree.gave_up, "the root to give up")
     assert "child 'a' needed 3 restarts within 60 s (max_restarts=2)" in tree.gave_up[0]
     assert "RuntimeError: boom" in tree.gave_up[0]
     # Everything below the root was stopped, leaf first.
@@ -349,31 +358,39 @@ class Ticker(SupervisedActor):
     def tick(self, msg: Tick) -> None:
         self.ticks.append(self.context.incarnation)
 
+    @handles(Ping)
+    def ping(self, msg: Ping) -> None:
+        return None  # answered after every tick queued before it (FIFO)
+
     @handles(Crash)
     def crash(self, msg: Crash) -> None:
         raise RuntimeError("boom")
 
 
 def test_every_ticks_on_the_actor_thread_and_stops_with_the_incarnation() -> None:
-    registry = Registry()
+    registry, clock = Registry(), FakeClock()
     ticks: list[int] = []
     spec = ChildSpec("ticker", lambda ctx: Ticker.start(ctx, ticks))
-    root = start_root(registry, "root", [spec])
+    root = start_root(registry, "root", [spec], clock=clock)
+
+    def advance() -> None:
+        clock.advance(0.01)  # queues one tick ...
+        registry.ask("ticker", Ping(), timeout=5)  # ... handled before this answer
+
     try:
-        deadline = time.monotonic() + 5
-        while len(ticks) < 3:
-            assert time.monotonic() < deadline, "no ticks"
-            time.sleep(0.005)
-        first = ticks[0]
+        for _ in range(3):
+            advance()
+        first = registry.cell("ticker").incarnation
+        assert ticks == [first] * 3
         with pytest.raises(ActorCrashed):
             registry.ask("ticker", Crash())
-        while not ticks or ticks[-1] == first:
-            assert time.monotonic() < deadline, "the new incarnation does not tick"
-            time.sleep(0.005)
-        time.sleep(0.05)
-        # After the restart only the new incarnation ticks: the old timer died with it.
-        later = ticks[ticks.index(first + 1) :]
-        assert set(later) == {first + 1}
+        cell = registry.cell("ticker")
+        wait_until(lambda: cell.incarnation == first + 1 and cell.state is ActorState.RUNNING,
+                   "the ticker to restart")  # fmt: skip
+        assert clock.pending == 1  # the old incarnation's timer was cancelled with it
+        for _ in range(5):
+            advance()
+        assert ticks == [first] * 3 + [first + 1] * 5  # only the new incarnation ticks
     finally:
         root.stop(block=True, timeout=10)
 
@@ -425,23 +442,27 @@ def test_every_deferred_request_is_answered_even_when_envelopes_are_recycled() -
 def test_backed_off_restarts_outlast_a_fault_that_would_exhaust_an_immediate_loop(
     tree: Tree,
 ) -> None:
-    """A child that cannot start for ~0.3 s: five immediate retries are gone in
-    milliseconds (the root gives up), five backed-off ones (0.05, 0.1, 0.2, ...) span
-    the fault and the child comes back."""
-    from trustchain.supervisors import Backoff
-
-    tree.start([tree.spec("a")], max_restarts=5, period_s=60,
+    """A child that cannot start for 0.3 s (of fake time): five immediate retries are
+    gone at once (the root gives up, next test), backed-off ones at 0.05, 0.15 and
+    0.35 s (delays 0.05, 0.1, 0.2) span the fault and the third brings the child back."""
+    clock = FakeClock()
+    tree.start([tree.spec("a")], max_restarts=5, period_s=60, clock=clock,
                backoff=Backoff(min_s=0.05, max_s=0.4, jitter=0.0))  # fmt: skip
     tree.failing.add("a")
     before = tree.incarnation("a")
     with pytest.raises(ActorCrashed):
         tree.ask("a", Crash())
-    time.sleep(0.3)  # the fault lasts this long; the retries are spread over it
+    start = clock.monotonic()
+    while clock.monotonic() - start < 0.3 - 1e-9:  # the fault lasts this long
+        wait_until(lambda: clock.pending == 1, "the next restart to be scheduled")
+        clock.advance(0.01)
+    assert tree.incarnation("a") - before == 2  # two failed starts, each backed off
     tree.failing.clear()
+    wait_until(lambda: clock.pending == 1, "the next restart to be scheduled")
+    clock.advance(0.1)  # past 0.35 s
     tree.wait_running("a", before, timeout=5)
     assert not tree.gave_up
-    attempts = tree.incarnation("a") - before
-    assert 2 <= attempts <= 6, attempts
+    assert tree.incarnation("a") - before == 3
     assert tree.ask("a", Ping()) == "a"
 
 
@@ -450,10 +471,8 @@ def test_without_backoff_the_same_fault_exhausts_the_intensity(tree: Tree) -> No
     tree.failing.add("a")
     with pytest.raises(ActorCrashed):
         tree.ask("a", Crash())
-    deadline = time.monotonic() + 5
-    while not tree.gave_up and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert tree.gave_up and "needed 6 restarts" in tree.gave_up[0]
+    wait_until(lambda: tree.gave_up, "the root to give up")
+    assert "needed 6 restarts" in tree.gave_up[0]
 
 
 def test_a_child_waiting_out_its_backoff_is_restarting_and_refuses_at_once(tree: Tree) -> None:
