@@ -8,13 +8,13 @@ import dataclasses
 import socket
 import ssl
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import outcome
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,20 +30,30 @@ from trustchain.actors.ca import (
     UnknownSerial,
 )
 from trustchain.actors.ctlog import CTLogActor
-from trustchain.actors.hsm import HSMActor
+from trustchain.actors.hsm import EnsureKey, HSMActor, SignBatch, SignData
 from trustchain.actors.issuer import (
     CAStatus,
     GetCertificate,
     GetCRL,
     IssueCertificate,
     IssuerActor,
+    RefreshCRLs,
     RevokeCertificate,
     RotateIntermediate,
 )
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
-from trustchain.supervisors import ActorState, ChildSpec, Registry, start_root
+from trustchain.supervisors import (
+    ActorState,
+    ChildSpec,
+    Message,
+    Registry,
+    SupervisedActor,
+    handles,
+    start_root,
+)
 
 from ..ca.conftest import dns_csr, make_csr, make_key, openssl_verify, serverauth_findings
+from ..conftest import wait_until
 
 ZONE = "pki.example.com"
 
@@ -251,10 +261,8 @@ def test_a_restart_reloads_the_same_hierarchy_and_records(ca: CA) -> None:
     before = cell.incarnation
     ca.registry.tell("root", __import__("trustchain.supervisors", fromlist=["RestartChild"])
                      .RestartChild("issuer"))  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not (cell.incarnation > before and cell.state is ActorState.RUNNING):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: cell.incarnation > before and cell.state is ActorState.RUNNING,
+               "the issuer to run again", timeout=30)  # fmt: skip
     assert ca.root_pem() == root_before
     assert ca.registry.ask("issuer", GetCertificate(reply["serial"]))["names"] == [f"r.{ZONE}"]
 
@@ -407,3 +415,105 @@ def test_a_submitted_certificate_with_a_duplicate_extension_is_an_invalid_chain(
         ca.registry.ask("ctlog", AddChain([forged]))
     assert ca.registry.cell("ctlog").incarnation == before
     assert ca.registry.cell("ctlog").state is ActorState.RUNNING
+
+
+@dataclass(frozen=True)
+class HoldSignatures(Message):
+    type: ClassVar[str] = "hold_signatures"
+    hold: bool
+
+
+class HSMGate(SupervisedActor):
+    """Between the issuer and the HSM: passes every request on, but keeps single
+    signatures (CRLs, CA certificates) while told to hold them; answers how many
+    it holds."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.hold = False
+        self.held: list[tuple[Message, Any]] = []
+
+    def _pass(self, msg: Message) -> None:
+        reply = self.defer()
+        if self.hold and isinstance(msg, SignData):
+            self.held.append((msg, reply))
+        else:
+            self.request("hsm", msg, reply)
+
+    @handles(SignData)
+    def sign(self, msg: SignData) -> None:
+        self._pass(msg)
+
+    @handles(SignBatch)
+    def sign_batch(self, msg: SignBatch) -> None:
+        self._pass(msg)
+
+    @handles(EnsureKey)
+    def ensure_key(self, msg: EnsureKey) -> None:
+        self._pass(msg)
+
+    @handles(HoldSignatures)
+    def set_hold(self, msg: HoldSignatures) -> int:
+        self.hold = msg.hold
+        if not self.hold:
+            held, self.held = self.held, []
+            for message, reply in held:
+                self.request("hsm", message, reply)
+        return len(self.held)
+
+
+def test_revocation_crls_and_rotation_wait_on_the_hsm_without_blocking_the_issuer(
+    softhsm: HsmConfig, tmp_path: Path
+) -> None:
+    """While the HSM holds their signatures, the issuer goes on issuing and
+    answering; each is answered once its signature is back (a handler waiting on
+    the HSM would leave the issuer deaf here)."""
+    tag = uuid.uuid4().hex[:8]
+    config = CaConfig(root_key=f"root-{tag}", intermediate_key=f"int-{tag}",
+                      permitted_zones=[ZONE], database=tmp_path / "ca.sqlite3",
+                      crl_dir=tmp_path / "crl")  # fmt: skip
+    registry = Registry()
+    root = start_root(registry, "root", [
+        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, softhsm)),
+        ChildSpec("gate", lambda ctx: HSMGate.start(ctx)),
+        ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config, hsm="gate", ctlog=None),
+                  start_timeout_s=60),
+    ])  # fmt: skip
+    ca = CA(registry, root, config, tmp_path)
+    try:
+        first = ca.issue(dns_csr(make_key("ec-p256"), f"first.{ZONE}"))
+        crl_before = registry.ask("issuer", GetCRL())["crl_number"]
+        registry.ask("gate", HoldSignatures(True))
+        answers: dict[str, outcome.Outcome] = {}
+        for name, message in (
+            ("revoke", RevokeCertificate(first["serial"], "superseded")),
+            ("rotate", RotateIntermediate()),
+            ("refresh", RefreshCRLs()),
+        ):
+            registry.tell("issuer", message,
+                          lambda result, name=name: answers.__setitem__(name, result))  # fmt: skip
+        # revoke: 1 CRL; rotate: the new intermediate (after its key); refresh: root + intermediate
+        wait_until(lambda: registry.ask("gate", HoldSignatures(True)) == 4, "4 held signatures")
+
+        second = ca.issue(dns_csr(make_key("ec-p256"), f"second.{ZONE}"))  # not blocked
+        assert second["issuer"] == config.intermediate_key
+        assert registry.ask("issuer", GetCertificate(first["serial"]))["status"] == "revoked"
+        assert registry.ask("issuer", GetCRL())["crl_number"] == crl_before  # not yet
+        assert answers == {}
+
+        registry.ask("gate", HoldSignatures(False))
+        wait_until(lambda: len(answers) == 3, "the three answers")
+        revoked = answers["revoke"].unwrap()
+        assert revoked["status"] == "revoked" and revoked["crl_number"] > crl_before
+        assert answers["rotate"].unwrap()["key_label"] == f"{config.intermediate_key}-2"
+        assert answers["refresh"].unwrap() == [config.root_key, config.intermediate_key]
+        crl = registry.ask("issuer", GetCRL(config.intermediate_key))
+        assert crl["revoked"] == 1 and crl["crl_number"] == crl_before + 2
+        on_disk = x509.load_der_x509_crl((config.crl_dir / f"{config.intermediate_key}.crl")
+                                         .read_bytes())  # fmt: skip
+        assert on_disk.get_revoked_certificate_by_serial_number(int(first["serial"], 16))
+        assert ca.issue(dns_csr(make_key("ec-p256"), f"third.{ZONE}"))["issuer"] == \
+            f"{config.intermediate_key}-2"  # fmt: skip
+        assert registry.cell("issuer").restarts == 0
+    finally:
+        root.stop(block=True, timeout=30)
