@@ -327,7 +327,7 @@ class IssuerActor(SupervisedActor):
             groups.setdefault((label, tbs.hash_name), []).append((tbs, job, then))
         for (label, hash_name), items in groups.items():
             message = SignBatch(label, [tbs.der for tbs, _, _ in items], hash_name)
-            self.request(self.hsm, message, lambda result, items=items: self._signed(items, result))
+            self.request(self.hsm, message, functools.partial(self._signed, items))
 
     def _signed(self, items: list[_Signing], result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
@@ -353,9 +353,9 @@ class IssuerActor(SupervisedActor):
         try:
             refusals = self.store.record_issued_batch(batch)
         except STORE_FAULTS as exc:
-            refusal = self._store_failed(exc, "nothing was recorded or handed out")
+            unavailable = self._store_failed(exc, "nothing was recorded or handed out")
             for job in jobs:
-                job.reply(outcome.Error(refusal))
+                job.reply(outcome.Error(unavailable))
             return
         self._store_works()
         for job, refusal in zip(jobs, refusals, strict=True):
