@@ -53,6 +53,7 @@ from trustchain.supervisors.registry import (
     Fault,
     Registry,
     Reply,
+    serving_actor,
 )
 
 Handler = Callable[[Any, Any], Any]
@@ -286,6 +287,7 @@ class SupervisedActor(pykka.ThreadingActor):
             self._cell.ref = self.actor_ref
             self._cell.state = ActorState.RUNNING
             self._cell.started_at = time.monotonic()
+        serving_actor(self.name)  # from here on, this thread never waits on another actor
         self.context.started.set()
 
     def on_receive(self, envelope: Any) -> Any:

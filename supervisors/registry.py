@@ -27,6 +27,18 @@ from trustchain.supervisors.messages import Message
 
 Reply = Callable[[outcome.Outcome], None]
 
+_thread = threading.local()  # .actor: the name of the actor whose handlers this thread runs
+
+
+class WaitOnActorThread(RuntimeError):
+    """A bug: an actor's handler would block its thread waiting for another actor."""
+
+
+def serving_actor(name: str) -> None:
+    """Mark the calling thread as the one that runs ``name``'s handlers (from now on
+    ``Registry.ask`` refuses to block it)."""
+    _thread.actor = name
+
 
 class Addressable(Protocol):
     """What the registry knows of an actor's class: the messages it accepts.
@@ -197,7 +209,15 @@ class Registry:
             reply(outcome.Error(error))
 
     def ask(self, name: str, message: Message, timeout: float | None = 10.0) -> Any:
-        """Blocking request for threads outside trio (tests, CLI tools, actors' set-up)."""
+        """Blocking request for threads that are not actors (tests, CLI tools; for now
+        also an actor's ``setup()``). From an actor's handler it raises
+        ``WaitOnActorThread``: an actor ``request()``s and goes on in a continuation."""
+        actor = getattr(_thread, "actor", None)
+        if actor is not None:
+            raise WaitOnActorThread(
+                f"actor {actor!r} asked {name!r} for {message.type!r} and would block its "
+                "thread; use self.request(target, message, continuation)"
+            )
         done = threading.Event()
         box: list[outcome.Outcome] = []
 
