@@ -56,11 +56,11 @@ from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
 from trustchain.actors.renewal import RenewalActor
-from trustchain.config import HsmConfig
 from trustchain.supervisors import Message
 from trustchain.supervisors.supervisor import Supervisor
 
 from ..ca.conftest import dns_csr, make_key
+from ..conftest import own_token
 from .conftest import TRUSTCHAIN, write_config
 
 ZONE = "pki.example.com"  # write_config's permitted zone
@@ -132,9 +132,11 @@ class Runtime:
 
 
 @pytest.fixture(scope="module")
-def runtime(softhsm: HsmConfig) -> Iterator[Runtime]:
+def runtime() -> Iterator[Runtime]:
     directory = Path(tempfile.mkdtemp(prefix="tc-fz-"))  # short: a Unix socket path
-    config = write_config(directory, softhsm)
+    # A token of its own: the keys the fuzzing creates stay out of the suite's token, and
+    # the key searches it makes do not grow with whatever other tests left there.
+    config = write_config(directory, own_token(directory / "hsm", "tc-fuzz"))
     log = directory / "stderr.log"
     with log.open("wb") as stderr:  # a file, not a pipe: a full pipe would stall the process
         process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"], stderr=stderr)
