@@ -1,9 +1,11 @@
-"""Configuration schema and loader (imports nothing else from TrustChain)."""
+"""Configuration: the schema (``schema``: one dataclass per section) and the loader
+(``loader``: TOML, environment, CLI overrides, validation). Imports nothing else
+from TrustChain."""
 
-from trustchain.config.loader import (
+from trustchain.config.loader import ConfigError, default_config_path, load_config
+from trustchain.config.schema import (
     CaConfig,
     Config,
-    ConfigError,
     CtLogConfig,
     HsmConfig,
     HttpConfig,
@@ -11,8 +13,6 @@ from trustchain.config.loader import (
     RenewalConfig,
     RuntimeConfig,
     SupervisionConfig,
-    default_config_path,
-    load_config,
 )
 
 __all__ = [

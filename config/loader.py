@@ -1,16 +1,17 @@
-"""Configuration: a typed schema, and the loader that validates it.
+"""The configuration loader: TOML file, environment, CLI overrides, validation.
 
-Precedence, lowest first: the schema's defaults < the TOML file <
-environment variables ``TRUSTCHAIN_<SECTION>__<KEY>`` (double underscore
-between section and key, e.g. ``TRUSTCHAIN_RUNTIME__LOG_LEVEL=DEBUG``; the value
-is read as a TOML value when it parses as one, else as a string) < CLI flags.
+Precedence, lowest first: the schema's defaults (``trustchain.config.schema``)
+< the TOML file < environment variables ``TRUSTCHAIN_<SECTION>__<KEY>`` (double
+underscore between section and key, e.g. ``TRUSTCHAIN_RUNTIME__LOG_LEVEL=DEBUG``;
+the value is read as a TOML value when it parses as one, else as a string) <
+CLI flags.
 
 Unknown keys and bad values are refused with the key's dotted path and what
 is allowed, before anything starts. Relative paths are relative to the
 working directory (``make run`` runs from the checkout). This module imports
-nothing from the rest of TrustChain; each section is a frozen dataclass and
-``field(metadata=...)`` carries its constraints: ``choices``, ``min``, ``max`` (a
-``Literal`` type is checked as its choices).
+nothing from the rest of TrustChain but the schema; each section is a frozen
+dataclass whose ``field(metadata=...)`` carries its constraints: ``choices``,
+``min``, ``max`` (a ``Literal`` type is checked as its choices).
 """
 
 from __future__ import annotations
@@ -25,154 +26,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from .schema import KEY_TYPES, Config
+
 ENV_PREFIX = "TRUSTCHAIN_"
 
 
 class ConfigError(ValueError):
     """A config file, variable or flag that cannot be used; says which key and why."""
-
-
-def _f(default: Any, **meta: Any) -> Any:
-    if isinstance(default, dict | list):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
-
-
-@dataclasses.dataclass(frozen=True)
-class RuntimeConfig:
-    control_socket: Path = _f(Path("var/trustchain.sock"))
-    log_level: str = _f("INFO", choices=("TRACE", "DEBUG", "INFO", "WARNING", "ERROR"))
-    log_json: bool = _f(False)
-    drain_timeout_s: float = _f(5.0, min=0.0, max=300.0)
-    request_timeout_s: float = _f(10.0, min=0.001, max=600.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class SupervisionConfig:
-    max_restarts: int = _f(5, min=0, max=10_000)
-    period_s: float = _f(10.0, min=0.001, max=86_400.0)
-    # A restart, and an actor's retry of a failed resource (disk, HSM), waits
-    # backoff_min_s, doubling per failure in a row up to backoff_max_s, stretched
-    # by up to backoff_jitter (a fraction) at random.
-    backoff_min_s: float = _f(0.1, min=0.0, max=3_600.0)
-    backoff_max_s: float = _f(5.0, min=0.0, max=3_600.0)
-    backoff_jitter: float = _f(0.2, min=0.0, max=1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class HsmConfig:
-    # "softhsm2" finds SoftHSMv2 where Debian, Ubuntu, Fedora or Homebrew put it;
-    # any other value is the path of a PKCS#11 module (CloudHSM, YubiHSM, Luna...).
-    module: str = _f("softhsm2")
-    token_label: str = _f("trustchain")
-    pin_file: Path = _f(Path("var/hsm/user.pin"))
-    pin_env: str = _f("TRUSTCHAIN_HSM_PIN")
-    # SoftHSM only: its config file (token directory). Empty for other modules.
-    softhsm2_conf: str = _f("var/hsm/softhsm2.conf")
-    # Keys created in the token at first start if missing: label -> key type.
-    keys: dict[str, str] = _f({})
-
-
-@dataclasses.dataclass(frozen=True)
-class CaConfig:
-    # The CA's keys, generated inside the HSM at first start.
-    key_type: str = _f("ec-p256", choices=KEY_TYPES)
-    root_key: str = _f("ca-root")
-    intermediate_key: str = _f("ca-intermediate")  # rotations add -2, -3, ...
-    organization: str = _f("TrustChain")
-    country: str = _f("US")  # ISO 3166-1 alpha-2; the CA/B Forum requires it in CA names
-    root_common_name: str = _f("TrustChain Root CA")
-    intermediate_common_name: str = _f("TrustChain Issuing CA")
-    root_validity_days: int = _f(3650, min=1, max=9125)
-    intermediate_validity_days: int = _f(365, min=2, max=1825)
-    # What may be issued.
-    permitted_zones: list[str] = _f(["trust.example.com"])
-    # Subscriber key types. Ed25519 is outside the CA/B Forum BRs (§6.1.5): keep it
-    # for private deployments; production.toml leaves it out.
-    allowed_key_types: list[str] = _f([*KEY_TYPES, "ed25519"])
-    name_constraints: bool = _f(True)  # constrain the intermediate to the zones
-    allow_wildcards: bool = _f(False)
-    allow_ipv6_sans: bool = _f(True)
-    subject: Literal["empty", "cn_from_first_san"] = _f("empty")
-    default_validity_s: int = _f(86_400, min=60)
-    min_validity_s: int = _f(300, min=60)
-    max_validity_s: int = _f(86_400, min=60, max=398 * 86_400)
-    max_csr_bytes: int = _f(65_536, min=1_024, max=1_048_576)
-    max_sans: int = _f(100, min=1, max=1_000)
-    # Where relying parties fetch CRLs and CA certificates (the HTTP edge serves them).
-    base_url: str = _f("http://[::1]:8080")
-    crl_validity_s: int = _f(86_400, min=3_600, max=864_000)  # nextUpdate - thisUpdate
-    crl_refresh_s: int = _f(3_600, min=1, max=864_000)  # regenerate this often
-    database: Path = _f(Path("var/ca/ca.sqlite3"))
-    crl_dir: Path = _f(Path("var/ca/crl"))
-
-
-@dataclasses.dataclass(frozen=True)
-class CtLogConfig:
-    """The Certificate Transparency log every certificate goes through."""
-
-    key: str = _f("ct-log")  # ECDSA P-256 key label in the HSM
-    origin: str = _f("trust.example.com/ct/log")  # the checkpoint's origin line
-    storage_dir: Path = _f(Path("var/ct/tiles"))  # tiles, checkpoint, issuers
-    index_db: Path = _f(Path("var/ct/index.sqlite3"))  # leaf hash -> index (a cache)
-    pool_period_ms: int = _f(50, min=1, max=10_000)  # a submission waits at most this long
-    max_batch: int = _f(1_024, min=1, max=65_536)  # entries per durable append
-    max_pool: int = _f(8_192, min=1, max=1_000_000)  # beyond this: "try later" (503)
-    checkpoint_interval_s: float = _f(1.0, min=0.05, max=3_600.0)  # re-sign when idle
-    max_entries_per_page: int = _f(256, min=1, max=10_000)  # get-entries page size
-
-
-@dataclasses.dataclass(frozen=True)
-class MonitorConfig:
-    """The CT monitor: checks every new tree head against the previous one."""
-
-    interval_s: float = _f(1.0, min=0.05, max=3_600.0)
-    max_sth_age_s: float = _f(30.0, min=1.0, max=86_400.0)  # older than this: alert
-
-
-@dataclasses.dataclass(frozen=True)
-class HttpConfig:
-    """The HTTPS edge: RFC 6962 CT API, static-ct-api tiles, CRLs, health, metrics."""
-
-    enabled: bool = _f(True)
-    host: str = _f("::1")  # IPv6 only
-    port: int = _f(8443, min=0, max=65_535)  # 0: any free port
-    tls: bool = _f(True)  # certificate issued and renewed by TrustChain itself
-    certificate: str = _f("https")  # the [renewal] name of its certificate
-    names: list[str] = _f(["trust.example.com", "::1"])  # what that certificate covers
-    max_body_bytes: int = _f(1_048_576, min=1_024, max=64 * 1_048_576)
-    # Plain http for /crl/ and /ca/ only: CRL and CA-issuer URLs are http (BRs §7.1.2.11);
-    # ca.base_url points here. -1 turns it off.
-    plain_port: int = _f(8080, min=-1, max=65_535)
-    healthy_checkpoint_age_s: float = _f(5.0, min=0.1, max=3_600.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class RenewalConfig:
-    """TrustChain's own certificates (its DoQ and HTTPS servers'), kept fresh by itself."""
-
-    directory: Path = _f(Path("var/tls"))  # <name>/key.pem (0600), cert.pem, chain.pem
-    key_type: str = _f("ec-p256", choices=KEY_TYPES)
-    validity_s: int = _f(86_400, min=60)
-    renew_at_fraction: float = _f(2 / 3, min=0.1, max=0.95)  # of the lifetime
-    check_interval_s: float = _f(30.0, min=0.05, max=3_600.0)
-    # name -> the DNS names (or IPv6 addresses) its certificate covers
-    certificates: dict[str, list[str]] = _f({})
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
-    supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
-    hsm: HsmConfig = dataclasses.field(default_factory=HsmConfig)
-    ca: CaConfig = dataclasses.field(default_factory=CaConfig)
-    ctlog: CtLogConfig = dataclasses.field(default_factory=CtLogConfig)
-    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
-    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
-    renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
 
 
 def default_config_path() -> Path:
