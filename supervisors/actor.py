@@ -20,6 +20,19 @@ A handler that cannot answer at once (it waits on another actor) calls
 :meth:`SupervisedActor.defer` and answers later through the callable it got;
 :meth:`SupervisedActor.request` sends to another actor and runs a continuation
 back on this actor's thread with the outcome, so the thread never blocks.
+
+Starting never waits either: the thread is marked as an actor's (``Registry.ask``
+raises ``WaitOnActorThread``) before ``setup()`` runs. A start that needs another
+actor's answer (a key from the HSM, a peer's acknowledgement) calls
+:meth:`SupervisedActor.starting` in ``setup()``, ``request()``s what it needs and
+finishes in its continuations with :meth:`SupervisedActor.ready` (or
+:meth:`SupervisedActor.start_failed`). Meanwhile the cell stays ``starting``:
+requests from others are refused at once, only the actor's own continuations and
+timers reach it, and its supervisor is still waiting (``start_timeout_s``), so
+start order holds (OTP's ``start_link``: the next sibling starts once this one is
+ready). An exception in such a continuation fails the start exactly as one
+raised by ``setup()`` does. Without ``starting()`` the actor is ready when
+``setup()`` returns.
 """
 
 from __future__ import annotations
@@ -131,6 +144,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self.clock = context.clock
         self._timers: set[Cancellable] = set()  # every() and after(), cancelled going down
         self._stopping = False
+        self._start_pending = True  # until ready() or a failed start
+        self._start_deferred = False  # setup() called starting(): ready() comes later
 
     # Hooks for subclasses --------------------------------------------------
 
@@ -139,6 +154,39 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def cleanup(self) -> None:
         """Release resources (actor thread); runs after a crash too."""
+
+    # Starting without waiting ------------------------------------------------------
+
+    def starting(self) -> None:
+        """Called in ``setup()``: the start goes on in continuations (``request()``),
+        which end it with :meth:`ready` or :meth:`start_failed`; until then the actor
+        is ``starting`` and its supervisor starts no later sibling."""
+        if not self._start_pending:
+            raise RuntimeError(f"{self.name!r}: starting() belongs in setup()")
+        self._start_deferred = True
+
+    def ready(self) -> None:
+        """The start is complete: the actor is ``running`` and takes requests."""
+        if not self._start_pending:
+            raise RuntimeError(f"{self.name!r}: ready() when not starting")
+        self._start_pending = False
+        with self._cell.lock:
+            if self._cell.incarnation != self.context.incarnation or self.context.start_error:
+                return  # too late: the supervisor gave up on this start and stops us
+            self._cell.ref = self.actor_ref
+            self._cell.state = ActorState.RUNNING
+            self._cell.started_at = time.monotonic()
+        self.context.started.set()
+
+    def start_failed(self, error: BaseException) -> None:
+        """The start cannot complete: it fails with ``error`` (the supervisor's
+        ``ChildStartFailed`` gives its reason) and the actor stops. Raising ``error``
+        from the continuation does the same."""
+        if not self._start_pending:
+            raise RuntimeError(f"{self.name!r}: start_failed() when not starting")
+        self._fail_start(error)
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()  # pykka's loop ends after this message; no on_stop
 
     # Talking to other actors without blocking --------------------------------
 
@@ -278,17 +326,12 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             self.setup()
         except BaseException as exc:
-            logger.error("{} failed to start: {}: {}", self.name, type(exc).__name__, exc)
-            self._going_down(Failure.of(exc))
-            self.context.start_error.append(exc)
-            self.context.started.set()
+            if self._start_pending:
+                self._fail_start(exc)
             raise
-        with self._cell.lock:
-            self._cell.ref = self.actor_ref
-            self._cell.state = ActorState.RUNNING
-            self._cell.started_at = time.monotonic()
         serving_actor(self.name)  # from here on, this thread never waits on another actor
-        self.context.started.set()
+        if self._start_pending and not self._start_deferred:
+            self.ready()
 
     def on_receive(self, envelope: Any) -> Any:
         if not isinstance(envelope, Envelope):
@@ -329,7 +372,10 @@ class SupervisedActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         assert exception_value is not None
-        self._going_down(Failure.of(exception_value))
+        if self._start_pending:  # a continuation of an asynchronous start raised
+            self._fail_start(exception_value)
+        else:
+            self._going_down(Failure.of(exception_value))
 
     def on_stop(self) -> None:
         self._going_down(None)
@@ -341,7 +387,18 @@ class SupervisedActor(pykka.ThreadingActor):
         if envelope.reply is not None:
             envelope.reply(result)
 
+    def _fail_start(self, error: BaseException) -> None:
+        """Go down first (cleanup done, exit notice sent), then let the waiting
+        supervisor go on: it raises ``ChildStartFailed`` with ``error``."""
+        self._start_pending = False
+        logger.error("{} failed to start: {}: {}", self.name, type(error).__name__, error)
+        self._going_down(Failure.of(error))
+        self.context.start_error.append(error)
+        self.context.started.set()
+
     def _going_down(self, failure: Failure | None) -> None:
+        if self._stopping:
+            return  # once: a failed start may be followed by pykka's own failure path
         self._stopping = True
         for timer in list(self._timers):
             timer.cancel()

@@ -1,10 +1,10 @@
 """Supervisors with Erlang/OTP semantics, as actors themselves.
 
-A supervisor starts its children in order, each one's ``setup()`` finishing
-before the next begins (like ``init/1`` under ``start_link``), and stops them in
-reverse order. When a child goes down it applies the child's restart type
-(permanent: always restarted; transient: only after a crash; temporary:
-never) and its strategy:
+A supervisor starts its children in order, each one ready (``setup()``
+returned, or the ``ready()`` of an asynchronous start) before the next begins
+(like ``init/1`` under ``start_link``), and stops them in reverse order. When a
+child goes down it applies the child's restart type (permanent: always
+restarted; transient: only after a crash; temporary: never) and its strategy:
 
 * one_for_one  - restart the child that went down;
 * one_for_all  - stop the others (reverse order), restart all (in order);
@@ -77,7 +77,8 @@ class SupervisorGaveUp(Exception):
 
 
 class ChildStartFailed(Exception):
-    """A child's setup() failed or did not finish in time."""
+    """A child's start failed (``setup()`` or a start continuation raised, or it
+    called ``start_failed()``) or did not finish within ``start_timeout_s``."""
 
 
 @dataclass(frozen=True)
@@ -288,9 +289,12 @@ class Supervisor(SupervisedActor):
         with cell.lock:
             cell.actor_class = ref.actor_class
         if not ctx.started.wait(spec.start_timeout_s):
+            late = ChildStartFailed(f"{spec.name!r} did not start within {spec.start_timeout_s} s")
+            with cell.lock:
+                ctx.start_error.append(late)  # a ready() from now on is too late
             self._expected_exits.add((spec.name, incarnation))
             ref.stop(block=False)
-            raise ChildStartFailed(f"{spec.name!r} did not start within {spec.start_timeout_s} s")
+            raise late
         if ctx.start_error:
             # Its exit notice is already on the way; this failure is handled here.
             self._expected_exits.add((spec.name, incarnation))
