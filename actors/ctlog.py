@@ -46,7 +46,6 @@ too, never a crash of the log.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ from typing import Annotated, Any, ClassVar
 
 import outcome
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -67,8 +65,9 @@ from trustchain.actors.ct import (
     TileLog,
     TileNotFound,
     TreeSizeOutOfRange,
-    issuer_key_hash,
 )
+from trustchain.actors.ct.chains import ChainValidator
+from trustchain.actors.ct.chains import InvalidChain as InvalidChain  # its old home, re-exported
 from trustchain.actors.ct.errors import CTError, LogUnavailable
 from trustchain.actors.ct.log import StagedBatch
 from trustchain.actors.durable import replace_file
@@ -87,8 +86,6 @@ from trustchain.supervisors import (
 from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
-POISON = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.3")
-MAX_CHAIN = 10
 # Bounds of the messages' arguments (see supervisors.messages). A certificate with
 # many long SANs passes 64 KiB; why a chain is refused (too long, not DER) is said
 # by the handlers, as ``invalid_chain``.
@@ -100,12 +97,6 @@ MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 MAX_STAGED = 2  # batches out for signing or committing at once (the pipeline's depth)
 MAX_SIGN_ITEMS = 65_536  # what one sign_batch may carry (hsm.Batch)
 SIGN_TIMEOUT_S = 60.0  # an HSM that has not signed a batch by then is failing
-
-
-class InvalidChain(CTError):
-    """The submitted chain is malformed or does not lead to an accepted root (HTTP 400)."""
-
-    code = "invalid_chain"
 
 
 class LogBusy(CTError):
@@ -236,21 +227,6 @@ def _failing_resource(exc: BaseException) -> str | None:
     return None
 
 
-def _load(der: bytes, what: str) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise InvalidChain(f"{what} is not a DER X.509 certificate: {exc}") from None
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-
-
 class CTLogActor(SupervisedActor):
     def __init__(self, context: ActorContext, config: CtLogConfig, hsm: str = "hsm") -> None:
         super().__init__(context)
@@ -262,8 +238,7 @@ class CTLogActor(SupervisedActor):
         self._out: deque[_Batch] = deque()  # staged batches, oldest first (commit order)
         self._epoch = 0  # bumped when the log fails: answers for older batches are void
         self._setting_up = False
-        self._roots: dict[bytes, x509.Certificate] = {}  # SHA-256 of DER -> root
-        self._verified_links: set[tuple[bytes, bytes]] = set()  # (child, issuer) DER digests
+        self.chains = ChainValidator()  # the accepted roots and the verdict on a chain
         self._down: str | None = None  # the failing resource, while appends are refused
         self._retries = 0  # failed probes in a row
         self._retry_pending = False
@@ -423,25 +398,11 @@ class CTLogActor(SupervisedActor):
 
     @handles(AddChain)
     def add_chain(self, msg: AddChain) -> None:
-        chain = self._check_chain(msg.chain, precert=False)
-        self._submit(LogEntryInput.x509(msg.chain[0], tuple(msg.chain[1 : len(chain)])))
+        self._submit(self.chains.entry(msg.chain, precert=False))
 
     @handles(AddPreChain)
     def add_pre_chain(self, msg: AddPreChain) -> None:
-        chain = self._check_chain(msg.chain, precert=True)
-        if len(chain) < 2:
-            raise InvalidChain("a precertificate chain needs the issuing CA after the precert")
-        spki = (
-            chain[1]
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        entry = LogEntryInput.precert(
-            msg.chain[0], issuer_key_hash(spki), tuple(msg.chain[1 : len(chain)])
-        )
-        self._submit(entry)
+        self._submit(self.chains.entry(msg.chain, precert=True))
 
     def _submit(self, entry: LogEntryInput) -> None:
         if self._down is not None:
@@ -508,66 +469,14 @@ class CTLogActor(SupervisedActor):
             if waited > SIGN_TIMEOUT_S:
                 self._fail(RequestTimeout(f"the HSM has not signed a batch in {waited:.0f} s"))
 
-    def _check_chain(self, chain_der: list[bytes], precert: bool) -> list[x509.Certificate]:
-        """Each certificate signed by the next, ending at (or under) an accepted root.
-
-        Returns the chain up to and including the accepted root."""
-        if not chain_der:
-            raise InvalidChain("the chain is empty")
-        if len(chain_der) > MAX_CHAIN:
-            raise InvalidChain(f"the chain has more than {MAX_CHAIN} certificates")
-        chain = [_load(der, f"chain[{i}]") for i, der in enumerate(chain_der)]
-        try:
-            poisoned = chain[0].extensions.get_extension_for_oid(POISON).critical
-        except x509.ExtensionNotFound:
-            poisoned = False
-        except (x509.DuplicateExtension, ValueError) as exc:
-            raise InvalidChain(f"chain[0]'s extensions cannot be read: {exc}") from None
-        if precert and not poisoned:
-            raise InvalidChain("add-pre-chain needs a precertificate (critical CT poison)")
-        if not precert and poisoned:
-            raise InvalidChain("add-chain was given a precertificate; use add-pre-chain")
-        digests = [hashlib.sha256(der).digest() for der in chain_der]
-        for i, cert in enumerate(chain):
-            if digests[i] in self._roots:
-                return chain[: i + 1]
-            if i + 1 < len(chain):
-                if not self._link(i, cert, digests[i], chain[i + 1], digests[i + 1]):
-                    raise InvalidChain(f"chain[{i}] is not signed by chain[{i + 1}]")
-                continue
-            for digest, root in self._roots.items():
-                if self._link(i, cert, digests[i], root, digest):
-                    return chain
-        raise InvalidChain("the chain does not lead to a root this log accepts (see get-roots)")
-
-    def _link(
-        self,
-        i: int,
-        cert: x509.Certificate,
-        digest: bytes,
-        issuer: x509.Certificate,
-        issuer_digest: bytes,
-    ) -> bool:
-        """Is ``cert`` signed by ``issuer``? CA-to-CA links (not the submitted leaf,
-        i > 0) are remembered by the digests of both DERs: the issuer submits the
-        same intermediate with every certificate, and one ECDSA verify is ~55 us."""
-        if i > 0 and (digest, issuer_digest) in self._verified_links:
-            return True
-        if not _issued_by(cert, issuer):
-            return False
-        if i > 0 and len(self._verified_links) < 4096:
-            self._verified_links.add((digest, issuer_digest))
-        return True
-
     # Accepted roots ---------------------------------------------------------------
 
     @handles(AcceptRoots)
     def accept_roots(self, msg: AcceptRoots) -> int:
         for der in msg.certificates:
-            cert = _load(der, "root")
-            self._roots[hashlib.sha256(der).digest()] = cert
+            self.chains.add_root(der)
         self._save_roots()
-        return len(self._roots)
+        return len(self.chains.roots)
 
     def _roots_file(self) -> Path:
         return self.config.storage_dir.parent / "accepted-roots.pem"
@@ -576,11 +485,11 @@ class CTLogActor(SupervisedActor):
         path = self._roots_file()
         if path.exists():
             for cert in x509.load_pem_x509_certificates(path.read_bytes()):
-                der = cert.public_bytes(serialization.Encoding.DER)
-                self._roots[hashlib.sha256(der).digest()] = cert
+                self.chains.add_root(cert.public_bytes(serialization.Encoding.DER))
 
     def _save_roots(self) -> None:
-        data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self._roots.values())
+        roots = self.chains.roots.values()
+        data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in roots)
         replace_file(self._roots_file(), data)
 
     # Reads (RFC 6962 §4, static-ct-api) ------------------------------------------
@@ -615,7 +524,7 @@ class CTLogActor(SupervisedActor):
     @handles(GetRoots)
     def get_roots(self, msg: GetRoots) -> dict[str, Any]:
         return {"certificates": [c.public_bytes(serialization.Encoding.DER)
-                                 for c in self._roots.values()]}  # fmt: skip
+                                 for c in self.chains.roots.values()]}  # fmt: skip
 
     @handles(GetEntryAndProof)
     def get_entry_and_proof(self, msg: GetEntryAndProof) -> dict[str, Any]:
@@ -655,7 +564,7 @@ class CTLogActor(SupervisedActor):
             "pool": len(self._pool),
             "staged_batches": len(self._out),
             "tile_reads": self._log.tile_reads,
-            "roots": len(self._roots),
+            "roots": len(self.chains.roots),
         }
 
     @handles(_RefreshCheckpoint)

@@ -2,11 +2,13 @@
 
 RFC 6962 structures and SCTs (``rfc6962``), RFC 9162 Merkle proofs (``merkle``),
 C2SP tlog-tiles / static-ct-api tiles and checkpoints (``tiles``, ``entries``,
-``checkpoint``), a durable object store (``storage``) and the log engine that
-ties them together (``TileLog``). Signing is injected as ``sign(data) -> DER``;
+``checkpoint``), a durable object store (``storage``), the log engine that
+ties them together (``TileLog``) and the checks of submitted chains
+(``ChainValidator``). Signing is injected as ``sign(data) -> DER``;
 time is passed in as ``now_ms``.
 """
 
+from .chains import ChainValidator, InvalidChain
 from .checkpoint import SignedTreeHead, encode_checkpoint, parse_checkpoint
 from .entries import LogEntryInput, TileLeaf, decode_data_tile
 from .errors import (
@@ -52,8 +54,10 @@ from .tiles import Tile, parse_tile_path, tiles_for_consistency, tiles_for_inclu
 __all__ = [
     "AppendResult",
     "CTError",
+    "ChainValidator",
     "CheckpointError",
     "IndexOutOfRange",
+    "InvalidChain",
     "InvalidLogEntry",
     "LocalDirectoryStorage",
     "LogCorrupted",
