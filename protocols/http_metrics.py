@@ -1,0 +1,72 @@
+"""The HTTP edge's Prometheus metrics: request metrics and the per-scrape snapshot.
+
+``HealthSnapshot`` is a collector over what one scrape read afresh: every
+actor's restarts, handled messages, mailbox and state (from the registry's
+health), the CT log's size, tree-head age and pool, and the CT monitor's
+alerts and largest verified tree head. Nothing is cached between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from trustchain.actors.ct_monitor import AlertKind
+from trustchain.supervisors import ActorState
+
+BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+"""Request-duration histogram buckets, in seconds."""
+
+
+class HealthSnapshot(Collector):
+    """The actors' health and the log's size, as read for this one scrape."""
+
+    def __init__(
+        self,
+        health: list[dict[str, Any]],
+        log_info: dict[str, Any] | None,
+        monitor: dict[str, Any] | None = None,
+    ) -> None:
+        self.health, self.log_info, self.monitor = health, log_info, monitor
+
+    def collect(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily("trustchain_actor_restarts", "Restarts by the supervisor",
+                                       labels=["actor"])  # fmt: skip
+        handled = CounterMetricFamily("trustchain_actor_handled", "Messages handled",
+                                      labels=["actor"])  # fmt: skip
+        mailbox = GaugeMetricFamily("trustchain_actor_mailbox", "Messages waiting",
+                                    labels=["actor"])  # fmt: skip
+        state = GaugeMetricFamily("trustchain_actor_state", "1 for the state the actor is in",
+                                  labels=["actor", "state"])  # fmt: skip
+        for actor in self.health:
+            name = actor["name"]
+            restarts.add_metric([name], actor["restarts"])
+            handled.add_metric([name], actor["handled"])
+            mailbox.add_metric([name], actor["mailbox"])
+            for s in ActorState:
+                state.add_metric([name, s.value], 1.0 if actor["state"] == s.value else 0.0)
+        yield from (restarts, handled, mailbox, state)
+        if self.log_info is not None:
+            info = self.log_info
+            yield GaugeMetricFamily("trustchain_ct_tree_size", "Entries in the CT log",
+                                    value=info["tree_size"])  # fmt: skip
+            yield GaugeMetricFamily("trustchain_ct_sth_age_seconds", "Age of the signed tree head",
+                                    value=info["sth_age_s"])  # fmt: skip
+            yield GaugeMetricFamily("trustchain_ct_pool", "Submissions waiting to be sequenced",
+                                    value=info["pool"])  # fmt: skip
+        if self.monitor is not None:
+            alerts = CounterMetricFamily("trustchain_ct_monitor_alerts",
+                                         "Misbehaviour the CT monitor saw, by kind",
+                                         labels=["kind"])  # fmt: skip
+            for kind in AlertKind:
+                alerts.add_metric([kind.value], self.monitor["alerts"].get(kind.value, 0))
+            yield alerts
+            verified = (self.monitor.get("verified") or {}).get("tree_size", 0)
+            yield GaugeMetricFamily(
+                "trustchain_ct_monitor_verified_tree_size",
+                "Largest tree head the monitor verified",
+                value=verified,
+            )
