@@ -22,8 +22,9 @@ A pool of ``max_pool`` entries answers ``log_busy`` (HTTP 503 + Retry-After):
 never an unbounded queue.
 
 The log key is ECDSA P-256 in the HSM; a batch's SCTs and tree head are
-signed with one ``sign_batch``. ``setup`` still asks the HSM for the key
-(``EnsureKey``) and signs an empty log's first tree head synchronously.
+signed with one ``sign_batch``. Start-up does not wait either: the key
+(``EnsureKey``) and an empty log's first tree head (``SignData``) are requested,
+and the log is ready in the continuation.
 Accepted roots come from the issuer (``accept_roots``) and are kept beside
 the tiles, so a restart reloads everything from disk (crash-only:
 ``TileLog.open`` runs recovery, and nothing acknowledged is lost).
@@ -237,7 +238,6 @@ class CTLogActor(SupervisedActor):
         self._pool_since = 0.0
         self._out: deque[_Batch] = deque()  # staged batches, oldest first (commit order)
         self._epoch = 0  # bumped when the log fails: answers for older batches are void
-        self._setting_up = False
         self.chains = ChainValidator()  # the accepted roots and the verdict on a chain
         self._down: str | None = None  # the failing resource, while appends are refused
         self._retries = 0  # failed probes in a row
@@ -246,27 +246,46 @@ class CTLogActor(SupervisedActor):
     # Lifecycle ----------------------------------------------------------------------
 
     def setup(self) -> None:
+        """Start without waiting: the key (``EnsureKey``), an empty log's first tree
+        head (``SignData``, then ``TileLog.create``), then open it and be ready; an
+        error in any step fails the start."""
         self.config.storage_dir.mkdir(parents=True, exist_ok=True)
         self.config.index_db.parent.mkdir(parents=True, exist_ok=True)
-        # Start-up still waits on the HSM (the key, an empty log's first tree head).
-        info = self.registry.ask(self.hsm, EnsureKey(self.config.key, "ec-p256"), timeout=60)
-        self.public_key_der = info.public_key_der
-        self._setting_up = True
-        try:
-            self.log = self._open_log()
-        finally:
-            self._setting_up = False
+        self.starting()
+        self.request(self.hsm, EnsureKey(self.config.key, "ec-p256"), self._have_key)
+
+    def _have_key(self, result: outcome.Outcome) -> None:
+        self.public_key_der = result.unwrap().public_key_der
+        if TileLog.exists(self._storage()):
+            self._open_at_start()
+            return
+        now_ms = self._now_ms()
+        first = SignData(self.config.key, TileLog.first_tree_head_input(now_ms))
+        self.request(self.hsm, first, lambda signed: self._first_head_signed(now_ms, signed))
+
+    def _first_head_signed(self, now_ms: int, result: outcome.Outcome) -> None:
+        TileLog.create(
+            self._storage(), self._public_key(), self.config.origin, now_ms, result.unwrap()
+        )
+        self._open_at_start()
+
+    def _open_at_start(self) -> None:
+        self.log = self._open_log()
         self._load_roots()
         self.every(self.config.checkpoint_interval_s, _RefreshCheckpoint())
         self.every(SIGN_TIMEOUT_S / 4, _CheckSigning())
+        self.ready()
 
     def cleanup(self) -> None:
         self._close_log()
 
+    def _storage(self) -> LocalDirectoryStorage:
+        return LocalDirectoryStorage(self.config.storage_dir)
+
     def _open_log(self) -> TileLog:
-        return TileLog.open(
-            LocalDirectoryStorage(self.config.storage_dir),
-            self._sign_at_start,
+        return TileLog.open(  # no signer: this actor stages, has the HSM sign, commits
+            self._storage(),
+            None,
             self._public_key(),
             self.config.origin,
             self.config.index_db,
@@ -280,12 +299,6 @@ class CTLogActor(SupervisedActor):
                 log.close()
             except sqlite3.Error:
                 pass  # closing what a failing disk left behind; reopening starts clean
-
-    def _sign_at_start(self, data: bytes) -> bytes:
-        """Signs an empty log's first tree head; the only wait, and only in setup()."""
-        if not self._setting_up:
-            raise LogUnavailable("the log's first tree head can only be signed at start-up")
-        return self.registry.ask(self.hsm, SignData(self.config.key, data), timeout=60)
 
     def _public_key(self) -> ec.EllipticCurvePublicKey:
         key = serialization.load_der_public_key(self.public_key_der)

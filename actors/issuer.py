@@ -23,8 +23,9 @@ consensus vote will slot in as a step between 1 and 2.
 At first start the CA hierarchy is created inside the HSM: a root key and a
 self-signed root, an intermediate key and certificate signed by the root, and
 a first CRL; later starts reload it from the database (crash-only: a restart
-and a cold boot take the same path). Start-up waits on the HSM for these
-(``_hsm_public_key``, ``_hsm_sign``: ``setup()`` only); no handler does.
+and a cold boot take the same path). Start-up waits on nobody either: each key
+(``EnsureKey``), signature (``SignData``) and finally ``AcceptRoots`` to the log
+is a request, and the issuer is ready in the last continuation.
 CRLs are regenerated on every revocation and every ``ca.crl_refresh_s``, and a
 rotation makes a new intermediate, each in steps like issuance: ``Hierarchy``
 returns the TBS, the HSM signs it (``request``), and the continuation records
@@ -69,7 +70,6 @@ from trustchain.actors.ca import (
     assemble,
     ca_public_key,
     check_request,
-    create_missing,
     leaf_tbs,
     new_serial,
     parse_csr,
@@ -77,6 +77,7 @@ from trustchain.actors.ca import (
     pem,
     serial_hex,
 )
+from trustchain.actors.ca.hierarchy import MAX_CREATION_STEPS
 from trustchain.actors.ca.keys import CAPublicKey
 from trustchain.actors.ca.policy import check_validity_seconds
 from trustchain.actors.ct import (
@@ -222,16 +223,49 @@ class IssuerActor(SupervisedActor):
         self.config.crl_dir.mkdir(parents=True, exist_ok=True)
         self.store = CAStore(self.config.database)
         self.ca = Hierarchy(self.config, self.store, self.policy.permitted_ipv6_networks)
-        now = self.clock.now()
-        create_missing(self.ca, now, self._hsm_public_key, self._hsm_sign)
+        self.starting()  # each step below is a request; an error in any fails the start
+        self._create_missing(self.clock.now(), MAX_CREATION_STEPS)
+
+    def _create_missing(self, now: datetime, steps_left: int) -> None:
+        """Start-up, step 1: each missing CA (root, then intermediate): its key
+        (``EnsureKey``), its signature (``SignData``), recorded; then load."""
+        label = self.ca.key_to_create(now) if steps_left else None
+        if label is None:
+            self.ca.load(now)
+            self._publish_at_start(now)
+            return
+
+        def have_key(result: outcome.Outcome) -> None:
+            new = self.ca.new_missing(now, label, _ca_key(result.unwrap().public_key_der))
+            sign = SignData(new.signer, new.tbs.der, new.tbs.hash_name)
+            self.request(self.hsm, sign, lambda signed: made(new, signed))
+
+        def made(new: NewCACertificate, result: outcome.Outcome) -> None:
+            self.ca.add_ca_certificate(new, result.unwrap())
+            self._create_missing(now, steps_left - 1)
+
+        self.request(self.hsm, EnsureKey(label, self.config.key_type), have_key)
+
+    def _publish_at_start(self, now: datetime) -> None:
+        """Start-up, step 2: ``root.pem`` and every live CA's CRL, then the roots to
+        the log (``AcceptRoots``), then ready."""
         # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
         replace_file(self.ca.root_pem_path, pem(self.ca.root.certificate).encode("ascii"))
-        for label in self.ca.live_labels(now):
-            new = self.ca.new_crl(label, now)
-            self._crl_signed(new, self._hsm_sign(new.signer, new.tbs.der, new.tbs.hash_name))
-        if self.ctlog is not None:
-            self.registry.ask(self.ctlog, AcceptRoots(self.ca.roots_der()), timeout=30)
-        self.every(self.config.crl_refresh_s, RefreshCRLs())
+
+        def published(results: list[outcome.Outcome]) -> None:
+            for result in results:
+                result.unwrap()
+            if self.ctlog is None:
+                running()
+                return
+            roots = AcceptRoots(self.ca.roots_der())
+            self.request(self.ctlog, roots, lambda accepted: running(accepted.unwrap()))
+
+        def running(_accepted: Any = None) -> None:
+            self.every(self.config.crl_refresh_s, RefreshCRLs())
+            self.ready()
+
+        self._publish_crls(self.ca.live_labels(now), now, published)
 
     def cleanup(self) -> None:
         if self.store is not None:
@@ -601,15 +635,6 @@ class IssuerActor(SupervisedActor):
                                  "certificate": pem(record.certificate)}))  # fmt: skip
 
         self.request(self.hsm, EnsureKey(label, self.config.key_type), have_key)
-
-    def _hsm_sign(self, label: str, data: bytes, hash_name: str) -> bytes:
-        """Blocking: for setup() only (start-up may wait; a handler never does)."""
-        return self.registry.ask(self.hsm, SignData(label, data, hash_name))
-
-    def _hsm_public_key(self, label: str) -> CAPublicKey:
-        """Blocking: for setup() only."""
-        info = self.registry.ask(self.hsm, EnsureKey(label, self.config.key_type), timeout=120)
-        return _ca_key(info.public_key_der)
 
 
 def _ca_key(public_key_der: bytes) -> CAPublicKey:

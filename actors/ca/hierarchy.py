@@ -14,8 +14,10 @@ the key that signs it), the second takes the signature back, checks it
 against the issuer's key and records the result (``add_ca_certificate``,
 ``add_crl``). The actor sends the TBS to the HSM without waiting and writes
 the CRL files and ``root.pem``; the only I/O here is the ``CAStore`` it is
-handed. ``create_missing`` drives the steps synchronously through two
-callables, for start-up (and tests), where waiting is allowed.
+handed. Creation at first start takes steps too: ``key_to_create`` names the
+key the next missing CA needs, ``new_missing`` returns its TBS.
+``create_missing`` drives them synchronously through two callables, for tests
+and tools that may wait.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .errors import IssuerNotValid
 from .keys import CAPublicKey
 from .store import CACertificateRecord, CAStore, Role
 
+MAX_CREATION_STEPS = 2  # a root, then an intermediate
 PublicKeyOf = Callable[[str], CAPublicKey]
 SignWith = Callable[[str, bytes, str], bytes]
 
@@ -252,6 +255,25 @@ class Hierarchy:
             "intermediate", label, tbs, root.key_label, ca_public_key(root.certificate)
         )
 
+    def key_to_create(self, now: datetime) -> str | None:
+        """The label of the key the next missing CA needs (root first, then the
+        intermediate), or None when nothing is missing. Make (or find) that key, then
+        ``new_missing``."""
+        missing = self.missing(now)
+        if missing == "root":
+            return self.config.root_key
+        if missing == "intermediate":
+            if self.store.current_intermediate(now) is None:
+                return self.config.intermediate_key  # first start (or every one expired)
+            return self.next_intermediate_label()  # one verifiers refuse: kept, and replaced
+        return None
+
+    def new_missing(self, now: datetime, label: str, public_key: CAPublicKey) -> NewCACertificate:
+        """The certificate ``key_to_create`` asked a key for, to be signed."""
+        if self.missing(now) == "root":
+            return self.new_root(now, public_key)
+        return self.new_intermediate(now, label, public_key)
+
     def add_ca_certificate(self, new: NewCACertificate, signature: bytes) -> CACertificateRecord:
         """Record the signed CA certificate (checked against its issuer's key). An
         intermediate issues only after ``load()``."""
@@ -269,17 +291,14 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
 def create_missing(
     hierarchy: Hierarchy, now: datetime, public_key: PublicKeyOf, sign: SignWith
 ) -> None:
-    """Create what ``missing`` names, then ``load``: the synchronous driver of the
-    two-step calls, for start-up (where waiting on the HSM is allowed) and tests.
-    ``public_key(label)`` makes the key when missing; ``sign(label, data, hash_name)``."""
-    if hierarchy.missing(now) == "root":
-        new = hierarchy.new_root(now, public_key(hierarchy.config.root_key))
-        hierarchy.add_ca_certificate(new, sign(new.signer, new.tbs.der, new.tbs.hash_name))
-    if hierarchy.missing(now) == "intermediate":
-        if hierarchy.store.current_intermediate(now) is None:
-            label = hierarchy.config.intermediate_key  # first start (or every one expired)
-        else:  # one that verifiers refuse: replaced, and kept for what it issued
-            label = hierarchy.next_intermediate_label()
-        new = hierarchy.new_intermediate(now, label, public_key(label))
+    """Create what ``missing`` names, then ``load``: a synchronous driver of the
+    steps (``key_to_create``, ``new_missing``, ``add_ca_certificate``), for tests and
+    tools that may wait. ``public_key(label)`` makes the key when missing;
+    ``sign(label, data, hash_name)``. An actor drives the same steps in continuations."""
+    for _ in range(MAX_CREATION_STEPS):
+        label = hierarchy.key_to_create(now)
+        if label is None:
+            break
+        new = hierarchy.new_missing(now, label, public_key(label))
         hierarchy.add_ca_certificate(new, sign(new.signer, new.tbs.der, new.tbs.hash_name))
     hierarchy.load(now)

@@ -164,11 +164,39 @@ class TileLog:
         self._pending: dict[Tile, bytes] = {}  # full hash tiles staged, not yet written
         self._sequence = itertools.count()
 
+    @staticmethod
+    def exists(storage: TileStorage) -> bool:
+        """Whether ``storage`` holds a log (a checkpoint) for ``open`` to reopen."""
+        return storage.read(CHECKPOINT_KEY) is not None
+
+    @staticmethod
+    def first_tree_head_input(now_ms: int) -> bytes:
+        """What to sign for an empty log's first tree head, stamped ``now_ms``."""
+        return tree_head_signature_input(now_ms, 0, merkle.EMPTY_ROOT)
+
+    @staticmethod
+    def create(
+        storage: TileStorage,
+        log_public_key: ec.EllipticCurvePublicKey,
+        origin: str,
+        now_ms: int,
+        signature: bytes,
+    ) -> None:
+        """Write an empty log's first checkpoint, ``signature`` being over
+        ``first_tree_head_input(now_ms)``; then ``open`` it. The two-step form of
+        what ``open`` does with a signer, for a caller that signs elsewhere."""
+        if TileLog.exists(storage):
+            raise ValueError("a log exists in this storage already; open it")
+        sth = SignedTreeHead(0, now_ms, merkle.EMPTY_ROOT, DigitallySigned(signature))
+        sth.verify(log_public_key)  # a signature by another key fails here
+        raw = encode_checkpoint(sth, origin, _log_id(log_public_key))
+        storage.write_many({CHECKPOINT_KEY: raw})
+
     @classmethod
     def open(
         cls,
         storage: TileStorage,
-        signer: Signer,
+        signer: Signer | None,
         log_public_key: ec.EllipticCurvePublicKey,
         origin: str,
         index_db_path: Path | str,
@@ -179,7 +207,9 @@ class TileLog:
         partial_grace_ms: int = DEFAULT_PARTIAL_GRACE_MS,
     ) -> TileLog:
         """Open (recovering) the log in ``storage``, or create an empty one whose
-        first tree head is stamped ``now_ms``.
+        first tree head is stamped ``now_ms``. With no ``signer`` (a caller that
+        signs through ``stage``/``commit``) the log must exist (see ``create``), and
+        ``append_batch``/``refresh_checkpoint`` refuse.
 
         ``sign_many`` signs a whole batch's SCTs in one call (an HSM round trip
         per batch instead of per entry); by default ``signer`` is called per item.
@@ -193,6 +223,8 @@ class TileLog:
         stale: list[Tile] = []
         sweep: Iterator[Tile] = iter(())
         if raw is None:
+            if signer is None:
+                raise LogUnavailable("no checkpoint in storage: create the log first (create)")
             sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
             sth.verify(log_public_key)  # a signer that is not this key fails here
             raw = encode_checkpoint(sth, origin, lid)
@@ -207,8 +239,9 @@ class TileLog:
             stale, sweep = stale_partials(storage, state.size), swept_tiles(state.size)
         index = EntryIndex(index_db_path)
         sync_index(index, reader, state)
-        log = cls(storage, signer, log_public_key, origin, index, reader, state, sth, raw,
-                  sign_many, now_ms=now_ms, partial_grace_ms=partial_grace_ms)  # fmt: skip
+        log = cls(storage, signer or _no_signer, log_public_key, origin, index, reader,
+                  state, sth, raw, sign_many,
+                  now_ms=now_ms, partial_grace_ms=partial_grace_ms)  # fmt: skip
         log._retire_later(stale)
         log._sweep = sweep
         return log
@@ -493,6 +526,10 @@ class TileLog:
         if tile.level == DATA_LEVEL:
             return data[: data_tile_offsets(data)[tile.width - 1]]
         return data[: tile.width * HASH_SIZE]
+
+
+def _no_signer(data: bytes) -> bytes:
+    raise LogUnavailable("this log was opened without a signer: stage(), sign, commit()")
 
 
 def _log_id(public_key: ec.EllipticCurvePublicKey) -> bytes:
