@@ -323,13 +323,13 @@ class SupervisedActor(pykka.ThreadingActor):
     # pykka hooks ----------------------------------------------------------------
 
     def on_start(self) -> None:
+        serving_actor(self.name)  # this thread never waits on another actor, in setup() neither
         try:
             self.setup()
         except BaseException as exc:
             if self._start_pending:
                 self._fail_start(exc)
             raise
-        serving_actor(self.name)  # from here on, this thread never waits on another actor
         if self._start_pending and not self._start_deferred:
             self.ready()
 

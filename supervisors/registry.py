@@ -209,9 +209,9 @@ class Registry:
             reply(outcome.Error(error))
 
     def ask(self, name: str, message: Message, timeout: float | None = 10.0) -> Any:
-        """Blocking request for threads that are not actors (tests, CLI tools; for now
-        also an actor's ``setup()``). From an actor's handler it raises
-        ``WaitOnActorThread``: an actor ``request()``s and goes on in a continuation."""
+        """Blocking request for threads that are not actors (tests, CLI tools). From
+        an actor's thread (its ``setup()`` included) it raises ``WaitOnActorThread``:
+        an actor ``request()``s and goes on in a continuation."""
         actor = getattr(_thread, "actor", None)
         if actor is not None:
             raise WaitOnActorThread(

@@ -22,6 +22,7 @@ from trustchain.supervisors import (
     handles,
     start_root,
 )
+from trustchain.supervisors.registry import WaitOnActorThread
 
 from ..conftest import wait_until
 
@@ -94,6 +95,11 @@ class NeverReady(SupervisedActor):
         self.starting()  # and nothing ever says ready()
 
 
+class AsksInSetup(SupervisedActor):
+    def setup(self) -> None:
+        self.registry.ask("keeper", GetKey())
+
+
 @pytest.fixture(autouse=True)
 def fresh() -> Any:
     Keeper.gate = threading.Event()
@@ -161,3 +167,11 @@ def test_a_start_that_never_completes_times_out() -> None:
     with pytest.raises(ChildStartFailed, match=r"'never' did not start within 0\.2 s"):
         start(registry, spec)
     assert registry.cell("never").state is not ActorState.RUNNING
+
+
+def test_registry_ask_in_setup_raises() -> None:
+    registry = Registry()
+    Keeper.gate.set()
+    with pytest.raises(ChildStartFailed, match="WaitOnActorThread: actor 'asks' asked 'keeper'"):
+        start(registry, ChildSpec("asks", AsksInSetup.start))
+    assert issubclass(WaitOnActorThread, RuntimeError)

@@ -1,6 +1,6 @@
 """An actor's thread never waits on another actor: ``Registry.ask`` from a handler is a
 programming error (the actor crashes, its supervisor restarts it); ``request()`` with a
-continuation is the way."""
+continuation is the way. (From ``setup()`` it fails the start: test_async_start.py.)"""
 
 from __future__ import annotations
 
