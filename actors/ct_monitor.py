@@ -28,6 +28,10 @@ head. Errors in fetching (the log restarting, say) are counted apart and
 retried at the next tick: they are not evidence. A check left unanswered for
 ``max_sth_age_s`` is abandoned (its late replies ignored) and a new one begun.
 
+The checks themselves (``HeadChecker``, ``parse_sth``) are sans-IO, in
+``trustchain.actors.ct.audit``, shared with ``trustchain ct``; this actor fetches,
+remembers what it alerted, and reports.
+
 Not done here: inclusion checks of individual entries (``trustchain ct
 verify`` and ``ct proof`` do those), gossip with other monitors, and keeping
 the verified head across restarts of this actor (it starts again from the
@@ -38,8 +42,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,16 +52,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from loguru import logger
 
-from trustchain.actors.ct import (
-    CTError,
-    ProofError,
-    SignatureError,
-    SignedTreeHead,
-    log_id,
-    verify_consistency,
-)
-from trustchain.actors.ct.merkle import EMPTY_ROOT
-from trustchain.actors.ct.rfc6962 import DigitallySigned
+from trustchain.actors.ct import SignedTreeHead, log_id
+from trustchain.actors.ct.audit import AlertKind, HeadChecker, Misbehaviour, as_bytes, parse_sth
 from trustchain.actors.ctlog import GetConsistency, GetSTH, LogInfo
 from trustchain.config import MonitorConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
@@ -69,112 +64,6 @@ MAX_REMEMBERED_ALERTS = 1_024
 # log must not be able to take the monitor, let alone TrustChain, down).
 _UNUSABLE_INFO = (TrustChainError, KeyError, TypeError, ValueError, AttributeError,
                   UnsupportedAlgorithm)  # fmt: skip
-
-
-class AlertKind(enum.StrEnum):
-    BAD_SIGNATURE = "bad_signature"  # malformed head, or its signature does not verify
-    SHRINKING = "shrinking"  # a head smaller than one already verified
-    FORK = "fork"  # same size as a verified head, another root
-    INCONSISTENT = "inconsistent"  # the consistency proof does not verify
-    STALE = "stale"  # the newest head is older than max_sth_age_s
-
-
-class MonitorAlert(Exception):
-    """Evidence that the log misbehaves (kept inside the monitor, never a reply)."""
-
-    def __init__(self, kind: AlertKind, text: str) -> None:
-        super().__init__(text)
-        self.kind = kind
-        self.text = text
-
-
-def as_bytes(value: bytes | str) -> bytes:
-    """Replies carry bytes in-process and base64 over the control socket."""
-    return value if isinstance(value, bytes) else base64.b64decode(value, validate=True)
-
-
-def parse_sth(body: Mapping[str, Any]) -> SignedTreeHead:
-    """An RFC 6962 §4.3 get-sth body as a SignedTreeHead (signature not checked)."""
-    try:
-        root = as_bytes(body["sha256_root_hash"])
-        signature = DigitallySigned.decode(as_bytes(body["tree_head_signature"]))
-        size, timestamp = body["tree_size"], body["timestamp"]
-    except (KeyError, TypeError, ValueError, binascii.Error, CTError) as exc:
-        raise MonitorAlert(AlertKind.BAD_SIGNATURE, f"malformed tree head: {exc!r}") from None
-    if not (isinstance(size, int) and isinstance(timestamp, int) and size >= 0 and len(root) == 32):
-        raise MonitorAlert(AlertKind.BAD_SIGNATURE, "malformed tree head: bad size, time or root")
-    return SignedTreeHead(size, timestamp, root, signature)
-
-
-def describe(sth: SignedTreeHead) -> str:
-    return f"size {sth.tree_size} root {sth.root_hash.hex()[:16]}… at {sth.timestamp}"
-
-
-class HeadChecker:
-    """Sans-IO: the pinned key, the last verified head, and the verdict on a new head.
-
-    ``check(sth)`` returns None when the head can be accepted as is, or the
-    (first, second) sizes of the consistency proof to fetch, then ``accept``.
-    """
-
-    def __init__(self, public_key: ec.EllipticCurvePublicKey, max_age_ms: int) -> None:
-        self.public_key = public_key
-        self.max_age_ms = max_age_ms
-        self.verified: SignedTreeHead | None = None
-
-    def check(self, sth: SignedTreeHead) -> tuple[int, int] | None:
-        try:
-            sth.verify(self.public_key)
-        except SignatureError:
-            raise MonitorAlert(
-                AlertKind.BAD_SIGNATURE, f"tree head ({describe(sth)}) is not signed by the log key"
-            ) from None
-        if sth.tree_size == 0 and sth.root_hash != EMPTY_ROOT:
-            raise MonitorAlert(
-                AlertKind.FORK, f"an empty tree with a non-empty root ({describe(sth)})"
-            )
-        last = self.verified
-        if last is None or last.tree_size == 0:
-            return None
-        if sth.tree_size < last.tree_size:
-            raise MonitorAlert(
-                AlertKind.SHRINKING,
-                f"tree shrank from {last.tree_size} to {sth.tree_size} ({describe(sth)})",
-            )
-        if sth.tree_size == last.tree_size:
-            if sth.root_hash != last.root_hash:
-                raise MonitorAlert(
-                    AlertKind.FORK,
-                    f"two signed roots for size {sth.tree_size}: {last.root_hash.hex()} "
-                    f"and {sth.root_hash.hex()}",
-                )
-            return None
-        return last.tree_size, sth.tree_size
-
-    def accept(self, sth: SignedTreeHead, proof: Sequence[bytes] = ()) -> None:
-        """Make ``sth`` the last verified head (``proof``: from the previous one, if needed)."""
-        last = self.verified
-        if last is not None and 0 < last.tree_size < sth.tree_size:
-            try:
-                verify_consistency(
-                    last.tree_size, sth.tree_size, last.root_hash, sth.root_hash, proof
-                )
-            except ProofError as exc:
-                raise MonitorAlert(
-                    AlertKind.INCONSISTENT,
-                    f"no consistency from size {last.tree_size} to {sth.tree_size}: {exc.message}",
-                ) from None
-        if last is None or (sth.tree_size, sth.timestamp) > (last.tree_size, last.timestamp):
-            self.verified = sth
-
-    def check_age(self, sth: SignedTreeHead, now_ms: int, why: str = "") -> None:
-        age_ms = now_ms - sth.timestamp
-        if age_ms > self.max_age_ms:
-            raise MonitorAlert(
-                AlertKind.STALE,
-                f"the newest tree head is {age_ms / 1000:.1f} s old (limit "
-                f"{self.max_age_ms / 1000:g} s; {describe(sth)}){why}",
-            )
 
 
 @dataclass(frozen=True)
@@ -271,13 +160,13 @@ class CTMonitorActor(SupervisedActor):
         body = result.unwrap()
         try:
             sth = parse_sth(body)
-        except MonitorAlert as alert:
+        except Misbehaviour as alert:
             self._alert(alert, body)
             self._done()
             return
         try:
             sizes = self.checker.check(sth)
-        except MonitorAlert as alert:
+        except Misbehaviour as alert:
             self._alert(alert, sth)
             self._done()
             return
@@ -294,7 +183,7 @@ class CTMonitorActor(SupervisedActor):
         try:
             proof = [as_bytes(p) for p in result.unwrap()["consistency"]]
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            self._alert(MonitorAlert(AlertKind.INCONSISTENT, f"malformed proof: {exc!r}"), sth)
+            self._alert(Misbehaviour(AlertKind.INCONSISTENT, f"malformed proof: {exc!r}"), sth)
             self._done()
             return
         self.consistency_proofs += 1
@@ -306,7 +195,7 @@ class CTMonitorActor(SupervisedActor):
             self.checker.accept(sth, proof)
             self.verified_at = self.clock.time()
             self.checker.check_age(sth, self._now_ms())
-        except MonitorAlert as alert:
+        except Misbehaviour as alert:
             self._alert(alert, sth)
         else:
             self.last_check = "ok"
@@ -319,7 +208,7 @@ class CTMonitorActor(SupervisedActor):
             return
         try:
             self.checker.check_age(self.checker.verified, self._now_ms(), why)
-        except MonitorAlert as alert:
+        except Misbehaviour as alert:
             self._alert(alert, self.checker.verified)
 
     def _done(self) -> None:
@@ -335,7 +224,7 @@ class CTMonitorActor(SupervisedActor):
         self.last_fetch_error = text
         self.last_check = "error"
 
-    def _alert(self, alert: MonitorAlert, evidence: Any) -> None:
+    def _alert(self, alert: Misbehaviour, evidence: Any) -> None:
         """Count and log ``alert``, once per kind and offending tree (size and root)."""
         self.last_check = "alert"
         if isinstance(evidence, SignedTreeHead):

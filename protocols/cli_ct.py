@@ -7,100 +7,43 @@ timestamp and extensions, the issuer's SPKI hash, the TBS without the SCT
 list) and verifies the inclusion proof and the SCT signature here; ``verify``
 recomputes every leaf hash and the root from get-entries pages, then checks a
 consistency proof and a sample of inclusion proofs. Every failure prints one
-line saying what did not verify and exits 1.
+line saying what did not verify and exits 1. This module fetches and prints;
+the checks are ``trustchain.actors.ct.audit``'s, which the monitor uses too.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import functools
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustchain.actors.ct import (
-    CTError,
-    LogEntryType,
-    SignedCertificateTimestamp,
-    SignedTreeHead,
-    TileLeaf,
-    TimestampedEntry,
-    decode_sct_list,
-    issuer_key_hash,
-    leaf_hash,
-    log_id,
-    precert_tbs_from_certificate,
-    root_from_leaf_hashes,
-    verify_consistency,
-    verify_inclusion,
-    verify_sct,
+from trustchain.actors.ct import SignedTreeHead
+from trustchain.actors.ct.audit import (
+    CheckFailed,
+    b64,
+    certificate_included,
+    consistent,
+    entry_hashes,
+    entry_included,
+    public_key_of,
+    root_matches,
+    signed_tree_head,
+    verified_sct,
 )
-from trustchain.actors.ct.rfc6962 import SCT_LIST_OID, DigitallySigned, decode_merkle_tree_leaf
+from trustchain.actors.ct.audit import precert_leaf as precert_leaf  # re-exported for tests
+from trustchain.actors.ct.chains import issued_by
 from trustchain.protocols.cli_common import Context, fail
 from trustchain.supervisors import TrustChainError
 
 Call = Callable[[str, dict[str, Any] | None], Any]  # (type, args) -> ctlog's reply
 T = TypeVar("T")
-
-
-class CheckFailed(Exception):
-    """Something the log said, or a certificate, did not verify; the message says what."""
-
-
-@contextlib.contextmanager
-def failing_as(what: str) -> Iterator[None]:
-    """A CT verification error inside becomes ``CheckFailed("<what>: <why>")``."""
-    try:
-        yield
-    except CTError as exc:
-        raise CheckFailed(f"{what}: {exc.message}") from None
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def public_key_of(info: dict[str, Any]) -> ec.EllipticCurvePublicKey:
-    """The log key from a log_info reply, checked against its log ID."""
-    key = serialization.load_pem_public_key(info["public_key"].encode())
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CheckFailed(f"the log key is {type(key).__name__}, not ECDSA P-256")
-    if log_id(spki_der(key)) != base64.b64decode(info["log_id"]):
-        raise CheckFailed("log_info's log_id is not the SHA-256 of its public key")
-    return key
-
-
-def spki_der(key: Any) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def signed_tree_head(body: dict[str, Any], key: ec.EllipticCurvePublicKey) -> SignedTreeHead:
-    """A get-sth reply, its signature verified with ``key``."""
-    try:
-        sth = SignedTreeHead(
-            body["tree_size"],
-            body["timestamp"],
-            base64.b64decode(body["sha256_root_hash"]),
-            DigitallySigned.decode(base64.b64decode(body["tree_head_signature"])),
-        )
-        sth.verify(key)
-    except (CTError, KeyError, TypeError, ValueError) as exc:
-        why = exc.message if isinstance(exc, CTError) else f"malformed: {exc!r}"
-        raise CheckFailed(
-            f"the tree head (size {body.get('tree_size')}) does not verify: {why}"
-        ) from None
-    return sth
 
 
 # The certificate side of `ct proof` ----------------------------------------------
@@ -116,21 +59,6 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
         raise CheckFailed(f"{path} holds no readable certificate: {exc}") from None
 
 
-def embedded_scts(cert: x509.Certificate) -> list[SignedCertificateTimestamp]:
-    try:
-        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(SCT_LIST_OID))
-        der = ext.value.public_bytes()
-        # extnValue is an OCTET STRING around the TLS-encoded list (RFC 6962 §3.3).
-        if der[0] != 0x04 or der[1] == 0x80:
-            raise ValueError("the SCT list is not an OCTET STRING")
-        header = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
-        return decode_sct_list(der[header:])
-    except x509.ExtensionNotFound:
-        raise CheckFailed("the certificate carries no embedded SCT list") from None
-    except (ValueError, IndexError, CTError) as exc:
-        raise CheckFailed(f"the certificate's SCT list is malformed: {exc}") from None
-
-
 def find_issuer(
     cert: x509.Certificate, candidates: Sequence[x509.Certificate], source: str
 ) -> x509.Certificate:
@@ -138,11 +66,8 @@ def find_issuer(
     named = False
     for candidate in candidates:
         named = named or candidate.subject == cert.issuer
-        try:
-            cert.verify_directly_issued_by(candidate)
+        if issued_by(cert, candidate):
             return candidate
-        except (ValueError, TypeError, InvalidSignature):
-            continue
     if named:
         raise CheckFailed(
             f"the certificate's signature does not verify under its issuer "
@@ -155,21 +80,6 @@ def find_issuer(
     )
 
 
-def precert_leaf(
-    cert: x509.Certificate, issuer: x509.Certificate, sct: SignedCertificateTimestamp
-) -> TileLeaf:
-    """The precertificate entry the log holds for ``cert``, rebuilt from ``cert`` alone."""
-    tbs = precert_tbs_from_certificate(cert.public_bytes(serialization.Encoding.DER))
-    entry = TimestampedEntry(
-        sct.timestamp,
-        LogEntryType.PRECERT_ENTRY,
-        tbs,
-        issuer_key_hash(spki_der(issuer.public_key())),
-        sct.extensions,
-    )
-    return TileLeaf(entry, None, ())
-
-
 def prove_inclusion(
     call: Call,
     cert: x509.Certificate,
@@ -178,14 +88,7 @@ def prove_inclusion(
     sth: SignedTreeHead,
 ) -> tuple[int, int]:
     """Check ``cert``'s SCT from this log and its precert's inclusion in ``sth``: (index, size)."""
-    lid = log_id(spki_der(key))
-    ours = [s for s in embedded_scts(cert) if s.log_id == lid]
-    if not ours:
-        raise CheckFailed(f"the certificate has no SCT from this log (log id {b64(lid)})")
-    sct = ours[0]
-    leaf = precert_leaf(cert, issuer, sct)
-    with failing_as("the embedded SCT does not verify for this certificate"):
-        verify_sct(sct, key, LogEntryType.PRECERT_ENTRY, leaf.timestamped_entry.signed_entry())
+    sct, leaf = verified_sct(cert, issuer, key)
     digest = leaf.leaf_hash()
     try:
         reply = call("get_proof_by_hash", {"hash": b64(digest), "tree_size": sth.tree_size})
@@ -194,12 +97,7 @@ def prove_inclusion(
             f"the log cannot prove this certificate's precertificate is in the "
             f"tree of size {sth.tree_size}: {exc.message} [{exc.code}]"
         ) from None
-    index, path = reply["leaf_index"], [base64.b64decode(p) for p in reply["audit_path"]]
-    if sct.leaf_index() not in (None, index):
-        raise CheckFailed(f"the SCT says leaf {sct.leaf_index()}, the log says {index}")
-    with failing_as(f"the inclusion proof of leaf {index} does not verify"):
-        verify_inclusion(digest, index, sth.tree_size, path, sth.root_hash)
-    return index, sth.tree_size
+    return certificate_included(sct, digest, reply, sth), sth.tree_size
 
 
 # The whole log: `ct verify` ---------------------------------------------------------
@@ -220,42 +118,26 @@ def audit(
         page = call("get_entries", {"start": len(hashes), "end": size - 1})["entries"]
         if not page:
             raise CheckFailed(f"get_entries returned nothing at {len(hashes)} of {size}")
-        for entry in page:
-            data = base64.b64decode(entry["leaf_input"])
-            with failing_as(f"entry {len(hashes)} is not an RFC 6962 MerkleTreeLeaf"):
-                decode_merkle_tree_leaf(data)
-            hashes.append(leaf_hash(data))
+        hashes += entry_hashes(page, len(hashes))
         first_page = first_page or len(page)
         if len(hashes) % 65_536 < len(page):
             echo(f"... {len(hashes):,} of {size:,} entries")
     hashes = hashes[:size]
-    root = root_from_leaf_hashes(hashes)
-    if root != sth.root_hash:
-        raise CheckFailed(
-            f"the {size} entries hash to root {root.hex()}, but the signed tree "
-            f"head says {sth.root_hash.hex()}"
-        )
+    root = root_matches(hashes, sth)
     lines = [f"{size} entries; their root matches the signed tree head"]
     # By default, from the tree of the first page (or half the log when one page held it all).
     first = (first_page if first_page < size else size // 2) if from_size is None else from_size
     if 0 < first < size:
-        proof = [
-            base64.b64decode(p)
-            for p in call("get_sth_consistency", {"first": first, "second": size})["consistency"]
-        ]
-        with failing_as(f"the consistency proof from size {first} to {size} does not verify"):
-            verify_consistency(first, size, root_from_leaf_hashes(hashes[:first]), root, proof)
+        consistent(
+            hashes, first, root, call("get_sth_consistency", {"first": first, "second": size})
+        )
         lines.append(f"consistency {first} -> {size} OK")
     else:
         lines.append(f"consistency: nothing to prove from size {first} to {size}")
     indices = sorted({0, size - 1, *rng.sample(range(size), min(sample, size))}) if size else []
     for index in indices:
         reply = call("get_proof_by_hash", {"hash": b64(hashes[index]), "tree_size": size})
-        if reply["leaf_index"] != index:
-            raise CheckFailed(f"entry {index}'s hash is at index {reply['leaf_index']} in the log")
-        path = [base64.b64decode(p) for p in reply["audit_path"]]
-        with failing_as(f"the inclusion proof of entry {index} does not verify"):
-            verify_inclusion(hashes[index], index, size, path, root)
+        entry_included(hashes, index, root, reply)
     lines.append(f"{len(indices)} inclusion proofs OK")
     return lines
 
