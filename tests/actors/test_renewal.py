@@ -283,7 +283,8 @@ def test_a_short_lived_certificate_is_replaced_in_place_and_served_to_new_client
         raise RuntimeError("a subscriber's bug")
 
     reloading = ReloadingSSLContext("doq")
-    for callback in (broken, seen.append, reloading):
+    # Subscribers are called in order: once ``seen`` has a bundle, ``reloading`` has it.
+    for callback in (broken, reloading, seen.append):
         tree.registry.ask("renewal", Subscribe("doq", callback))
     assert seen and raised  # called at once with the current bundle
     root = tree.renewal.directory.parent / "root.pem"
