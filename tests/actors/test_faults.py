@@ -109,8 +109,10 @@ def mounted_tmpfs(directory: Path) -> Iterator[Path]:
     directory.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(directory)],
                    check=True)  # fmt: skip
-    yield directory
-    subprocess.run(["umount", "-l", str(directory)], check=False)
+    try:
+        yield directory
+    finally:  # whatever happened: a mount left behind would outlive the test run
+        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 @pytest.fixture

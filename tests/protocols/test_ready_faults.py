@@ -30,11 +30,13 @@ def full_disk_edge(softhsm: HsmConfig, tmp_path: Path) -> Iterator[tuple[Edge, P
     tiles = tmp_path / "ct" / "tiles"
     tiles.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiles)], check=True)
-    edge = Edge(edge_config(tmp_path, softhsm))
     try:
-        yield edge, tiles
-    finally:
-        edge.stop()
+        edge = Edge(edge_config(tmp_path, softhsm))
+        try:
+            yield edge, tiles
+        finally:
+            edge.stop()
+    finally:  # whatever happened: a mount left behind would outlive the test run
         subprocess.run(["umount", "-l", str(tiles)], check=False)
 
 
