@@ -44,18 +44,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from loguru import logger
 
+from trustchain.actors.ca import SubscriberKey, new_key
 from trustchain.actors.ca.names import normalize_dns_name
 from trustchain.actors.durable import replace_file
 from trustchain.actors.issuer import IssueCertificate
 from trustchain.actors.tls_bundle import (
     BUNDLE_FILES,
     Bundle,
-    PrivateKey,
     bundle_renew_at,
     check_period,
     csr_for,
     load_current,
-    new_key,
     renewal_reason,
     spki_of,
     write_version,
@@ -289,7 +288,12 @@ class RenewalActor(SupervisedActor):
         self.request(self.issuer, message, lambda r: self._issued(name, attempt, key, now, r))
 
     def _issued(
-        self, name: str, attempt: int, key: PrivateKey, issued_at: datetime, result: outcome.Outcome
+        self,
+        name: str,
+        attempt: int,
+        key: SubscriberKey,
+        issued_at: datetime,
+        result: outcome.Outcome,
     ) -> None:
         m = self.managed[name]
         if m.attempt != attempt:
@@ -314,7 +318,7 @@ class RenewalActor(SupervisedActor):
         self._answer_waiting(m, outcome.Value(self._info(bundle)))
         self._notify(bundle)
 
-    def _store(self, name: str, key: PrivateKey, issued_at: datetime, reply: Any) -> None:
+    def _store(self, name: str, key: SubscriberKey, issued_at: datetime, reply: Any) -> None:
         cert = x509.load_pem_x509_certificate(reply["certificate"].encode())
         if spki_of(cert.public_key()) != spki_of(key.public_key()):
             raise RenewalFailed("the issuer returned a certificate for another key")

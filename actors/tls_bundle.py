@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
 
-from trustchain.actors.ca import key_type_of
+from trustchain.actors.ca import SubscriberKey, key_type_of, new_csr
 from trustchain.actors.durable import fsync_dir, write_new
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 BUNDLE_FILES = ("key.pem", "cert.pem", "chain.pem", "fullchain.pem", "meta.json")
 
 
@@ -94,25 +92,9 @@ def normalize_name(name: str) -> str:
         return name.lower().rstrip(".")
 
 
-def new_key(key_type: str) -> PrivateKey:
-    if key_type.startswith("rsa-"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
-    return ec.generate_private_key({"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}[key_type])
-
-
-def csr_for(key: PrivateKey, names: Sequence[str]) -> str:
-    """A PEM CSR: empty subject, the names as SANs (the CA takes nothing else from it)."""
-    sans: list[x509.GeneralName] = []
-    for name in map(normalize_name, names):
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    p384 = isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1"
-    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    csr = builder.sign(key, hashes.SHA384() if p384 else hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+def csr_for(key: SubscriberKey, names: Sequence[str]) -> str:
+    """The bundle's CSR (``new_csr``), its names normalized as ``renewal_reason`` compares them."""
+    return new_csr(key, [normalize_name(n) for n in names]).decode("ascii")
 
 
 # Disk -----------------------------------------------------------------------------------

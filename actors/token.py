@@ -38,9 +38,12 @@ from pkcs11.util.ec import (
     encode_named_curve_parameters,
 )
 
+from trustchain.config import CA_KEY_TYPES
 from trustchain.supervisors.errors import TrustChainError
 
-KEY_TYPES: dict[str, tuple[str, Any]] = {
+# The token's parameters for each of config's CA_KEY_TYPES (tests/ca/test_key_types.py
+# checks the two agree): family, then curve name or modulus bits.
+KEY_PARAMETERS: dict[str, tuple[str, Any]] = {
     "ec-p256": ("ec", "secp256r1"),
     "ec-p384": ("ec", "secp384r1"),
     "rsa-2048": ("rsa", 2048),
@@ -210,13 +213,13 @@ class Token:
     # Keys ---------------------------------------------------------------------------
 
     def generate_key(self, label: str, key_type: str) -> KeyInfo:
-        if key_type not in KEY_TYPES:
+        if key_type not in CA_KEY_TYPES:
             raise UnsupportedKeyType(
-                f"key type {key_type!r} is not supported; use one of {', '.join(KEY_TYPES)}"
+                f"key type {key_type!r} is not supported; use one of {', '.join(CA_KEY_TYPES)}"
             )
         if self._find(label, ObjectClass.PRIVATE_KEY) is not None:
             raise KeyExists(f"a key labelled {label!r} already exists in the token")
-        family, param = KEY_TYPES[key_type]
+        family, param = KEY_PARAMETERS[key_type]
         key_id = hashlib.sha256(label.encode()).digest()[:16]
         private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True}
         if family == "ec":

@@ -32,11 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from trustchain.actors import issuer as issuer_module
+from trustchain.actors.ca import new_csr, new_key
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor, SignBatch
 from trustchain.actors.issuer import IssueCertificate, IssuerActor
@@ -49,14 +46,8 @@ ZONE = "bench.example.com"
 
 
 def make_csrs(count: int) -> list[str]:
-    key = ec.generate_private_key(ec.SECP256R1())  # one key: CSR signing is not what we time
-    csrs = []
-    for i in range(count):
-        san = x509.SubjectAlternativeName([x509.DNSName(f"h{i}.{ZONE}")])
-        builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-        csr = builder.add_extension(san, critical=False).sign(key, hashes.SHA256())
-        csrs.append(csr.public_bytes(serialization.Encoding.PEM).decode())
-    return csrs
+    key = new_key("ec-p256")  # one key: CSR signing is not what we time
+    return [new_csr(key, [f"h{i}.{ZONE}"]).decode() for i in range(count)]
 
 
 def pct(samples: list[float], q: float) -> float:

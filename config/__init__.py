@@ -4,6 +4,8 @@ from TrustChain."""
 
 from trustchain.config.loader import ConfigError, default_config_path, load_config
 from trustchain.config.schema import (
+    CA_KEY_TYPES,
+    SUBSCRIBER_KEY_TYPES,
     CaConfig,
     Config,
     CtLogConfig,
@@ -16,6 +18,8 @@ from trustchain.config.schema import (
 )
 
 __all__ = [
+    "CA_KEY_TYPES",
+    "SUBSCRIBER_KEY_TYPES",
     "CaConfig",
     "Config",
     "ConfigError",

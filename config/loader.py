@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from .schema import KEY_TYPES, Config
+from .schema import CA_KEY_TYPES, SUBSCRIBER_KEY_TYPES, Config
 
 ENV_PREFIX = "TRUSTCHAIN_"
 
@@ -149,9 +149,9 @@ def _article(tp: type) -> str:
     return names.get(tp, tp.__name__)
 
 
-def validate_key_type(value: str, dotted: str) -> str:
-    if value not in KEY_TYPES:
-        raise ConfigError(f"{dotted} must be one of {', '.join(KEY_TYPES)}; got {value!r}")
+def validate_key_type(value: str, dotted: str, known: tuple[str, ...] = CA_KEY_TYPES) -> str:
+    if value not in known:
+        raise ConfigError(f"{dotted} must be one of {', '.join(known)}; got {value!r}")
     return value
 
 
@@ -170,8 +170,7 @@ def check_semantics(config: Config) -> Config:
     if ca.intermediate_validity_days * 86_400 <= 2 * ca.max_validity_s:
         raise ConfigError("ca.intermediate_validity_days must exceed twice ca.max_validity_s")
     for i, key_type in enumerate(ca.allowed_key_types):
-        if key_type not in (*KEY_TYPES, "ed25519"):
-            validate_key_type(key_type, f"ca.allowed_key_types[{i}]")
+        validate_key_type(key_type, f"ca.allowed_key_types[{i}]", SUBSCRIBER_KEY_TYPES)
     if not ca.permitted_zones:
         raise ConfigError("ca.permitted_zones must name at least one DNS zone")
     return config

@@ -23,7 +23,13 @@ def _f(default: Any, **meta: Any) -> Any:
     return dataclasses.field(default=default, metadata=meta)
 
 
-KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+# The key types TrustChain knows, written once: the HSM's table (actors/token.py),
+# the issuance policy's defaults (actors/ca/policy.py), the CLI's --key-type and
+# new_key (actors/ca/subscriber.py) are all keyed by these names.
+# CA keys (and TrustChain's own TLS keys): what the HSM can make and a CA may sign with.
+CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+# Subscriber keys: what may be certified. Ed25519 is outside the CA/B Forum BRs (§6.1.5).
+SUBSCRIBER_KEY_TYPES = (*CA_KEY_TYPES, "ed25519")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +70,7 @@ class HsmConfig:
 @dataclasses.dataclass(frozen=True)
 class CaConfig:
     # The CA's keys, generated inside the HSM at first start.
-    key_type: str = _f("ec-p256", choices=KEY_TYPES)
+    key_type: str = _f("ec-p256", choices=CA_KEY_TYPES)
     root_key: str = _f("ca-root")
     intermediate_key: str = _f("ca-intermediate")  # rotations add -2, -3, ...
     organization: str = _f("TrustChain")
@@ -77,7 +83,7 @@ class CaConfig:
     permitted_zones: list[str] = _f(["trust.example.com"])
     # Subscriber key types. Ed25519 is outside the CA/B Forum BRs (§6.1.5): keep it
     # for private deployments; production.toml leaves it out.
-    allowed_key_types: list[str] = _f([*KEY_TYPES, "ed25519"])
+    allowed_key_types: list[str] = _f(list(SUBSCRIBER_KEY_TYPES))
     name_constraints: bool = _f(True)  # constrain the intermediate to the zones
     allow_wildcards: bool = _f(False)
     allow_ipv6_sans: bool = _f(True)
@@ -140,7 +146,7 @@ class RenewalConfig:
     """TrustChain's own certificates (its DoQ and HTTPS servers'), kept fresh by itself."""
 
     directory: Path = _f(Path("var/tls"))  # <name>/key.pem (0600), cert.pem, chain.pem
-    key_type: str = _f("ec-p256", choices=KEY_TYPES)
+    key_type: str = _f("ec-p256", choices=CA_KEY_TYPES)
     validity_s: int = _f(86_400, min=60)
     renew_at_fraction: float = _f(2 / 3, min=0.1, max=0.95)  # of the lifetime
     check_interval_s: float = _f(30.0, min=0.05, max=3_600.0)

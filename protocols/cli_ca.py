@@ -7,45 +7,17 @@ to TrustChain, and the key is written 0600 next to the certificate.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 from pathlib import Path
 
 import click
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import serialization
 from rich.console import Console
 from rich.table import Table
 
+from trustchain.actors.ca import SubscriberKey, new_csr, new_key
+from trustchain.config import SUBSCRIBER_KEY_TYPES
 from trustchain.protocols.cli_common import Context, fail
-
-KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
-
-
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-
-
-def generate_key(key_type: str) -> PrivateKey:
-    if key_type == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    if key_type.startswith("ec-"):
-        curve = ec.SECP256R1() if key_type == "ec-p256" else ec.SECP384R1()
-        return ec.generate_private_key(curve)
-    return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
-
-
-def build_csr(key: PrivateKey, names: tuple[str, ...]) -> bytes:
-    general: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            general.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            general.append(x509.DNSName(name))
-    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-    builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -64,7 +36,9 @@ def write_private(path: Path, data: bytes) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Use this CSR (PEM or DER) instead of making a key here.",
 )
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True)
+@click.option(
+    "--key-type", type=click.Choice(SUBSCRIBER_KEY_TYPES), default="ec-p256", show_default=True
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -78,7 +52,7 @@ def write_private(path: Path, data: bytes) -> None:
 def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type: str, out: Path,
           validity_s: int | None, client_auth: bool) -> None:  # fmt: skip
     """Issue a certificate for NAMES (DNS names or IPv6 addresses), or for a CSR."""
-    key: PrivateKey | None = None
+    key: SubscriberKey | None = None
     if csr_file is not None:
         if names:
             fail("give NAMES or --csr, not both (the CSR carries its names)", 2)
@@ -88,8 +62,8 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
     else:
         if not names:
             fail("name at least one DNS name or IPv6 address, or give --csr", 2)
-        key = generate_key(key_type)
-        csr = build_csr(key, names).decode()
+        key = new_key(key_type)
+        csr = new_csr(key, names).decode()
     args: dict[str, object] = {"csr": csr, "client_auth": client_auth}
     if validity_s is not None:
         args["validity_s"] = validity_s

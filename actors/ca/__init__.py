@@ -8,6 +8,7 @@ hierarchy -> ``Hierarchy``: root, intermediates and CRLs in two steps each
            (``new_crl`` -> sign -> ``add_crl``); ``create_missing`` drives start-up.
 store   -> ``CAStore``: CA certificates, issued serials, revocations, CRL numbers.
 keys    -> key types, ``SignatureAlgorithm``, ``remote_signing_key``.
+subscriber -> ``new_key``, ``new_csr``: a key of a named type and a CSR for names.
 """
 
 from .certs import (
@@ -63,6 +64,7 @@ from .keys import (
 )
 from .policy import CSR, ApprovedRequest, IssuancePolicy, check_request, parse_csr
 from .store import CACertificateRecord, CAStore, IssuanceRecord, parse_serial, serial_hex
+from .subscriber import SubscriberKey, new_csr, new_key
 
 __all__ = [
     "BACKDATE",
@@ -94,6 +96,7 @@ __all__ = [
     "SignatureAlgorithm",
     "SignatureInvalid",
     "Signer",
+    "SubscriberKey",
     "ToBeSigned",
     "TooManyNames",
     "UnknownRevocationReason",
@@ -112,6 +115,8 @@ __all__ = [
     "key_type_of",
     "leaf_tbs",
     "local_signer",
+    "new_csr",
+    "new_key",
     "new_serial",
     "parse_csr",
     "parse_reason",

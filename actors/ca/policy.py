@@ -30,7 +30,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from trustchain.config import ConfigError
+from trustchain.config import SUBSCRIBER_KEY_TYPES, ConfigError
 
 from .errors import (
     BadCSRSignature,
@@ -54,17 +54,10 @@ SubjectPublicKey: TypeAlias = (
 SubjectMode = Literal["empty", "cn_from_first_san"]
 
 DEFAULT_MAX_CSR_BYTES = 64 * 1024
-DEFAULT_KEY_TYPES = frozenset({"ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"})
+DEFAULT_KEY_TYPES = frozenset(SUBSCRIBER_KEY_TYPES)
 MAX_COMMON_NAME_LENGTH = 64  # ub-common-name, RFC 5280 Appendix A.1
 _MIN_RSA_EXPONENT = 65537  # BRs §6.1.6: odd, and SHOULD be at least 2^16 + 1
 _ANY_IPV6 = ipaddress.IPv6Network("::/0")
-
-
-def _is_known_key_type(kind: str) -> bool:
-    if kind in {"ec-p256", "ec-p384", "ed25519"}:
-        return True
-    size = kind.removeprefix("rsa-")
-    return kind.startswith("rsa-") and size.isdigit() and 2048 <= int(size) <= 4096
 
 
 @dataclass(frozen=True)
@@ -94,7 +87,7 @@ class IssuancePolicy:
             networks = tuple(ipaddress.IPv6Network(n) for n in self.permitted_ipv6_networks)
         except ValueError as error:
             raise ConfigError(f"permitted_ipv6_networks: {error}") from None
-        unknown = sorted(k for k in self.allowed_key_types if not _is_known_key_type(k))
+        unknown = sorted(k for k in self.allowed_key_types if k not in SUBSCRIBER_KEY_TYPES)
         if unknown:
             raise ConfigError(f"allowed_key_types: unknown key types {unknown}")
         if not timedelta(0) < self.min_validity <= self.default_validity <= self.max_validity:

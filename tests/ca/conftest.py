@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from trustchain.actors.ca import (
     ApprovedRequest,
     IssuancePolicy,
+    SubscriberKey,
     ToBeSigned,
     assemble,
     ca_name,
@@ -31,10 +32,13 @@ from trustchain.actors.ca import (
     intermediate_tbs,
     leaf_tbs,
     local_signer,
+    new_csr,
+    new_key,
     new_serial,
     parse_csr,
     root_tbs,
 )
+from trustchain.config import SUBSCRIBER_KEY_TYPES
 
 ZONE = "pki.example.com"
 CRL_URL = "http://ca.example.com/intermediate.crl"
@@ -44,12 +48,12 @@ ROOT_CRL_URL = "http://ca.example.com/root.crl"
 
 
 def _generate(kind: str) -> PrivateKey:
-    if kind.startswith("rsa-"):
+    """``new_key``, plus the types the CA must refuse ("ec-p521", "rsa-1024")."""
+    if kind == "ec-p521":
+        return ec.generate_private_key(ec.SECP521R1())
+    if kind.startswith("rsa-") and kind not in SUBSCRIBER_KEY_TYPES:
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[4:]))
-    if kind == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    curve = {"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1(), "ec-p521": ec.SECP521R1()}
-    return ec.generate_private_key(curve[kind])
+    return new_key(kind)
 
 
 @functools.cache
@@ -73,13 +77,9 @@ def make_csr(
     names: list[x509.GeneralName] | None = None,
     common_name: str | None = None,
 ) -> bytes:
-    """A PEM CSR; ``names`` become the SAN extension (absent when None)."""
-    subject = [x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)] if common_name else []
-    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject))
-    if names is not None:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
+    """A PEM CSR (``new_csr``); ``names`` become the SAN extension (absent when None)."""
+    assert isinstance(key, SubscriberKey)
+    return new_csr(key, names, common_name=common_name)
 
 
 def dns_csr(key: PrivateKey, *names: str) -> bytes:
