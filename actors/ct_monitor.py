@@ -22,7 +22,7 @@ unanswered check) is ``self.clock``'s, so tests drive it.
 It trusts nothing the log says beyond what it verifies: it uses only the public
 read messages (``log_info``, ``get_sth``, ``get_sth_consistency``), never the
 log's files or internals. Each alert is a loguru ERROR line, a per-kind counter
-and the ``status`` shown by ``monitor_status``. The same lie (kind, tree size
+and the ``status`` shown by ``get_monitor_status``. The same lie (kind, tree size
 and root) is alerted once, not at every tick; staleness again after a fresh
 head. Errors in fetching (the log restarting, say) are counted apart and
 retried at the next tick: they are not evidence. A check left unanswered for
@@ -44,7 +44,7 @@ import base64
 import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import outcome
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -54,7 +54,7 @@ from loguru import logger
 
 from trustchain.actors.ct import SignedTreeHead, log_id
 from trustchain.actors.ct.audit import AlertKind, HeadChecker, Misbehaviour, as_bytes, parse_sth
-from trustchain.actors.ctlog import GetConsistency, GetSTH, LogInfo
+from trustchain.actors.ctlog import GetLogInfo, GetSTH, GetSTHConsistency
 from trustchain.config import MonitorConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
 from trustchain.supervisors.registry import Envelope
@@ -67,13 +67,13 @@ _UNUSABLE_INFO = (TrustChainError, KeyError, TypeError, ValueError, AttributeErr
 
 
 @dataclass(frozen=True)
-class MonitorStatus(Message):
-    type: ClassVar[str] = "monitor_status"
+class GetMonitorStatus(Message):
+    """The monitor's last check of the log: tree head seen, alerts raised."""
 
 
 @dataclass(frozen=True)
 class _Check(Message):
-    type: ClassVar[str] = "_check"
+    """Time to fetch and check the log's tree head (the monitor's own timer)."""
 
 
 class CTMonitorActor(SupervisedActor):
@@ -126,7 +126,7 @@ class CTMonitorActor(SupervisedActor):
             self._generation += 1  # abandon that check; start afresh
         self._in_flight_since = self.clock.monotonic()
         if self.checker is None:
-            self._ask(LogInfo(), self._got_info)
+            self._ask(GetLogInfo(), self._got_info)
         else:
             self._ask(GetSTH(), self._got_sth)
 
@@ -173,7 +173,7 @@ class CTMonitorActor(SupervisedActor):
         if sizes is None:
             self._accept(sth, [])
             return
-        self._ask(GetConsistency(*sizes), lambda result: self._got_proof(sth, result))
+        self._ask(GetSTHConsistency(*sizes), lambda result: self._got_proof(sth, result))
 
     def _got_proof(self, sth: SignedTreeHead, result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
@@ -242,8 +242,8 @@ class CTMonitorActor(SupervisedActor):
             "CT monitor alert [{}] on log {!r}: {}", alert.kind.value, self.ctlog, alert.text
         )
 
-    @handles(MonitorStatus)
-    def monitor_status(self, msg: MonitorStatus) -> dict[str, Any]:
+    @handles(GetMonitorStatus)
+    def get_monitor_status(self, msg: GetMonitorStatus) -> dict[str, Any]:
         verified = self.checker.verified if self.checker else None
         total = sum(self.alerts.values())
         return {

@@ -51,7 +51,7 @@ import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import outcome
 from cryptography import x509
@@ -108,13 +108,11 @@ class LogBusy(CTError):
 
 @dataclass(frozen=True)
 class AddChain(Message):
-    type: ClassVar[str] = "add_chain"
     chain: Chain  # the certificate, then its issuers
 
 
 @dataclass(frozen=True)
 class AddPreChain(Message):
-    type: ClassVar[str] = "add_pre_chain"
     chain: Chain  # the precertificate, then its issuer(s)
 
 
@@ -124,91 +122,83 @@ class LogIssued(Message):
     built and signed itself, logged without checking the chain again. JSON cannot
     carry ``entry``, so the control socket and HTTP refuse this message."""
 
-    type: ClassVar[str] = "log_issued"
     entry: LogEntryInput
 
 
 @dataclass(frozen=True)
 class GetSTH(Message):
-    type: ClassVar[str] = "get_sth"
+    """The latest signed tree head (RFC 6962 get-sth)."""
 
 
 @dataclass(frozen=True)
-class GetConsistency(Message):
-    type: ClassVar[str] = "get_sth_consistency"
+class GetSTHConsistency(Message):
     first: Size
     second: Size
 
 
 @dataclass(frozen=True)
 class GetProofByHash(Message):
-    type: ClassVar[str] = "get_proof_by_hash"
     hash: Annotated[bytes, Bounds(min_length=32, max_length=32)]  # SHA-256 Merkle leaf hash
     tree_size: Size
 
 
 @dataclass(frozen=True)
 class GetEntries(Message):
-    type: ClassVar[str] = "get_entries"
     start: Size
     end: Size  # inclusive, as in RFC 6962
 
 
 @dataclass(frozen=True)
 class GetRoots(Message):
-    type: ClassVar[str] = "get_roots"
+    """The roots the log accepts (RFC 6962 get-roots)."""
 
 
 @dataclass(frozen=True)
 class GetEntryAndProof(Message):
-    type: ClassVar[str] = "get_entry_and_proof"
     leaf_index: Size
     tree_size: Size
 
 
 @dataclass(frozen=True)
 class GetCheckpoint(Message):
-    type: ClassVar[str] = "checkpoint"
+    """The latest checkpoint (tlog-tiles), signed note text."""
 
 
 @dataclass(frozen=True)
 class GetTile(Message):
-    type: ClassVar[str] = "tile"
     # "tile/0/x001/234", "tile/data/000.p/5", ...: an index of 2^63 takes 30 characters
     path: Annotated[str, Bounds(max_length=256)]
 
 
 @dataclass(frozen=True)
 class GetIssuer(Message):
-    type: ClassVar[str] = "issuer"
     # the hex SHA-256 of the issuer certificate
     fingerprint: Annotated[str, Bounds(pattern="[0-9a-fA-F]{64}", what="64 hex digits")]
 
 
 @dataclass(frozen=True)
-class LogInfo(Message):
-    type: ClassVar[str] = "log_info"
+class GetLogInfo(Message):
+    """What a client needs to check the log: its public key and log ID."""
 
 
 @dataclass(frozen=True)
 class AcceptRoots(Message):
-    type: ClassVar[str] = "accept_roots"
     certificates: Chain
 
 
 @dataclass(frozen=True)
 class _RefreshCheckpoint(Message):
-    type: ClassVar[str] = "_refresh_checkpoint"
+    """Time to sign a fresh checkpoint (the log's own timer)."""
 
 
 @dataclass(frozen=True)
 class _RetryLog(Message):
-    type: ClassVar[str] = "_retry_log"
+    """Time to try opening the log's storage again after a failure."""
 
 
 @dataclass(frozen=True)
 class _CheckSigning(Message):
-    type: ClassVar[str] = "_check_signing"
+    """Time to look for HSM signatures that are overdue."""
 
 
 class _Batch:
@@ -511,8 +501,8 @@ class CTLogActor(SupervisedActor):
     def get_sth(self, msg: GetSTH) -> dict[str, Any]:
         return self._log.sth().to_json()
 
-    @handles(GetConsistency)
-    def get_sth_consistency(self, msg: GetConsistency) -> dict[str, Any]:
+    @handles(GetSTHConsistency)
+    def get_sth_consistency(self, msg: GetSTHConsistency) -> dict[str, Any]:
         if not 0 < msg.first <= msg.second:
             raise TreeSizeOutOfRange(f"need 0 < first <= second, got {msg.first}, {msg.second}")
         return {"consistency": self._log.consistency_proof(msg.first, msg.second)}
@@ -546,23 +536,23 @@ class CTLogActor(SupervisedActor):
         return {"leaf_input": leaf, "extra_data": extra, "audit_path": proof}
 
     @handles(GetCheckpoint)
-    def checkpoint(self, msg: GetCheckpoint) -> bytes:
+    def get_checkpoint(self, msg: GetCheckpoint) -> bytes:
         return self._log.checkpoint()
 
     @handles(GetTile)
-    def tile(self, msg: GetTile) -> bytes:
+    def get_tile(self, msg: GetTile) -> bytes:
         return self._log.tile(msg.path)
 
     @handles(GetIssuer)
-    def issuer(self, msg: GetIssuer) -> bytes:
+    def get_issuer(self, msg: GetIssuer) -> bytes:
         try:
             fingerprint = bytes.fromhex(msg.fingerprint)
         except ValueError:
             raise TileNotFound(f"{msg.fingerprint!r} is not a hex fingerprint") from None
         return self._log.issuer(fingerprint)
 
-    @handles(LogInfo)
-    def log_info(self, msg: LogInfo) -> dict[str, Any]:
+    @handles(GetLogInfo)
+    def get_log_info(self, msg: GetLogInfo) -> dict[str, Any]:
         sth = self._log.sth()
         key = serialization.load_der_public_key(self.public_key_der)
         return {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pkcs11
 
@@ -53,7 +53,6 @@ Batch = Annotated[list[bytes], Bounds(max_length=65_536, items=Bounds(max_length
 
 @dataclass(frozen=True)
 class GenerateKey(Message):
-    type: ClassVar[str] = "generate_key"
     label: Label
     key_type: Choice = "ec-p256"
 
@@ -62,20 +61,17 @@ class GenerateKey(Message):
 class EnsureKey(Message):
     """The key labelled ``label``, generated first if the token lacks it."""
 
-    type: ClassVar[str] = "ensure_key"
     label: Label
     key_type: Choice = "ec-p256"
 
 
 @dataclass(frozen=True)
 class GetPublicKey(Message):
-    type: ClassVar[str] = "public_key"
     label: Label
 
 
 @dataclass(frozen=True)
 class SignData(Message):
-    type: ClassVar[str] = "sign"
     label: Label
     data: ToSign
     hash: Choice = "sha256"
@@ -85,7 +81,6 @@ class SignData(Message):
 class SignBatch(Message):
     """Many signatures with one key in one message: the per-message cost is paid once."""
 
-    type: ClassVar[str] = "sign_batch"
     label: Label
     data: Batch
     hash: Choice = "sha256"
@@ -93,12 +88,12 @@ class SignBatch(Message):
 
 @dataclass(frozen=True)
 class ListKeys(Message):
-    type: ClassVar[str] = "list_keys"
+    """Every key on the token: label, key type, public key."""
 
 
 @dataclass(frozen=True)
 class _RetryToken(Message):
-    type: ClassVar[str] = "_retry_token"
+    """Time to try opening the HSM token again after a failure."""
 
 
 RESOURCE = "hsm"  # the resource name shown in status and /ready
@@ -205,11 +200,11 @@ class HSMActor(SupervisedActor):
         return self._use(lambda t: t.ensure_key(msg.label, msg.key_type))
 
     @handles(GetPublicKey)
-    def public_key(self, msg: GetPublicKey) -> KeyInfo:
+    def get_public_key(self, msg: GetPublicKey) -> KeyInfo:
         return self._use(lambda t: t.key_info(msg.label))
 
     @handles(SignData)
-    def sign(self, msg: SignData) -> bytes:
+    def sign_data(self, msg: SignData) -> bytes:
         return self._use(lambda t: t.sign(msg.label, msg.data, msg.hash))
 
     @handles(SignBatch)

@@ -48,7 +48,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import outcome
 from cryptography import x509
@@ -108,7 +108,6 @@ SerialText = Annotated[str, Bounds(min_length=1, max_length=128)]
 
 @dataclass(frozen=True)
 class IssueCertificate(Message):
-    type: ClassVar[str] = "issue"
     csr: CsrText  # PEM, or base64 DER
     validity_s: int | None = None  # checked against the policy before any timedelta
     client_auth: bool = False
@@ -116,42 +115,39 @@ class IssueCertificate(Message):
 
 @dataclass(frozen=True)
 class RevokeCertificate(Message):
-    type: ClassVar[str] = "revoke"
     serial: SerialText
     reason: Annotated[str, Bounds(max_length=64)] = "unspecified"
 
 
 @dataclass(frozen=True)
 class GetCertificate(Message):
-    type: ClassVar[str] = "certificate"
     serial: SerialText
 
 
 @dataclass(frozen=True)
 class GetCRL(Message):
-    type: ClassVar[str] = "crl"
     # an intermediate's key label; default: the current one
     issuer: Annotated[str | None, Bounds(max_length=128)] = None
 
 
 @dataclass(frozen=True)
-class CAStatus(Message):
-    type: ClassVar[str] = "ca_status"
+class GetCAStatus(Message):
+    """Every CA certificate of the hierarchy, with its role and key."""
 
 
 @dataclass(frozen=True)
 class RotateIntermediate(Message):
-    type: ClassVar[str] = "rotate_intermediate"
+    """Make a new intermediate key and certificate and issue under it."""
 
 
 @dataclass(frozen=True)
 class RefreshCRLs(Message):
-    type: ClassVar[str] = "refresh_crls"
+    """Sign and write a fresh CRL for every issuer (also on a timer)."""
 
 
 @dataclass(frozen=True)
 class _RetryStore(Message):
-    type: ClassVar[str] = "_retry_store"
+    """Time to try opening the CA store again after a failure."""
 
 
 @dataclass
@@ -284,7 +280,7 @@ class IssuerActor(SupervisedActor):
     # Issuance ---------------------------------------------------------------------
 
     @handles(IssueCertificate)
-    def issue(self, msg: IssueCertificate) -> None:
+    def issue_certificate(self, msg: IssueCertificate) -> None:
         csr = parse_csr(_csr_bytes(msg.csr), self.policy.max_csr_bytes)
         validity = check_validity_seconds(msg.validity_s, self.policy)  # no timedelta overflow
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
@@ -412,7 +408,7 @@ class IssuerActor(SupervisedActor):
     # Revocation and CRLs ----------------------------------------------------------
 
     @handles(RevokeCertificate)
-    def revoke(self, msg: RevokeCertificate) -> None:
+    def revoke_certificate(self, msg: RevokeCertificate) -> None:
         """Answered once the new CRL is signed and written."""
         assert self.store is not None
         now = self.clock.now()
@@ -440,7 +436,7 @@ class IssuerActor(SupervisedActor):
         self._publish_crls([record.issuer_key_label], now, lambda results: published(results[0]))
 
     @handles(GetCertificate)
-    def certificate(self, msg: GetCertificate) -> dict[str, Any]:
+    def get_certificate(self, msg: GetCertificate) -> dict[str, Any]:
         assert self.store is not None
         record = self.store.get(parse_serial(msg.serial))
         return {
@@ -456,7 +452,7 @@ class IssuerActor(SupervisedActor):
         }
 
     @handles(GetCRL)
-    def crl(self, msg: GetCRL) -> dict[str, Any]:
+    def get_crl(self, msg: GetCRL) -> dict[str, Any]:
         label = msg.issuer or self.ca.current.key_label
         crl = self.ca.crls.get(label)
         if crl is None:
@@ -588,8 +584,8 @@ class IssuerActor(SupervisedActor):
 
     # The hierarchy ----------------------------------------------------------------
 
-    @handles(CAStatus)
-    def ca_status(self, msg: CAStatus) -> list[dict[str, Any]]:
+    @handles(GetCAStatus)
+    def get_ca_status(self, msg: GetCAStatus) -> list[dict[str, Any]]:
         return self.ca.status(self.clock.now())
 
     @handles(RotateIntermediate)

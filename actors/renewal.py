@@ -5,7 +5,7 @@ at run time) gets a private key made here (only a CSR goes to the IssuerActor,
 through ``request()``: this thread never waits on the issuer) and a new one
 when it is missing, unreadable, not matching its key, for other names or key
 type, or past ``renew_at_fraction`` of its lifetime. Failures are logged, shown
-in ``RenewalStatus`` and retried at the next check. In-process subscribers get
+in ``GetRenewalStatus`` and retried at the next check. In-process subscribers get
 every new ``Bundle``. Lifetime counts from when the CSR was sent (``issued_at``
 in meta.json), not from notBefore, which the CA backdates by up to a minute.
 
@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, Self
 
 import outcome
 from cryptography import x509
@@ -117,7 +117,6 @@ def _subscribers(registry: Registry, actor: str) -> _Book:
 
 @dataclass(frozen=True)
 class RegisterCertificate(Message):
-    type: ClassVar[str] = "register"
     name: CertificateName
     names: Names
 
@@ -126,7 +125,6 @@ class RegisterCertificate(Message):
 class Subscribe(Message):
     """In-process only. ``callback(bundle)`` runs on the renewal actor's thread: be quick."""
 
-    type: ClassVar[str] = "subscribe"
     name: CertificateName
     callback: Callable[[Bundle], None]
 
@@ -134,36 +132,33 @@ class Subscribe(Message):
     def from_args(cls, args: Any) -> Self:
         raise InvalidRequest(
             "'subscribe' is in-process only: it takes a Python callable, which JSON cannot "
-            "carry; over the control socket use 'bundle' or 'renewal_status'"
+            "carry; over the control socket use 'get_bundle' or 'get_renewal_status'"
         )
 
 
 @dataclass(frozen=True)
 class Unsubscribe(Message):
-    type: ClassVar[str] = "unsubscribe"
     subscription: int  # what Subscribe returned
 
 
 @dataclass(frozen=True)
 class GetBundle(Message):
-    type: ClassVar[str] = "bundle"
     name: CertificateName
 
 
 @dataclass(frozen=True)
-class RenewalStatus(Message):
-    type: ClassVar[str] = "renewal_status"
+class GetRenewalStatus(Message):
+    """Every managed certificate: names, expiry, next renewal, last error."""
 
 
 @dataclass(frozen=True)
 class RenewNow(Message):
-    type: ClassVar[str] = "renew"
     name: CertificateName
 
 
 @dataclass(frozen=True)
 class _CheckRenewals(Message):
-    type: ClassVar[str] = "_check_renewals"
+    """Time to renew what is due (the renewal actor's own timer)."""
 
 
 @dataclass
@@ -216,7 +211,7 @@ class RenewalActor(SupervisedActor):
             self._check(name, m)
 
     @handles(RegisterCertificate)
-    def register(self, msg: RegisterCertificate) -> dict[str, Any]:
+    def register_certificate(self, msg: RegisterCertificate) -> dict[str, Any]:
         name, names = _valid_name(msg.name, InvalidRequest), _valid_names(msg.names)
         m = self.managed.get(name)
         if m is not None and m.source == "config":
@@ -251,8 +246,8 @@ class RenewalActor(SupervisedActor):
             raise CertificateNotIssued(f"{msg.name!r} has no certificate yet ({why})")
         return self._info(m.bundle)
 
-    @handles(RenewalStatus)
-    def renewal_status(self, msg: RenewalStatus) -> list[dict[str, Any]]:
+    @handles(GetRenewalStatus)
+    def get_renewal_status(self, msg: GetRenewalStatus) -> list[dict[str, Any]]:
         return [self._status(name, m) for name, m in sorted(self.managed.items())]
 
     @handles(RenewNow)

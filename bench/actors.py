@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from trustchain.actors.hsm import HSMActor, SignBatch, SignData
 from trustchain.actors.softhsm import prepare_softhsm_token
@@ -44,12 +44,12 @@ from trustchain.supervisors import (
 
 @dataclass(frozen=True)
 class Ping(Message):
-    type: ClassVar[str] = "ping"
+    pass
 
 
 @dataclass(frozen=True)
 class Crash(Message):
-    type: ClassVar[str] = "crash"
+    pass
 
 
 class EchoActor(SupervisedActor):

@@ -67,7 +67,7 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
     args: dict[str, object] = {"csr": csr, "client_auth": client_auth}
     if validity_s is not None:
         args["validity_s"] = validity_s
-    reply = obj.call("issuer", "issue", args)
+    reply = obj.call("issuer", "issue_certificate", args)
     out.mkdir(parents=True, exist_ok=True)
     stem = (reply["names"][0] if reply["names"] else reply["serial"]).replace("*", "_")
     written = []
@@ -99,7 +99,7 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
 @click.pass_obj
 def revoke(obj: Context, serial: str, reason: str) -> None:
     """Revoke a certificate by serial (hex); the CRL is regenerated at once."""
-    result = obj.call("issuer", "revoke", {"serial": serial, "reason": reason})
+    result = obj.call("issuer", "revoke_certificate", {"serial": serial, "reason": reason})
     click.echo(f"{result['serial']} revoked ({result['reason']}) at {result['revoked_at']}; "
                f"CRL number {result['crl_number']}")  # fmt: skip
 
@@ -114,7 +114,7 @@ def revoke(obj: Context, serial: str, reason: str) -> None:
 @click.pass_obj
 def crl(obj: Context, issuer: str | None, out: Path | None) -> None:
     """Print or write the current CRL."""
-    result = obj.call("issuer", "crl", {"issuer": issuer} if issuer else {})
+    result = obj.call("issuer", "get_crl", {"issuer": issuer} if issuer else {})
     if out is None:
         click.echo(result["crl"], nl=False)
         return
@@ -135,7 +135,7 @@ def ca_status(obj: Context) -> None:
     table = Table()
     for column in ("role", "key label", "subject", "not after", "current"):
         table.add_column(column)
-    for cert in obj.call("issuer", "ca_status"):
+    for cert in obj.call("issuer", "get_ca_status"):
         table.add_row(cert["role"], cert["key_label"], cert["subject"], cert["not_after"],
                       "yes" if cert["current"] else "")  # fmt: skip
     Console().print(table)
@@ -146,7 +146,7 @@ def ca_status(obj: Context) -> None:
 @click.pass_obj
 def ca_root(obj: Context, out: Path | None) -> None:
     """Print or write the root certificate (what relying parties trust)."""
-    root = next(c for c in obj.call("issuer", "ca_status") if c["role"] == "root")
+    root = next(c for c in obj.call("issuer", "get_ca_status") if c["role"] == "root")
     if out is None:
         click.echo(root["certificate"], nl=False)
     else:

@@ -174,7 +174,7 @@ class LogSession:
             fail(f"{to} {type}: {exc.message} [{exc.code}]")
 
     def key_and_head(self) -> tuple[dict[str, Any], ec.EllipticCurvePublicKey, SignedTreeHead]:
-        info = self.call("log_info")
+        info = self.call("get_log_info")
         key = checked(lambda: public_key_of(info))
         return info, key, checked(lambda: signed_tree_head(self.call("get_sth"), key))
 
@@ -201,7 +201,7 @@ def ct() -> None:
 def ct_info(obj: Context) -> None:
     """The log's origin, ID, key, size and pool."""
     with LogSession(obj) as log:
-        info = log.call("log_info")
+        info = log.call("get_log_info")
     key = info.pop("public_key")
     for name, value in info.items():
         click.echo(f"{name:<14}{value}")
@@ -243,7 +243,7 @@ def ct_proof(obj: Context, cert_file: Path, chain_file: Path | None) -> None:
         else:
             candidates = [
                 x509.load_pem_x509_certificate(c["certificate"].encode())
-                for c in log.call("ca_status", to="issuer")
+                for c in log.call("get_ca_status", to="issuer")
             ]
             source = "the issuer's CA certificates"
         issuer = checked(lambda: find_issuer(cert, candidates, source))

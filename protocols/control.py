@@ -2,7 +2,7 @@
 
 Wire format, one JSON object per line each way::
 
-    -> {"id": 7, "to": "hsm", "type": "sign", "args": {"label": "ca-root", "data": "aGk="}}
+    -> {"id": 7, "to": "hsm", "type": "sign_data", "args": {"label": "ca-root", "data": "aGk="}}
     <- {"id": 7, "ok": true, "result": "MEUCIQ..."}
     <- {"id": 8, "ok": false, "error": {"code": "unknown_key", "message": "..."}}
 

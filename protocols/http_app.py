@@ -16,12 +16,13 @@ that matches with another method gets 405 and ``Allow``, no match 404):
   (``http_metrics``).
 
 Every handler is one ``ask`` to an actor (``runtime.request_timeout_s``). Errors
-are JSON ``{"error": message, "code": code}`` with the status for the code
-(``http_plumbing.STATUS``); anything else is a 500 that names no internals (the
-log does). JSON bodies are parsed as untrusted (``loads_json``): too deep, NaN,
-or an integer past the digit limit is a 400 like any other invalid JSON. A body
-over ``http.max_body_bytes`` gets 413 from its Content-Length, or without one
-at the first byte past the limit.
+are JSON ``{"error": {"code": code, "message": message}}``, as on the control
+socket, with the status for the code (``http_plumbing.STATUS``); anything else
+is a 500 that names no internals (the log does). JSON bodies are parsed as
+untrusted (``loads_json``): too deep, NaN, or an integer past the digit limit
+is a 400 like any other invalid JSON. A body over ``http.max_body_bytes``
+gets 413 from its Content-Length, or without one at the first byte past the
+limit.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from prometheus_client import (
 )
 
 from trustchain.actors.ca import IssuerNotValid
-from trustchain.actors.ct_monitor import MonitorStatus
-from trustchain.actors.ctlog import LogInfo
-from trustchain.actors.issuer import CAStatus, GetCRL
+from trustchain.actors.ct_monitor import GetMonitorStatus
+from trustchain.actors.ctlog import GetLogInfo
+from trustchain.actors.issuer import GetCAStatus, GetCRL
 from trustchain.config import Config
 from trustchain.protocols.http_ct import CtRoutes
 from trustchain.protocols.http_metrics import BUCKETS_S, HealthSnapshot
@@ -142,7 +143,7 @@ class HttpApp:
     async def ca_certificate(self, request: Request) -> Response:
         assert request.match is not None
         label = request.match[1]
-        for ca in await self.ask("issuer", CAStatus()):
+        for ca in await self.ask("issuer", GetCAStatus()):
             if ca["key_label"] == label:
                 return Response(200, _der(ca["certificate"]), "application/pkix-cert",
                                 [("cache-control", "public, max-age=3600")])  # fmt: skip
@@ -152,7 +153,7 @@ class HttpApp:
 
     async def health(self, request: Request) -> Response:
         try:
-            info = await self.ask("ctlog", LogInfo())
+            info = await self.ask("ctlog", GetLogInfo())
         except TrustChainError as exc:
             reason = f"the CT log did not answer: {exc.message}"
             return _no_store({"status": "unhealthy", "reason": reason}, 503)
@@ -179,11 +180,11 @@ class HttpApp:
 
     async def metrics(self, request: Request) -> Response:
         try:
-            info: dict[str, Any] | None = await self.ask("ctlog", LogInfo())
+            info: dict[str, Any] | None = await self.ask("ctlog", GetLogInfo())
         except TrustChainError:
             info = None  # the scrape still shows the actors, and that ctlog is not running
         try:
-            monitor: dict[str, Any] | None = await self.ask("monitor", MonitorStatus())
+            monitor: dict[str, Any] | None = await self.ask("monitor", GetMonitorStatus())
         except TrustChainError:
             monitor = None
         scrape = CollectorRegistry(auto_describe=False)

@@ -26,13 +26,13 @@ from trustchain.actors.ctlog import (
     AddChain,
     AddPreChain,
     GetCheckpoint,
-    GetConsistency,
     GetEntries,
     GetEntryAndProof,
     GetIssuer,
     GetProofByHash,
     GetRoots,
     GetSTH,
+    GetSTHConsistency,
     GetTile,
 )
 from trustchain.protocols.http_plumbing import (
@@ -100,7 +100,7 @@ class CtRoutes:
 
     async def get_sth_consistency(self, request: Request) -> Response:
         first, second = request.int_param("first"), request.int_param("second")
-        return json_response(await self.ask(GetConsistency(first, second)))
+        return json_response(await self.ask(GetSTHConsistency(first, second)))
 
     async def get_proof_by_hash(self, request: Request) -> Response:
         leaf_hash = request.base64_param("hash")

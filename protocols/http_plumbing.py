@@ -5,8 +5,9 @@ Generic plumbing under every route (``http_ct``'s and ``http_app``'s): a
 as soon as it passes ``max_body``; query parameters checked for shape),
 a ``Response``, a small router (``route``, ``find_route``: a path that matches
 with another method is a 405 with ``Allow``, no match a 404), and
-``error_response``: ``{"error", "code"}`` with the status ``STATUS`` gives the
-code; any other code is a 500 that tells the client nothing (the log does).
+``error_response``: ``{"error": {"code", "message"}}``, the control socket's
+error object, with the status ``STATUS`` gives the code; any other code is a
+500 that tells the client nothing (the log does).
 Nothing here knows an actor.
 """
 
@@ -134,7 +135,12 @@ def json_response(
     return Response(status, body, "application/json", headers or [])
 
 
-INTERNAL_ERROR = json_response({"error": "internal error", "code": "internal_error"}, 500)
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The one shape of an error, over HTTP as on the control socket."""
+    return {"error": {"code": code, "message": message}}
+
+
+INTERNAL_ERROR = json_response(error_body("internal_error", "internal error"), 500)
 Handler = Callable[[Request], Awaitable[Response]]
 Ask = Callable[[str, Message], Awaitable[Any]]
 
@@ -171,7 +177,8 @@ def find_route(routes: list[Route], request: Request) -> tuple[Route, re.Match[s
 
 
 def error_response(exc: TrustChainError, what: str) -> Response:
-    """``{"error", "code"}`` with the status for its code; a 500 is logged, not explained."""
+    """``{"error": {"code", "message"}}`` with the status for its code (``details`` too if
+    the error has any, as on the control socket); a 500 is logged, not explained."""
     status = STATUS.get(exc.code, 500)
     if status == 500:
         logger.error("http: {}: {} [{}]", what, exc.message, exc.code)
@@ -181,7 +188,7 @@ def error_response(exc: TrustChainError, what: str) -> Response:
         headers.append(("retry-after", str(exc.details.get("retry_after_s", 1))))
     if exc.code == "method_not_allowed":
         headers.append(("allow", exc.details["allow"]))
-    return json_response({"error": exc.message, "code": exc.code}, status, headers)
+    return json_response({"error": exc.to_dict()}, status, headers)
 
 
 def decode_base64(text: Any, what: str) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import logging
 import socket
 import ssl
@@ -30,6 +31,7 @@ from trustchain.actors.ca.names import zone_of
 from trustchain.actors.renewal import RegisterCertificate, Subscribe, Unsubscribe
 from trustchain.config import Config
 from trustchain.protocols.http_app import HttpApp
+from trustchain.protocols.http_plumbing import error_body
 from trustchain.protocols.tls_reload import CertificateFiles, ReloadingSSLContext, server_context
 from trustchain.supervisors import Registry, TrustChainError, ask
 
@@ -132,9 +134,8 @@ class PublicOnly:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(self.PREFIXES):
-            body = (
-                b'{"error": "only /crl/ and /ca/ are served over plain http", "code": "not_found"}'
-            )
+            only = "only /crl/ and /ca/ are served over plain http"
+            body = json.dumps(error_body("not_found", only)).encode()
             headers = [(b"content-type", b"application/json"),
                        (b"content-length", str(len(body)).encode())]  # fmt: skip
             await send({"type": "http.response.start", "status": 404, "headers": headers})
@@ -224,6 +225,6 @@ async def _certificate(config: Config, registry: Registry) -> tuple[EdgeTLS, int
             registry.tell("renewal", Unsubscribe(subscription))
         raise HttpStartFailed(
             f"no certificate {http.certificate!r} after {FIRST_CERTIFICATE_TIMEOUT_S:g} s; "
-            "see `trustchain send renewal renewal_status`"
+            "see `trustchain send renewal get_renewal_status`"
         )
     return reloading, subscription

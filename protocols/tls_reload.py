@@ -59,7 +59,8 @@ class Reloading(Generic[T]):
         latest = self._latest
         if latest is None:
             raise CertificateNotReady(
-                f"no certificate {self.name!r} yet; see `trustchain send renewal renewal_status`"
+                f"no certificate {self.name!r} yet; "
+                "see `trustchain send renewal get_renewal_status`"
             )
         return latest[1]
 

@@ -86,7 +86,6 @@ def handles(message_type: type[Message]) -> Callable[[Handler], Handler]:
 class ChildExited(Message):
     """Sent by an actor to its supervisor when it goes down, for any reason."""
 
-    type: ClassVar[str] = "child_exited"
     name: str
     incarnation: int
     failure: Failure | None  # None: a normal stop
@@ -94,7 +93,6 @@ class ChildExited(Message):
 
 @dataclass(frozen=True)
 class _Continuation(Message):
-    type: ClassVar[str] = "_continuation"
     callback: Callable[[outcome.Outcome], None]
     result: outcome.Outcome
 

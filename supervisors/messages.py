@@ -1,7 +1,12 @@
 """Messages: small frozen dataclasses, one class per request.
 
-Every message class names its wire ``type`` (the control socket's ``"type"``
-field) and declares its arguments as dataclass fields with plain types. The
+A message class is named for what is asked (``IssueCertificate``,
+``GetLogInfo``, ``SignData``) and its wire ``type`` (the control socket's
+``"type"`` field) is that name in snake_case, computed once here and never
+written by hand (:func:`wire_type`: ``GetSTH`` -> ``get_sth``,
+``RefreshCRLs`` -> ``refresh_crls``, ``_RetryStore`` -> ``_retry_store``; a
+leading underscore marks a message the actor sends itself, never accepted from
+the socket). Arguments are dataclass fields with plain types. The
 edge builds messages from untrusted JSON with :meth:`Message.from_args`, which
 refuses unknown fields, missing fields and wrong types with ``InvalidRequest``
 before anything reaches an actor. ``bytes`` fields travel as base64 strings.
@@ -66,11 +71,33 @@ class Bounds:
 _DEFAULT = Bounds()
 
 
+# A word boundary: lower or digit then upper (``GetSTH``), or the last capital of
+# an acronym that starts a word (``CAStatus``), unless what follows it is a
+# plural "s" (``CRLs``).
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])(?!.s(?:[A-Z_]|$))")
+
+
+def wire_type(class_name: str) -> str:
+    """The wire type of a message class: its name in snake_case, underscore kept."""
+    private = class_name.startswith("_")
+    words = _WORD_BOUNDARY.sub("_", class_name.lstrip("_")).lower()
+    return "_" + words if private else words
+
+
 @dataclasses.dataclass(frozen=True)
 class Message:
     """Base of every request an actor accepts."""
 
-    type: ClassVar[str] = ""
+    type: ClassVar[str] = ""  # wire_type(class name), set for each subclass
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" in vars(cls):
+            raise TypeError(
+                f"{cls.__name__} sets 'type'; the wire type is the class name "
+                f"in snake_case ({wire_type(cls.__name__)!r}): rename the class instead"
+            )
+        cls.type = wire_type(cls.__name__)
 
     def __post_init__(self) -> None:
         where = self.type or type(self).__name__

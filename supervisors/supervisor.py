@@ -35,7 +35,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import pykka
 from loguru import logger
@@ -85,7 +85,6 @@ class ChildStartFailed(Exception):
 class RestartChild(Message):
     """Operator-requested restart of one child (does not count towards intensity)."""
 
-    type: ClassVar[str] = "restart_child"
     name: str
 
 
@@ -93,7 +92,6 @@ class RestartChild(Message):
 class _RestartDue(Message):
     """A backed-off restart's time has come (the supervisor's timer to itself)."""
 
-    type: ClassVar[str] = "_restart_due"
     name: str
 
 

@@ -151,7 +151,9 @@ class Issuing(threading.Thread):
         try:
             with ControlClient(self.path, timeout=30) as client:
                 for i in range(10**6):
-                    reply = client.call("issuer", "issue", {"csr": self.csrs[i % len(self.csrs)]})
+                    reply = client.call(
+                        "issuer", "issue_certificate", {"csr": self.csrs[i % len(self.csrs)]}
+                    )
                     self.acked.append(reply)  # list.append is atomic
         except (TrustChainError, OSError, ValueError):
             return  # killed mid-request: that one was never acknowledged
@@ -255,7 +257,9 @@ def check_log(
             root,
         )
     # The issuer's own record of every acknowledged certificate survived too.
-    records = pipelined(path, [("issuer", "certificate", {"serial": r["serial"]}) for r in acked])
+    records = pipelined(
+        path, [("issuer", "get_certificate", {"serial": r["serial"]}) for r in acked]
+    )
     for reply, record in zip(acked, records, strict=True):
         assert record["certificate"] == reply["certificate"], reply["serial"]
     proofs = iter(results[2 * len(acked) :])
@@ -278,7 +282,7 @@ def test_sigkill_under_load_loses_no_acknowledged_certificate(softhsm: HsmConfig
     try:
         runtime.start()
         with ControlClient(runtime.socket) as client:
-            key = public_key_of(client.call("ctlog", "log_info"))
+            key = public_key_of(client.call("ctlog", "get_log_info"))
         for _ in range(KILLS):
             threads: list[threading.Thread] = [
                 Issuing(runtime.socket, csrs[i::CLIENTS], acked) for i in range(CLIENTS)
@@ -292,7 +296,7 @@ def test_sigkill_under_load_loses_no_acknowledged_certificate(softhsm: HsmConfig
                 thread.join(timeout=30)
             runtime.start()
             with ControlClient(runtime.socket) as client:  # the same log key after a restart
-                assert public_key_of(client.call("ctlog", "log_info")) == key
+                assert public_key_of(client.call("ctlog", "get_log_info")) == key
             check_log(runtime.socket, key, acked, leaves, seen)
         assert len(acked) >= KILLS * 10, f"only {len(acked)} certificates were acknowledged"
     finally:

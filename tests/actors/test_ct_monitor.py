@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -27,14 +27,14 @@ from loguru import logger
 from trustchain.actors.ct import log_id, root_from_leaf_hashes
 from trustchain.actors.ct import merkle as ct_merkle
 from trustchain.actors.ct.checkpoint import sign_tree_head
-from trustchain.actors.ct_monitor import AlertKind, CTMonitorActor, MonitorStatus
+from trustchain.actors.ct_monitor import AlertKind, CTMonitorActor, GetMonitorStatus
 from trustchain.actors.ctlog import (
     AcceptRoots,
     AddChain,
     CTLogActor,
-    GetConsistency,
+    GetLogInfo,
     GetSTH,
-    LogInfo,
+    GetSTHConsistency,
 )
 from trustchain.actors.hsm import HSMActor
 from trustchain.config import CtLogConfig, HsmConfig, MonitorConfig
@@ -59,7 +59,7 @@ TICK = MonitorConfig(interval_s=1.0, max_sth_age_s=10.0)  # for the liar, on a F
 
 
 def status(registry: Registry) -> dict[str, Any]:
-    return registry.ask("monitor", MonitorStatus())
+    return registry.ask("monitor", GetMonitorStatus())
 
 
 def wait_verified(registry: Registry, size: int) -> None:
@@ -97,13 +97,11 @@ def errors() -> Iterator[list[str]]:
 
 @dataclass(frozen=True)
 class Grow(Message):
-    type: ClassVar[str] = "grow"
     count: int
 
 
 @dataclass(frozen=True)
 class Misbehave(Message):
-    type: ClassVar[str] = "misbehave"
     kind: str  # an AlertKind value
 
 
@@ -140,8 +138,8 @@ class LyingLog(SupervisedActor):
             return [b"\x02" * 32, *self.leaves[1:], b"\x03" * 32]  # grown, history rewritten
         return self.leaves
 
-    @handles(LogInfo)
-    def log_info(self, msg: LogInfo) -> dict[str, Any]:
+    @handles(GetLogInfo)
+    def log_info(self, msg: GetLogInfo) -> dict[str, Any]:
         if self.lie == "garbage_info":
             return {"public_key": "not a key", "log_id": 7}
         spki = self.key.public_key().public_bytes(
@@ -168,8 +166,8 @@ class LyingLog(SupervisedActor):
             return {}
         return self._head(self._served_leaves())
 
-    @handles(GetConsistency)
-    def get_sth_consistency(self, msg: GetConsistency) -> dict[str, Any]:
+    @handles(GetSTHConsistency)
+    def get_sth_consistency(self, msg: GetSTHConsistency) -> dict[str, Any]:
         leaves = self._served_leaves()
 
         def node(level: int, index: int) -> bytes:

@@ -17,8 +17,8 @@ from trustchain.actors.ct import LogEntryInput, LogUnavailable, verify_consisten
 from trustchain.actors.ctlog import (
     AddChain,
     CTLogActor,
-    GetConsistency,
     GetSTH,
+    GetSTHConsistency,
     InvalidChain,
     LogIssued,
 )
@@ -90,7 +90,7 @@ def test_concurrent_submissions_get_distinct_consecutive_indices_in_consistent_h
     results = [r.unwrap() for r in tree.submit_many(entries("a", 10) + entries("b", 5))]
     assert [r["duplicate"] for r in results] == [True] * 10 + [False] * 5  # 10 known, 5 new
     assert sorted(r["leaf_index"] for r in results[10:]) == list(range(600, 605))
-    proof = tree.registry.ask("ctlog", GetConsistency(600, 605))["consistency"]
+    proof = tree.registry.ask("ctlog", GetSTHConsistency(600, 605))["consistency"]
     third = tree.registry.ask("ctlog", GetSTH())
     verify_consistency(600, 605, base64.b64decode(second["sha256_root_hash"]),
                        base64.b64decode(third["sha256_root_hash"]), proof)  # fmt: skip

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,8 +33,6 @@ from ..conftest import own_token
 @dataclass(frozen=True)
 class DropSession(Message):
     """Test only: the session vanishes under the actor, as when a token is pulled."""
-
-    type: ClassVar[str] = "drop_session"
 
 
 class FlakyHSMActor(HSMActor):

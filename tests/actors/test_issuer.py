@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import outcome
 import pytest
@@ -32,7 +32,7 @@ from trustchain.actors.ca import (
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import EnsureKey, HSMActor, SignBatch, SignData
 from trustchain.actors.issuer import (
-    CAStatus,
+    GetCAStatus,
     GetCertificate,
     GetCRL,
     IssueCertificate,
@@ -77,7 +77,7 @@ class CA:
             return db.execute("SELECT count(*) FROM issued").fetchone()[0]
 
     def root_pem(self) -> str:
-        status = self.registry.ask("issuer", CAStatus())
+        status = self.registry.ask("issuer", GetCAStatus())
         return next(c["certificate"] for c in status if c["role"] == "root")
 
     def write_chain(self, reply: dict[str, Any], name: str = "leaf") -> tuple[Path, Path, Path]:
@@ -277,7 +277,7 @@ def test_rotation_adds_an_intermediate_and_earlier_leaves_stay_valid(ca: CA) -> 
         root, chain, leaf = ca.write_chain(reply, name)
         done = openssl_verify("-CAfile", root, "-untrusted", chain, leaf)
         assert done.returncode == 0, done.stdout + done.stderr
-    status = ca.registry.ask("issuer", CAStatus())
+    status = ca.registry.ask("issuer", GetCAStatus())
     intermediates = [c for c in status if c["role"] == "intermediate"]
     assert [c["current"] for c in intermediates] == [False, True]
     assert ca.registry.ask("issuer", GetCRL(before["issuer"]))["issuer"] == before["issuer"]
@@ -346,11 +346,11 @@ def test_the_embedded_sct_verifies_against_the_log_key(ca: CA) -> None:
         precert_tbs_from_certificate,
         verify_sct,
     )
-    from trustchain.actors.ctlog import LogInfo
+    from trustchain.actors.ctlog import GetLogInfo
 
     reply = ca.issue(dns_csr(make_key("ec-p256"), f"ct.{ZONE}"))
     cert = x509.load_pem_x509_certificate(reply["certificate"].encode())
-    info = ca.registry.ask("ctlog", LogInfo())
+    info = ca.registry.ask("ctlog", GetLogInfo())
     log_key = serialization.load_pem_public_key(info["public_key"].encode())
     assert isinstance(log_key, ec.EllipticCurvePublicKey)
 
@@ -419,7 +419,6 @@ def test_a_submitted_certificate_with_a_duplicate_extension_is_an_invalid_chain(
 
 @dataclass(frozen=True)
 class HoldSignatures(Message):
-    type: ClassVar[str] = "hold_signatures"
     hold: bool
 
 

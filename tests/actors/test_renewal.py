@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
-from trustchain.actors.issuer import CAStatus, IssuerActor
+from trustchain.actors.issuer import GetCAStatus, IssuerActor
 from trustchain.actors.renewal import (
     Bundle,
     CertificateNotIssued,
     GetBundle,
+    GetRenewalStatus,
     RegisterCertificate,
     RenewalActor,
-    RenewalStatus,
     RenewNow,
     Subscribe,
 )
@@ -72,7 +72,9 @@ class Tree:
     renewal: RenewalConfig
 
     def status(self, name: str) -> dict[str, Any]:
-        return next(s for s in self.registry.ask("renewal", RenewalStatus()) if s["name"] == name)
+        return next(
+            s for s in self.registry.ask("renewal", GetRenewalStatus()) if s["name"] == name
+        )
 
     def wait_ok(self, name: str, other_than: str | None = None) -> dict[str, Any]:
         def ok() -> dict[str, Any] | None:
@@ -82,7 +84,7 @@ class Tree:
         return wait_for(ok, f"{name!r} to get a certificate")  # type: ignore[no-any-return]
 
     def root_pem(self) -> str:
-        return next(c["certificate"] for c in self.registry.ask("issuer", CAStatus())
+        return next(c["certificate"] for c in self.registry.ask("issuer", GetCAStatus())
                     if c["role"] == "root")  # fmt: skip
 
     def issued_count(self) -> int:
@@ -195,7 +197,7 @@ def test_subscribe_is_refused_over_the_control_socket_with_a_clear_reason() -> N
 
 
 def test_a_reloading_context_refuses_before_the_first_certificate() -> None:
-    with pytest.raises(CertificateNotReady, match="renewal_status"):
+    with pytest.raises(CertificateNotReady, match="get_renewal_status"):
         ReloadingSSLContext("doq").current()
 
 

@@ -41,12 +41,17 @@ def test_send_signs_in_the_hsm_and_the_signature_verifies(running) -> None:
     config, _ = running
     data = base64.b64encode(b"hello").decode()
     done = cli(
-        config, "send", "hsm", "sign", "--args", json.dumps({"label": "cli-test-key", "data": data})
+        config,
+        "send",
+        "hsm",
+        "sign_data",
+        "--args",
+        json.dumps({"label": "cli-test-key", "data": data}),
     )
     assert done.returncode == 0, done.stderr
     signature = base64.b64decode(json.loads(done.stdout))
     key = json.loads(
-        cli(config, "send", "hsm", "public_key", "--args", '{"label": "cli-test-key"}').stdout
+        cli(config, "send", "hsm", "get_public_key", "--args", '{"label": "cli-test-key"}').stdout
     )
     public = serialization.load_pem_public_key(key["public_key"].encode())
     assert isinstance(public, ec.EllipticCurvePublicKey)
@@ -56,8 +61,8 @@ def test_send_signs_in_the_hsm_and_the_signature_verifies(running) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["send", "hsm", "sign", "--args", '{"label": "nope", "data": ""}'], "[unknown_key]"),
-        (["send", "hsm", "sign", "--args", "{oops"], "--args is not valid JSON"),
+        (["send", "hsm", "sign_data", "--args", '{"label": "nope", "data": ""}'], "[unknown_key]"),
+        (["send", "hsm", "sign_data", "--args", "{oops"], "--args is not valid JSON"),
         (["send", "nobody", "ping"], "[unknown_actor]"),
         (["restart", "nobody"], "[unknown_actor]"),
     ],

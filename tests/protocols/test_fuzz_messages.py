@@ -371,12 +371,14 @@ def _no_restart(runtime: Runtime, to: str, kind: str, args: Any) -> dict[str, An
 
 def test_validity_s_past_int64_or_timedelta_is_refused_not_an_overflow(runtime: Runtime) -> None:
     # timedelta(seconds=2**63 - 1) raised OverflowError: six of these ended the process
-    error = _no_restart(runtime, "issuer", "issue", {"csr": CSR, "validity_s": 2**63 - 1})
+    error = _no_restart(
+        runtime, "issuer", "issue_certificate", {"csr": CSR, "validity_s": 2**63 - 1}
+    )
     assert error["code"] == "validity_out_of_bounds", error
     assert "validity_s must be 300 to 86400 seconds" in error["message"]
-    error = _no_restart(runtime, "issuer", "issue", {"csr": CSR, "validity_s": 2**63})
+    error = _no_restart(runtime, "issuer", "issue_certificate", {"csr": CSR, "validity_s": 2**63})
     assert error["code"] == "invalid_request", error
-    assert "issue.validity_s must be an integer in" in error["message"]
+    assert "issue_certificate.validity_s must be an integer in" in error["message"]
 
 
 def test_a_fake_child_exit_sent_to_a_supervisor_is_refused(runtime: Runtime) -> None:
@@ -387,7 +389,7 @@ def test_a_fake_child_exit_sent_to_a_supervisor_is_refused(runtime: Runtime) -> 
 
 def test_registering_a_u_label_is_refused_not_a_crash_loop(runtime: Runtime) -> None:
     # the CSR could not carry it: renewal crashed, and crashed again at every restart
-    error = _no_restart(runtime, "renewal", "register",
+    error = _no_restart(runtime, "renewal", "register_certificate",
                         {"name": "idn", "names": [f"bücher.{ZONE}"]})  # fmt: skip
     assert error["code"] == "invalid_name", error
     assert f"xn--bcher-kva.{ZONE}" in error["message"]
@@ -395,19 +397,21 @@ def test_registering_a_u_label_is_refused_not_a_crash_loop(runtime: Runtime) -> 
 
 def test_two_callers_waiting_on_one_renewal_both_get_their_answer(runtime: Runtime) -> None:
     # both were handed one Outcome: the second unwrap raised AlreadyUsedError (internal_error)
-    assert runtime.call("renewal", "register", {"name": "twice", "names": [f"twice.{ZONE}"]})["ok"]
-    first, second = (runtime.send("renewal", "renew", {"name": "twice"}) for _ in range(2))
+    args = {"name": "twice", "names": [f"twice.{ZONE}"]}
+    assert runtime.call("renewal", "register_certificate", args)["ok"]
+    first, second = (runtime.send("renewal", "renew_now", {"name": "twice"}) for _ in range(2))
     replies = runtime.wait([first, second])
     assert [r["ok"] for r in replies.values()] == [True, True], replies
 
 
 def test_an_empty_or_long_issuer_fingerprint_is_refused_not_a_crash(runtime: Runtime) -> None:
-    assert runtime.call("issuer", "issue", {"csr": CSR})["ok"]  # now the log has issuers
+    # now the log has issuers
+    assert runtime.call("issuer", "issue_certificate", {"csr": CSR})["ok"]
     for fingerprint in ("", "ab" * 200):  # a directory; a file name too long (OSError)
-        error = _no_restart(runtime, "ctlog", "issuer", {"fingerprint": fingerprint})
+        error = _no_restart(runtime, "ctlog", "get_issuer", {"fingerprint": fingerprint})
         assert error["code"] == "invalid_request" and "64 hex digits" in error["message"]
 
 
 def test_a_tile_index_of_thousands_of_digits_is_refused_not_a_crash(runtime: Runtime) -> None:
-    error = _no_restart(runtime, "ctlog", "tile", {"path": "tile/0/" + "x123/" * 1_500 + "456"})
+    error = _no_restart(runtime, "ctlog", "get_tile", {"path": "tile/0/" + "x123/" * 1_500 + "456"})
     assert error["code"] == "invalid_request", error

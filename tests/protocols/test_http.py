@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 from urllib.parse import quote
 
 import pytest
@@ -43,9 +44,9 @@ from trustchain.actors.ct import (
 )
 from trustchain.actors.ct.rfc6962 import DigitallySigned, encode_merkle_tree_leaf
 from trustchain.actors.ct_monitor import CTMonitorActor
-from trustchain.actors.ctlog import CTLogActor, LogInfo
+from trustchain.actors.ctlog import CTLogActor, GetLogInfo
 from trustchain.actors.hsm import HSMActor
-from trustchain.actors.issuer import CAStatus, IssueCertificate, IssuerActor
+from trustchain.actors.issuer import GetCAStatus, IssueCertificate, IssuerActor
 from trustchain.actors.renewal import RenewalActor
 from trustchain.config import (
     CaConfig,
@@ -119,7 +120,7 @@ class Edge:
             ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, c.renewal)),
         ]
         self.root = start_root(self.registry, "root", children, max_restarts=10, period_s=60)
-        self.ca = {ca["role"]: ca for ca in self.registry.ask("issuer", CAStatus())}
+        self.ca = {ca["role"]: ca for ca in self.registry.ask("issuer", GetCAStatus())}
         self.root_pem = self.ca["root"]["certificate"]
         self.intermediate = x509.load_pem_x509_certificate(
             self.ca["intermediate"]["certificate"].encode())  # fmt: skip
@@ -178,7 +179,7 @@ class Edge:
         return x509.load_pem_x509_certificate(reply["certificate"].encode())
 
     def log_info(self) -> dict[str, Any]:
-        return self.registry.ask("ctlog", LogInfo())  # type: ignore[no-any-return]
+        return self.registry.ask("ctlog", GetLogInfo())  # type: ignore[no-any-return]
 
     def log_key(self) -> ec.EllipticCurvePublicKey:
         key = serialization.load_pem_public_key(self.log_info()["public_key"].encode())
@@ -332,11 +333,11 @@ def test_bad_submissions_get_400_naming_the_problem_and_append_nothing(edge: Edg
             reply = edge.post_json(f"/ct/v1/{path}", body)
             assert reply.status == 400, (path, body, reply.body)
             assert reply.headers["content-type"] == "application/json"
-            assert reply.json()["error"], reply.body
-    assert edge.post_json("/ct/v1/add-chain", {"chain": [foreign]}).json()["code"] == \
+            assert reply.json()["error"]["message"], reply.body
+    assert edge.post_json("/ct/v1/add-chain", {"chain": [foreign]}).json()["error"]["code"] == \
         "invalid_chain"  # fmt: skip
     not_json = edge.request("POST", "/ct/v1/add-chain", b"{chain: [", {})
-    assert not_json.status == 400 and "JSON" in not_json.json()["error"]
+    assert not_json.status == 400 and "JSON" in not_json.json()["error"]["message"]
 
     assert edge.log_info()["tree_size"] == size
 
@@ -355,8 +356,9 @@ def test_json_bodies_python_cannot_parse_get_400_with_a_json_error_not_500(
 ) -> None:
     reply = edge.request("POST", "/ct/v1/add-chain", body, {"Content-Type": "application/json"})
     assert reply.status == 400, reply.body
-    assert reply.json()["code"] == "invalid_request"
-    assert reply.json()["error"]
+    # the control socket's error object: {"error": {"code", "message"}}
+    assert reply.json() == {"error": {"code": "invalid_request", "message": ANY}}
+    assert reply.json()["error"]["message"]
 
 
 def test_a_tile_path_with_thousands_of_digits_is_refused_not_a_crash(edge: Edge) -> None:
@@ -382,7 +384,8 @@ def test_a_tile_path_with_thousands_of_digits_is_refused_not_a_crash(edge: Edge)
 def test_bad_ranges_and_parameters_get_400_naming_the_problem(edge: Edge, query: str) -> None:
     reply = edge.get(f"/ct/v1/{query}")
     assert reply.status == 400, reply.body
-    assert reply.json()["error"] and reply.json()["code"] in {
+    error = reply.json()["error"]
+    assert error["message"] and error["code"] in {
         "invalid_request", "index_out_of_range", "tree_size_out_of_range"}  # fmt: skip
 
 
@@ -460,4 +463,5 @@ def test_plain_http_serves_crls_and_ca_certificates_and_nothing_else(edge: Edge)
     status, body = plain_get(f"/ca/{label}.cer")
     assert status == 200 and x509.load_der_x509_certificate(body) == edge.intermediate
     for path in ("/ct/v1/get-sth", "/checkpoint", "/metrics", "/health"):
-        assert plain_get(path)[0] == 404
+        status, body = plain_get(path)
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found"

@@ -57,7 +57,7 @@ def test_ready_and_the_ct_api_say_the_log_storage_is_down_and_recover(
              for c in (cert, edge.intermediate)]  # fmt: skip
     refused = edge.post_json("/ct/v1/add-chain", {"chain": chain})
     assert refused.status == 503 and refused.headers.get("retry-after") == "1"
-    assert refused.json()["code"] == "log_unavailable"
+    assert refused.json()["error"]["code"] == "log_unavailable"
     assert edge.get("/ct/v1/get-sth").status == 200  # reads go on
     filler.unlink()
     until(lambda: edge.get("/ready").status == 200, "/ready once space is back")

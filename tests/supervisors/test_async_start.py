@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import outcome
 import pytest
@@ -29,12 +29,12 @@ from ..conftest import wait_until
 
 @dataclass(frozen=True)
 class GetKey(Message):
-    type: ClassVar[str] = "get_key"
+    pass
 
 
 @dataclass(frozen=True)
 class GetStarted(Message):
-    type: ClassVar[str] = "get_started"
+    pass
 
 
 class Keeper(SupervisedActor):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from trustchain.supervisors import (
     Backoff,
@@ -44,17 +44,17 @@ def test_wall_time_moves_with_monotonic_time() -> None:
 
 @dataclass(frozen=True)
 class Tick(Message):
-    type: ClassVar[str] = "tick"
+    pass
 
 
 @dataclass(frozen=True)
 class Count(Message):
-    type: ClassVar[str] = "count"
+    pass
 
 
 @dataclass(frozen=True)
 class Later(Message):
-    type: ClassVar[str] = "later"
+    pass
 
 
 class Ticker(SupervisedActor):

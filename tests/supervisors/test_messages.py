@@ -1,25 +1,33 @@
-"""Building messages from untrusted JSON arguments."""
+"""Building messages from untrusted JSON arguments, and their wire type names."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from pathlib import Path
+from typing import Annotated
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustchain.supervisors import InvalidRequest, Message, to_jsonable
-from trustchain.supervisors.messages import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, Bounds, loads_json
+from trustchain.supervisors import InvalidRequest, Message, SupervisedActor, to_jsonable
+from trustchain.supervisors.messages import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_JSON_DEPTH,
+    Bounds,
+    loads_json,
+    wire_type,
+)
 
 
 @dataclass(frozen=True)
 class Sign(Message):
-    type: ClassVar[str] = "sign"
     label: str
     data: bytes
     count: int = 1
@@ -65,7 +73,6 @@ def test_replies_become_json_values() -> None:
 
 @dataclass(frozen=True)
 class Bounded(Message):
-    type: ClassVar[str] = "bounded"
     count: int = 0
     ratio: float = 0.0
     text: str = ""
@@ -117,7 +124,6 @@ def test_messages_built_in_process_are_held_to_the_same_bounds() -> None:
 
 @dataclass(frozen=True)
 class WithCallback(Message):
-    type: ClassVar[str] = "with_callback"
     name: str
     callback: Callable[[int], None] | None = None
 
@@ -170,3 +176,59 @@ def test_json_nested_up_to_the_limit_parses() -> None:
     deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert loads_json(deep) == json.loads(deep)
     assert loads_json('{"a": [1, {"b": 2.5}], "c": ' + "9" * 4_000 + "}")["a"] == [1, {"b": 2.5}]
+
+
+# The wire type is the class name in snake_case --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("class_name", "wire"),
+    [
+        ("GetSTH", "get_sth"),
+        ("GetSTHConsistency", "get_sth_consistency"),
+        ("GetCAStatus", "get_ca_status"),
+        ("RefreshCRLs", "refresh_crls"),
+        ("SignData", "sign_data"),
+        ("IssueCertificate", "issue_certificate"),
+        ("_RetryStore", "_retry_store"),
+    ],
+)
+def test_the_wire_type_is_the_class_name_in_snake_case(class_name: str, wire: str) -> None:
+    assert wire_type(class_name) == wire
+    assert type(class_name, (Message,), {}).type == wire
+
+
+def test_a_message_class_cannot_choose_another_wire_type() -> None:
+    with pytest.raises(TypeError, match="'sign_data'"):
+        type("SignData", (Message,), {"type": "sign"})
+
+
+def _actors() -> dict[str, type[SupervisedActor]]:
+    """Every actor class, by its name in the running tree (actors/tree.py)."""
+    from trustchain.actors.ct_monitor import CTMonitorActor
+    from trustchain.actors.ctlog import CTLogActor
+    from trustchain.actors.hsm import HSMActor
+    from trustchain.actors.issuer import IssuerActor
+    from trustchain.actors.renewal import RenewalActor
+    from trustchain.supervisors.supervisor import Supervisor
+
+    return {"root": Supervisor, "hsm": HSMActor, "ctlog": CTLogActor, "issuer": IssuerActor,
+            "monitor": CTMonitorActor, "renewal": RenewalActor}  # fmt: skip
+
+
+@pytest.mark.parametrize("actor", _actors().values(), ids=lambda c: c.__name__)
+def test_every_message_of_every_actor_follows_the_rule(actor: type[SupervisedActor]) -> None:
+    accepted = actor.message_types()
+    assert accepted, f"{actor.__name__} accepts no message"
+    for wire, message in accepted.items():
+        assert wire == wire_type(message.__name__), message
+        assert not wire.startswith("_"), "a message an actor sends itself is not on the wire"
+
+
+def test_the_readme_table_names_only_messages_the_actors_accept() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| (`.*`) \|$", readme, re.M))
+    for name, actor in _actors().items():
+        if name != "root":  # the supervisor's messages are not in the table
+            listed = set(re.findall(r"`(\w+)(?: \{[^}]*\})?`", table[name]))
+            assert listed and listed <= set(actor.message_types()), name

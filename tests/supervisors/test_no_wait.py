@@ -5,7 +5,7 @@ continuation is the way. (From ``setup()`` it fails the start: test_async_start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import outcome
 import pytest
@@ -26,17 +26,17 @@ from ..conftest import wait_until
 
 @dataclass(frozen=True)
 class Ping(Message):
-    type: ClassVar[str] = "ping"
+    pass
 
 
 @dataclass(frozen=True)
 class AskPeer(Message):
-    type: ClassVar[str] = "ask_peer"
+    pass
 
 
 @dataclass(frozen=True)
 class RequestPeer(Message):
-    type: ClassVar[str] = "request_peer"
+    pass
 
 
 class Peer(SupervisedActor):

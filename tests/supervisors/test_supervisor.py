@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -35,27 +35,26 @@ from ..conftest import wait_until
 
 @dataclass(frozen=True)
 class Ping(Message):
-    type: ClassVar[str] = "ping"
+    pass
 
 
 @dataclass(frozen=True)
 class Crash(Message):
-    type: ClassVar[str] = "crash"
+    pass
 
 
 @dataclass(frozen=True)
 class Refuse(Message):
-    type: ClassVar[str] = "refuse"
+    pass
 
 
 @dataclass(frozen=True)
 class StopSelf(Message):
-    type: ClassVar[str] = "stop_self"
+    pass
 
 
 @dataclass(frozen=True)
 class Sleep(Message):
-    type: ClassVar[str] = "sleep"
     seconds: float
 
 
@@ -343,7 +342,7 @@ def test_a_child_that_cannot_start_fails_the_tree_start(tree: Tree) -> None:
 
 @dataclass(frozen=True)
 class Tick(Message):
-    type: ClassVar[str] = "tick"
+    pass
 
 
 class Ticker(SupervisedActor):
@@ -397,7 +396,7 @@ def test_every_ticks_on_the_actor_thread_and_stops_with_the_incarnation() -> Non
 
 @dataclass(frozen=True)
 class Flush(Message):
-    type: ClassVar[str] = "flush"
+    pass
 
 
 class Deferring(SupervisedActor):
