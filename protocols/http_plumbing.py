@@ -13,8 +13,6 @@ Nothing here knows an actor.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,7 @@ from urllib.parse import parse_qs
 from loguru import logger
 
 from trustchain.supervisors import InvalidRequest, Message, TrustChainError, to_jsonable
+from trustchain.supervisors.messages import decode_base64
 
 MAX_PARAMETER = 2**63 - 1  # what CT clients (int64) can send
 IMMUTABLE = "public, max-age=604800, immutable"
@@ -189,12 +188,3 @@ def error_response(exc: TrustChainError, what: str) -> Response:
     if exc.code == "method_not_allowed":
         headers.append(("allow", exc.details["allow"]))
     return json_response({"error": exc.to_dict()}, status, headers)
-
-
-def decode_base64(text: Any, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise InvalidRequest(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{what} is not valid base64") from None

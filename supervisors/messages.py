@@ -264,12 +264,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if tp is bytes:
-        if not isinstance(value, str):
-            raise InvalidRequest(f"{where} must be a base64 string")
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(f"{where} is not valid base64") from None
+        return decode_base64(value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidRequest(f"{where} must be a number")
@@ -367,3 +362,13 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     return str(value)
+
+
+def decode_base64(value: Any, where: str) -> bytes:
+    """Strict base64 from untrusted input (the control socket's and HTTP's ``bytes``)."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{where} is not valid base64") from None
