@@ -72,8 +72,8 @@ from trustchain.actors.ct.chains import InvalidChain as InvalidChain  # its old 
 from trustchain.actors.ct.errors import CTError, LogUnavailable
 from trustchain.actors.ct.log import StagedBatch
 from trustchain.actors.durable import replace_file
-from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
-from trustchain.actors.token import HsmError
+from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
+from trustchain.actors.hsm.token import HsmError
 from trustchain.config import CtLogConfig
 from trustchain.supervisors import (
     ActorContext,

@@ -88,7 +88,7 @@ from trustchain.actors.ct import (
 )
 from trustchain.actors.ctlog import AcceptRoots, LogIssued
 from trustchain.actors.durable import replace_file
-from trustchain.actors.hsm import EnsureKey, SignBatch, SignData
+from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
 from trustchain.config import CaConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
 from trustchain.supervisors.messages import Bounds

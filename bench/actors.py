@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from trustchain.actors.hsm import HSMActor, SignBatch, SignData
-from trustchain.actors.softhsm import prepare_softhsm_token
-from trustchain.actors.token import Token
+from trustchain.actors.hsm.softhsm import prepare_softhsm_token
+from trustchain.actors.hsm.token import Token
 from trustchain.config import HsmConfig, load_config
 from trustchain.supervisors import (
     ActorCrashed,

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trustchain.actors.ct import LocalDirectoryStorage
 from trustchain.actors.ctlog import AcceptRoots, AddChain, CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
-from trustchain.actors.softhsm import prepare_softhsm_token
+from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.config import CtLogConfig, HsmConfig
 from trustchain.protocols.logs import setup_logging
 from trustchain.supervisors import ChildSpec, Registry, start_root

@@ -36,8 +36,8 @@ from trustchain.actors import issuer as issuer_module
 from trustchain.actors.ca import new_csr, new_key
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor, SignBatch
+from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.actors.issuer import IssueCertificate, IssuerActor
-from trustchain.actors.softhsm import prepare_softhsm_token
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.protocols.logs import setup_logging
 from trustchain.supervisors import ChildSpec, Registry, start_root

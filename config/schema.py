@@ -23,7 +23,7 @@ def _f(default: Any, **meta: Any) -> Any:
     return dataclasses.field(default=default, metadata=meta)
 
 
-# The key types TrustChain knows, written once: the HSM's table (actors/token.py),
+# The key types TrustChain knows, written once: the HSM's table (actors/hsm/token.py),
 # the issuance policy's defaults (actors/ca/policy.py), the CLI's --key-type and
 # new_key (actors/ca/subscriber.py) are all keyed by these names.
 # CA keys (and TrustChain's own TLS keys): what the HSM can make and a CA may sign with.

@@ -242,8 +242,8 @@ def hsm_init(obj: Context) -> None:
     running TrustChain holds it, the token is left alone (exit 0, so `make run`
     goes on to say which TrustChain is running).
     """
+    from trustchain.actors.hsm.softhsm import prepare_softhsm_token
     from trustchain.actors.locks import StoreLocked, softhsm_token_locked
-    from trustchain.actors.softhsm import prepare_softhsm_token
 
     config = obj.config().hsm
     if not config.softhsm2_conf:

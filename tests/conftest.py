@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trustchain.actors.softhsm import prepare_softhsm_token
+from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.config import HsmConfig
 
 

@@ -20,8 +20,8 @@ from trustchain.actors.ca import CaStoreUnavailable
 from trustchain.actors.ct import LogUnavailable
 from trustchain.actors.ctlog import CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
+from trustchain.actors.hsm.token import HsmUnavailable
 from trustchain.actors.issuer import IssueCertificate, IssuerActor, RevokeCertificate
-from trustchain.actors.token import HsmUnavailable
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.supervisors import (
     ActorState,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustchain.actors.hsm import GenerateKey, GetPublicKey, HSMActor, ListKeys, SignData
-from trustchain.actors.token import HsmUnavailable, KeyExists, UnknownKey
+from trustchain.actors.hsm.token import HsmUnavailable, KeyExists, UnknownKey
 from trustchain.config import HsmConfig
 from trustchain.supervisors import (
     ActorState,

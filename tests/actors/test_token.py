@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from trustchain.actors.token import (
+from trustchain.actors.hsm.token import (
     HsmLoginFailed,
     HsmModuleNotFound,
     HsmPinMissing,

@@ -19,7 +19,7 @@ from trustchain.actors.ca import (
     parse_csr,
 )
 from trustchain.actors.ca.policy import DEFAULT_KEY_TYPES
-from trustchain.actors.token import KEY_PARAMETERS
+from trustchain.actors.hsm.token import KEY_PARAMETERS
 from trustchain.config import CA_KEY_TYPES, SUBSCRIBER_KEY_TYPES, CaConfig, RenewalConfig
 from trustchain.protocols.cli_ca import issue
 

@@ -17,7 +17,7 @@ DESIGN.md). One ``Token`` is used by one thread: the HSMActor's.
 Failures a user can cause (missing module or token, wrong PIN, unknown key
 label) are typed ``HsmError``s. A session or device that goes away raises
 python-pkcs11's own errors; the HSMActor tells that apart from a bug by
-reopening the token (see ``actors/hsm.py``).
+reopening the token (see ``actors/hsm/actor.py``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""The HSM actor: the only thread that talks to the PKCS#11 token.
+
+- ``messages``: its vocabulary (``SignData``, ``SignBatch``, ``EnsureKey``, ...), what
+  peers import;
+- ``actor``: ``HSMActor``, started only by the composition root;
+- ``token``: the PKCS#11 token it owns (and the ``HsmError`` family);
+- ``softhsm``: preparing a project-local SoftHSMv2 token.
+
+The messages are imported eagerly; ``HSMActor`` on first use (PEP 562), so that a peer
+that imports the vocabulary does not load the actor and python-pkcs11 with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from trustchain.actors.hsm.messages import (
+    EnsureKey,
+    GenerateKey,
+    GetPublicKey,
+    ListKeys,
+    SignBatch,
+    SignData,
+)
+
+if TYPE_CHECKING:
+    from trustchain.actors.hsm.actor import HSMActor
+
+
+def __getattr__(name: str) -> Any:
+    if name != "HSMActor":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = importlib.import_module(f"{__name__}.actor").HSMActor
+    globals()[name] = value  # later look-ups do not come back here
+    return value
+
+
+__all__ = [
+    "EnsureKey",
+    "GenerateKey",
+    "GetPublicKey",
+    "HSMActor",
+    "ListKeys",
+    "SignBatch",
+    "SignData",
+]
