@@ -28,7 +28,7 @@ import trio
 from loguru import logger
 
 from trustchain.actors.ca.names import zone_of
-from trustchain.actors.renewal import RegisterCertificate, Subscribe, Unsubscribe
+from trustchain.actors.renewal.messages import RegisterCertificate, Subscribe, Unsubscribe
 from trustchain.config import Config
 from trustchain.protocols.http_app import HttpApp
 from trustchain.protocols.http_plumbing import error_body

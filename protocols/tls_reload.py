@@ -17,7 +17,7 @@ aioquic does not use ``ssl``: wrap a ``QuicConfiguration`` builder in
 ``Reloading`` and take ``current()`` for each new connection.
 
 Edge code: imports neither pykka nor the actors; a bundle is anything with the
-attributes of ``CertificateFiles`` (``trustchain.actors.renewal.Bundle`` has them).
+attributes of ``CertificateFiles`` (``trustchain.actors.renewal.bundle.Bundle`` has them).
 """
 
 from __future__ import annotations

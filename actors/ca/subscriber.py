@@ -2,7 +2,7 @@
 
 One place makes keys and CSRs for everyone who asks the CA for a certificate
 locally: ``trustchain issue`` (protocols/cli_ca.py), the renewal of TrustChain's
-own certificates (actors/tls_bundle.py), the benchmarks and the tests.
+own certificates (actors/renewal/bundle.py), the benchmarks and the tests.
 
 * ``new_key(key_type)`` makes a key of one of config's ``SUBSCRIBER_KEY_TYPES``
   ("ec-p256", "rsa-3072", "ed25519", ...), the names ``key_type_of`` gives back.

@@ -26,8 +26,6 @@ from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import GetCAStatus, IssuerActor
 from trustchain.actors.renewal import (
-    Bundle,
-    CertificateNotIssued,
     GetBundle,
     GetRenewalStatus,
     RegisterCertificate,
@@ -35,7 +33,8 @@ from trustchain.actors.renewal import (
     RenewNow,
     Subscribe,
 )
-from trustchain.actors.tls_bundle import check_period, renewal_due, renewal_reason
+from trustchain.actors.renewal.actor import CertificateNotIssued
+from trustchain.actors.renewal.bundle import Bundle, check_period, renewal_due, renewal_reason
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig, RenewalConfig
 from trustchain.protocols.tls_reload import CertificateNotReady, Reloading, ReloadingSSLContext
 from trustchain.supervisors import (

@@ -10,7 +10,7 @@ every new ``Bundle``. Lifetime counts from when the CSR was sent (``issued_at``
 in meta.json), not from notBefore, which the CA backdates by up to a minute.
 
 Disk layout (directories 0700; one process per directory, nothing locks;
-written by ``actors.tls_bundle``)::
+written by ``bundle.py`` beside this module)::
 
     <directory>/registrations.json    runtime registrations, {name: [names]}
     <directory>/<name>/<serial>/      one immutable version: key.pem (0600), cert.pem,
@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Any
 
 import outcome
 from cryptography import x509
@@ -48,7 +48,7 @@ from trustchain.actors.ca import SubscriberKey, new_key
 from trustchain.actors.ca.names import normalize_dns_name
 from trustchain.actors.durable import replace_file
 from trustchain.actors.issuer import IssueCertificate
-from trustchain.actors.tls_bundle import (
+from trustchain.actors.renewal.bundle import (
     BUNDLE_FILES,
     Bundle,
     bundle_renew_at,
@@ -59,6 +59,15 @@ from trustchain.actors.tls_bundle import (
     spki_of,
     write_version,
 )
+from trustchain.actors.renewal.messages import (
+    MAX_NAMES,
+    GetBundle,
+    GetRenewalStatus,
+    RegisterCertificate,
+    RenewNow,
+    Subscribe,
+    Unsubscribe,
+)
 from trustchain.config import ConfigError, RenewalConfig
 from trustchain.supervisors import (
     ActorContext,
@@ -68,15 +77,10 @@ from trustchain.supervisors import (
     TrustChainError,
     handles,
 )
-from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Registry, Reply
 
 ISSUE_TIMEOUT_S = 60.0  # unanswered this long: counted as failed, a late reply is dropped
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-MAX_NAMES = 1_000  # as the CA's largest ca.max_sans
-CertificateName = Annotated[str, Bounds(min_length=1, max_length=64)]  # see _valid_name too
-Names = Annotated[list[str], Bounds(min_length=1, max_length=MAX_NAMES,
-                                    items=Bounds(min_length=1, max_length=254))]  # fmt: skip
 
 
 class UnknownCertificate(TrustChainError):
@@ -110,50 +114,6 @@ _TOKENS = itertools.count(1)
 def _subscribers(registry: Registry, actor: str) -> _Book:
     with _BOOKS_LOCK:
         return _BOOKS.setdefault(registry, {}).setdefault(actor, {})
-
-
-# Messages -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegisterCertificate(Message):
-    name: CertificateName
-    names: Names
-
-
-@dataclass(frozen=True)
-class Subscribe(Message):
-    """In-process only. ``callback(bundle)`` runs on the renewal actor's thread: be quick."""
-
-    name: CertificateName
-    callback: Callable[[Bundle], None]
-
-    @classmethod
-    def from_args(cls, args: Any) -> Self:
-        raise InvalidRequest(
-            "'subscribe' is in-process only: it takes a Python callable, which JSON cannot "
-            "carry; over the control socket use 'get_bundle' or 'get_renewal_status'"
-        )
-
-
-@dataclass(frozen=True)
-class Unsubscribe(Message):
-    subscription: int  # what Subscribe returned
-
-
-@dataclass(frozen=True)
-class GetBundle(Message):
-    name: CertificateName
-
-
-@dataclass(frozen=True)
-class GetRenewalStatus(Message):
-    """Every managed certificate: names, expiry, next renewal, last error."""
-
-
-@dataclass(frozen=True)
-class RenewNow(Message):
-    name: CertificateName
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """TrustChain's own certificate bundles: what one is, when it is due, how it is kept.
 
 Pure decisions take ``now`` as an argument; the disk functions implement the
-layout that ``actors.renewal`` describes (immutable versions, an atomically
+layout that ``actors/renewal/actor.py`` describes (immutable versions, an atomically
 switched ``current`` link). Nothing here knows of actors.
 """
 
