@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from trustchain.actors.ct_monitor import CTMonitorActor
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
+from trustchain.actors.monitor import CTMonitorActor
 from trustchain.actors.renewal import RenewalActor
 from trustchain.config import Config
 from trustchain.supervisors import Backoff, ChildSpec

@@ -42,9 +42,9 @@ from prometheus_client import (
 )
 
 from trustchain.actors.ca import IssuerNotValid
-from trustchain.actors.ct_monitor import GetMonitorStatus
 from trustchain.actors.ctlog import GetLogInfo
 from trustchain.actors.issuer import GetCAStatus, GetCRL
+from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import Config
 from trustchain.protocols.http_ct import CtRoutes
 from trustchain.protocols.http_metrics import BUCKETS_S, HealthSnapshot

@@ -26,8 +26,8 @@ from loguru import logger
 
 from trustchain.actors.ct import log_id, root_from_leaf_hashes
 from trustchain.actors.ct import merkle as ct_merkle
+from trustchain.actors.ct.audit import AlertKind
 from trustchain.actors.ct.checkpoint import sign_tree_head
-from trustchain.actors.ct_monitor import AlertKind, CTMonitorActor, GetMonitorStatus
 from trustchain.actors.ctlog import (
     AcceptRoots,
     AddChain,
@@ -37,6 +37,7 @@ from trustchain.actors.ctlog import (
     GetSTHConsistency,
 )
 from trustchain.actors.hsm import HSMActor
+from trustchain.actors.monitor import CTMonitorActor, GetMonitorStatus
 from trustchain.config import CtLogConfig, HsmConfig, MonitorConfig
 from trustchain.supervisors import (
     ActorContext,

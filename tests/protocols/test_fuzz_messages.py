@@ -51,10 +51,10 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trustchain.actors.ct_monitor import CTMonitorActor
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
+from trustchain.actors.monitor import CTMonitorActor
 from trustchain.actors.renewal import RenewalActor
 from trustchain.supervisors import Message
 from trustchain.supervisors.supervisor import Supervisor

@@ -43,10 +43,10 @@ from trustchain.actors.ct import (
     verify_sct,
 )
 from trustchain.actors.ct.rfc6962 import DigitallySigned, encode_merkle_tree_leaf
-from trustchain.actors.ct_monitor import CTMonitorActor
 from trustchain.actors.ctlog import CTLogActor, GetLogInfo
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import GetCAStatus, IssueCertificate, IssuerActor
+from trustchain.actors.monitor import CTMonitorActor
 from trustchain.actors.renewal import RenewalActor
 from trustchain.config import (
     CaConfig,

@@ -205,10 +205,10 @@ def test_a_message_class_cannot_choose_another_wire_type() -> None:
 
 def _actors() -> dict[str, type[SupervisedActor]]:
     """Every actor class, by its name in the running tree (actors/tree.py)."""
-    from trustchain.actors.ct_monitor import CTMonitorActor
     from trustchain.actors.ctlog import CTLogActor
     from trustchain.actors.hsm import HSMActor
     from trustchain.actors.issuer import IssuerActor
+    from trustchain.actors.monitor import CTMonitorActor
     from trustchain.actors.renewal import RenewalActor
     from trustchain.supervisors.supervisor import Supervisor
 

@@ -55,6 +55,7 @@ from loguru import logger
 from trustchain.actors.ct import SignedTreeHead, log_id
 from trustchain.actors.ct.audit import AlertKind, HeadChecker, Misbehaviour, as_bytes, parse_sth
 from trustchain.actors.ctlog import GetLogInfo, GetSTH, GetSTHConsistency
+from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import MonitorConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
 from trustchain.supervisors.registry import Envelope
@@ -64,11 +65,6 @@ MAX_REMEMBERED_ALERTS = 1_024
 # log must not be able to take the monitor, let alone TrustChain, down).
 _UNUSABLE_INFO = (TrustChainError, KeyError, TypeError, ValueError, AttributeError,
                   UnsupportedAlgorithm)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class GetMonitorStatus(Message):
-    """The monitor's last check of the log: tree head seen, alerts raised."""
 
 
 @dataclass(frozen=True)
