@@ -86,7 +86,7 @@ from trustchain.actors.ct import (
     issuer_key_hash,
     sct_list_extension_value,
 )
-from trustchain.actors.ctlog import AcceptRoots, LogIssued
+from trustchain.actors.ctlog.messages import AcceptRoots, LogIssued
 from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
 from trustchain.config import CaConfig

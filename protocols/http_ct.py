@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from trustchain.actors.ct import LogCorrupted
-from trustchain.actors.ctlog import (
+from trustchain.actors.ctlog.messages import (
     AddChain,
     AddPreChain,
     GetCheckpoint,

@@ -54,7 +54,7 @@ from loguru import logger
 
 from trustchain.actors.ct import SignedTreeHead, log_id
 from trustchain.actors.ct.audit import AlertKind, HeadChecker, Misbehaviour, as_bytes, parse_sth
-from trustchain.actors.ctlog import GetLogInfo, GetSTH, GetSTHConsistency
+from trustchain.actors.ctlog.messages import GetLogInfo, GetSTH, GetSTHConsistency
 from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import MonitorConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles

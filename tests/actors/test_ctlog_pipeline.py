@@ -13,13 +13,12 @@ from typing import Any
 import outcome
 import pytest
 
-from trustchain.actors.ct import LogEntryInput, LogUnavailable, verify_consistency
+from trustchain.actors.ct import InvalidChain, LogEntryInput, LogUnavailable, verify_consistency
 from trustchain.actors.ctlog import (
     AddChain,
     CTLogActor,
     GetSTH,
     GetSTHConsistency,
-    InvalidChain,
     LogIssued,
 )
 from trustchain.actors.hsm import HSMActor

@@ -391,7 +391,8 @@ def test_a_submitted_certificate_with_a_duplicate_extension_is_an_invalid_chain(
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from trustchain.actors import der
-    from trustchain.actors.ctlog import AddChain, InvalidChain
+    from trustchain.actors.ct import InvalidChain
+    from trustchain.actors.ctlog import AddChain
 
     key = ed25519.Ed25519PrivateKey.generate()
     now = datetime.now(UTC)

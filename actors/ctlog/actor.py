@@ -51,7 +51,7 @@ import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import outcome
 from cryptography import x509
@@ -68,9 +68,24 @@ from trustchain.actors.ct import (
     TreeSizeOutOfRange,
 )
 from trustchain.actors.ct.chains import ChainValidator
-from trustchain.actors.ct.chains import InvalidChain as InvalidChain  # its old home, re-exported
 from trustchain.actors.ct.errors import CTError, LogUnavailable
 from trustchain.actors.ct.log import StagedBatch
+from trustchain.actors.ctlog.messages import (
+    AcceptRoots,
+    AddChain,
+    AddPreChain,
+    GetCheckpoint,
+    GetEntries,
+    GetEntryAndProof,
+    GetIssuer,
+    GetLogInfo,
+    GetProofByHash,
+    GetRoots,
+    GetSTH,
+    GetSTHConsistency,
+    GetTile,
+    LogIssued,
+)
 from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
 from trustchain.actors.hsm.token import HsmError
@@ -84,14 +99,8 @@ from trustchain.supervisors import (
     SupervisedActor,
     handles,
 )
-from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
-# Bounds of the messages' arguments (see supervisors.messages). A certificate with
-# many long SANs passes 64 KiB; why a chain is refused (too long, not DER) is said
-# by the handlers, as ``invalid_chain``.
-Chain = Annotated[list[bytes], Bounds(items=Bounds(max_length=1_048_576))]  # DER each
-Size = Annotated[int, Bounds(min=0)]  # a tree size or leaf index
 STORAGE = "ct_storage"  # the resource names shown in status and /ready
 SIGNER = "hsm"
 MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
@@ -104,86 +113,6 @@ class LogBusy(CTError):
     """The submission pool is full: try again after ``retry_after_s`` (HTTP 503)."""
 
     code = "log_busy"
-
-
-@dataclass(frozen=True)
-class AddChain(Message):
-    chain: Chain  # the certificate, then its issuers
-
-
-@dataclass(frozen=True)
-class AddPreChain(Message):
-    chain: Chain  # the precertificate, then its issuer(s)
-
-
-@dataclass(frozen=True)
-class LogIssued(Message):
-    """In-process only: the issuer's own precertificate or certificate, whose chain it
-    built and signed itself, logged without checking the chain again. JSON cannot
-    carry ``entry``, so the control socket and HTTP refuse this message."""
-
-    entry: LogEntryInput
-
-
-@dataclass(frozen=True)
-class GetSTH(Message):
-    """The latest signed tree head (RFC 6962 get-sth)."""
-
-
-@dataclass(frozen=True)
-class GetSTHConsistency(Message):
-    first: Size
-    second: Size
-
-
-@dataclass(frozen=True)
-class GetProofByHash(Message):
-    hash: Annotated[bytes, Bounds(min_length=32, max_length=32)]  # SHA-256 Merkle leaf hash
-    tree_size: Size
-
-
-@dataclass(frozen=True)
-class GetEntries(Message):
-    start: Size
-    end: Size  # inclusive, as in RFC 6962
-
-
-@dataclass(frozen=True)
-class GetRoots(Message):
-    """The roots the log accepts (RFC 6962 get-roots)."""
-
-
-@dataclass(frozen=True)
-class GetEntryAndProof(Message):
-    leaf_index: Size
-    tree_size: Size
-
-
-@dataclass(frozen=True)
-class GetCheckpoint(Message):
-    """The latest checkpoint (tlog-tiles), signed note text."""
-
-
-@dataclass(frozen=True)
-class GetTile(Message):
-    # "tile/0/x001/234", "tile/data/000.p/5", ...: an index of 2^63 takes 30 characters
-    path: Annotated[str, Bounds(max_length=256)]
-
-
-@dataclass(frozen=True)
-class GetIssuer(Message):
-    # the hex SHA-256 of the issuer certificate
-    fingerprint: Annotated[str, Bounds(pattern="[0-9a-fA-F]{64}", what="64 hex digits")]
-
-
-@dataclass(frozen=True)
-class GetLogInfo(Message):
-    """What a client needs to check the log: its public key and log ID."""
-
-
-@dataclass(frozen=True)
-class AcceptRoots(Message):
-    certificates: Chain
 
 
 @dataclass(frozen=True)

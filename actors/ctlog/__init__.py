@@ -1,0 +1,64 @@
+"""The CT log actor: TrustChain's Certificate Transparency log (RFC 6962 API, tiles on disk).
+
+- ``messages``: its vocabulary (``AddChain``, ``LogIssued``, ``GetSTH``, ...), what peers
+  import;
+- ``actor``: ``CTLogActor``, started only by the composition root.
+
+The log it drives (tiles, Merkle proofs, chain checks, recovery) is the sans-IO domain
+package ``trustchain.actors.ct``.
+
+The messages are imported eagerly; ``CTLogActor`` on first use (PEP 562), so that a peer
+that imports the vocabulary does not load the actor with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from trustchain.actors.ctlog.messages import (
+    AcceptRoots,
+    AddChain,
+    AddPreChain,
+    GetCheckpoint,
+    GetEntries,
+    GetEntryAndProof,
+    GetIssuer,
+    GetLogInfo,
+    GetProofByHash,
+    GetRoots,
+    GetSTH,
+    GetSTHConsistency,
+    GetTile,
+    LogIssued,
+)
+
+if TYPE_CHECKING:
+    from trustchain.actors.ctlog.actor import CTLogActor
+
+
+def __getattr__(name: str) -> Any:
+    if name != "CTLogActor":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = importlib.import_module(f"{__name__}.actor").CTLogActor
+    globals()[name] = value  # later look-ups do not come back here
+    return value
+
+
+__all__ = [
+    "AcceptRoots",
+    "AddChain",
+    "AddPreChain",
+    "CTLogActor",
+    "GetCheckpoint",
+    "GetEntries",
+    "GetEntryAndProof",
+    "GetIssuer",
+    "GetLogInfo",
+    "GetProofByHash",
+    "GetRoots",
+    "GetSTH",
+    "GetSTHConsistency",
+    "GetTile",
+    "LogIssued",
+]
