@@ -186,7 +186,9 @@ def _requested_names(csr: CSR) -> list[object]:
         return entries
     try:
         return [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    except ValueError as error:  # the subject is decoded lazily
+    # The subject is decoded lazily; cryptography raises TypeError for a BIT STRING
+    # value under any OID but x500UniqueIdentifier (found by tests/ca/test_policy.py).
+    except (ValueError, TypeError) as error:
         raise MalformedCSR("pkcs10", f"the CSR's subject cannot be read ({error})") from None
 
 

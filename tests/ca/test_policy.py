@@ -383,3 +383,21 @@ def test_validly_signed_requests_with_corrupted_content_raise_only_policy_violat
         check_request(parse_csr(blob), policy)
     except PolicyViolation:
         pass
+
+
+def test_a_subject_value_cryptography_refuses_to_decode_is_malformed_not_a_crash(kit, policy):
+    # A common name whose value is tagged BIT STRING (cryptography raises TypeError on
+    # reading it, not ValueError): found by the property test above, kept as a fixed case.
+    key = kit.key("ed25519")
+    csr_der = x509.load_pem_x509_csr(kit.csr(key, None, common_name=f"a.{ZONE}")).public_bytes(
+        serialization.Encoding.DER
+    )
+    info, algorithm, _ = der.children(csr_der, der.read_single(csr_der, der.SEQUENCE))
+    body = bytearray(csr_der[info.start : info.end])
+    at = body.index(bytes([0x06, 0x03, 0x55, 0x04, 0x03])) + 5  # id-at-commonName, its value
+    body[at] = 0x03  # BIT STRING
+    blob = der.sequence(
+        bytes(body), csr_der[algorithm.start : algorithm.end], der.bit_string(key.sign(bytes(body)))
+    )
+    with pytest.raises(MalformedCSR, match="subject cannot be read"):
+        check_request(parse_csr(blob), policy)
