@@ -43,7 +43,7 @@ from prometheus_client import (
 
 from trustchain.actors.ca import IssuerNotValid
 from trustchain.actors.ctlog.messages import GetLogInfo
-from trustchain.actors.issuer import GetCAStatus, GetCRL
+from trustchain.actors.issuer.messages import GetCAStatus, GetCRL
 from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import Config
 from trustchain.protocols.http_ct import CtRoutes

@@ -47,7 +47,7 @@ from loguru import logger
 from trustchain.actors.ca import SubscriberKey, new_key
 from trustchain.actors.ca.names import normalize_dns_name
 from trustchain.actors.durable import replace_file
-from trustchain.actors.issuer import IssueCertificate
+from trustchain.actors.issuer.messages import IssueCertificate
 from trustchain.actors.renewal.bundle import (
     BUNDLE_FILES,
     Bundle,

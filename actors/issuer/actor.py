@@ -48,7 +48,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import outcome
 from cryptography import x509
@@ -89,60 +89,23 @@ from trustchain.actors.ct import (
 from trustchain.actors.ctlog.messages import AcceptRoots, LogIssued
 from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
+from trustchain.actors.issuer.messages import (
+    GetCAStatus,
+    GetCertificate,
+    GetCRL,
+    IssueCertificate,
+    RefreshCRLs,
+    RevokeCertificate,
+    RotateIntermediate,
+)
 from trustchain.config import CaConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
-from trustchain.supervisors.messages import Bounds
 from trustchain.supervisors.registry import Reply
 
 MAX_SIGN_BATCH = 64
 STORE = "ca_store"  # the resource name shown in status and /ready
 MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 STORE_FAULTS = (OSError, sqlite3.OperationalError)  # disk full, I/O error, read-only
-# Bounds of the messages' arguments (see supervisors.messages). A CSR's size is
-# the policy's to refuse (ca.max_csr_bytes <= 1 MiB: csr_too_large, which says the
-# limit); the bound here only keeps absurd text out. A serial is at most 20 octets
-# (RFC 5280 §4.1.2.2): 40 hex digits, 59 with colons.
-CsrText = Annotated[str, Bounds(min_length=1, max_length=16 * 1_048_576)]
-SerialText = Annotated[str, Bounds(min_length=1, max_length=128)]
-
-
-@dataclass(frozen=True)
-class IssueCertificate(Message):
-    csr: CsrText  # PEM, or base64 DER
-    validity_s: int | None = None  # checked against the policy before any timedelta
-    client_auth: bool = False
-
-
-@dataclass(frozen=True)
-class RevokeCertificate(Message):
-    serial: SerialText
-    reason: Annotated[str, Bounds(max_length=64)] = "unspecified"
-
-
-@dataclass(frozen=True)
-class GetCertificate(Message):
-    serial: SerialText
-
-
-@dataclass(frozen=True)
-class GetCRL(Message):
-    # an intermediate's key label; default: the current one
-    issuer: Annotated[str | None, Bounds(max_length=128)] = None
-
-
-@dataclass(frozen=True)
-class GetCAStatus(Message):
-    """Every CA certificate of the hierarchy, with its role and key."""
-
-
-@dataclass(frozen=True)
-class RotateIntermediate(Message):
-    """Make a new intermediate key and certificate and issue under it."""
-
-
-@dataclass(frozen=True)
-class RefreshCRLs(Message):
-    """Sign and write a fresh CRL for every issuer (also on a timer)."""
 
 
 @dataclass(frozen=True)
