@@ -27,8 +27,8 @@ from typing import Any
 import trio
 from loguru import logger
 
+from trustchain.actors.composition import backoff_of, trustchain_children
 from trustchain.actors.locks import lock_stores
-from trustchain.actors.tree import backoff_of, trustchain_children
 from trustchain.config import Config
 from trustchain.protocols.control import ControlServer, bind_control_socket
 from trustchain.protocols.http import serve_http

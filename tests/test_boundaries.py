@@ -5,6 +5,8 @@
   inside a function, and importing ``a.b.c`` also depends on the packages ``a.b``
   and ``a`` whose ``__init__`` runs first (except the importer's own packages,
   which are always already loading).
+- Peers and edges import an actor's vocabulary, not the actor: only the composition
+  root imports ``actors/<name>/actor.py``.
 - Domain code is free of the runtime: importing a domain package or an error
   module in a fresh interpreter loads none of pykka, trio, outcome, loguru (the
   way trio tests its public surface, in a subprocess, so that nothing this test
@@ -124,7 +126,7 @@ def test_the_graph_sees_the_imports_it_should() -> None:
     graph = import_graph()
     assert "trustchain.supervisors.errors" in graph["trustchain.actors.ca.errors"]
     assert "trustchain.protocols.client" in graph["trustchain.protocols.cli_common"]
-    assert "trustchain.supervisors" in graph["trustchain.actors.tree"]  # from the package
+    assert "trustchain.supervisors" in graph["trustchain.actors.composition"]  # from the package
     assert "trustchain.protocols.boot" in graph["trustchain.protocols.cli"]  # in a function
 
 
@@ -152,6 +154,23 @@ def test_no_import_cycles_among_trustchain_modules() -> None:
     graph = import_graph()
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(component) for component in found)
+
+
+ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal")  # actors/<name>/actor.py each
+COMPOSITION = "trustchain.actors.composition"
+
+
+def test_only_the_composition_root_imports_an_actor() -> None:
+    """Peers and edges import an actor's vocabulary (``<actor>.messages``, or the
+    package's face, which loads the actor only when its class is asked for), never its
+    implementation; an actor's messages import nothing of the actor."""
+    graph = import_graph()
+    implementations = {f"trustchain.actors.{name}.actor" for name in ACTORS}
+    assert implementations <= graph.keys()
+    assert implementations <= graph[COMPOSITION]
+    for name, deps in graph.items():
+        if name != COMPOSITION:
+            assert not deps & implementations, f"{name} imports {sorted(deps & implementations)}"
 
 
 DOMAIN = (

@@ -204,7 +204,7 @@ def test_a_message_class_cannot_choose_another_wire_type() -> None:
 
 
 def _actors() -> dict[str, type[SupervisedActor]]:
-    """Every actor class, by its name in the running tree (actors/tree.py)."""
+    """Every actor class, by its name in the running tree (actors/composition.py)."""
     from trustchain.actors.ctlog import CTLogActor
     from trustchain.actors.hsm import HSMActor
     from trustchain.actors.issuer import IssuerActor

@@ -1,12 +1,15 @@
-"""The TrustChain tree, built from config (what runs under the root supervisor)."""
+"""The composition root: the TrustChain tree, built from config (what runs under the root
+supervisor). The only module that imports the actors themselves (``actors/<name>/actor.py``);
+every peer and edge imports an actor's vocabulary (``<name>.messages``) instead, which
+tests/test_boundaries.py checks."""
 
 from __future__ import annotations
 
-from trustchain.actors.ctlog import CTLogActor
-from trustchain.actors.hsm import HSMActor
-from trustchain.actors.issuer import IssuerActor
-from trustchain.actors.monitor import CTMonitorActor
-from trustchain.actors.renewal import RenewalActor
+from trustchain.actors.ctlog.actor import CTLogActor
+from trustchain.actors.hsm.actor import HSMActor
+from trustchain.actors.issuer.actor import IssuerActor
+from trustchain.actors.monitor.actor import CTMonitorActor
+from trustchain.actors.renewal.actor import RenewalActor
 from trustchain.config import Config
 from trustchain.supervisors import Backoff, ChildSpec
 
