@@ -13,8 +13,7 @@ that imports the vocabulary does not load the actor with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trustchain.actors.ctlog.messages import (
     AcceptRoots,
@@ -32,17 +31,13 @@ from trustchain.actors.ctlog.messages import (
     GetTile,
     LogIssued,
 )
+from trustchain.supervisors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from trustchain.actors.ctlog.actor import CTLogActor
 
 
-def __getattr__(name: str) -> Any:
-    if name != "CTLogActor":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = importlib.import_module(f"{__name__}.actor").CTLogActor
-    globals()[name] = value  # later look-ups do not come back here
-    return value
+__getattr__, __dir__ = lazy_names(__name__, {"CTLogActor": "actor"})
 
 
 __all__ = [

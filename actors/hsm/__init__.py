@@ -12,8 +12,7 @@ that imports the vocabulary does not load the actor and python-pkcs11 with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trustchain.actors.hsm.messages import (
     EnsureKey,
@@ -23,17 +22,13 @@ from trustchain.actors.hsm.messages import (
     SignBatch,
     SignData,
 )
+from trustchain.supervisors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from trustchain.actors.hsm.actor import HSMActor
 
 
-def __getattr__(name: str) -> Any:
-    if name != "HSMActor":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = importlib.import_module(f"{__name__}.actor").HSMActor
-    globals()[name] = value  # later look-ups do not come back here
-    return value
+__getattr__, __dir__ = lazy_names(__name__, {"HSMActor": "actor"})
 
 
 __all__ = [

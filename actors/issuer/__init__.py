@@ -13,8 +13,7 @@ that imports the vocabulary does not load the actor with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trustchain.actors.issuer.messages import (
     GetCAStatus,
@@ -25,17 +24,13 @@ from trustchain.actors.issuer.messages import (
     RevokeCertificate,
     RotateIntermediate,
 )
+from trustchain.supervisors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from trustchain.actors.issuer.actor import IssuerActor
 
 
-def __getattr__(name: str) -> Any:
-    if name != "IssuerActor":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = importlib.import_module(f"{__name__}.actor").IssuerActor
-    globals()[name] = value  # later look-ups do not come back here
-    return value
+__getattr__, __dir__ = lazy_names(__name__, {"IssuerActor": "actor"})
 
 
 __all__ = [

@@ -10,23 +10,18 @@ that imports the vocabulary does not load the actor with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trustchain.actors.monitor.messages import (
     GetMonitorStatus,
 )
+from trustchain.supervisors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from trustchain.actors.monitor.actor import CTMonitorActor
 
 
-def __getattr__(name: str) -> Any:
-    if name != "CTMonitorActor":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = importlib.import_module(f"{__name__}.actor").CTMonitorActor
-    globals()[name] = value  # later look-ups do not come back here
-    return value
+__getattr__, __dir__ = lazy_names(__name__, {"CTMonitorActor": "actor"})
 
 
 __all__ = [

@@ -11,8 +11,7 @@ that imports the vocabulary does not load the actor with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trustchain.actors.renewal.messages import (
     GetBundle,
@@ -22,17 +21,13 @@ from trustchain.actors.renewal.messages import (
     Subscribe,
     Unsubscribe,
 )
+from trustchain.supervisors.lazy import lazy_names
 
 if TYPE_CHECKING:
     from trustchain.actors.renewal.actor import RenewalActor
 
 
-def __getattr__(name: str) -> Any:
-    if name != "RenewalActor":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = importlib.import_module(f"{__name__}.actor").RenewalActor
-    globals()[name] = value  # later look-ups do not come back here
-    return value
+__getattr__, __dir__ = lazy_names(__name__, {"RenewalActor": "actor"})
 
 
 __all__ = [
