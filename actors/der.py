@@ -176,6 +176,34 @@ def certificate_tbs(cert: bytes) -> bytes:
     return cert[parts[0].start : parts[0].end]
 
 
+def extension(oid: bytes, value: bytes, *, critical: bool = False) -> bytes:
+    """An Extension (RFC 5280 §4.1): SEQUENCE { OID, critical BOOLEAN DEFAULT FALSE,
+    extnValue OCTET STRING }; ``oid`` is DER (tag and length), ``value`` what the
+    OCTET STRING holds."""
+    flag = b"\x01\x01\xff" if critical else b""  # DER omits a DEFAULT (X.690 §11.5)
+    return sequence(oid, flag, octet_string(value))
+
+
+def append_extension(tbs: bytes, extension_der: bytes) -> bytes:
+    """A TBSCertificate with ``extension_der`` added after its last extension.
+
+    The [3] EXPLICIT extensions field is the last of a TBSCertificate (RFC 5280
+    §4.1); every other byte is kept verbatim and the lengths re-encoded. The CA adds
+    the CT poison or the SCT list this way to the one TBS it built (RFC 6962 §3.2:
+    the two must be equal but for those), instead of building the certificate twice.
+    """
+    outer = read_single(tbs, SEQUENCE)
+    items = children(tbs, outer)
+    wrapper = items[-1] if items else None
+    if wrapper is None or wrapper.tag != 0xA3:
+        raise DerError("the tbs does not end with its extensions")
+    extensions = read_tlv(tbs, wrapper.value_start, wrapper.end)
+    if extensions.tag != SEQUENCE or extensions.end != wrapper.end:
+        raise DerError("the extensions field is not one SEQUENCE")
+    grown = encode_tlv(SEQUENCE, tbs[extensions.value_start : extensions.end] + extension_der)
+    return encode_tlv(SEQUENCE, tbs[outer.value_start : wrapper.start] + encode_tlv(0xA3, grown))
+
+
 def strip_extension(tbs: bytes, extension_oid: bytes) -> bytes:
     """A TBSCertificate without the extension whose DER OID is ``extension_oid``.
 

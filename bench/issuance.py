@@ -32,12 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trustchain.actors import issuer as issuer_module
 from trustchain.actors.ca import new_csr, new_key
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor, SignBatch
 from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.actors.issuer import IssueCertificate, IssuerActor
+from trustchain.actors.issuer import actor as issuer_module
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.protocols.logs import setup_logging
 from trustchain.supervisors import ChildSpec, Registry, start_root

@@ -14,6 +14,7 @@ subscriber -> ``new_key``, ``new_csr``: a key of a named type and a CSR for name
 from .certs import (
     BACKDATE,
     SCT_LIST_OID,
+    LeafProfile,
     ToBeSigned,
     assemble,
     ca_name,
@@ -23,6 +24,8 @@ from .certs import (
     new_serial,
     precert_tbs_for_log,
     root_tbs,
+    with_poison,
+    with_sct_list,
 )
 from .crl import (
     REASONS,
@@ -86,6 +89,7 @@ __all__ = [
     "IssuanceRecord",
     "IssuerNotValid",
     "KeyNotAllowed",
+    "LeafProfile",
     "MalformedCSR",
     "NameNotPermitted",
     "NewCACertificate",
@@ -127,4 +131,6 @@ __all__ = [
     "root_tbs",
     "serial_hex",
     "signature_algorithm_for",
+    "with_poison",
+    "with_sct_list",
 ]

@@ -114,9 +114,15 @@ class ApprovedRequest:
     subject_common_name: str | None = None
     names: tuple[str, ...] = ()  # every name as text, in request order
 
+    @property
+    def san_names(self) -> tuple[str, ...]:
+        """Every name as text in the certificate's SAN order: DNS names, then IPs."""
+        return (*self.dns_names, *map(str, self.ip_addresses))
+
 
 def parse_csr(data: bytes | str, max_bytes: int = DEFAULT_MAX_CSR_BYTES) -> CSR:
-    """A PKCS#10 request from PEM or DER, with its self-signature verified."""
+    """A PKCS#10 request from PEM or DER, parsed; ``check_request`` verifies its
+    self-signature (proof of possession) with the other rules, once."""
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if len(raw) > max_bytes:
         raise CSRTooLarge(
@@ -131,7 +137,6 @@ def parse_csr(data: bytes | str, max_bytes: int = DEFAULT_MAX_CSR_BYTES) -> CSR:
         raise MalformedCSR(
             "pkcs10", f"not a PEM or DER PKCS#10 certificate request ({error})"
         ) from None
-    _check_proof_of_possession(csr)
     return csr
 
 

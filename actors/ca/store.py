@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -243,20 +243,22 @@ class CAStore:
         return self.get(cert.serial_number)
 
     def record_issued_batch(
-        self, certs: list[tuple[x509.Certificate, str]]
+        self, certs: Sequence[tuple[x509.Certificate, str, Sequence[str]]]
     ) -> list[DuplicateSerial | None]:
         """Record many certificates in one transaction (one fsync: group commit).
 
-        Returns, per certificate, ``None`` when recorded or the ``DuplicateSerial``
-        that refused it; the others are recorded all the same.
+        Each is ``(certificate, issuer key label, names)``, the names in SAN order (the
+        issuer knows them; parsing them back out of the certificate costs more than the
+        insert). Returns, per certificate, ``None`` when recorded or the
+        ``DuplicateSerial`` that refused it; the others are recorded all the same.
         """
         outcomes: list[DuplicateSerial | None] = []
         with self._transaction() as db:
-            for cert, issuer_key_label in certs:
+            for cert, issuer_key_label, names in certs:
                 serial = serial_hex(cert.serial_number)
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
-                    (serial, json.dumps(_cert_names(cert)), _time(cert.not_valid_before_utc),
+                    (serial, json.dumps(list(names)), _time(cert.not_valid_before_utc),
                      _time(cert.not_valid_after_utc),
                      cert.public_bytes(serialization.Encoding.DER), issuer_key_label),
                 ).rowcount  # fmt: skip

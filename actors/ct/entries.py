@@ -74,16 +74,25 @@ class LogEntryInput:
 
     @classmethod
     def precert(
-        cls, precertificate: bytes, issuer_key_hash: bytes, chain: Sequence[bytes] = ()
+        cls,
+        precertificate: bytes,
+        issuer_key_hash: bytes,
+        chain: Sequence[bytes] = (),
+        *,
+        tbs_certificate: bytes | None = None,
     ) -> LogEntryInput:
         """``issuer_key_hash`` is SHA-256 of the SPKI of the CA that will sign the
-        final certificate (``rfc6962.issuer_key_hash``)."""
+        final certificate (``rfc6962.issuer_key_hash``). ``tbs_certificate``, the
+        precertificate's TBS without the poison, is derived unless the caller built it
+        (the in-process issuer, which added the poison to that very TBS)."""
         if len(issuer_key_hash) != 32:
             raise InvalidLogEntry("issuer_key_hash must be 32 bytes (SHA-256 of the SPKI)")
-        try:
-            tbs = precert_tbs_from_precertificate(precertificate)
-        except MalformedStructure as exc:
-            raise InvalidLogEntry(f"not a precertificate: {exc.message}") from None
+        tbs = tbs_certificate
+        if tbs is None:
+            try:
+                tbs = precert_tbs_from_precertificate(precertificate)
+            except MalformedStructure as exc:
+                raise InvalidLogEntry(f"not a precertificate: {exc.message}") from None
         return cls(LogEntryType.PRECERT_ENTRY, precertificate, tuple(chain), issuer_key_hash, tbs)
 
     def timestamped_entry(self, timestamp: int, extensions: bytes = b"") -> TimestampedEntry:

@@ -63,6 +63,7 @@ from trustchain.actors.ca import (
     Hierarchy,
     IssuancePolicy,
     IssuerNotValid,
+    LeafProfile,
     MalformedCSR,
     NewCACertificate,
     NewCRL,
@@ -70,12 +71,13 @@ from trustchain.actors.ca import (
     assemble,
     ca_public_key,
     check_request,
-    leaf_tbs,
     new_serial,
     parse_csr,
     parse_serial,
     pem,
     serial_hex,
+    with_poison,
+    with_sct_list,
 )
 from trustchain.actors.ca.hierarchy import MAX_CREATION_STEPS
 from trustchain.actors.ca.keys import CAPublicKey
@@ -113,21 +115,44 @@ class _RetryStore(Message):
     """Time to try opening the CA store again after a failure."""
 
 
+@dataclass(frozen=True)
+class _IssuingCA:
+    """What every certificate under one CA needs from it, worked out once."""
+
+    record: CACertificateRecord
+    leaves: LeafProfile
+    public_key: CAPublicKey  # checks each signature the HSM returns
+    der: bytes  # the chain the log is given
+    key_hash: bytes  # RFC 6962 PreCert.issuer_key_hash
+
+    @classmethod
+    def of(cls, record: CACertificateRecord, ca: Hierarchy) -> _IssuingCA:
+        label = record.key_label
+        leaves = LeafProfile.of(record.certificate, ca.crl_url(label), ca.ca_issuers_url(label))
+        public_key = ca_public_key(record.certificate)
+        spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        der = record.certificate.public_bytes(serialization.Encoding.DER)
+        return cls(record, leaves, public_key, der, issuer_key_hash(spki))
+
+
 @dataclass
 class _Job:
     """One issuance on its way through the pipeline."""
 
     reply: Reply
     approved: ApprovedRequest
-    issuer: CACertificateRecord
+    issuer: _IssuingCA
     serial: int
     now: datetime
+    tbs: ToBeSigned | None = None  # neither poison nor SCTs: both are added to it
     certificate: x509.Certificate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def issuer_der(self) -> bytes:
-        return self.issuer.certificate.public_bytes(serialization.Encoding.DER)
+    def key_label(self) -> str:
+        return self.issuer.record.key_label
 
 
 _Signing = tuple[ToBeSigned, _Job, Any]  # what to sign, for whom, and what comes next
@@ -173,6 +198,7 @@ class IssuerActor(SupervisedActor):
         self.store: CAStore | None = None
         self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
         self._to_record: list[_Job] = []
+        self._issuing: dict[str, _IssuingCA] = {}  # by CA fingerprint
         self._store_retry_pending = False
 
     # Lifecycle --------------------------------------------------------------------
@@ -248,33 +274,30 @@ class IssuerActor(SupervisedActor):
         validity = check_validity_seconds(msg.validity_s, self.policy)  # no timedelta overflow
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
         now = self.clock.now()
-        issuer = self.ca.issuer_for(now, approved.validity)
+        issuer = self._issuing_ca(self.ca.issuer_for(now, approved.validity))
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
+        # One TBS per certificate: the precertificate adds the poison to it, the final
+        # certificate the SCT list, so the two are equal but for those (RFC 6962 §3.2).
+        job.tbs = issuer.leaves.tbs(approved, job.serial, now)
         if self.ctlog is None:
-            self._sign(job, self._leaf_tbs(job), self._final_signed)
+            self._sign(job, job.tbs, self._final_signed)
         else:
-            self._sign(job, self._leaf_tbs(job, precert=True), self._precert_signed)
+            self._sign(job, with_poison(job.tbs), self._precert_signed)
 
-    def _leaf_tbs(
-        self, job: _Job, precert: bool = False, sct_list: bytes | None = None
-    ) -> ToBeSigned:
-        # The precertificate and the final certificate come from the same request,
-        # serial and time: RFC 6962 §3.2 needs their TBS equal but for poison / SCTs.
-        return leaf_tbs(
-            job.approved, job.issuer.certificate, job.serial, job.now,
-            self.ca.crl_url(job.issuer.key_label),
-            ca_issuers_url=self.ca.ca_issuers_url(job.issuer.key_label),
-            precert=precert, sct_list=sct_list,
-        )  # fmt: skip
+    def _issuing_ca(self, record: CACertificateRecord) -> _IssuingCA:
+        issuing = self._issuing.get(record.fingerprint)
+        if issuing is None:
+            issuing = self._issuing[record.fingerprint] = _IssuingCA.of(record, self.ca)
+        return issuing
 
     def _precert_signed(self, job: _Job, precert: x509.Certificate) -> None:
-        assert self.ctlog is not None
-        # LogIssued: this chain was built and signed here, the log need not check it again
-        spki = job.issuer.certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        entry = LogEntryInput.precert(precert.public_bytes(serialization.Encoding.DER),
-                                      issuer_key_hash(spki), (job.issuer_der,))  # fmt: skip
+        assert self.ctlog is not None and job.tbs is not None
+        # LogIssued: this chain was built and signed here, the log need not check it
+        # again; the entry's TBS is the one the poison was added to
+        entry = LogEntryInput.precert(
+            precert.public_bytes(serialization.Encoding.DER), job.issuer.key_hash,
+            (job.issuer.der,), tbs_certificate=job.tbs.der,
+        )  # fmt: skip
         self.request(self.ctlog, LogIssued(entry),
                      lambda result: self._precert_logged(job, result))  # fmt: skip
 
@@ -285,14 +308,15 @@ class IssuerActor(SupervisedActor):
         logged = result.unwrap()
         sct = SignedCertificateTimestamp.decode(logged["sct"])
         job.extra.update(sct=logged["sct"], leaf_index=logged["leaf_index"])
-        self._sign(job, self._leaf_tbs(job, sct_list=sct_list_extension_value([sct])),
-                   self._final_logged_next)  # fmt: skip
+        assert job.tbs is not None
+        final = with_sct_list(job.tbs, sct_list_extension_value([sct]))
+        self._sign(job, final, self._final_logged_next)
 
     def _final_logged_next(self, job: _Job, cert: x509.Certificate) -> None:
         """The final certificate is logged too before anyone gets it."""
         assert self.ctlog is not None
         job.certificate = cert
-        entry = LogEntryInput.x509(cert.public_bytes(serialization.Encoding.DER), (job.issuer_der,))
+        entry = LogEntryInput.x509(cert.public_bytes(serialization.Encoding.DER), (job.issuer.der,))
 
         def logged(result: outcome.Outcome) -> None:
             if isinstance(result, outcome.Error):
@@ -310,7 +334,7 @@ class IssuerActor(SupervisedActor):
     def _sign(
         self, job: _Job, tbs: ToBeSigned, then: Callable[[_Job, x509.Certificate], None]
     ) -> None:
-        self._to_sign.append((job.issuer.key_label, tbs, job, then))
+        self._to_sign.append((job.key_label, tbs, job, then))
 
     def _flush_signatures(self) -> None:
         """Send the queued TBSs to the HSM, one sign_batch per key and hash."""
@@ -329,10 +353,8 @@ class IssuerActor(SupervisedActor):
             return
         for (tbs, job, then), signature in zip(items, result.unwrap(), strict=True):
             try:
-                cert = assemble(
-                    tbs.der, tbs.algorithm, signature,
-                    issuer_public_key=ca_public_key(job.issuer.certificate),
-                )  # fmt: skip
+                cert = assemble(tbs.der, tbs.algorithm, signature,
+                                issuer_public_key=job.issuer.public_key)  # fmt: skip
             except TrustChainError as exc:
                 job.reply(outcome.Error(exc))
                 continue
@@ -342,7 +364,11 @@ class IssuerActor(SupervisedActor):
         """Record the finished certificates in one transaction, then hand them out."""
         assert self.store is not None
         jobs, self._to_record = self._to_record, []
-        batch = [(job.certificate, job.issuer.key_label) for job in jobs if job.certificate]
+        batch = [
+            (job.certificate, job.key_label, job.approved.san_names)
+            for job in jobs
+            if job.certificate
+        ]
         try:
             refusals = self.store.record_issued_batch(batch)
         except STORE_FAULTS as exc:
@@ -360,10 +386,10 @@ class IssuerActor(SupervisedActor):
             job.reply(outcome.Value({
                 "serial": serial_hex(cert.serial_number),
                 "certificate": pem(cert),
-                "chain": self.ca.chain_pem[job.issuer.key_label],
+                "chain": self.ca.chain_pem[job.key_label],
                 "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
-                "issuer": job.issuer.key_label,
+                "issuer": job.key_label,
                 "names": list(job.approved.names),
                 **job.extra,
             }))  # fmt: skip

@@ -29,6 +29,8 @@ from trustchain.actors.ca import (
     new_serial,
     parse_csr,
     precert_tbs_for_log,
+    with_poison,
+    with_sct_list,
 )
 from trustchain.actors.ca.certs import ID_ALG_UNSIGNED
 from trustchain.actors.der import signature_algorithm_of
@@ -284,6 +286,39 @@ def test_precertificate_and_final_certificate_share_the_rfc6962_tbs(kit):
             chain.issue(approved, sct_list=malformed)
     with pytest.raises(ValueError):
         chain.issue(approved, precert=True, sct_list=sct_list)
+
+
+@pytest.mark.parametrize("kind", ["precert", "final"])
+def test_poison_and_sct_list_added_to_the_tbs_equal_what_the_builder_makes(kit, kind):
+    """with_poison / with_sct_list splice DER; cryptography's builder is the reference."""
+    chain = kit.chain("ec-p256")
+    approved, serial, now = approved_for(kit, f"a.{kit.ZONE}"), new_serial(), datetime.now(UTC)
+    plain = leaf_tbs(approved, chain.intermediate, serial, now, kit.CRL_URL,
+                     ca_issuers_url="http://ca.example.com/i.cer")  # fmt: skip
+    cert = local_assemble(plain, chain)
+    builder = x509.CertificateBuilder(
+        cert.issuer, cert.subject, cert.public_key(), cert.serial_number,
+        cert.not_valid_before_utc, cert.not_valid_after_utc, list(cert.extensions),
+    )  # fmt: skip
+    if kind == "precert":
+        ours = with_poison(plain)
+        builder = builder.add_extension(x509.PrecertPoison(), critical=True)
+    else:
+        ours = with_sct_list(plain, fake_sct_list())
+        extension = x509.UnrecognizedExtension(SCT_LIST_OID, fake_sct_list())
+        builder = builder.add_extension(extension, critical=False)
+    reference = der.replace_signature_algorithm(
+        builder.create_unsigned().tbs_certificate_bytes, ID_ALG_UNSIGNED,
+        plain.algorithm.algorithm_identifier,
+    )  # fmt: skip
+    assert ours.der == reference
+    oid = "1.3.6.1.4.1.11129.2.4.3" if kind == "precert" else SCT_LIST_OID.dotted_string
+    assert der.strip_extension(ours.der, der.encode_oid(oid)) == plain.der
+
+
+def local_assemble(tbs, chain):
+    signature = local_signer(chain.intermediate_key)(tbs.der, tbs.hash_name)
+    return assemble(tbs.der, tbs.algorithm, signature)
 
 
 @pytest.mark.parametrize(

@@ -67,12 +67,12 @@ def test_bytes_that_are_not_a_csr_are_malformed(data):
     assert error.value.code == "malformed_csr"
 
 
-def test_csr_whose_signature_does_not_verify_has_no_proof_of_possession(kit):
+def test_csr_whose_signature_does_not_verify_has_no_proof_of_possession(kit, policy):
     pem = kit.dns_csr(kit.key("rsa-2048"), f"a.{ZONE}")
     der = bytearray(x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01  # last octet of the PKCS#1 signature
     with pytest.raises(BadCSRSignature) as error:
-        parse_csr(bytes(der))
+        check_request(parse_csr(bytes(der)), policy)
     assert error.value.code == "bad_csr_signature"
 
 

@@ -176,8 +176,9 @@ def test_a_failed_transaction_is_rolled_back(kit, store):
 def test_a_batch_is_recorded_in_one_transaction_refusing_only_duplicates(kit, store):
     chain = kit.chain("ec-p256")
     store.record_issued(chain.issue_for("ec-p256", serial=0x10), LABEL)
-    batch = [(chain.issue_for("ec-p256", serial=s), LABEL) for s in (0x11, 0x10, 0x12)]
-    outcomes = store.record_issued_batch(batch)
+    certs = [chain.issue_for("ec-p256", serial=s) for s in (0x11, 0x10, 0x12)]
+    outcomes = store.record_issued_batch([(c, LABEL, [f"www.{kit.ZONE}"]) for c in certs])
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], DuplicateSerial)
     assert issued_count(store) == 3
+    assert store.get(0x12).names == store.get(0x10).names == (f"www.{kit.ZONE}",)
