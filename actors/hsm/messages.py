@@ -18,6 +18,7 @@ from trustchain.supervisors.messages import Bounds
 Label = Annotated[str, Bounds(min_length=1, max_length=128)]  # a PKCS#11 CKA_LABEL
 Choice = Annotated[str, Bounds(max_length=32)]  # a key type or hash name; the token checks it
 ToSign = Annotated[bytes, Bounds(max_length=16 * 1_048_576)]
+PublicKeyDer = Annotated[bytes, Bounds(max_length=4096)]  # an RSA-4096 SPKI is 550 bytes
 Batch = Annotated[list[bytes], Bounds(max_length=65_536, items=Bounds(max_length=1_048_576))]
 
 
@@ -49,11 +50,18 @@ class SignData(Message):
 
 @dataclass(frozen=True)
 class SignBatch(Message):
-    """Many signatures with one key in one message: the per-message cost is paid once."""
+    """Many signatures with one key in one message: the per-message cost is paid once.
+
+    With ``verify_with`` (a SubjectPublicKeyInfo, DER: the key the caller expects
+    ``label`` to be), every signature is checked with it before any is returned, in
+    the token's process, off the caller's thread; one that does not verify (a fault,
+    the wrong key) fails the batch with ``signature_invalid``.
+    """
 
     label: Label
     data: Batch
     hash: Choice = "sha256"
+    verify_with: PublicKeyDer = b""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ uses CKM_SHA{256,384}_RSA_PKCS (PKCS#1 v1.5, RFC 8017 §8.2).
 
 Not thread-safe, on purpose: python-pkcs11 initialises the module without
 CKF_OS_LOCKING_OK and SoftHSM then crashes under concurrent calls (see
-DESIGN.md). One ``Token`` is used by one thread: the HSMActor's.
+DESIGN.md). One ``Token`` is used by one thread: the HSMActor's, through a
+``RemoteToken`` (``actors/hsm/remote.py``) that runs it in a process of its own.
 
 Failures a user can cause (missing module or token, wrong PIN, unknown key
 label) are typed ``HsmError``s. A session or device that goes away raises
@@ -29,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pkcs11
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import (
@@ -38,6 +40,7 @@ from pkcs11.util.ec import (
     encode_named_curve_parameters,
 )
 
+from trustchain.actors.ca.errors import SignatureInvalid
 from trustchain.config import CA_KEY_TYPES
 from trustchain.supervisors.errors import TrustChainError
 
@@ -102,6 +105,24 @@ class UnsupportedKeyType(HsmError):
 
 class UnsupportedHash(HsmError):
     code = "unsupported_hash"
+
+
+class InvalidPublicKey(HsmError):
+    code = "invalid_public_key"
+
+
+def _verifies(public_key: Any, signature: bytes, data: bytes, hash_name: str) -> bool:
+    algorithm = hashes.SHA384() if hash_name == "sha384" else hashes.SHA256()
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -285,6 +306,30 @@ class Token:
             r, s = int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
             return encode_dss_signature(r, s)
         return bytes(private.sign(data, mechanism=HASHES[hash_name]))
+
+    def sign_many(
+        self, label: str, items: list[bytes], hash_name: str = "sha256", verify_with: bytes = b""
+    ) -> list[bytes]:
+        """``sign`` each item with one key (one request to a ``RemoteToken``); with
+        ``verify_with`` (SPKI, DER), check every signature with that key first
+        (``SignatureInvalid``: a fault, or ``label`` is not the key the caller meant)."""
+        public_key = None
+        if verify_with:
+            try:
+                public_key = serialization.load_der_public_key(verify_with)
+            except (ValueError, UnsupportedAlgorithm):
+                raise InvalidPublicKey(
+                    "verify_with is not a DER SubjectPublicKeyInfo of a supported key"
+                ) from None
+        signatures = [self.sign(label, item, hash_name) for item in items]
+        if public_key is not None:
+            for item, signature in zip(items, signatures, strict=True):
+                if not _verifies(public_key, signature, item, hash_name):
+                    raise SignatureInvalid(
+                        f"a signature by key {label!r} does not verify with the expected "
+                        "public key; nothing of the batch was returned"
+                    )
+        return signatures
 
     # Lookup -------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ Issuance is a pipeline of steps on this actor's thread, none of which waits:
 5. record the finished certificates in SQLite in one transaction (group
    commit), and only then answer each caller (certificate, chain, SCT, index).
 
-Every assembly checks the HSM's signature against the intermediate's key.
+Every signature is checked against the intermediate's key before it is used: the
+HSM does it (``SignBatch.verify_with``), in the token's own process.
 Each step continues in a callback on this thread (``request``), so the
 issuer never waits; ``_Job`` carries a request's state between steps. The
 consensus vote will slot in as a step between 1 and 2.
@@ -121,7 +122,7 @@ class _IssuingCA:
 
     record: CACertificateRecord
     leaves: LeafProfile
-    public_key: CAPublicKey  # checks each signature the HSM returns
+    spki: bytes  # every signature the HSM returns is checked with it (SignBatch.verify_with)
     der: bytes  # the chain the log is given
     key_hash: bytes  # RFC 6962 PreCert.issuer_key_hash
 
@@ -129,12 +130,11 @@ class _IssuingCA:
     def of(cls, record: CACertificateRecord, ca: Hierarchy) -> _IssuingCA:
         label = record.key_label
         leaves = LeafProfile.of(record.certificate, ca.crl_url(label), ca.ca_issuers_url(label))
-        public_key = ca_public_key(record.certificate)
-        spki = public_key.public_bytes(
+        spki = ca_public_key(record.certificate).public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         der = record.certificate.public_bytes(serialization.Encoding.DER)
-        return cls(record, leaves, public_key, der, issuer_key_hash(spki))
+        return cls(record, leaves, spki, der, issuer_key_hash(spki))
 
 
 @dataclass
@@ -337,13 +337,16 @@ class IssuerActor(SupervisedActor):
         self._to_sign.append((job.key_label, tbs, job, then))
 
     def _flush_signatures(self) -> None:
-        """Send the queued TBSs to the HSM, one sign_batch per key and hash."""
+        """Send the queued TBSs to the HSM, one sign_batch per key and hash; the HSM
+        checks each signature with the issuing CA's key before it answers."""
         queued, self._to_sign = self._to_sign, []
-        groups: dict[tuple[str, str], list[_Signing]] = {}
+        groups: dict[tuple[str, str, bytes], list[_Signing]] = {}
         for label, tbs, job, then in queued:
-            groups.setdefault((label, tbs.hash_name), []).append((tbs, job, then))
-        for (label, hash_name), items in groups.items():
-            message = SignBatch(label, [tbs.der for tbs, _, _ in items], hash_name)
+            key = (label, tbs.hash_name, job.issuer.spki)
+            groups.setdefault(key, []).append((tbs, job, then))
+        for (label, hash_name, spki), items in groups.items():
+            data = [tbs.der for tbs, _, _ in items]
+            message = SignBatch(label, data, hash_name, verify_with=spki)
             self.request(self.hsm, message, functools.partial(self._signed, items))
 
     def _signed(self, items: list[_Signing], result: outcome.Outcome) -> None:
@@ -353,8 +356,7 @@ class IssuerActor(SupervisedActor):
             return
         for (tbs, job, then), signature in zip(items, result.unwrap(), strict=True):
             try:
-                cert = assemble(tbs.der, tbs.algorithm, signature,
-                                issuer_public_key=job.issuer.public_key)  # fmt: skip
+                cert = assemble(tbs.der, tbs.algorithm, signature)  # verified by the HSM
             except TrustChainError as exc:
                 job.reply(outcome.Error(exc))
                 continue

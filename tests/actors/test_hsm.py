@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,8 +15,16 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustchain.actors.hsm import GenerateKey, GetPublicKey, HSMActor, ListKeys, SignData
-from trustchain.actors.hsm.token import HsmUnavailable, KeyExists, UnknownKey
+from trustchain.actors.ca import SignatureInvalid
+from trustchain.actors.hsm import (
+    GenerateKey,
+    GetPublicKey,
+    HSMActor,
+    ListKeys,
+    SignBatch,
+    SignData,
+)
+from trustchain.actors.hsm.token import HsmUnavailable, InvalidPublicKey, KeyExists, UnknownKey
 from trustchain.config import HsmConfig
 from trustchain.supervisors import (
     ActorState,
@@ -27,7 +37,7 @@ from trustchain.supervisors import (
     start_root,
 )
 
-from ..conftest import own_token
+from ..conftest import own_token, wait_until
 
 
 @dataclass(frozen=True)
@@ -35,11 +45,22 @@ class DropSession(Message):
     """Test only: the session vanishes under the actor, as when a token is pulled."""
 
 
+@dataclass(frozen=True)
+class KillTokenProcess(Message):
+    """Test only: the process holding the token dies (kill -9)."""
+
+
 class FlakyHSMActor(HSMActor):
     @handles(DropSession)
     def drop_session(self, msg: DropSession) -> None:
         assert self.token is not None
-        self.token._session.close()  # on the actor's own thread, like every PKCS#11 call
+        self.token.call("close")  # in the token's process: session closed, module finalised
+
+    @handles(KillTokenProcess)
+    def kill_token_process(self, msg: KillTokenProcess) -> int:
+        assert self.token is not None and self.token.pid is not None
+        os.kill(self.token.pid, signal.SIGKILL)
+        return self.token.pid
 
 
 def start_hsm(config: HsmConfig, cls: type[HSMActor] = HSMActor) -> tuple[Registry, Any]:
@@ -71,6 +92,24 @@ def test_configured_keys_exist_at_start_and_sign(hsm: Registry, key_label: str) 
     verify(hsm, key_label, b"hello", hsm.ask("hsm", SignData(key_label, b"hello")))
 
 
+def test_a_batch_is_checked_with_the_key_the_caller_expects(hsm: Registry, key_label: str) -> None:
+    """SignBatch.verify_with: checked in the token's process; a wrong key fails the batch."""
+    ours = hsm.ask("hsm", GetPublicKey(key_label)).public_key_der
+    data = [b"one", b"two"]
+    signatures = hsm.ask("hsm", SignBatch(key_label, data, verify_with=ours))
+    for item, signature in zip(data, signatures, strict=True):
+        verify(hsm, key_label, item, signature)
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    theirs = other.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(SignatureInvalid, match="does not verify with the expected public key"):
+        hsm.ask("hsm", SignBatch(key_label, data, verify_with=theirs))
+    with pytest.raises(InvalidPublicKey):
+        hsm.ask("hsm", SignBatch(key_label, data, verify_with=b"\x30\x03garbage"))
+    assert hsm.cell("hsm").restarts == 0
+
+
 def test_errors_go_back_typed_and_the_actor_lives_on(hsm: Registry, key_label: str) -> None:
     with pytest.raises(UnknownKey):
         hsm.ask("hsm", SignData("nope", b"x"))
@@ -90,6 +129,19 @@ def test_a_lost_session_is_reopened_in_place_without_a_restart(
     verify(hsm, key_label, b"after the session went away", signature)
     cell = hsm.cell("hsm")
     assert (cell.incarnation, cell.restarts, cell.faults) == (before, 0, {})
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_token_process_that_dies_is_replaced_in_place_without_a_restart(
+    hsm: Registry, key_label: str
+) -> None:
+    before = hsm.cell("hsm").incarnation
+    dead = hsm.ask("hsm", KillTokenProcess())
+    signature = hsm.ask("hsm", SignData(key_label, b"after the token process died"))
+    verify(hsm, key_label, b"after the token process died", signature)
+    cell = hsm.cell("hsm")
+    assert (cell.incarnation, cell.restarts, cell.faults) == (before, 0, {})
+    wait_until(lambda: not Path(f"/proc/{dead}").exists(), what="the dead host reaped")
 
 
 def test_a_token_taken_away_is_refused_fast_shown_and_picked_up_again_when_back(
