@@ -105,12 +105,14 @@ class TreeHead:
 class StagedBatch:
     """A sequenced batch waiting for its signatures (``TileLog.stage``).
 
-    ``to_sign`` holds one RFC 6962 SCT signature input per submitted entry, in
-    order, then, if the batch publishes a new tree head, its tree-head signature
-    input (last). Hand the signatures back, in the same order, to ``commit``."""
+    ``to_sign`` holds one RFC 6962 SCT signature input per submitted entry that
+    wants an SCT (``scts``), in order, then, if the batch publishes a new tree
+    head, its tree-head signature input (last). Hand the signatures back, in the
+    same order, to ``commit``."""
 
     sequence: int
     results: tuple[tuple[int, int, bool], ...]  # (leaf index, timestamp, duplicate) per entry
+    scts: tuple[bool, ...]  # per entry: is an SCT signed for it
     to_sign: tuple[bytes, ...]
     head: TreeHead
     writes: dict[str, bytes]  # tiles and new issuers
@@ -123,7 +125,7 @@ class StagedBatch:
 class AppendResult:
     leaf_index: int
     timestamp: int
-    sct: SignedCertificateTimestamp
+    sct: SignedCertificateTimestamp | None  # None when the submitter wanted none
     duplicate: bool = False
 
 
@@ -251,15 +253,23 @@ class TileLog:
 
     # -- write path (sans-IO: stage, sign elsewhere, commit) -----------------
 
-    def stage(self, entries: Sequence[LogEntryInput], now_ms: int) -> StagedBatch:
+    def stage(
+        self, entries: Sequence[LogEntryInput], now_ms: int, scts: Sequence[bool] | None = None
+    ) -> StagedBatch:
         """Sequence ``entries`` after everything staged so far; return what must be
         signed (``to_sign``: one SCT input per entry, then the tree-head input).
+        ``scts`` says, per entry, whether to sign an SCT for it (default: all); an
+        entry without is logged all the same and covered by the tree head. (The
+        issuer logs each final certificate, whose SCT nobody would use.)
 
         A staged batch builds on the previous staged one, not on the committed
         tree, so the next batch can be staged while this one's signatures are out.
         Commit batches with :meth:`commit` strictly in the order they were staged."""
         self._check_usable()
         self._tick(now_ms)
+        wanted = (True,) * len(entries) if scts is None else tuple(scts)
+        if len(wanted) != len(entries):
+            raise ValueError("scts must say yes or no for each entry")
         tip = self._tip
         timestamp = max(now_ms, tip.timestamp)
         results: list[tuple[int, int, bool]] = []
@@ -268,7 +278,7 @@ class TileLog:
         identities = [e.identity for e in entries]
         seen = dict(self._index.by_identities(i for i in identities if i not in self._staged_ids))
         inputs: list[bytes] = []
-        for entry, identity in zip(entries, identities, strict=True):
+        for entry, identity, sct in zip(entries, identities, wanted, strict=True):
             hit = seen.get(identity) or self._staged_ids.get(identity)
             if hit is not None:
                 idx, ts, duplicate = hit[0], hit[1], True
@@ -279,8 +289,9 @@ class TileLog:
                 seen[identity] = (idx, timestamp)
                 rows.append((idx, b"", identity, timestamp))  # leaf hash filled in below
             results.append((idx, ts, duplicate))
-            inputs.append(sct_signature_input(ts, entry.entry_type, entry.signed_entry,
-                                              leaf_index_extension(idx)))  # fmt: skip
+            if sct:
+                inputs.append(sct_signature_input(ts, entry.entry_type, entry.signed_entry,
+                                                  leaf_index_extension(idx)))  # fmt: skip
         state, writes, full = tip.state, {}, {}
         if fresh:
             encoded, leaf_hashes = zip(*(leaf.encode_and_hash() for leaf in fresh), strict=True)
@@ -304,7 +315,7 @@ class TileLog:
         head = TreeHead(state, timestamp, root)
         if fresh or not entries:
             inputs.append(tree_head_signature_input(timestamp, state.size, root))
-        staged = StagedBatch(next(self._sequence), tuple(results), tuple(inputs), head,
+        staged = StagedBatch(next(self._sequence), tuple(results), wanted, tuple(inputs), head,
                              writes, rows, full, bool(fresh) or not entries)  # fmt: skip
         if staged.publishes:
             self._tip = head
@@ -339,10 +350,12 @@ class TileLog:
             raise SignatureError(f"{len(staged.to_sign)} signatures needed, got {len(signatures)}")
         self._unusable = True  # until every step below has succeeded
         head = staged.head
+        sct_signatures = iter(signatures)
         results = [
             AppendResult(idx, ts, SignedCertificateTimestamp(
-                self.log_id, ts, leaf_index_extension(idx), DigitallySigned(sig)), duplicate)
-            for (idx, ts, duplicate), sig in zip(staged.results, signatures, strict=False)
+                self.log_id, ts, leaf_index_extension(idx),
+                DigitallySigned(next(sct_signatures))) if sct else None, duplicate)
+            for (idx, ts, duplicate), sct in zip(staged.results, staged.scts, strict=True)
         ]  # fmt: skip
         if staged.publishes:
             sth = SignedTreeHead(head.state.size, head.timestamp, head.root,

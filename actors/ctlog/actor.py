@@ -47,6 +47,7 @@ too, never a crash of the log.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
@@ -130,6 +131,15 @@ class _CheckSigning(Message):
     """Time to look for HSM signatures that are overdue."""
 
 
+@dataclass(frozen=True)
+class _Pooled:
+    """A submission waiting in the pool for the next batch."""
+
+    entry: LogEntryInput
+    reply: Reply
+    sct: bool = True  # sign an SCT for it (LogIssued.scts)
+
+
 class _Batch:
     """A staged batch on its way: out for signing, then waiting its turn to commit."""
 
@@ -153,7 +163,7 @@ class CTLogActor(SupervisedActor):
         self.config = config
         self.hsm = hsm
         self.log: TileLog | None = None
-        self._pool: list[tuple[LogEntryInput, Reply]] = []
+        self._pool: list[_Pooled] = []
         self._pool_since = 0.0
         self._out: deque[_Batch] = deque()  # staged batches, oldest first (commit order)
         self._epoch = 0  # bumped when the log fails: answers for older batches are void
@@ -291,7 +301,7 @@ class CTLogActor(SupervisedActor):
     def _fail(self, exc: BaseException) -> None:
         """A batch failed: answer it, every batch staged after it and the pool."""
         replies = [reply for batch in self._out for reply in batch.replies]
-        replies += [reply for _, reply in self._pool]
+        replies += [pooled.reply for pooled in self._pool]
         probed = any(batch.probe for batch in self._out)
         self._out.clear()
         self._pool = []
@@ -326,7 +336,22 @@ class CTLogActor(SupervisedActor):
 
     @handles(LogIssued)
     def log_issued(self, msg: LogIssued) -> None:
-        self._submit(msg.entry)
+        """Pooled like other submissions; answered when the last entry is done."""
+        self._check_room(len(msg.entries))
+        reply = self.defer()
+        results: list[outcome.Outcome | None] = [None] * len(msg.entries)
+        left = [len(msg.entries)]
+
+        def entry_done(index: int, result: outcome.Outcome) -> None:
+            results[index] = result
+            left[0] -= 1
+            if not left[0]:
+                reply(outcome.Value(results))
+
+        if not msg.entries:
+            reply(outcome.Value([]))
+        for index, entry in enumerate(msg.entries):
+            self._pool_entry(_Pooled(entry, functools.partial(entry_done, index), msg.scts))
 
     @handles(AddChain)
     def add_chain(self, msg: AddChain) -> None:
@@ -337,17 +362,23 @@ class CTLogActor(SupervisedActor):
         self._submit(self.chains.entry(msg.chain, precert=True))
 
     def _submit(self, entry: LogEntryInput) -> None:
+        self._check_room(1)
+        self._pool_entry(_Pooled(entry, self.defer()))
+
+    def _check_room(self, count: int) -> None:
         if self._down is not None:
             raise self._unavailable()
-        if len(self._pool) >= self.config.max_pool:
+        if len(self._pool) + count > self.config.max_pool:
             retry = max(1, round(self.config.pool_period_ms / 1000))
             raise LogBusy(
                 f"the log's pool is full ({self.config.max_pool}); try again shortly",
                 retry_after_s=retry,
             )
+
+    def _pool_entry(self, pooled: _Pooled) -> None:
         if not self._pool:
             self._pool_since = self.clock.monotonic()
-        self._pool.append((entry, self.defer()))
+        self._pool.append(pooled)
 
     def _sequence(self) -> None:
         """Stage up to ``max_batch`` pooled entries and send their inputs for signing."""
@@ -356,12 +387,13 @@ class CTLogActor(SupervisedActor):
         if self._pool:
             self._pool_since = self.clock.monotonic()
         try:
-            staged = self._log.stage([entry for entry, _ in pool], self._now_ms())
+            entries, scts = [p.entry for p in pool], [p.sct for p in pool]
+            staged = self._log.stage(entries, self._now_ms(), scts)
         except Exception as exc:
             self._pool[:0] = pool  # answered with the rest
             self._fail(exc)
             return
-        self._send(staged, [reply for _, reply in pool])
+        self._send(staged, [pooled.reply for pooled in pool])
 
     def _send(self, staged: StagedBatch, replies: list[Reply], probe: bool = False) -> None:
         batch = _Batch(staged, replies, self.clock.monotonic(), probe)
@@ -514,6 +546,9 @@ class CTLogActor(SupervisedActor):
 
 def _sct_reply(result: AppendResult) -> dict[str, Any]:
     sct = result.sct
+    if sct is None:
+        return {"leaf_index": result.leaf_index, "timestamp": result.timestamp,
+                "duplicate": result.duplicate}  # fmt: skip
     return {
         "sct_version": 0,
         "id": sct.log_id,

@@ -34,11 +34,18 @@ class AddPreChain(Message):
 
 @dataclass(frozen=True)
 class LogIssued(Message):
-    """In-process only: the issuer's own precertificate or certificate, whose chain it
-    built and signed itself, logged without checking the chain again. JSON cannot
-    carry ``entry``, so the control socket and HTTP refuse this message."""
+    """In-process only: the issuer's own precertificates or certificates, whose chains
+    it built and signed itself, logged without checking the chains again. JSON cannot
+    carry ``entries``, so the control socket and HTTP refuse this message.
 
-    entry: LogEntryInput
+    Answered with one outcome per entry, in order: the SCT reply of ``add_chain`` or
+    the error that refused that entry. With ``scts`` false no SCT is signed (the
+    reply has the leaf index and timestamp): for final certificates, whose SCT
+    nobody would use; the tree head covers them all the same.
+    """
+
+    entries: tuple[LogEntryInput, ...]
+    scts: bool = True
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,7 @@ class _Job:
 
 
 _Signing = tuple[ToBeSigned, _Job, Any]  # what to sign, for whom, and what comes next
+_Logged = Callable[[_Job, dict[str, Any]], None]  # what comes after an entry is logged
 
 
 def policy_from_config(ca: CaConfig) -> IssuancePolicy:
@@ -198,6 +199,7 @@ class IssuerActor(SupervisedActor):
         self.store: CAStore | None = None
         self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
         self._to_record: list[_Job] = []
+        self._to_log: list[tuple[LogEntryInput, bool, _Job, _Logged]] = []
         self._issuing: dict[str, _IssuingCA] = {}  # by CA fingerprint
         self._store_retry_pending = False
 
@@ -262,6 +264,8 @@ class IssuerActor(SupervisedActor):
         idle = self.actor_inbox.empty()
         if self._to_sign and (idle or len(self._to_sign) >= MAX_SIGN_BATCH):
             self._flush_signatures()
+        if self._to_log and (idle or len(self._to_log) >= MAX_SIGN_BATCH):
+            self._flush_log()
         if self._to_record and (idle or len(self._to_record) >= MAX_SIGN_BATCH):
             self._record_and_answer()
         return result
@@ -298,14 +302,9 @@ class IssuerActor(SupervisedActor):
             precert.public_bytes(serialization.Encoding.DER), job.issuer.key_hash,
             (job.issuer.der,), tbs_certificate=job.tbs.der,
         )  # fmt: skip
-        self.request(self.ctlog, LogIssued(entry),
-                     lambda result: self._precert_logged(job, result))  # fmt: skip
+        self._to_log.append((entry, True, job, self._precert_logged))
 
-    def _precert_logged(self, job: _Job, result: outcome.Outcome) -> None:
-        if isinstance(result, outcome.Error):
-            job.reply(result)
-            return
-        logged = result.unwrap()
+    def _precert_logged(self, job: _Job, logged: dict[str, Any]) -> None:
         sct = SignedCertificateTimestamp.decode(logged["sct"])
         job.extra.update(sct=logged["sct"], leaf_index=logged["leaf_index"])
         assert job.tbs is not None
@@ -317,15 +316,34 @@ class IssuerActor(SupervisedActor):
         assert self.ctlog is not None
         job.certificate = cert
         entry = LogEntryInput.x509(cert.public_bytes(serialization.Encoding.DER), (job.issuer.der,))
+        self._to_log.append((entry, False, job, self._final_logged))  # its SCT: nobody's
 
-        def logged(result: outcome.Outcome) -> None:
-            if isinstance(result, outcome.Error):
-                job.reply(result)
-                return
-            job.extra["final_leaf_index"] = result.unwrap()["leaf_index"]
-            self._to_record.append(job)
+    def _final_logged(self, job: _Job, logged: dict[str, Any]) -> None:
+        job.extra["final_leaf_index"] = logged["leaf_index"]
+        self._to_record.append(job)
 
-        self.request(self.ctlog, LogIssued(entry), logged)
+    def _flush_log(self) -> None:
+        """Send the queued entries to the log: one ``LogIssued`` with SCTs (the
+        precertificates) and one without (the final certificates)."""
+        assert self.ctlog is not None
+        queued, self._to_log = self._to_log, []
+        for scts in (True, False):
+            items = [(job, then) for _, with_sct, job, then in queued if with_sct is scts]
+            if items:
+                entries = tuple(entry for entry, with_sct, _, _ in queued if with_sct is scts)
+                self.request(self.ctlog, LogIssued(entries, scts),
+                             functools.partial(self._logged, items))  # fmt: skip
+
+    def _logged(self, items: list[tuple[_Job, _Logged]], result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):
+            for job, _ in items:  # an Outcome unwraps once: each caller gets its own
+                job.reply(outcome.Error(result.error))
+            return
+        for (job, then), each in zip(items, result.unwrap(), strict=True):
+            if isinstance(each, outcome.Error):
+                job.reply(each)
+            else:
+                then(job, each.unwrap())
 
     def _final_signed(self, job: _Job, cert: x509.Certificate) -> None:
         job.certificate = cert

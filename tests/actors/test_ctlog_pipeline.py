@@ -55,16 +55,25 @@ class LogTree:
 
         def reply_for(i: int) -> Any:
             def reply(result: outcome.Outcome) -> None:
-                answers[i] = result
+                answers[i] = only(result)
                 if len(answers) == len(entries):
                     done.set()
 
             return reply
 
         for i, entry in enumerate(entries):
-            self.registry.tell("ctlog", LogIssued(entry), reply_for(i))
+            self.registry.tell("ctlog", LogIssued((entry,)), reply_for(i))
         assert done.wait(60), f"{len(entries) - len(answers)} submissions never answered"
         return [answers[i] for i in range(len(entries))]
+
+
+def only(result: outcome.Outcome) -> outcome.Outcome:
+    """The outcome of a one-entry LogIssued's only entry (or of the whole message)."""
+    if isinstance(result, outcome.Error):
+        return result
+    (each,) = result.unwrap()
+    assert isinstance(each, outcome.Value | outcome.Error)
+    return each
 
 
 @pytest.fixture
@@ -104,12 +113,12 @@ def test_an_hsm_restart_in_the_middle_of_appends_answers_unavailable_never_crash
     batch = entries("during", 300)
 
     def reply(result: outcome.Outcome) -> None:
-        answers.append(result)
+        answers.append(only(result))
         if len(answers) == len(batch):
             done.set()
 
     for i, entry in enumerate(batch):
-        tree.registry.tell("ctlog", LogIssued(entry), reply)
+        tree.registry.tell("ctlog", LogIssued((entry,)), reply)
         if i == 20:
             tree.registry.cell("hsm").ref.stop(
                 block=False
@@ -129,8 +138,23 @@ def test_an_hsm_restart_in_the_middle_of_appends_answers_unavailable_never_crash
     assert tree.registry.cell("ctlog").restarts == 0
 
 
+def test_one_log_issued_carries_many_entries_with_or_without_scts(tree) -> None:
+    first, second = entries("with", 3), entries("without", 3)
+    with_scts = tree.registry.ask("ctlog", LogIssued(tuple(first)))
+    without = tree.registry.ask("ctlog", LogIssued(tuple(second), scts=False))
+    answers = [each.unwrap() for each in with_scts + without]
+    assert [a["leaf_index"] for a in answers] == list(range(6))
+    assert all("sct" in a for a in answers[:3]) and not any("sct" in a for a in answers[3:])
+    sth = tree.registry.ask("ctlog", GetSTH())
+    assert sth["tree_size"] == 6  # logged all the same, under a signed tree head
+    (again,) = tree.registry.ask("ctlog", LogIssued((second[0],)))  # an SCT when asked
+    answer = again.unwrap()
+    assert answer["duplicate"] and "sct" in answer
+    assert tree.registry.ask("ctlog", LogIssued(())) == []
+
+
 def test_log_issued_is_in_process_only_and_add_chain_is_checked(tree) -> None:
     with pytest.raises(InvalidRequest, match="in-process only"):
-        LogIssued.from_args({"entry": {"certificate": "AAAA"}})
+        LogIssued.from_args({"entries": [{"certificate": "AAAA"}]})
     with pytest.raises(InvalidChain, match=r"not a DER X\.509"):  # the edges' form is checked
         tree.registry.ask("ctlog", AddChain([b"not a certificate"]))
