@@ -7,7 +7,8 @@ the value is read as a TOML value when it parses as one, else as a string) <
 CLI flags.
 
 Unknown keys and bad values are refused with the key's dotted path and what
-is allowed, before anything starts. Relative paths are relative to the
+is allowed, before anything starts; a renamed key (``schema.RENAMED_KEYS``) is
+refused with its new name. Relative paths are relative to the
 working directory (``make run`` runs from the checkout). This module imports
 nothing from the rest of TrustChain but the schema; each section is a frozen
 dataclass whose ``field(metadata=...)`` carries its constraints: ``choices``,
@@ -26,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from .schema import CA_KEY_TYPES, SUBSCRIBER_KEY_TYPES, Config
+from .schema import CA_KEY_TYPES, RENAMED_KEYS, SUBSCRIBER_KEY_TYPES, Config
 
 ENV_PREFIX = "TRUSTCHAIN_"
 
@@ -92,9 +93,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]}; {where} allows: {', '.join(sorted(fields))}"
-        )
+        dotted = f"{prefix}{unknown[0]}"
+        if dotted in RENAMED_KEYS:
+            raise ConfigError(f"{dotted} was renamed {RENAMED_KEYS[dotted]}; use that key instead")
+        raise ConfigError(f"unknown key {dotted}; {where} allows: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():

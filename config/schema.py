@@ -31,6 +31,12 @@ CA_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 # Subscriber keys: what may be certified. Ed25519 is outside the CA/B Forum BRs (§6.1.5).
 SUBSCRIBER_KEY_TYPES = (*CA_KEY_TYPES, "ed25519")
 
+# Keys that were renamed: old dotted key -> new. The loader refuses the old one
+# and names the new one, so that an old config file says what to change.
+RENAMED_KEYS = {
+    "http.healthy_checkpoint_age_s": "http.max_sth_age_s",  # one name for tree-head age
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
@@ -138,7 +144,7 @@ class HttpConfig:
     # Plain http for /crl/ and /ca/ only: CRL and CA-issuer URLs are http (BRs §7.1.2.11);
     # ca.base_url points here. -1 turns it off.
     plain_port: int = _f(8080, min=-1, max=65_535)
-    healthy_checkpoint_age_s: float = _f(5.0, min=0.1, max=3_600.0)
+    max_sth_age_s: float = _f(5.0, min=0.1, max=3_600.0)  # /health: 503 past this
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,8 @@ that matches with another method gets 405 and ``Allow``, no match 404):
   (RFC 6962 §4 and static-ct-api, see ``http_ct``);
 - ``/crl/<label>.crl`` (DER, application/pkix-crl) and ``/ca/<label>.cer`` (DER,
   application/pkix-cert): the URLs the issuer writes into certificates;
-- ``/health``: 200 while the log's checkpoint is younger than
-  ``http.healthy_checkpoint_age_s`` (the log re-signs it when idle), else 503;
+- ``/health``: 200 while the log's signed tree head (its checkpoint) is no older
+  than ``http.max_sth_age_s`` (the log re-signs it when idle), else 503;
   ``/ready``: 200 when every actor is running and no resource is failing, else
   503 naming the actors that are not running and the failing resources (which
   actor, which resource, since when, the last error);
@@ -80,7 +80,7 @@ class HttpApp:
         self.registry = registry
         self.timeout = config.runtime.request_timeout_s
         self.max_body = config.http.max_body_bytes
-        self.healthy_age_s = config.http.healthy_checkpoint_age_s
+        self.max_sth_age_s = config.http.max_sth_age_s
         self.routes: list[Route] = [
             *CtRoutes(self.ask).routes(),
             route("/crl/{label}.crl", "GET", self.crl, rf"/crl/{_LABEL}\.crl"),
@@ -158,8 +158,8 @@ class HttpApp:
             reason = f"the CT log did not answer: {exc.message}"
             return _no_store({"status": "unhealthy", "reason": reason}, 503)
         age = info["sth_age_s"]
-        if age > self.healthy_age_s:
-            reason = f"the last checkpoint is {age:.1f} s old (limit {self.healthy_age_s:g} s)"
+        if age > self.max_sth_age_s:
+            reason = f"the tree head is {age:.1f} s old (limit {self.max_sth_age_s:g} s)"
             return _no_store({"status": "unhealthy", "reason": reason, "sth_age_s": age}, 503)
         return _no_store({"status": "healthy", "tree_size": info["tree_size"], "sth_age_s": age})
 

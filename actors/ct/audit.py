@@ -152,9 +152,9 @@ class HeadChecker:
     (first, second) sizes of the consistency proof to fetch, then ``accept``.
     """
 
-    def __init__(self, public_key: ec.EllipticCurvePublicKey, max_age_ms: int) -> None:
+    def __init__(self, public_key: ec.EllipticCurvePublicKey, max_sth_age_ms: int) -> None:
         self.public_key = public_key
-        self.max_age_ms = max_age_ms
+        self.max_sth_age_ms = max_sth_age_ms
         self.verified: SignedTreeHead | None = None
 
     def check(self, sth: SignedTreeHead) -> tuple[int, int] | None:
@@ -203,12 +203,12 @@ class HeadChecker:
             self.verified = sth
 
     def check_age(self, sth: SignedTreeHead, now_ms: int, why: str = "") -> None:
-        age_ms = now_ms - sth.timestamp
-        if age_ms > self.max_age_ms:
+        sth_age_ms = now_ms - sth.timestamp
+        if sth_age_ms > self.max_sth_age_ms:
             raise Misbehaviour(
                 AlertKind.STALE,
-                f"the newest tree head is {age_ms / 1000:.1f} s old (limit "
-                f"{self.max_age_ms / 1000:g} s; {describe(sth)}){why}",
+                f"the newest tree head is {sth_age_ms / 1000:.1f} s old (limit "
+                f"{self.max_sth_age_ms / 1000:g} s; {describe(sth)}){why}",
             )
 
 

@@ -60,6 +60,17 @@ def test_bad_values_are_refused_with_the_dotted_key(tmp_path: Path, text: str, m
         load_config(write(tmp_path, text), env={})
 
 
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path: Path) -> None:
+    old = "[http]\nhealthy_checkpoint_age_s = 5.0\n"
+    message = r"http\.healthy_checkpoint_age_s was renamed http\.max_sth_age_s"
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, old), env={})
+    with pytest.raises(ConfigError, match=message):  # from the environment too
+        load_config(write(tmp_path, ""), env={"TRUSTCHAIN_HTTP__HEALTHY_CHECKPOINT_AGE_S": "5"})
+    new = load_config(write(tmp_path, "[http]\nmax_sth_age_s = 7.0\n"), env={})
+    assert new.http.max_sth_age_s == 7.0
+
+
 def test_a_bad_environment_value_names_its_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"supervision\.period_s must be at least"):
         load_config(write(tmp_path, ""), env={"TRUSTCHAIN_SUPERVISION__PERIOD_S": "0"})

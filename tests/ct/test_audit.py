@@ -141,7 +141,7 @@ def test_the_log_key_must_hash_to_the_log_id() -> None:
 
 
 def checker() -> HeadChecker:
-    return HeadChecker(KEY.public_key(), max_age_ms=60_000)
+    return HeadChecker(KEY.public_key(), max_sth_age_ms=60_000)
 
 
 def test_a_growing_log_asks_for_a_consistency_proof_and_accepts_a_valid_one() -> None:

@@ -203,7 +203,7 @@ def test_health_ready_and_metrics_follow_the_actors(edge: Edge) -> None:
 def test_health_is_503_once_the_checkpoint_is_older_than_allowed(
     softhsm: HsmConfig, tmp_path: Path
 ) -> None:
-    config = edge_config(tmp_path, softhsm, healthy_checkpoint_age_s=0.2)
+    config = edge_config(tmp_path, softhsm, max_sth_age_s=0.2)
     ctlog = dataclasses.replace(config.ctlog, checkpoint_interval_s=3600.0)  # never re-signed
     config = dataclasses.replace(config, ctlog=ctlog)
     stale = Edge(config)
