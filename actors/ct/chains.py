@@ -16,7 +16,7 @@ verify costs ~55 µs.
 
 Not done here: validity periods, name constraints, key usages or path building
 beyond the order given (RFC 6962 logs do not require them); nothing is read or
-written (the actor keeps the roots file).
+written (``roots`` keeps the file of accepted roots).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ signed with one ``sign_batch``. Start-up does not wait either: the key
 (``EnsureKey``) and an empty log's first tree head (``SignData``) are requested,
 and the log is ready in the continuation.
 Accepted roots come from the issuer (``accept_roots``) and are kept beside
-the tiles, so a restart reloads everything from disk (crash-only:
+the tiles (``ct.roots``), so a restart reloads everything from disk (crash-only:
 ``TileLog.open`` runs recovery, and nothing acknowledged is lost).
 
 Faults of the environment are not bugs. When a durable append (or the idle
@@ -51,11 +51,9 @@ import functools
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import outcome
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -71,6 +69,7 @@ from trustchain.actors.ct import (
 from trustchain.actors.ct.chains import ChainValidator
 from trustchain.actors.ct.errors import CTError, LogUnavailable
 from trustchain.actors.ct.log import StagedBatch
+from trustchain.actors.ct.roots import load_roots, roots_path, save_roots
 from trustchain.actors.ctlog.messages import (
     AcceptRoots,
     AddChain,
@@ -87,7 +86,6 @@ from trustchain.actors.ctlog.messages import (
     GetTile,
     LogIssued,
 )
-from trustchain.actors.durable import replace_file
 from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
 from trustchain.actors.hsm.token import HsmError
 from trustchain.config import CtLogConfig
@@ -200,7 +198,8 @@ class CTLogActor(SupervisedActor):
 
     def _open_at_start(self) -> None:
         self.log = self._open_log()
-        self._load_roots()
+        for der in load_roots(roots_path(self.config.storage_dir)):
+            self.chains.add_root(der)
         self.every(self.config.checkpoint_interval_s, _RefreshCheckpoint())
         self.every(SIGN_TIMEOUT_S / 4, _CheckSigning())
         self.ready()
@@ -439,22 +438,8 @@ class CTLogActor(SupervisedActor):
     def accept_roots(self, msg: AcceptRoots) -> int:
         for der in msg.certificates:
             self.chains.add_root(der)
-        self._save_roots()
+        save_roots(roots_path(self.config.storage_dir), self.chains.roots.values())
         return len(self.chains.roots)
-
-    def _roots_file(self) -> Path:
-        return self.config.storage_dir.parent / "accepted-roots.pem"
-
-    def _load_roots(self) -> None:
-        path = self._roots_file()
-        if path.exists():
-            for cert in x509.load_pem_x509_certificates(path.read_bytes()):
-                self.chains.add_root(cert.public_bytes(serialization.Encoding.DER))
-
-    def _save_roots(self) -> None:
-        roots = self.chains.roots.values()
-        data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in roots)
-        replace_file(self._roots_file(), data)
 
     # Reads (RFC 6962 §4, static-ct-api) ------------------------------------------
 
