@@ -86,8 +86,8 @@ from trustchain.actors.ctlog.messages import (
     GetTile,
     LogIssued,
 )
+from trustchain.actors.hsm.errors import HsmError
 from trustchain.actors.hsm.messages import EnsureKey, SignBatch, SignData
-from trustchain.actors.hsm.token import HsmError
 from trustchain.config import CtLogConfig
 from trustchain.supervisors import (
     ActorContext,

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from trustchain.actors.hsm.token import HsmError, HsmModuleNotFound
+from trustchain.actors.hsm.errors import HsmError, HsmModuleNotFound
 
 INSTALL_HINT = (
     "install SoftHSMv2: `sudo apt-get install softhsm2` (Debian/Ubuntu) "

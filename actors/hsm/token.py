@@ -16,7 +16,7 @@ DESIGN.md). One ``Token`` is used by one thread: the HSMActor's, through a
 ``RemoteToken`` (``actors/hsm/remote.py``) that runs it in a process of its own.
 
 Failures a user can cause (missing module or token, wrong PIN, unknown key
-label) are typed ``HsmError``s. A session or device that goes away raises
+label) are typed ``HsmError``s (``errors``). A session or device that goes away raises
 python-pkcs11's own errors; the HSMActor tells that apart from a bug by
 reopening the token (see ``actors/hsm/actor.py``).
 """
@@ -41,8 +41,20 @@ from pkcs11.util.ec import (
 )
 
 from trustchain.actors.ca.errors import SignatureInvalid
+from trustchain.actors.hsm.errors import (  # all of them: still importable from here
+    HsmError,  # noqa: F401
+    HsmLoginFailed,
+    HsmModuleNotFound,
+    HsmPinMissing,
+    HsmTokenNotFound,
+    HsmUnavailable,  # noqa: F401
+    InvalidPublicKey,
+    KeyExists,
+    UnknownKey,
+    UnsupportedHash,
+    UnsupportedKeyType,
+)
 from trustchain.config import CA_KEY_TYPES
-from trustchain.supervisors.errors import TrustChainError
 
 # The token's parameters for each of config's CA_KEY_TYPES (tests/ca/test_key_types.py
 # checks the two agree): family, then curve name or modulus bits.
@@ -62,53 +74,6 @@ SOFTHSM_PATHS = (
     "/opt/homebrew/lib/softhsm/libsofthsm2.so",  # macOS, Apple silicon
     "/usr/local/lib/softhsm/libsofthsm2.so",  # macOS, Intel
 )
-
-
-class HsmError(TrustChainError):
-    code = "hsm_error"
-
-
-class HsmUnavailable(HsmError):
-    """The token or its module stopped answering (removed, device error); retried with
-    backoff, and requests are refused until it is back."""
-
-    code = "hsm_unavailable"
-
-
-class HsmModuleNotFound(HsmError):
-    code = "hsm_module_not_found"
-
-
-class HsmTokenNotFound(HsmError):
-    code = "hsm_token_not_found"
-
-
-class HsmPinMissing(HsmError):
-    code = "hsm_pin_missing"
-
-
-class HsmLoginFailed(HsmError):
-    code = "hsm_login_failed"
-
-
-class UnknownKey(HsmError):
-    code = "unknown_key"
-
-
-class KeyExists(HsmError):
-    code = "key_exists"
-
-
-class UnsupportedKeyType(HsmError):
-    code = "unsupported_key_type"
-
-
-class UnsupportedHash(HsmError):
-    code = "unsupported_hash"
-
-
-class InvalidPublicKey(HsmError):
-    code = "invalid_public_key"
 
 
 def _verifies(public_key: Any, signature: bytes, data: bytes, hash_name: str) -> bool:

@@ -20,7 +20,7 @@ from trustchain.actors.ca import CaStoreUnavailable
 from trustchain.actors.ct import LogUnavailable
 from trustchain.actors.ctlog import CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
-from trustchain.actors.hsm.token import HsmUnavailable
+from trustchain.actors.hsm.errors import HsmUnavailable
 from trustchain.actors.issuer import IssueCertificate, IssuerActor, RevokeCertificate
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.supervisors import (

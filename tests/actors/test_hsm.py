@@ -24,7 +24,7 @@ from trustchain.actors.hsm import (
     SignBatch,
     SignData,
 )
-from trustchain.actors.hsm.token import HsmUnavailable, InvalidPublicKey, KeyExists, UnknownKey
+from trustchain.actors.hsm.errors import HsmUnavailable, InvalidPublicKey, KeyExists, UnknownKey
 from trustchain.config import HsmConfig
 from trustchain.supervisors import (
     ActorState,

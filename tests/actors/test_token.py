@@ -9,18 +9,17 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from trustchain.actors.hsm.token import (
+from trustchain.actors.hsm.errors import (
     HsmLoginFailed,
     HsmModuleNotFound,
     HsmPinMissing,
     HsmTokenNotFound,
     KeyExists,
-    Token,
     UnknownKey,
     UnsupportedHash,
     UnsupportedKeyType,
-    read_pin,
 )
+from trustchain.actors.hsm.token import Token, read_pin
 from trustchain.config import HsmConfig
 
 from ..conftest import pin_of
