@@ -10,14 +10,16 @@ checks an outsider makes of what a log says (``audit``: the monitor's and
 time is passed in as ``now_ms``.
 """
 
-from .chains import ChainValidator, InvalidChain
+from .chains import ChainValidator
 from .checkpoint import SignedTreeHead, encode_checkpoint, parse_checkpoint
 from .entries import LogEntryInput, TileLeaf, decode_data_tile
 from .errors import (
     CheckpointError,
     CTError,
     IndexOutOfRange,
+    InvalidChain,
     InvalidLogEntry,
+    LogBusy,
     LogCorrupted,
     LogUnavailable,
     MalformedStructure,
@@ -62,6 +64,7 @@ __all__ = [
     "InvalidChain",
     "InvalidLogEntry",
     "LocalDirectoryStorage",
+    "LogBusy",
     "LogCorrupted",
     "LogEntryInput",
     "LogEntryType",

@@ -29,18 +29,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from .entries import LogEntryInput
-from .errors import CTError
+from .errors import InvalidChain
 from .rfc6962 import POISON_OID, issuer_key_hash
 
 POISON = x509.ObjectIdentifier(POISON_OID)
 MAX_CHAIN = 10  # certificates in one submission
 MAX_LINKS = 4096  # verified CA-to-CA links remembered
-
-
-class InvalidChain(CTError):
-    """The submitted chain is malformed or does not lead to an accepted root (HTTP 400)."""
-
-    code = "invalid_chain"
 
 
 def load_certificate(der: bytes, what: str) -> x509.Certificate:

@@ -76,3 +76,15 @@ class LogUnavailable(CTError):
     """A storage or index write failed mid-append; this instance must be reopened."""
 
     code = "log_unavailable"
+
+
+class LogBusy(CTError):
+    """The submission pool is full: try again after ``retry_after_s`` (HTTP 503)."""
+
+    code = "log_busy"
+
+
+class InvalidChain(CTError):
+    """The submitted chain is malformed or does not lead to an accepted root (HTTP 400)."""
+
+    code = "invalid_chain"

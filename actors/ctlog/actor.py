@@ -67,7 +67,7 @@ from trustchain.actors.ct import (
     TreeSizeOutOfRange,
 )
 from trustchain.actors.ct.chains import ChainValidator
-from trustchain.actors.ct.errors import CTError, LogUnavailable
+from trustchain.actors.ct.errors import CTError, LogBusy, LogUnavailable
 from trustchain.actors.ct.log import StagedBatch
 from trustchain.actors.ct.roots import load_roots, roots_path, save_roots
 from trustchain.actors.ctlog.messages import (
@@ -106,12 +106,6 @@ MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 MAX_STAGED = 2  # batches out for signing or committing at once (the pipeline's depth)
 MAX_SIGN_ITEMS = 65_536  # what one sign_batch may carry (hsm.Batch)
 SIGN_TIMEOUT_S = 60.0  # an HSM that has not signed a batch by then is failing
-
-
-class LogBusy(CTError):
-    """The submission pool is full: try again after ``retry_after_s`` (HTTP 503)."""
-
-    code = "log_busy"
 
 
 @dataclass(frozen=True)
