@@ -8,9 +8,10 @@
 - Peers and edges import an actor's vocabulary, not the actor: only the composition
   root imports ``actors/<name>/actor.py``.
 - Domain code is free of the runtime: importing a domain package or an error
-  module in a fresh interpreter loads none of pykka, trio, outcome, loguru (the
-  way trio tests its public surface, in a subprocess, so that nothing this test
-  session already imported hides a regression).
+  module in a fresh interpreter loads none of pykka, trio, outcome, loguru, nor
+  python-pkcs11 (the way trio tests its public surface, in a subprocess, so that
+  nothing this test session already imported hides a regression). Only the HSM's
+  token loads pkcs11: the CT log catches ``HsmError`` from ``hsm.errors``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("actors", "supervisors", "protocols", "config")  # -> trustchain.<folder>
-RUNTIME = ("pykka", "trio", "outcome", "loguru")
+RUNTIME = ("pykka", "trio", "outcome", "loguru", "pkcs11")
 
 
 def _modules() -> dict[str, Path]:
@@ -176,19 +177,33 @@ def test_only_the_composition_root_imports_an_actor() -> None:
 DOMAIN = (
     "trustchain.actors.ca",
     "trustchain.actors.ct",
+    "trustchain.actors.ct.roots",
     "trustchain.actors.ca.errors",
     "trustchain.actors.ct.errors",
+    "trustchain.actors.hsm.errors",
+    "trustchain.actors.renewal.errors",
     "trustchain.supervisors.errors",
 )
 
 
-@pytest.mark.parametrize("module", DOMAIN)
-def test_domain_code_loads_none_of_the_runtime(module: str) -> None:
-    probe = f"import sys, {module}\nprint(' '.join(m for m in {RUNTIME!r} if m in sys.modules))\n"
+def loaded_by(module: str, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` importing ``module`` loads, in a fresh interpreter."""
+    probe = f"import sys, {module}\nprint(' '.join(m for m in {names!r} if m in sys.modules))\n"
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.split() == [], f"importing {module} loads {done.stdout.strip()}"
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("module", DOMAIN)
+def test_domain_code_loads_none_of_the_runtime(module: str) -> None:
+    loaded = loaded_by(module, RUNTIME)
+    assert loaded == [], f"importing {module} loads {' '.join(loaded)}"
+
+
+def test_the_ct_log_does_not_load_the_hsm_library() -> None:
+    assert loaded_by("trustchain.actors.ctlog.actor", ("pkcs11",)) == []
+    assert loaded_by("trustchain.actors.hsm.token", ("pkcs11",)) == ["pkcs11"]  # the probe works
 
 
 def test_the_runtime_names_still_come_from_the_package() -> None:

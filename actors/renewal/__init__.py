@@ -3,16 +3,23 @@
 - ``messages``: its vocabulary (``RegisterCertificate``, ``Subscribe``, ``GetBundle``, ...),
   what peers import;
 - ``actor``: ``RenewalActor``, started only by the composition root;
+- ``errors``: what a caller can be told (``UnknownCertificate``, ``CertificateNotIssued``,
+  ``RenewalFailed``);
 - ``bundle``: what a certificate bundle is, when it is due, how it is kept on disk.
 
-The messages are imported eagerly; ``RenewalActor`` on first use (PEP 562), so that a peer
-that imports the vocabulary does not load the actor with it.
+The messages and errors are imported eagerly; ``RenewalActor`` on first use (PEP 562), so
+that a peer that imports the vocabulary does not load the actor with it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trustchain.actors.renewal.errors import (
+    CertificateNotIssued,
+    RenewalFailed,
+    UnknownCertificate,
+)
 from trustchain.actors.renewal.messages import (
     GetBundle,
     GetRenewalStatus,
@@ -31,11 +38,14 @@ __getattr__, __dir__ = lazy_names(__name__, {"RenewalActor": "actor"})
 
 
 __all__ = [
+    "CertificateNotIssued",
     "GetBundle",
     "GetRenewalStatus",
     "RegisterCertificate",
     "RenewNow",
     "RenewalActor",
+    "RenewalFailed",
     "Subscribe",
+    "UnknownCertificate",
     "Unsubscribe",
 ]

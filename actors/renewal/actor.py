@@ -59,6 +59,11 @@ from trustchain.actors.renewal.bundle import (
     spki_of,
     write_version,
 )
+from trustchain.actors.renewal.errors import (
+    CertificateNotIssued,
+    RenewalFailed,
+    UnknownCertificate,
+)
 from trustchain.actors.renewal.messages import (
     MAX_NAMES,
     GetBundle,
@@ -81,18 +86,6 @@ from trustchain.supervisors.registry import Registry, Reply
 
 ISSUE_TIMEOUT_S = 60.0  # unanswered this long: counted as failed, a late reply is dropped
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-class UnknownCertificate(TrustChainError):
-    code = "unknown_certificate"
-
-
-class CertificateNotIssued(TrustChainError):
-    code = "certificate_not_issued"
-
-
-class RenewalFailed(TrustChainError):
-    code = "renewal_failed"
 
 
 # Subscribers outlive an incarnation: they are kept beside the registry, like its cells --

@@ -26,6 +26,7 @@ from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import GetCAStatus, IssuerActor
 from trustchain.actors.renewal import (
+    CertificateNotIssued,
     GetBundle,
     GetRenewalStatus,
     RegisterCertificate,
@@ -33,7 +34,6 @@ from trustchain.actors.renewal import (
     RenewNow,
     Subscribe,
 )
-from trustchain.actors.renewal.actor import CertificateNotIssued
 from trustchain.actors.renewal.bundle import Bundle, check_period, renewal_due, renewal_reason
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig, RenewalConfig
 from trustchain.protocols.tls_reload import CertificateNotReady, Reloading, ReloadingSSLContext
