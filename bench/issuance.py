@@ -37,7 +37,7 @@ from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor, SignBatch
 from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.actors.issuer import IssueCertificate, IssuerActor
-from trustchain.actors.issuer import actor as issuer_module
+from trustchain.actors.issuer import pipeline as issuer_pipeline  # MAX_SIGN_BATCH is read there
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.protocols.logs import setup_logging
 from trustchain.supervisors import ChildSpec, Registry, start_root
@@ -145,11 +145,11 @@ def main() -> None:
     parser.add_argument(
         "--sign-batch",
         type=int,
-        default=issuer_module.MAX_SIGN_BATCH,
+        default=issuer_pipeline.MAX_SIGN_BATCH,
         help="most TBSs per HSM message (1: one message per signature)",
     )
     args = parser.parse_args()
-    issuer_module.MAX_SIGN_BATCH = args.sign_batch
+    issuer_pipeline.MAX_SIGN_BATCH = args.sign_batch
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
         directory = Path(tmp)

@@ -2,7 +2,9 @@
 
 - ``messages``: its vocabulary (``IssueCertificate``, ``RevokeCertificate``, ``GetCRL``,
   ...), what peers import;
-- ``actor``: ``IssuerActor``, started only by the composition root.
+- ``actor``: ``IssuerActor``, started only by the composition root; it is composed of
+  ``pipeline`` (issuance), ``revocation``, ``hierarchy`` (start-up, rotation), ``crls``
+  and ``faults`` over ``base``, which peers do not import.
 
 The CA it drives (CSR policy, X.509 building, CRLs, the hierarchy and its store) is the
 sans-IO domain package ``trustchain.actors.ca``.

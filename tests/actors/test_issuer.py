@@ -113,6 +113,16 @@ def ca(softhsm: HsmConfig, tmp_path: Path) -> Iterator[CA]:
     root.stop(block=True, timeout=30)
 
 
+def test_the_composed_actor_handles_the_messages_of_every_part() -> None:
+    """IssuerActor is made of mixins (pipeline, revocation, hierarchy, faults): the
+    handlers of each are the actor's, not only those of its first base."""
+    assert set(IssuerActor.message_types().values()) == {
+        IssueCertificate, RevokeCertificate, GetCertificate, GetCRL, RefreshCRLs,
+        GetCAStatus, RotateIntermediate,
+    }  # fmt: skip
+    assert "_retry_store" in {message.type for message in IssuerActor._handlers}
+
+
 @pytest.mark.parametrize("leaf_kind", ["ec-p256", "ec-p384", "rsa-2048", "ed25519"])
 def test_issued_leaves_verify_with_openssl_and_lint_clean(ca: CA, leaf_kind: str) -> None:
     reply = ca.issue(dns_csr(make_key(leaf_kind), f"www.{ZONE}", f"api.{ZONE}"))

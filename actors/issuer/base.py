@@ -1,0 +1,66 @@
+"""What every part of the issuer stands on: its configuration, its peers, the CA's store
+and hierarchy, and how the parts' handlers join into one actor.
+
+``IssuerActor`` (``actor.py``) is composed of parts, each a subclass of ``IssuerBase``
+holding one idea: publishing CRLs (``crls.py``), faults of the CA store
+(``faults.py``), the issuance pipeline (``pipeline.py``), revocation and the CRL and
+certificate queries (``revocation.py``), the hierarchy's start-up and rotation
+(``hierarchy.py``). They share one thread, one mailbox and the state below, so they
+are mixins of one actor, not actors of their own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from typing import Any
+
+from trustchain.actors.ca import CAStore, Hierarchy, IssuancePolicy
+from trustchain.config import CaConfig
+from trustchain.supervisors import ActorContext, SupervisedActor
+
+STORE_FAULTS = (OSError, sqlite3.OperationalError)  # disk full, I/O error, read-only
+
+
+def policy_from_config(ca: CaConfig) -> IssuancePolicy:
+    return IssuancePolicy(
+        permitted_zones=tuple(ca.permitted_zones),
+        allow_wildcards=ca.allow_wildcards,
+        allow_ipv6_sans=ca.allow_ipv6_sans,
+        allowed_key_types=frozenset(ca.allowed_key_types),
+        min_validity=timedelta(seconds=ca.min_validity_s),
+        max_validity=timedelta(seconds=ca.max_validity_s),
+        default_validity=timedelta(seconds=ca.default_validity_s),
+        max_csr_bytes=ca.max_csr_bytes,
+        max_sans=ca.max_sans,
+        subject_mode=ca.subject,
+    )
+
+
+class IssuerBase(SupervisedActor):
+    """The state the issuer's parts share; ``store`` and ``ca`` are opened at start-up."""
+
+    store: CAStore | None
+    ca: Hierarchy
+
+    def __init__(
+        self,
+        context: ActorContext,
+        config: CaConfig,
+        hsm: str = "hsm",
+        ctlog: str | None = "ctlog",
+    ) -> None:
+        super().__init__(context)
+        self.config = config
+        self.hsm = hsm
+        self.ctlog = ctlog  # None: issue without a CT log
+        self.policy = policy_from_config(config)
+        self.store = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # SupervisedActor starts a class's handler table from its first base's only; an
+        # actor composed of several parts (IssuerActor) takes every part's handlers.
+        for part in cls.__mro__[1:]:
+            for message_type, attr in vars(part).get("_handlers", {}).items():
+                cls._handlers.setdefault(message_type, attr)
