@@ -28,7 +28,7 @@ from trustchain.actors.ctlog.messages import (
     GetCheckpoint,
     GetEntries,
     GetEntryAndProof,
-    GetIssuer,
+    GetIssuerCertificate,
     GetProofByHash,
     GetRoots,
     GetSTH,
@@ -138,7 +138,7 @@ class CtRoutes:
         assert request.match is not None
         fingerprint = request.match[1].lower()
         try:
-            der = await self.ask(GetIssuer(fingerprint))
+            der = await self.ask(GetIssuerCertificate(fingerprint))
         except LogCorrupted:  # the log says "missing or damaged"; to a client, it is not here
             raise NotFound(f"no issuer certificate with fingerprint {fingerprint}") from None
         return Response(200, der, "application/pkix-cert", [("cache-control", IMMUTABLE)])

@@ -77,7 +77,7 @@ from trustchain.actors.ctlog.messages import (
     GetCheckpoint,
     GetEntries,
     GetEntryAndProof,
-    GetIssuer,
+    GetIssuerCertificate,
     GetLogInfo,
     GetProofByHash,
     GetRoots,
@@ -483,8 +483,8 @@ class CTLogActor(SupervisedActor):
     def get_tile(self, msg: GetTile) -> bytes:
         return self._log.tile(msg.path)
 
-    @handles(GetIssuer)
-    def get_issuer(self, msg: GetIssuer) -> bytes:
+    @handles(GetIssuerCertificate)
+    def get_issuer_certificate(self, msg: GetIssuerCertificate) -> bytes:
         try:
             fingerprint = bytes.fromhex(msg.fingerprint)
         except ValueError:

@@ -94,7 +94,7 @@ class GetTile(Message):
 
 
 @dataclass(frozen=True)
-class GetIssuer(Message):
+class GetIssuerCertificate(Message):
     # the hex SHA-256 of the issuer certificate
     fingerprint: Annotated[str, Bounds(pattern="[0-9a-fA-F]{64}", what="64 hex digits")]
 

@@ -408,7 +408,8 @@ def test_an_empty_or_long_issuer_fingerprint_is_refused_not_a_crash(runtime: Run
     # now the log has issuers
     assert runtime.call("issuer", "issue_certificate", {"csr": CSR})["ok"]
     for fingerprint in ("", "ab" * 200):  # a directory; a file name too long (OSError)
-        error = _no_restart(runtime, "ctlog", "get_issuer", {"fingerprint": fingerprint})
+        args = {"fingerprint": fingerprint}
+        error = _no_restart(runtime, "ctlog", "get_issuer_certificate", args)
         assert error["code"] == "invalid_request" and "64 hex digits" in error["message"]
 
 
