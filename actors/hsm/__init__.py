@@ -3,7 +3,9 @@
 - ``messages``: its vocabulary (``SignData``, ``SignBatch``, ``EnsureKey``, ...), what
   peers import;
 - ``actor``: ``HSMActor``, started only by the composition root;
-- ``token``: the PKCS#11 token it owns (and the ``HsmError`` family);
+- ``errors``: the ``HsmError`` family (imports nothing but ``supervisors.errors``);
+- ``token``: the PKCS#11 token it owns; ``remote``: that token in a process of its own,
+  which is how the actor uses it;
 - ``softhsm``: preparing a project-local SoftHSMv2 token.
 
 The messages are imported eagerly; ``HSMActor`` on first use (PEP 562), so that a peer

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import pkcs11
 
+from trustchain.actors.hsm.errors import HsmError, HsmLoginFailed, HsmPinMissing, HsmUnavailable
 from trustchain.actors.hsm.messages import (
     EnsureKey,
     GenerateKey,
@@ -42,14 +43,7 @@ from trustchain.actors.hsm.messages import (
     SignData,
 )
 from trustchain.actors.hsm.remote import RemoteToken
-from trustchain.actors.hsm.token import (
-    HsmError,
-    HsmLoginFailed,
-    HsmPinMissing,
-    HsmUnavailable,
-    KeyInfo,
-    read_pin,
-)
+from trustchain.actors.hsm.token import KeyInfo, read_pin
 from trustchain.config import HsmConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
 

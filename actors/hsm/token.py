@@ -41,13 +41,11 @@ from pkcs11.util.ec import (
 )
 
 from trustchain.actors.ca.errors import SignatureInvalid
-from trustchain.actors.hsm.errors import (  # all of them: still importable from here
-    HsmError,  # noqa: F401
+from trustchain.actors.hsm.errors import (
     HsmLoginFailed,
     HsmModuleNotFound,
     HsmPinMissing,
     HsmTokenNotFound,
-    HsmUnavailable,  # noqa: F401
     InvalidPublicKey,
     KeyExists,
     UnknownKey,
