@@ -105,16 +105,16 @@ def revoke(obj: Context, serial: str, reason: str) -> None:
 
 
 @click.command()
-@click.option("--issuer", help="An intermediate's key label (default: the current one).")
+@click.option("--ca", help="The CA's key label (default: the current intermediate).")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the CRL (PEM) here instead of printing it.",
 )
 @click.pass_obj
-def crl(obj: Context, issuer: str | None, out: Path | None) -> None:
-    """Print or write the current CRL."""
-    result = obj.call("issuer", "get_crl", {"issuer": issuer} if issuer else {})
+def crl(obj: Context, ca: str | None, out: Path | None) -> None:
+    """Print or write a CA's current CRL."""
+    result = obj.call("issuer", "get_crl", {"ca": ca} if ca else {})
     if out is None:
         click.echo(result["crl"], nl=False)
         return

@@ -134,7 +134,7 @@ class HttpApp:
         assert request.match is not None
         label = request.match[1]
         try:
-            reply = await self.ask("issuer", GetCRL(label))
+            reply = await self.ask("issuer", GetCRL(ca=label))
         except IssuerNotValid:
             raise NotFound(f"no CRL for {label!r}") from None
         return Response(200, _der(reply["crl"]), "application/pkix-crl",

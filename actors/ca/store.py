@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS issued (
     revoked_at       TEXT,
     reason           TEXT,
     cert_der         BLOB NOT NULL,
-    issuer_key_label TEXT NOT NULL
+    issuer_key_label TEXT NOT NULL          -- the issuing CA's key label: ca_label
 );
 CREATE INDEX IF NOT EXISTS issued_revoked ON issued (issuer_key_label, status);
 CREATE TABLE IF NOT EXISTS probe (           -- one row, rewritten to see the disk take writes
@@ -126,7 +126,7 @@ class IssuanceRecord:
     revoked_at: datetime | None
     reason: str | None
     cert_der: bytes
-    issuer_key_label: str
+    ca_label: str  # the key label of the CA that issued it
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -223,7 +223,7 @@ class CAStore:
 
     # -- issued certificates ------------------------------------------------
 
-    def record_issued(self, cert: x509.Certificate, issuer_key_label: str) -> IssuanceRecord:
+    def record_issued(self, cert: x509.Certificate, ca_label: str) -> IssuanceRecord:
         """Record an issued certificate; ``DuplicateSerial`` if its serial exists."""
         serial = serial_hex(cert.serial_number)
         names = _cert_names(cert)
@@ -233,7 +233,7 @@ class CAStore:
                 db.execute(
                     "INSERT INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
                     (serial, json.dumps(names), _time(cert.not_valid_before_utc),
-                     _time(cert.not_valid_after_utc), der, issuer_key_label),
+                     _time(cert.not_valid_after_utc), der, ca_label),
                 )  # fmt: skip
         except sqlite3.IntegrityError:
             raise DuplicateSerial(
@@ -247,20 +247,20 @@ class CAStore:
     ) -> list[DuplicateSerial | None]:
         """Record many certificates in one transaction (one fsync: group commit).
 
-        Each is ``(certificate, issuer key label, names)``, the names in SAN order (the
+        Each is ``(certificate, CA label, names)``, the names in SAN order (the
         issuer knows them; parsing them back out of the certificate costs more than the
         insert). Returns, per certificate, ``None`` when recorded or the
         ``DuplicateSerial`` that refused it; the others are recorded all the same.
         """
         outcomes: list[DuplicateSerial | None] = []
         with self._transaction() as db:
-            for cert, issuer_key_label, names in certs:
+            for cert, ca_label, names in certs:
                 serial = serial_hex(cert.serial_number)
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
                     (serial, json.dumps(list(names)), _time(cert.not_valid_before_utc),
                      _time(cert.not_valid_after_utc),
-                     cert.public_bytes(serialization.Encoding.DER), issuer_key_label),
+                     cert.public_bytes(serialization.Encoding.DER), ca_label),
                 ).rowcount  # fmt: skip
                 outcomes.append(
                     None
@@ -286,7 +286,7 @@ class CAStore:
             revoked_at=_parse_time(row[5]) if row[5] else None,
             reason=row[6],
             cert_der=bytes(row[7]),
-            issuer_key_label=row[8],
+            ca_label=row[8],
         )
 
     def revoke(self, serial: int, reason: str, now: datetime) -> IssuanceRecord:
@@ -306,9 +306,9 @@ class CAStore:
         return self.get(serial)
 
     def revoked_entries(
-        self, issuer_key_label: str, *, expired_before: datetime | None = None
+        self, ca_label: str, *, expired_before: datetime | None = None
     ) -> list[RevokedEntry]:
-        """Revoked certificates of one issuer, by serial, for its CRL.
+        """Revoked certificates of one CA, by serial, for its CRL.
 
         With ``expired_before``, certificates that expired before that instant are
         left out (RFC 5280 §3.3 lets a CRL drop them once one CRL issued after
@@ -318,7 +318,7 @@ class CAStore:
             "SELECT serial, revoked_at, reason FROM issued "
             "WHERE issuer_key_label = ? AND status = 'revoked'"
         )
-        params: tuple[str, ...] = (issuer_key_label,)
+        params: tuple[str, ...] = (ca_label,)
         if expired_before is not None:
             query += " AND not_after >= ?"
             params += (_time(expired_before),)
@@ -326,16 +326,16 @@ class CAStore:
         entries = [RevokedEntry(int(s, 16), _parse_time(at), reason) for s, at, reason in rows]
         return sorted(entries, key=lambda e: e.serial)
 
-    def next_crl_number(self, issuer_key_label: str) -> int:
-        """The next CRL number for this issuer: 1, 2, 3, ... durable and never reused."""
+    def next_crl_number(self, ca_label: str) -> int:
+        """The next CRL number for this CA: 1, 2, 3, ... durable and never reused."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO crl_numbers VALUES (?, 1) ON CONFLICT (issuer_key_label) "
                 "DO UPDATE SET last_number = last_number + 1",
-                (issuer_key_label,),
+                (ca_label,),
             )
             row = db.execute(
                 "SELECT last_number FROM crl_numbers WHERE issuer_key_label = ?",
-                (issuer_key_label,),
+                (ca_label,),
             ).fetchone()
         return int(row[0])

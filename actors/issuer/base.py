@@ -38,10 +38,11 @@ def policy_from_config(ca: CaConfig) -> IssuancePolicy:
 
 
 class IssuerBase(SupervisedActor):
-    """The state the issuer's parts share; ``store`` and ``ca`` are opened at start-up."""
+    """The state the issuer's parts share; ``store`` and ``hierarchy`` are opened at
+    start-up."""
 
     store: CAStore | None
-    ca: Hierarchy
+    hierarchy: Hierarchy
 
     def __init__(
         self,

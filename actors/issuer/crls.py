@@ -42,7 +42,7 @@ class CRLPublishing(IssuerBase):
             then([])
         for index, label in enumerate(labels):
             try:
-                new = self.ca.new_crl(label, now)  # takes a CRL number: a database write
+                new = self.hierarchy.new_crl(label, now)  # takes a CRL number: a database write
             except STORE_FAULTS as exc:
                 done(index, outcome.Error(exc))
                 continue
@@ -64,8 +64,8 @@ class CRLPublishing(IssuerBase):
 
     def _crl_signed(self, new: NewCRL, signature: bytes) -> x509.CertificateRevocationList:
         """Check and keep the signed CRL, and write its files (unless a newer one is out)."""
-        crl = self.ca.add_crl(new, signature)
+        crl = self.hierarchy.add_crl(new, signature)
         if crl is not None:
-            for path, content in self.ca.crl_files(new.key_label).items():
+            for path, content in self.hierarchy.crl_files(new.key_label).items():
                 replace_file(path, content)
-        return self.ca.crls[new.key_label]
+        return self.hierarchy.crls[new.key_label]

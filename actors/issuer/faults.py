@@ -87,4 +87,4 @@ class StoreFaults(CRLPublishing):
             self._store_works()
 
         # ... and to the CRL directory (CRLs missed meanwhile)
-        self._publish_crls(self.ca.live_labels(now), now, refreshed)
+        self._publish_crls(self.hierarchy.live_labels(now), now, refreshed)

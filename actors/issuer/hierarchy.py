@@ -46,26 +46,26 @@ class HierarchyLifecycle(StoreFaults):
         self.config.database.parent.mkdir(parents=True, exist_ok=True)
         self.config.crl_dir.mkdir(parents=True, exist_ok=True)
         self.store = CAStore(self.config.database)
-        self.ca = Hierarchy(self.config, self.store, self.policy.permitted_ipv6_networks)
+        self.hierarchy = Hierarchy(self.config, self.store, self.policy.permitted_ipv6_networks)
         self.starting()  # each step below is a request; an error in any fails the start
         self._create_missing(self.clock.now(), MAX_CREATION_STEPS)
 
     def _create_missing(self, now: datetime, steps_left: int) -> None:
         """Start-up, step 1: each missing CA (root, then intermediate): its key
         (``EnsureKey``), its signature (``SignData``), recorded; then load."""
-        label = self.ca.key_to_create(now) if steps_left else None
+        label = self.hierarchy.key_to_create(now) if steps_left else None
         if label is None:
-            self.ca.load(now)
+            self.hierarchy.load(now)
             self._publish_at_start(now)
             return
 
         def have_key(result: outcome.Outcome) -> None:
-            new = self.ca.new_missing(now, label, _ca_key(result.unwrap().public_key_der))
+            new = self.hierarchy.new_missing(now, label, _ca_key(result.unwrap().public_key_der))
             sign = SignData(new.signer, new.tbs.der, new.tbs.hash_name)
             self.request(self.hsm, sign, lambda signed: made(new, signed))
 
         def made(new: NewCACertificate, result: outcome.Outcome) -> None:
-            self.ca.add_ca_certificate(new, result.unwrap())
+            self.hierarchy.add_ca_certificate(new, result.unwrap())
             self._create_missing(now, steps_left - 1)
 
         self.request(self.hsm, EnsureKey(label, self.config.key_type), have_key)
@@ -74,7 +74,9 @@ class HierarchyLifecycle(StoreFaults):
         """Start-up, step 2: ``root.pem`` and every live CA's CRL, then the roots to
         the log (``AcceptRoots``), then ready."""
         # The trust anchor where users look for it (curl --cacert var/ca/root.pem).
-        replace_file(self.ca.root_pem_path, pem(self.ca.root.certificate).encode("ascii"))
+        replace_file(
+            self.hierarchy.root_pem_path, pem(self.hierarchy.root.certificate).encode("ascii")
+        )
 
         def published(results: list[outcome.Outcome]) -> None:
             for result in results:
@@ -82,14 +84,14 @@ class HierarchyLifecycle(StoreFaults):
             if self.ctlog is None:
                 running()
                 return
-            roots = AcceptRoots(self.ca.roots_der())
+            roots = AcceptRoots(self.hierarchy.roots_der())
             self.request(self.ctlog, roots, lambda accepted: running(accepted.unwrap()))
 
         def running(_accepted: Any = None) -> None:
             self.every(self.config.crl_refresh_s, RefreshCRLs())
             self.ready()
 
-        self._publish_crls(self.ca.live_labels(now), now, published)
+        self._publish_crls(self.hierarchy.live_labels(now), now, published)
 
     def cleanup(self) -> None:
         if self.store is not None:
@@ -100,21 +102,23 @@ class HierarchyLifecycle(StoreFaults):
 
     @handles(GetCAStatus)
     def get_ca_status(self, msg: GetCAStatus) -> list[dict[str, Any]]:
-        return self.ca.status(self.clock.now())
+        return self.hierarchy.status(self.clock.now())
 
     @handles(RotateIntermediate)
     def rotate_intermediate(self, msg: RotateIntermediate) -> None:
         """A new intermediate: its key (HSM), the root's signature (HSM), its first
         CRL (HSM), each a request; answered when it issues."""
         now = self.clock.now()
-        label = self.ca.next_intermediate_label()
+        label = self.hierarchy.next_intermediate_label()
         reply = self.defer()
 
         def have_key(result: outcome.Outcome) -> None:
             if isinstance(result, outcome.Error):
                 reply(outcome.Error(result.error))
                 return
-            new = self.ca.new_intermediate(now, label, _ca_key(result.unwrap().public_key_der))
+            new = self.hierarchy.new_intermediate(
+                now, label, _ca_key(result.unwrap().public_key_der)
+            )
             self.request(self.hsm, SignData(new.signer, new.tbs.der, new.tbs.hash_name),
                          lambda result: signed(new, result))  # fmt: skip
 
@@ -123,7 +127,7 @@ class HierarchyLifecycle(StoreFaults):
                 reply(outcome.Error(result.error))
                 return
             try:
-                record = self.ca.add_ca_certificate(new, result.unwrap())
+                record = self.hierarchy.add_ca_certificate(new, result.unwrap())
             except STORE_FAULTS as exc:
                 reply(outcome.Error(self._store_failed(exc, "no intermediate was made")))
                 return
@@ -134,7 +138,7 @@ class HierarchyLifecycle(StoreFaults):
                                lambda results: published(record, results[0]))  # fmt: skip
 
         def published(record: CACertificateRecord, result: outcome.Outcome) -> None:
-            self.ca.load(now)  # it issues from now on, its CRL out or not (refreshed later)
+            self.hierarchy.load(now)  # it issues from now on, its CRL out or not (refreshed later)
             if isinstance(result, outcome.Error):
                 reply(self._crl_failed(result.error, "the intermediate is made; its CRL is "
                                        "published once the disk takes writes"))  # fmt: skip

@@ -42,8 +42,8 @@ class GetCertificate(Message):
 
 @dataclass(frozen=True)
 class GetCRL(Message):
-    # an intermediate's key label; default: the current one
-    issuer: Annotated[str | None, Bounds(max_length=128)] = None
+    # the CA's key label (an intermediate's, or the root's); default: the current intermediate
+    ca: Annotated[str | None, Bounds(max_length=128)] = None
 
 
 @dataclass(frozen=True)
@@ -58,4 +58,4 @@ class RotateIntermediate(Message):
 
 @dataclass(frozen=True)
 class RefreshCRLs(Message):
-    """Sign and write a fresh CRL for every issuer (also on a timer)."""
+    """Sign and write a fresh CRL for every CA (also on a timer)."""

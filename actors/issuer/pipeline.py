@@ -87,9 +87,10 @@ class _IssuingCA:
     key_hash: bytes  # RFC 6962 PreCert.issuer_key_hash
 
     @classmethod
-    def of(cls, record: CACertificateRecord, ca: Hierarchy) -> _IssuingCA:
+    def of(cls, record: CACertificateRecord, hierarchy: Hierarchy) -> _IssuingCA:
         label = record.key_label
-        leaves = LeafProfile.of(record.certificate, ca.crl_url(label), ca.ca_issuers_url(label))
+        crl_url, ca_issuers_url = hierarchy.crl_url(label), hierarchy.ca_issuers_url(label)
+        leaves = LeafProfile.of(record.certificate, crl_url, ca_issuers_url)
         spki = ca_public_key(record.certificate).public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -111,7 +112,8 @@ class _Job:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def key_label(self) -> str:
+    def ca_label(self) -> str:
+        """The issuing CA's key label."""
         return self.issuer.record.key_label
 
 
@@ -159,7 +161,7 @@ class IssuancePipeline(StoreFaults):
         validity = check_validity_seconds(msg.validity_s, self.policy)  # no timedelta overflow
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
         now = self.clock.now()
-        issuer = self._issuing_ca(self.ca.issuer_for(now, approved.validity))
+        issuer = self._issuing_ca(self.hierarchy.issuer_for(now, approved.validity))
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
         # One TBS per certificate: the precertificate adds the poison to it, the final
         # certificate the SCT list, so the two are equal but for those (RFC 6962 §3.2).
@@ -172,7 +174,7 @@ class IssuancePipeline(StoreFaults):
     def _issuing_ca(self, record: CACertificateRecord) -> _IssuingCA:
         issuing = self._issuing.get(record.fingerprint)
         if issuing is None:
-            issuing = self._issuing[record.fingerprint] = _IssuingCA.of(record, self.ca)
+            issuing = self._issuing[record.fingerprint] = _IssuingCA.of(record, self.hierarchy)
         return issuing
 
     def _precert_signed(self, job: _Job, precert: x509.Certificate) -> None:
@@ -233,7 +235,7 @@ class IssuancePipeline(StoreFaults):
     def _sign(
         self, job: _Job, tbs: ToBeSigned, then: Callable[[_Job, x509.Certificate], None]
     ) -> None:
-        self._to_sign.append((job.key_label, tbs, job, then))
+        self._to_sign.append((job.ca_label, tbs, job, then))
 
     def _flush_signatures(self) -> None:
         """Send the queued TBSs to the HSM, one sign_batch per key and hash; the HSM
@@ -266,7 +268,7 @@ class IssuancePipeline(StoreFaults):
         assert self.store is not None
         jobs, self._to_record = self._to_record, []
         batch = [
-            (job.certificate, job.key_label, job.approved.san_names)
+            (job.certificate, job.ca_label, job.approved.san_names)
             for job in jobs
             if job.certificate
         ]
@@ -287,10 +289,10 @@ class IssuancePipeline(StoreFaults):
             job.reply(outcome.Value({
                 "serial": serial_hex(cert.serial_number),
                 "certificate": pem(cert),
-                "chain": self.ca.chain_pem[job.key_label],
+                "chain": self.hierarchy.chain_pem[job.ca_label],
                 "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
-                "issuer": job.key_label,
+                "ca": job.ca_label,
                 "names": list(job.approved.names),
                 **job.extra,
             }))  # fmt: skip

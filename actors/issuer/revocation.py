@@ -50,10 +50,10 @@ class Revocation(StoreFaults):
                 "status": record.status,
                 "reason": record.reason,
                 "revoked_at": record.revoked_at.isoformat(),
-                "crl_number": self.ca.crl_number(record.issuer_key_label),
+                "crl_number": self.hierarchy.crl_number(record.ca_label),
             }))  # fmt: skip
 
-        self._publish_crls([record.issuer_key_label], now, lambda results: published(results[0]))
+        self._publish_crls([record.ca_label], now, lambda results: published(results[0]))
 
     @handles(GetCertificate)
     def get_certificate(self, msg: GetCertificate) -> dict[str, Any]:
@@ -67,22 +67,22 @@ class Revocation(StoreFaults):
             "not_after": record.not_after.isoformat(),
             "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
             "reason": record.reason,
-            "issuer": record.issuer_key_label,
+            "ca": record.ca_label,
             "certificate": pem(record.certificate),
         }
 
     @handles(GetCRL)
     def get_crl(self, msg: GetCRL) -> dict[str, Any]:
-        label = msg.issuer or self.ca.current.key_label
-        crl = self.ca.crls.get(label)
+        label = msg.ca or self.hierarchy.current.key_label
+        crl = self.hierarchy.crls.get(label)
         if crl is None:
             raise IssuerNotValid(
-                f"no CRL for issuer {label!r}; issuers: {', '.join(sorted(self.ca.crls))}"
+                f"no CRL for CA {label!r}; CAs: {', '.join(sorted(self.hierarchy.crls))}"
             )
         return {
-            "issuer": label,
+            "ca": label,
             "crl": crl.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            "crl_number": self.ca.crl_number(label),
+            "crl_number": self.hierarchy.crl_number(label),
             "this_update": crl.last_update_utc.isoformat(),
             "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
             "revoked": len(crl),
@@ -92,7 +92,7 @@ class Revocation(StoreFaults):
     def refresh_crls(self, msg: RefreshCRLs) -> None:
         """Answered with the labels whose CRLs were re-signed, once all are written."""
         now = self.clock.now()
-        labels = self.ca.live_labels(now)
+        labels = self.hierarchy.live_labels(now)
         reply = self.defer()
 
         def published(results: list[outcome.Outcome]) -> None:

@@ -273,7 +273,7 @@ class RenewalActor(SupervisedActor):
         key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())  # fmt: skip
         cert_pem, chain_pem = reply["certificate"].encode(), reply["chain"].encode()
-        meta = {k: reply[k] for k in ("serial", "names", "issuer", "not_before", "not_after")}
+        meta = {k: reply[k] for k in ("serial", "names", "ca", "not_before", "not_after")}
         meta["issued_at"] = issued_at.isoformat()
         contents = (key_pem, cert_pem, chain_pem, cert_pem + chain_pem, json.dumps(meta).encode())
         modes = (0o600, 0o644, 0o644, 0o644, 0o644)

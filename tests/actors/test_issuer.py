@@ -282,7 +282,7 @@ def test_rotation_adds_an_intermediate_and_earlier_leaves_stay_valid(ca: CA) -> 
     rotated = ca.registry.ask("issuer", RotateIntermediate(), timeout=60)
     assert rotated["key_label"] == f"{ca.config.intermediate_key}-2"
     after = ca.issue(dns_csr(make_key("ec-p256"), f"new.{ZONE}"))
-    assert after["issuer"] == rotated["key_label"] and before["issuer"] != after["issuer"]
+    assert after["ca"] == rotated["key_label"] and before["ca"] != after["ca"]
     for reply, name in ((before, "before"), (after, "after")):
         root, chain, leaf = ca.write_chain(reply, name)
         done = openssl_verify("-CAfile", root, "-untrusted", chain, leaf)
@@ -290,7 +290,8 @@ def test_rotation_adds_an_intermediate_and_earlier_leaves_stay_valid(ca: CA) -> 
     status = ca.registry.ask("issuer", GetCAStatus())
     intermediates = [c for c in status if c["role"] == "intermediate"]
     assert [c["current"] for c in intermediates] == [False, True]
-    assert ca.registry.ask("issuer", GetCRL(before["issuer"]))["issuer"] == before["issuer"]
+    assert ca.registry.ask("issuer", GetCRL(ca=before["ca"]))["ca"] == before["ca"]
+    assert ca.registry.ask("issuer", GetCertificate(before["serial"]))["ca"] == before["ca"]
 
 
 def test_a_tls_handshake_with_an_issued_leaf_checks_the_hostname(ca: CA) -> None:
@@ -506,7 +507,7 @@ def test_revocation_crls_and_rotation_wait_on_the_hsm_without_blocking_the_issue
         wait_until(lambda: registry.ask("gate", HoldSignatures(True)) == 4, "4 held signatures")
 
         second = ca.issue(dns_csr(make_key("ec-p256"), f"second.{ZONE}"))  # not blocked
-        assert second["issuer"] == config.intermediate_key
+        assert second["ca"] == config.intermediate_key
         assert registry.ask("issuer", GetCertificate(first["serial"]))["status"] == "revoked"
         assert registry.ask("issuer", GetCRL())["crl_number"] == crl_before  # not yet
         assert answers == {}
@@ -517,12 +518,12 @@ def test_revocation_crls_and_rotation_wait_on_the_hsm_without_blocking_the_issue
         assert revoked["status"] == "revoked" and revoked["crl_number"] > crl_before
         assert answers["rotate"].unwrap()["key_label"] == f"{config.intermediate_key}-2"
         assert answers["refresh"].unwrap() == [config.root_key, config.intermediate_key]
-        crl = registry.ask("issuer", GetCRL(config.intermediate_key))
+        crl = registry.ask("issuer", GetCRL(ca=config.intermediate_key))
         assert crl["revoked"] == 1 and crl["crl_number"] == crl_before + 2
         on_disk = x509.load_der_x509_crl((config.crl_dir / f"{config.intermediate_key}.crl")
                                          .read_bytes())  # fmt: skip
         assert on_disk.get_revoked_certificate_by_serial_number(int(first["serial"], 16))
-        assert ca.issue(dns_csr(make_key("ec-p256"), f"third.{ZONE}"))["issuer"] == \
+        assert ca.issue(dns_csr(make_key("ec-p256"), f"third.{ZONE}"))["ca"] == \
             f"{config.intermediate_key}-2"  # fmt: skip
         assert registry.cell("issuer").restarts == 0
     finally:

@@ -53,7 +53,7 @@ def test_issued_certificate_is_recorded_with_its_names_dates_and_der(kit, store)
     assert record.not_before == cert.not_valid_before_utc
     assert record.not_after == cert.not_valid_after_utc
     assert record.certificate == cert
-    assert record.issuer_key_label == LABEL
+    assert record.ca_label == LABEL
 
 
 def test_a_serial_recorded_twice_is_refused_by_the_database_and_changes_nothing(kit, store):
@@ -95,20 +95,20 @@ def test_revocation_with_an_unknown_reason_changes_nothing(kit, store):
     assert store.get(cert.serial_number).status == "issued"
 
 
-def test_revoked_entries_are_per_issuer_sorted_and_can_drop_long_expired_ones(kit, store):
+def test_revoked_entries_are_per_ca_sorted_and_can_drop_long_expired_ones(kit, store):
     chain = kit.chain("ec-p256")
     now = datetime.now(UTC).replace(microsecond=0)
     certs = [chain.issue_for("ec-p256", serial=s) for s in (0x30, 0x10, 0x20, 0x40)]
     for cert in certs[:3]:
         store.record_issued(cert, LABEL)
-    store.record_issued(certs[3], "other-issuer")
+    store.record_issued(certs[3], "other-ca")
     for cert in certs:
         store.revoke(cert.serial_number, "superseded", now)
     store.record_issued(chain.issue_for("ec-p256", serial=0x50), LABEL)  # not revoked
     assert store.revoked_entries(LABEL) == [
         RevokedEntry(serial, now, "superseded") for serial in (0x10, 0x20, 0x30)
     ]
-    assert [e.serial for e in store.revoked_entries("other-issuer")] == [0x40]
+    assert [e.serial for e in store.revoked_entries("other-ca")] == [0x40]
     after_expiry = certs[0].not_valid_after_utc + timedelta(seconds=1)
     assert store.revoked_entries(LABEL, expired_before=after_expiry) == []
 

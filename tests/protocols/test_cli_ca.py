@@ -75,3 +75,8 @@ def test_ca_status_and_rotation(running) -> None:
     status = cli(config, "ca", "status").stdout
     assert "cli-intermediate " in status or "cli-intermediate│" in status.replace(" ", "")
     assert "cli-intermediate-2" in status
+    # --ca: a CA's CRL by key label (the former intermediate's too); an unknown one is refused
+    old = cli(config, "crl", "--ca", "cli-intermediate")
+    assert old.returncode == 0 and "BEGIN X509 CRL" in old.stdout
+    unknown = cli(config, "crl", "--ca", "no-such-ca")
+    assert unknown.returncode == 1 and "[issuer_not_valid]" in unknown.stderr
