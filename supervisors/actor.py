@@ -117,11 +117,15 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        table = dict(cls._handlers)
-        for attr, value in vars(cls).items():
-            message_type = getattr(value, "_handles", None)
-            if message_type is not None:
-                table[message_type] = attr
+        # Every class in the MRO, most basic first, so that an actor composed of several
+        # parts (mixins, as IssuerActor is) takes each part's handlers, and a subclass's
+        # handler for a message replaces its base's.
+        table: dict[type[Message], str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                message_type = getattr(value, "_handles", None)
+                if message_type is not None:
+                    table[message_type] = attr
         cls._handlers = table
 
     @classmethod

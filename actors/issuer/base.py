@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import timedelta
-from typing import Any
 
 from trustchain.actors.ca import CAStore, Hierarchy, IssuancePolicy
 from trustchain.config import CaConfig
@@ -57,11 +56,3 @@ class IssuerBase(SupervisedActor):
         self.ctlog = ctlog  # None: issue without a CT log
         self.policy = policy_from_config(config)
         self.store = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # SupervisedActor starts a class's handler table from its first base's only; an
-        # actor composed of several parts (IssuerActor) takes every part's handlers.
-        for part in cls.__mro__[1:]:
-            for message_type, attr in vars(part).get("_handlers", {}).items():
-                cls._handlers.setdefault(message_type, attr)
