@@ -16,6 +16,7 @@ from trustchain.actors.ct import (
     parse_tile_path,
     verify_inclusion,
 )
+from trustchain.actors.ct.log import DELETES_PER_CLEANUP
 from trustchain.actors.ct.tiles import partial_tiles
 
 from .conftest import fake_entries
@@ -203,3 +204,45 @@ def test_the_partial_tiles_of_a_tree_size() -> None:
         "tile/2/000.p/1",
     ]
     assert all(parse_tile_path(t.path) == t for t in partial_tiles(70_000))
+
+
+def test_the_versions_of_a_full_tile_go_a_few_per_cleanup_never_all_in_one_commit(
+    open_log, tmp_path: Path
+) -> None:
+    """256 one-entry batches leave up to 256 versions of the tile they fill; deleting
+    them inside one commit stalled appends for 50-80 ms."""
+    storage = LocalDirectoryStorage(tmp_path / "tiles")
+    log = open_log(storage, now_ms=0, partial_grace_ms=10**9)  # nothing else due
+    deleted_per_call: list[int] = []
+    delete_many = storage.delete_many
+
+    def counting(keys):  # type: ignore[no-untyped-def]
+        keys = list(keys)
+        deleted_per_call.append(len(keys))
+        delete_many(keys)
+
+    delete_prefix = storage.delete_prefix
+
+    def counting_prefix(prefix):  # type: ignore[no-untyped-def]
+        deleted_per_call.append(len(storage.list_prefix(prefix)))
+        delete_prefix(prefix)
+
+    storage.delete_many = counting  # type: ignore[method-assign]
+    storage.delete_prefix = counting_prefix  # type: ignore[method-assign]
+    now = 0
+    for _ in range(256):
+        now += 1
+        log.append_batch(fake_entries(log.size, 1), now)
+    full_tile_versions = tiles_dir(storage) / "data" / "000.p"
+    assert log.size == 256 and storage.read("tile/data/000") is not None
+    assert max(deleted_per_call, default=0) <= DELETES_PER_CLEANUP
+    for _ in range(20):  # later commits and refreshes finish the job
+        now += 1
+        log.refresh_checkpoint(now)
+    assert not full_tile_versions.exists()
+    assert max(deleted_per_call) <= DELETES_PER_CLEANUP
+    check_reads(log, storage)
+
+
+def tiles_dir(storage: LocalDirectoryStorage) -> Path:
+    return storage.root / "tile"
