@@ -182,6 +182,9 @@ DOMAIN = (
     "trustchain.actors.ct.errors",
     "trustchain.actors.hsm.errors",
     "trustchain.actors.renewal.errors",
+    "trustchain.actors.trust",
+    "trustchain.actors.trust.formats",
+    "trustchain.actors.trust.errors",
     "trustchain.supervisors.errors",
 )
 

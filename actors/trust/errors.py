@@ -1,0 +1,64 @@
+"""Why the consensus refuses: one typed error per reason, each with a stable code.
+
+Imports nothing but ``supervisors.errors``, so every peer and edge can name them.
+"""
+
+from __future__ import annotations
+
+from trustchain.supervisors.errors import TrustChainError
+
+
+class TrustError(TrustChainError):
+    """A proof, a registration or a vote that does not hold."""
+
+    code = "trust_error"
+
+
+class WorkInvalid(TrustError):
+    code = "work_invalid"
+
+
+class TimeProofInvalid(TrustError):
+    code = "time_proof_invalid"
+
+
+class StakeInvalid(TrustError):
+    code = "stake_invalid"
+
+
+class StakeExpired(TrustError):
+    code = "stake_expired"
+
+
+class SpaceProofInvalid(TrustError):
+    code = "space_proof_invalid"
+
+
+class AssetSignatureInvalid(TrustError):
+    code = "asset_signature_invalid"
+
+
+class NotRegistered(TrustError):
+    code = "not_registered"
+
+
+class RegistrationStale(TrustError):
+    code = "registration_stale"
+
+
+class ProofReplayed(TrustError):
+    code = "proof_replayed"
+
+
+class VoteInvalid(TrustError):
+    code = "vote_invalid"
+
+
+class QuorumNotReached(TrustError):
+    code = "quorum_not_reached"
+
+
+class NotApproved(TrustError):
+    """The quorum decided against the request."""
+
+    code = "not_approved"
