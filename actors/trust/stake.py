@@ -1,0 +1,174 @@
+"""PoStake: a stake record for an asset, signed by the stake authority.
+
+    stake record = (asset key, amount, expires_at)
+    signature    = ECDSA P-256 over SHA-256 of STAKE_RECORD || frame(asset key, amount,
+                   expires_at), DER ECDSA-Sig-Value (what the HSM's ``sign`` returns)
+
+The authority's key lives in the HSM; this module never signs. It builds the record
+(``new_stake_record``, for ``trustchain stake grant``), gives the bytes to be signed
+(``StakeRecord.tbs``), and checks a signed record against the authority's public key,
+the asset presenting it, a moment and a minimum amount (``check_stake``).
+
+Invariants: a ``StakeRecord`` always holds a 32-octet asset key and integers in
+[0, 2^64) (what ``frame`` encodes), whoever built it; ``from_json`` takes untrusted
+JSON and raises ``StakeInvalid`` on anything but exactly the fields ``to_json`` writes.
+A record is valid strictly before ``expires_at``: at ``now_s == expires_at`` it has
+expired. What the stake is worth (how amounts are earned or slashed) is not decided
+here: the record says only that the authority vouched for ``amount`` until then.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import formats
+from .errors import StakeExpired, StakeInvalid
+
+MAX_UINT64 = 2**64 - 1  # what ``formats.frame`` can encode
+MAX_SIGNATURE_BYTES = 144  # a DER ECDSA-Sig-Value up to P-521 is at most 139 octets
+DAY_S = 86_400
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+@dataclass(frozen=True)
+class StakeRecord:
+    """What the stake authority vouches for: ``asset_key`` holds ``amount`` until
+    ``expires_at`` (epoch seconds, exclusive)."""
+
+    asset_key: bytes
+    amount: int
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.asset_key, bytes) or len(self.asset_key) != formats.ASSET_KEY_BYTES:
+            raise StakeInvalid("a stake's asset key is a raw 32-octet Ed25519 public key")
+        _check_uint64("amount", self.amount)
+        _check_uint64("expires_at", self.expires_at)
+
+    def tbs(self) -> bytes:
+        """The bytes the stake authority signs."""
+        return formats.STAKE_RECORD + formats.frame(self.asset_key, self.amount, self.expires_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "asset_key": self.asset_key.hex(),
+            "amount": self.amount,
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> StakeRecord:
+        fields = _fields(obj, "stake record", ("asset_key", "amount", "expires_at"))
+        asset_key = _hex(fields["asset_key"], "asset_key", formats.ASSET_KEY_BYTES)
+        return cls(asset_key, fields["amount"], fields["expires_at"])  # ints checked there
+
+
+@dataclass(frozen=True)
+class SignedStake:
+    """A stake record and the authority's DER ECDSA signature over ``record.tbs()``."""
+
+    record: StakeRecord
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.record, StakeRecord):
+            raise StakeInvalid("a signed stake holds a StakeRecord")
+        if not isinstance(self.signature, bytes) or not 0 < len(self.signature) <= (
+            MAX_SIGNATURE_BYTES
+        ):
+            raise StakeInvalid(
+                f"a stake signature is a DER ECDSA signature of 1 to {MAX_SIGNATURE_BYTES} octets"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record": self.record.to_json(), "signature": self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, obj: object) -> SignedStake:
+        fields = _fields(obj, "signed stake", ("record", "signature"))
+        record = StakeRecord.from_json(fields["record"])
+        return cls(record, _hex(fields["signature"], "signature", None))
+
+
+def new_stake_record(asset_key: bytes, amount: int, now_s: int, days: int) -> StakeRecord:
+    """The record ``trustchain stake grant ASSET AMOUNT --days N`` asks the HSM to sign:
+    valid from ``now_s`` for ``days`` days."""
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise StakeInvalid(f"a stake lasts at least one day, not {days!r}")
+    _check_uint64("now_s", now_s)
+    return StakeRecord(asset_key, amount, now_s + days * DAY_S)
+
+
+def check_stake(
+    signed: SignedStake,
+    authority_public_key: ec.EllipticCurvePublicKey,
+    asset_key: bytes,
+    now_s: int,
+    min_amount: int,
+) -> None:
+    """Raise unless the stake authority signed ``signed.record``, for ``asset_key``, of at
+    least ``min_amount``, and it has not expired at ``now_s``.
+
+    ``StakeInvalid`` for a bad signature, another asset or too small an amount;
+    ``StakeExpired`` once ``now_s >= expires_at``. The signature is checked first: the
+    fields of a record nobody signed mean nothing."""
+    record = signed.record
+    try:
+        authority_public_key.verify(signed.signature, record.tbs(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise StakeInvalid(
+            "the stake record is not signed by the stake authority; ask it to grant the "
+            "stake again (trustchain stake grant)"
+        ) from None
+    if record.asset_key != asset_key:
+        raise StakeInvalid(
+            f"the stake record is for asset {formats.asset_id(record.asset_key)}, "
+            f"not {formats.asset_id(asset_key)}",
+            asset=formats.asset_id(asset_key),
+        )
+    if record.amount < min_amount:
+        raise StakeInvalid(
+            f"the stake of {record.amount} is below the minimum of {min_amount}",
+            amount=record.amount,
+            min_amount=min_amount,
+        )
+    if now_s >= record.expires_at:
+        raise StakeExpired(
+            f"the stake expired at {record.expires_at} (epoch seconds; now {now_s}); "
+            "ask the stake authority for a new one",
+            expires_at=record.expires_at,
+            now_s=now_s,
+        )
+
+
+def _check_uint64(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StakeInvalid(f"a stake's {name} is an integer, not {type(value).__name__}")
+    if not 0 <= value <= MAX_UINT64:  # no repr: a huge int has none (int_max_str_digits)
+        raise StakeInvalid(f"a stake's {name} is an integer from 0 to 2^64-1")
+
+
+def _fields(obj: object, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise StakeInvalid(f"a {what} is a JSON object, not {type(obj).__name__}")
+    if set(obj) != set(names):
+        got = ", ".join(sorted(k if isinstance(k, str) else type(k).__name__ for k in obj))
+        raise StakeInvalid(f"a {what} has exactly the fields {', '.join(names)}; got {got:.200}")
+    return obj
+
+
+def _hex(value: object, name: str, length: int | None) -> bytes:
+    """Lower-case hex of ``length`` octets (any length within the field's bound if None)."""
+    limit = length if length is not None else MAX_SIGNATURE_BYTES
+    if not isinstance(value, str) or len(value) > 2 * limit or not _HEX.fullmatch(value):
+        raise StakeInvalid(f"a stake's {name} is lower-case hex of at most {limit} octets")
+    data = bytes.fromhex(value)
+    if length is not None and len(data) != length:
+        raise StakeInvalid(f"a stake's {name} is {length} octets, not {len(data)}")
+    return data
