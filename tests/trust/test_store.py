@@ -1,0 +1,187 @@
+"""The trust store on a real SQLite file: every record round-trips and survives
+reopening; changes that belong together commit together or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from trustchain.actors.trust.errors import NotRegistered
+from trustchain.actors.trust.scores import AssetHistory, ValidatorScore, record_proof
+from trustchain.actors.trust.store import Registration, TrustStore
+from trustchain.actors.trust.votes import (
+    check_decision,
+    check_equivocation,
+    decide,
+    find_equivocations,
+    sign_vote,
+)
+
+DIGEST = hashlib.sha256(b"request").digest()
+ASSET_KEY = bytes(range(32))
+KEYS = {
+    f"v{i}": ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"%d" % i).digest())
+    for i in range(4)
+}
+PUBLIC = {v: k.public_key() for v, k in KEYS.items()}
+STAKE = {"record": {"asset_key": ASSET_KEY.hex(), "amount": 100, "expires_at": 2_000_000_000},
+         "signature": "3045"}  # fmt: skip
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "trust.sqlite3"
+
+
+def reopened(store: TrustStore, path: Path) -> TrustStore:
+    store.close()
+    return TrustStore(path)
+
+
+def registration(epoch: int = 7, commitment: bytes = b"\x01" * 32) -> Registration:
+    return Registration(ASSET_KEY, epoch, STAKE, commitment, 1_700_000_000.5)
+
+
+def test_the_file_is_in_wal_mode(path: Path) -> None:
+    TrustStore(path).close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_registration_survives_reopening(path: Path) -> None:
+    store = TrustStore(path)
+    store.add_registration(registration())
+    store = reopened(store, path)
+    assert store.get_registration(ASSET_KEY, 7) == registration()
+    assert store.get_registration(ASSET_KEY, 7).asset == ASSET_KEY.hex()
+    store.close()
+
+
+def test_registering_again_in_an_epoch_replaces_it_and_epochs_are_kept_apart(path) -> None:
+    store = TrustStore(path)
+    store.add_registration(registration(7))
+    store.add_registration(registration(8))
+    store.add_registration(registration(7, b"\x02" * 32))
+    store = reopened(store, path)
+    assert [(r.epoch, r.space_commitment[:1]) for r in store.registrations(ASSET_KEY)] == [
+        (7, b"\x02"), (8, b"\x01"),
+    ]  # fmt: skip
+    store.close()
+
+
+def test_an_asset_not_registered_for_an_epoch_is_told_so() -> None:
+    store = TrustStore()
+    store.add_registration(registration(7))
+    with pytest.raises(NotRegistered, match="epoch 8") as caught:
+        store.get_registration(ASSET_KEY, 8)
+    assert caught.value.code == "not_registered"
+    assert store.registrations(bytes(32)) == []
+
+
+def test_a_registration_needs_a_32_octet_asset_key() -> None:
+    with pytest.raises(ValueError):
+        Registration(b"short", 1, STAKE, b"", 0.0)
+
+
+def test_validator_scores_survive_reopening(path: Path) -> None:
+    store = TrustStore(path)
+    scores = [ValidatorScore("v0", 0.9, agreed=4, dissented=1), ValidatorScore("v1", 1.0)]
+    store.put_validator_scores(scores)
+    store.put_validator_scores([ValidatorScore("v0", 0.91, agreed=5, dissented=1)])
+    store = reopened(store, path)
+    assert store.validator_scores() == [ValidatorScore("v0", 0.91, agreed=5, dissented=1),
+                                        ValidatorScore("v1", 1.0)]  # fmt: skip
+    assert store.get_validator_score("v2") is None
+    store.close()
+
+
+def test_a_quarantine_once_stored_is_not_overwritten(path: Path) -> None:
+    store = TrustStore(path)
+    caught = ValidatorScore("v1", 0.0, quarantined=True, agreed=2, quarantined_at_s=99.0)
+    store.put_validator_scores([caught])
+    store.put_validator_scores([ValidatorScore("v1", 0.8, agreed=3)])  # a stale copy
+    store = reopened(store, path)
+    assert store.get_validator_score("v1") == caught
+    store.close()
+
+
+def test_an_asset_history_survives_reopening(path: Path) -> None:
+    store = TrustStore(path)
+    asset = ASSET_KEY.hex()
+    assert store.get_asset_history(asset) == AssetHistory(asset)
+    history = record_proof(record_proof(AssetHistory(asset), "successes", 10.0), "rebound", 20.0)
+    store.put_asset_history(history)
+    store = reopened(store, path)
+    assert store.get_asset_history(asset) == history
+    store.close()
+
+
+def _equivocation():
+    first = sign_vote(KEYS["v2"], "v2", DIGEST, "approve")
+    second = sign_vote(KEYS["v2"], "v2", DIGEST, "reject", ["work_invalid"])
+    (found,) = find_equivocations([first, second], PUBLIC)
+    return found
+
+
+def test_evidence_is_kept_with_the_quarantine_and_still_checks_after_reopening(path) -> None:
+    store = TrustStore(path)
+    evidence = _equivocation()
+    quarantined = ValidatorScore("v2", 0.0, quarantined=True, quarantined_at_s=5.0)
+    assert store.add_equivocation(evidence, 5.0, quarantined) is True
+    assert store.add_equivocation(evidence, 6.0) is False  # one per validator and digest
+    store = reopened(store, path)
+    assert store.equivocations() == [evidence]
+    assert store.equivocations("v2") == [evidence] and store.equivocations("v0") == []
+    check_equivocation(store.equivocations()[0], PUBLIC["v2"])
+    assert store.get_validator_score("v2") == quarantined
+    store.close()
+
+
+def test_a_decision_and_the_scores_it_moved_survive_reopening(path: Path) -> None:
+    store = TrustStore(path)
+    votes = [sign_vote(KEYS[v], v, DIGEST, "approve") for v in ("v0", "v1", "v2")]
+    votes.append(sign_vote(KEYS["v3"], "v3", DIGEST, "reject", ["time_proof_invalid"]))
+    decision = decide(DIGEST, votes, PUBLIC, f=1)
+    moved = [ValidatorScore("v3", 0.9, dissented=1)]
+    assert store.get_decision(DIGEST) is None
+    assert store.add_decision(decision, 42.0, moved) is True
+    store = reopened(store, path)
+    loaded = store.get_decision(DIGEST)
+    assert loaded == decision
+    check_decision(loaded, PUBLIC, f=1)
+    assert store.get_validator_score("v3") == moved[0]
+    store.close()
+
+
+def test_a_decision_is_final_the_first_one_is_kept() -> None:
+    store = TrustStore()
+    approve = [sign_vote(KEYS[v], v, DIGEST, "approve") for v in ("v0", "v1", "v2")]
+    reject = [sign_vote(KEYS[v], v, DIGEST, "reject", ["r"]) for v in ("v1", "v2", "v3")]
+    first = decide(DIGEST, approve, PUBLIC, f=1)
+    assert store.add_decision(first, 1.0)
+    later = decide(DIGEST, reject, PUBLIC, f=1)
+    assert store.add_decision(later, 2.0, [ValidatorScore("v0", 0.9, dissented=1)]) is False
+    assert store.get_decision(DIGEST) == first
+    assert store.get_validator_score("v0") is None  # nothing of the refused call written
+
+
+def test_a_failed_change_writes_nothing_of_it(path: Path) -> None:
+    store = TrustStore(path)
+    decision = decide(
+        DIGEST, [sign_vote(KEYS[v], v, DIGEST, "approve") for v in ("v0", "v1", "v2")], PUBLIC, 1
+    )
+    impossible = ValidatorScore("v0", 1.5)  # the schema refuses scores outside [0, 1]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_decision(decision, 1.0, [ValidatorScore("v1", 1.0), impossible])
+    store = reopened(store, path)
+    assert store.get_decision(DIGEST) is None
+    assert store.validator_scores() == []
+    store.close()
+
+
+def test_get_decision_wants_a_request_digest() -> None:
+    with pytest.raises(ValueError):
+        TrustStore().get_decision(b"short")
