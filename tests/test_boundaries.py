@@ -183,8 +183,15 @@ DOMAIN = (
     "trustchain.actors.hsm.errors",
     "trustchain.actors.renewal.errors",
     "trustchain.actors.trust",
-    "trustchain.actors.trust.formats",
     "trustchain.actors.trust.errors",
+    "trustchain.actors.trust.formats",
+    "trustchain.actors.trust.scores",
+    "trustchain.actors.trust.space",
+    "trustchain.actors.trust.stake",
+    "trustchain.actors.trust.store",
+    "trustchain.actors.trust.vdf",
+    "trustchain.actors.trust.votes",
+    "trustchain.actors.trust.work",
     "trustchain.supervisors.errors",
 )
 

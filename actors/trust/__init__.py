@@ -1,3 +1,11 @@
-"""Four-proof consensus, sans-IO: formats, proofs (work, time, stake, space), votes,
-the quorum's decision, trust scores and the durable store. The validator and
-detector actors drive it; nothing here imports pykka, trio or loguru."""
+"""Four-proof consensus, sans-IO; the validator and detector actors drive it, and
+nothing here imports pykka, trio or loguru (tests/test_boundaries.py).
+
+- ``formats``: every domain separator and framing, the request digest;
+- ``work`` (PoWork), ``vdf`` (PoTime: Wesolowski in RSA-2048), ``stake`` (PoStake:
+  records the stake authority signs in the HSM), ``space`` (PoSpace: scrypt-plotted
+  blocks, a Merkle commitment, challenged openings);
+- ``votes``: signed votes, the quorum's decision, equivocation evidence;
+- ``scores``: validator and asset trust, the replay guard;
+- ``store``: the durable state (SQLite); ``fields``: strict JSON reading; ``errors``.
+"""

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import RegistrationStale
-from .formats import frame
+from .formats import REPLAY_FINGERPRINT, frame
 from .votes import Decision, Verdict
 
 # -- validators ------------------------------------------------------------------------
@@ -264,7 +264,6 @@ def asset_trust(
 
 # -- replays ---------------------------------------------------------------------------
 
-REPLAY_FINGERPRINT = b"trustchain/v1/replay-fingerprint\x00"  # hashes nothing else
 Seen = Literal["new", "replayed", "rebound"]
 
 

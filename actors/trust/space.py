@@ -64,14 +64,13 @@ a driver may hand ``Plot`` any ``Sequence[bytes]`` (e.g. over a memory-mapped fi
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..ct import merkle
 from ..ct.errors import ProofError
-from . import formats
+from . import fields, formats
 from .errors import SpaceProofInvalid
 
 SCRYPT_R = 8
@@ -82,7 +81,6 @@ MAX_BLOCKS = 2**40  # what a proof may claim; indices are framed in 8 octets
 MAX_PATH = 40  # an inclusion path in a tree of at most 2^40 leaves
 MAX_OPENINGS = 4096
 HASH_BYTES = 32
-_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 
 
 @dataclass(frozen=True)
@@ -175,7 +173,7 @@ class Opening:
     path: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
-        _check_int("an opening's index", self.index, 0, MAX_BLOCKS - 1)
+        fields.uint(self.index, "an opening's index", 0, MAX_BLOCKS - 1, SpaceProofInvalid)
         if not isinstance(self.block, bytes) or not 1 <= len(self.block) <= SCRYPT_STATE_BYTES:
             raise SpaceProofInvalid(f"a block is 1 to {SCRYPT_STATE_BYTES} octets")
         if not isinstance(self.path, tuple) or len(self.path) > MAX_PATH:
@@ -192,12 +190,14 @@ class Opening:
 
     @classmethod
     def from_json(cls, obj: object) -> Opening:
-        fields = _fields(obj, "an opening", ("index", "block", "path"))
-        path = _list(fields["path"], "an inclusion path", MAX_PATH)
+        got = fields.fields(obj, "an opening", ("index", "block", "path"), SpaceProofInvalid)
+        path = fields.array(got["path"], "an inclusion path", MAX_PATH, SpaceProofInvalid)
         return cls(
-            fields["index"],
-            _hex(fields["block"], "a block", SCRYPT_STATE_BYTES, exact=False),
-            tuple(_hex(h, "a path hash", HASH_BYTES) for h in path),
+            got["index"],
+            fields.hex_bytes(
+                got["block"], "a block", SCRYPT_STATE_BYTES, SpaceProofInvalid, exact=False
+            ),
+            tuple(fields.hex_bytes(h, "a path hash", HASH_BYTES, SpaceProofInvalid) for h in path),
         )
 
 
@@ -212,7 +212,7 @@ class SpaceProof:
     def __post_init__(self) -> None:
         if not isinstance(self.commitment, bytes) or len(self.commitment) != HASH_BYTES:
             raise SpaceProofInvalid("a commitment is a 32-octet Merkle tree hash")
-        _check_int("a plot's size n", self.n, 1, MAX_BLOCKS)
+        fields.uint(self.n, "a plot's size n", 1, MAX_BLOCKS, SpaceProofInvalid)
         if not isinstance(self.openings, tuple) or len(self.openings) > MAX_OPENINGS:
             raise SpaceProofInvalid(f"a proof holds a tuple of at most {MAX_OPENINGS} openings")
         for opening in self.openings:
@@ -232,11 +232,15 @@ class SpaceProof:
 
     @classmethod
     def from_json(cls, obj: object) -> SpaceProof:
-        fields = _fields(obj, "a space proof", ("commitment", "n", "openings"))
-        openings = _list(fields["openings"], "a proof's openings", MAX_OPENINGS)
+        got = fields.fields(
+            obj, "a space proof", ("commitment", "n", "openings"), SpaceProofInvalid
+        )
+        openings = fields.array(
+            got["openings"], "a proof's openings", MAX_OPENINGS, SpaceProofInvalid
+        )
         return cls(
-            _hex(fields["commitment"], "a commitment", HASH_BYTES),
-            fields["n"],
+            fields.hex_bytes(got["commitment"], "a commitment", HASH_BYTES, SpaceProofInvalid),
+            got["n"],
             tuple(Opening.from_json(o) for o in openings),
         )
 
@@ -330,37 +334,3 @@ def check_space(
             raise SpaceProofInvalid(
                 f"block {opening.index} is not asset {formats.asset_id(asset_key)}'s block"
             )
-
-
-def _check_int(what: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpaceProofInvalid(f"{what} is an integer, not {type(value).__name__}")
-    if not low <= value <= high:  # no repr: a huge int has none (int_max_str_digits)
-        raise SpaceProofInvalid(f"{what} is an integer from {low} to {high}")
-
-
-def _fields(obj: object, what: str, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise SpaceProofInvalid(f"{what} is a JSON object, not {type(obj).__name__}")
-    if set(obj) != set(names):
-        got = ", ".join(sorted(k if isinstance(k, str) else type(k).__name__ for k in obj))
-        raise SpaceProofInvalid(f"{what} has exactly the fields {', '.join(names)}; got {got:.200}")
-    return obj
-
-
-def _list(value: object, what: str, limit: int) -> list[Any]:
-    if not isinstance(value, list) or len(value) > limit:
-        raise SpaceProofInvalid(f"{what} is a JSON array of at most {limit} items")
-    return value
-
-
-def _hex(value: object, what: str, length: int, exact: bool = True) -> bytes:
-    """Lower-case hex of ``length`` octets (of 1 to ``length`` unless ``exact``)."""
-    if not isinstance(value, str) or len(value) > 2 * length or not _HEX.fullmatch(value):
-        raise SpaceProofInvalid(f"{what} is lower-case hex of at most {length} octets")
-    data = bytes.fromhex(value)
-    if exact and len(data) != length:
-        raise SpaceProofInvalid(f"{what} is {length} octets, not {len(data)}")
-    if not data:
-        raise SpaceProofInvalid(f"{what} is not empty")
-    return data

@@ -19,7 +19,6 @@ here: the record says only that the authority vouched for ``amount`` until then.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +26,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import formats
+from . import fields, formats
 from .errors import StakeExpired, StakeInvalid
 
 MAX_UINT64 = 2**64 - 1  # what ``formats.frame`` can encode
 MAX_SIGNATURE_BYTES = 144  # a DER ECDSA-Sig-Value up to P-521 is at most 139 octets
 DAY_S = 86_400
-_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,8 @@ class StakeRecord:
     def __post_init__(self) -> None:
         if not isinstance(self.asset_key, bytes) or len(self.asset_key) != formats.ASSET_KEY_BYTES:
             raise StakeInvalid("a stake's asset key is a raw 32-octet Ed25519 public key")
-        _check_uint64("amount", self.amount)
-        _check_uint64("expires_at", self.expires_at)
+        fields.uint(self.amount, "a stake's amount", 0, MAX_UINT64, StakeInvalid)
+        fields.uint(self.expires_at, "a stake's expires_at", 0, MAX_UINT64, StakeInvalid)
 
     def tbs(self) -> bytes:
         """The bytes the stake authority signs."""
@@ -64,9 +62,13 @@ class StakeRecord:
 
     @classmethod
     def from_json(cls, obj: object) -> StakeRecord:
-        fields = _fields(obj, "stake record", ("asset_key", "amount", "expires_at"))
-        asset_key = _hex(fields["asset_key"], "asset_key", formats.ASSET_KEY_BYTES)
-        return cls(asset_key, fields["amount"], fields["expires_at"])  # ints checked there
+        got = fields.fields(
+            obj, "a stake record", ("asset_key", "amount", "expires_at"), StakeInvalid
+        )
+        asset_key = fields.hex_bytes(
+            got["asset_key"], "a stake's asset_key", formats.ASSET_KEY_BYTES, StakeInvalid
+        )
+        return cls(asset_key, got["amount"], got["expires_at"])  # ints checked there
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,18 @@ class SignedStake:
 
     @classmethod
     def from_json(cls, obj: object) -> SignedStake:
-        fields = _fields(obj, "signed stake", ("record", "signature"))
-        record = StakeRecord.from_json(fields["record"])
-        return cls(record, _hex(fields["signature"], "signature", None))
+        got = fields.fields(obj, "a signed stake", ("record", "signature"), StakeInvalid)
+        record = StakeRecord.from_json(got["record"])
+        return cls(
+            record,
+            fields.hex_bytes(
+                got["signature"],
+                "a stake's signature",
+                MAX_SIGNATURE_BYTES,
+                StakeInvalid,
+                exact=False,
+            ),
+        )
 
 
 def new_stake_record(asset_key: bytes, amount: int, now_s: int, days: int) -> StakeRecord:
@@ -101,7 +112,7 @@ def new_stake_record(asset_key: bytes, amount: int, now_s: int, days: int) -> St
     valid from ``now_s`` for ``days`` days."""
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise StakeInvalid(f"a stake lasts at least one day, not {days!r}")
-    _check_uint64("now_s", now_s)
+    fields.uint(now_s, "now_s", 0, MAX_UINT64, StakeInvalid)
     return StakeRecord(asset_key, amount, now_s + days * DAY_S)
 
 
@@ -145,30 +156,3 @@ def check_stake(
             expires_at=record.expires_at,
             now_s=now_s,
         )
-
-
-def _check_uint64(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StakeInvalid(f"a stake's {name} is an integer, not {type(value).__name__}")
-    if not 0 <= value <= MAX_UINT64:  # no repr: a huge int has none (int_max_str_digits)
-        raise StakeInvalid(f"a stake's {name} is an integer from 0 to 2^64-1")
-
-
-def _fields(obj: object, what: str, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise StakeInvalid(f"a {what} is a JSON object, not {type(obj).__name__}")
-    if set(obj) != set(names):
-        got = ", ".join(sorted(k if isinstance(k, str) else type(k).__name__ for k in obj))
-        raise StakeInvalid(f"a {what} has exactly the fields {', '.join(names)}; got {got:.200}")
-    return obj
-
-
-def _hex(value: object, name: str, length: int | None) -> bytes:
-    """Lower-case hex of ``length`` octets (any length within the field's bound if None)."""
-    limit = length if length is not None else MAX_SIGNATURE_BYTES
-    if not isinstance(value, str) or len(value) > 2 * limit or not _HEX.fullmatch(value):
-        raise StakeInvalid(f"a stake's {name} is lower-case hex of at most {limit} octets")
-    data = bytes.fromhex(value)
-    if length is not None and len(data) != length:
-        raise StakeInvalid(f"a stake's {name} is {length} octets, not {len(data)}")
-    return data

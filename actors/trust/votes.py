@@ -40,6 +40,7 @@ from typing import Any, Literal, cast
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from . import fields
 from .errors import QuorumNotReached, VoteInvalid
 from .formats import DIGEST_BYTES, VOTE, frame, frame_all
 
@@ -138,16 +139,20 @@ class Vote:
     @classmethod
     def from_json(cls, obj: object) -> Vote:
         """Parse ``to_json`` output strictly (VoteInvalid); the signature is not checked."""
-        fields = _exact_keys(obj, ("validator", "digest", "verdict", "reasons", "signature"))
-        reasons = fields["reasons"]
+        got = fields.fields(
+            obj, "a vote", ("validator", "digest", "verdict", "reasons", "signature"), VoteInvalid
+        )
+        reasons = got["reasons"]
         if not isinstance(reasons, list):
             raise VoteInvalid("a vote's reasons are a JSON list of texts")
         return cls(
-            validator=fields["validator"],
-            digest=_hex(fields["digest"], DIGEST_BYTES, "digest"),
-            verdict=fields["verdict"],
+            validator=got["validator"],
+            digest=fields.hex_bytes(got["digest"], "a vote's digest", DIGEST_BYTES, VoteInvalid),
+            verdict=got["verdict"],
             reasons=tuple(reasons),
-            signature=_hex(fields["signature"], SIGNATURE_BYTES, "signature"),
+            signature=fields.hex_bytes(
+                got["signature"], "a vote's signature", SIGNATURE_BYTES, VoteInvalid
+            ),
         )
 
 
@@ -218,13 +223,17 @@ class Decision:
     @classmethod
     def from_json(cls, obj: object) -> Decision:
         """Parse strictly (VoteInvalid); ``check_decision`` then re-verifies it."""
-        fields = _exact_keys(obj, ("digest", "outcome", "votes", "dissent"))
-        votes, dissent = fields["votes"], fields["dissent"]
+        got = fields.fields(
+            obj, "a decision", ("digest", "outcome", "votes", "dissent"), VoteInvalid
+        )
+        votes, dissent = got["votes"], got["dissent"]
         if not isinstance(votes, list) or not isinstance(dissent, list):
             raise VoteInvalid("a decision's votes and dissent are JSON lists")
         return cls(
-            digest=_hex(fields["digest"], DIGEST_BYTES, "digest"),
-            outcome=fields["outcome"],
+            digest=fields.hex_bytes(
+                got["digest"], "a decision's digest", DIGEST_BYTES, VoteInvalid
+            ),
+            outcome=got["outcome"],
             votes=tuple(Vote.from_json(v) for v in votes),
             dissent=tuple(Vote.from_json(v) for v in dissent),
         )
@@ -372,20 +381,24 @@ class Equivocation:
     @classmethod
     def from_json(cls, obj: object) -> Equivocation:
         """Parse strictly (VoteInvalid); ``check_equivocation`` then verifies it."""
-        fields = _exact_keys(obj, ("validator", "digest", "first", "second"))
+        got = fields.fields(
+            obj, "an equivocation", ("validator", "digest", "first", "second"), VoteInvalid
+        )
         votes = []
         for name in ("first", "second"):
-            text = fields[name]
+            text = got[name]
             if not isinstance(text, str) or len(text) > 2 * MAX_VOTE_BYTES:
                 raise VoteInvalid(f"{name} is a serialized vote in hex")
             try:
                 votes.append(Vote.from_bytes(bytes.fromhex(text)))
             except ValueError:
                 raise VoteInvalid(f"{name} is not hex") from None
-        validator = fields["validator"]
+        validator = got["validator"]
         if not isinstance(validator, str):
             raise VoteInvalid("validator is text")
-        digest = _hex(fields["digest"], DIGEST_BYTES, "digest")
+        digest = fields.hex_bytes(
+            got["digest"], "an equivocation's digest", DIGEST_BYTES, VoteInvalid
+        )
         return cls(validator, digest, first=votes[0], second=votes[1])
 
 
@@ -461,15 +474,3 @@ class _Reader:
     def end(self) -> None:
         if self._pos != len(self._data):
             raise VoteInvalid("a serialized vote has bytes left over")
-
-
-def _exact_keys(obj: object, keys: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(obj, dict) or set(obj) != set(keys):
-        raise VoteInvalid(f"expected a JSON object with exactly the keys {', '.join(keys)}")
-    return obj
-
-
-def _hex(value: object, octets: int, name: str) -> bytes:
-    if not isinstance(value, str) or not re.fullmatch(f"[0-9a-f]{{{2 * octets}}}", value):
-        raise VoteInvalid(f"{name} is {octets} octets in lower-case hex")
-    return bytes.fromhex(value)
