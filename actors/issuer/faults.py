@@ -16,8 +16,7 @@ import outcome
 from trustchain.actors.ca import CaStoreUnavailable
 from trustchain.actors.issuer.base import STORE_FAULTS
 from trustchain.actors.issuer.crls import CRLPublishing
-from trustchain.config import CaConfig
-from trustchain.supervisors import ActorContext, Message, handles
+from trustchain.supervisors import Message, handles
 
 STORE = "ca_store"  # the resource name shown in status and /ready
 MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
@@ -29,15 +28,7 @@ class _RetryStore(Message):
 
 
 class StoreFaults(CRLPublishing):
-    def __init__(
-        self,
-        context: ActorContext,
-        config: CaConfig,
-        hsm: str = "hsm",
-        ctlog: str | None = "ctlog",
-    ) -> None:
-        super().__init__(context, config, hsm, ctlog)
-        self._store_retry_pending = False
+    _store_retry_pending = False  # a _RetryStore is on its way (set per instance)
 
     def _store_failed(self, exc: BaseException, what: str) -> CaStoreUnavailable:
         """Show the fault, schedule a probe (once), and say what happened."""

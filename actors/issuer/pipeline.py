@@ -65,8 +65,7 @@ from trustchain.actors.hsm.messages import SignBatch
 from trustchain.actors.issuer.base import STORE_FAULTS
 from trustchain.actors.issuer.faults import StoreFaults
 from trustchain.actors.issuer.messages import IssueCertificate
-from trustchain.config import CaConfig
-from trustchain.supervisors import ActorContext, TrustChainError, handles
+from trustchain.supervisors import TrustChainError, handles
 from trustchain.supervisors.registry import Reply
 
 # Most TBSs per HSM request (and entries per log request, records per commit): a larger
@@ -131,14 +130,8 @@ def _csr_bytes(text: str) -> bytes:
 
 
 class IssuancePipeline(StoreFaults):
-    def __init__(
-        self,
-        context: ActorContext,
-        config: CaConfig,
-        hsm: str = "hsm",
-        ctlog: str | None = "ctlog",
-    ) -> None:
-        super().__init__(context, config, hsm, ctlog)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # IssuerBase's arguments
+        super().__init__(*args, **kwargs)
         self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
         self._to_record: list[_Job] = []
         self._to_log: list[tuple[LogEntryInput, bool, _Job, _Logged]] = []

@@ -32,6 +32,8 @@ from trustchain.actors.trust.space import (
     compute_block,
 )
 
+from .strategies import json_values
+
 PARAMS = SpaceParams()
 ASSET = bytes(range(32))
 OTHER_ASSET = bytes(range(1, 33))
@@ -322,15 +324,6 @@ def test_malformed_json_is_refused_with_space_proof_invalid(
     with pytest.raises(SpaceProofInvalid) as e:
         SpaceProof.from_json(obj)
     assert e.value.code == "space_proof_invalid"
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 @given(json_values)

@@ -31,6 +31,8 @@ from trustchain.actors.trust.stake import (
     new_stake_record,
 )
 
+from .strategies import json_values
+
 AUTHORITY = ec.generate_private_key(ec.SECP256R1())
 ASSET = bytes(range(32))
 OTHER_ASSET = bytes(range(1, 33))
@@ -209,15 +211,6 @@ def test_malformed_json_is_refused_with_stake_invalid(path: tuple[str, ...], val
 def test_json_that_is_not_a_signed_stake_is_refused(obj: object) -> None:
     with pytest.raises(StakeInvalid):
         SignedStake.from_json(obj)
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 @given(json_values)
