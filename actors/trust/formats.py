@@ -18,6 +18,9 @@ as 8 octets big-endian (``frame``).
     vote             = Ed25519(validator key, VOTE || frame(validator id, request
                        digest, verdict, frame_all(reasons)))
     replay key       = SHA-256(REPLAY_FINGERPRINT || frame(kind, fields...))
+    registration     = SHA-256(REGISTRATION || frame(asset key, epoch, stake record
+                       tbs, stake signature, space commitment, n)): what validators
+                       vote on when an asset registers
 
 An asset key is the raw 32-octet Ed25519 public key; an asset's id is its hex.
 The digest binds the CSR (its DER), the asset and the epoch, so a proof made for
@@ -39,9 +42,10 @@ SPACE_BLOCK = b"trustchain/v1/space-block\x00"
 SPACE_CHALLENGE = b"trustchain/v1/space-challenge\x00"
 VOTE = b"trustchain/v1/vote\x00"
 REPLAY_FINGERPRINT = b"trustchain/v1/replay-fingerprint\x00"
+REGISTRATION = b"trustchain/v1/registration\x00"
 
 SEPARATORS = (REQUEST_DIGEST, ASSET_SIGNATURE, WORK, VDF_INPUT, VDF_PRIME, STAKE_RECORD,
-              SPACE_BLOCK, SPACE_CHALLENGE, VOTE, REPLAY_FINGERPRINT)  # fmt: skip
+              SPACE_BLOCK, SPACE_CHALLENGE, VOTE, REPLAY_FINGERPRINT, REGISTRATION)  # fmt: skip
 ASSET_KEY_BYTES = 32  # a raw Ed25519 public key
 DIGEST_BYTES = 32
 
