@@ -15,6 +15,7 @@ from trustchain.config.schema import (
     RenewalConfig,
     RuntimeConfig,
     SupervisionConfig,
+    TrustConfig,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "RenewalConfig",
     "RuntimeConfig",
     "SupervisionConfig",
+    "TrustConfig",
     "default_config_path",
     "load_config",
 ]

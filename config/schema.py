@@ -161,6 +161,27 @@ class RenewalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrustConfig:
+    """The four-proof consensus: N = 3f+1 validators and the Byzantine detector."""
+
+    enabled: bool = _f(False)  # the trust subtree runs; the issuer's gate is issue 9's next step
+    validators: int = _f(4, min=4, max=64)  # N; f = (N - 1) // 3 Byzantine tolerated
+    epoch_s: int = _f(86_400, min=60)  # assets register once per epoch
+    work_bits: int = _f(16, min=0, max=40)  # PoWork: leading zero bits
+    vdf_t: int = _f(65_536, min=256, max=2**40)  # PoTime: sequential squarings
+    vdf_modulus: str = _f("")  # decimal RSA modulus of unknown factors; "" = RSA-2048
+    min_stake: int = _f(100, min=0)
+    stake_authority_key: str = _f("stake-authority")  # its HSM key label (EC P-256)
+    space_blocks: int = _f(256, min=16)  # PoSpace: blocks an asset plots (n)
+    space_cost: int = _f(16, min=2)  # scrypt N per block (2^12 in production)
+    space_challenges: int = _f(16, min=1, max=4_096)  # blocks opened per challenge (k)
+    min_trust_score: float = _f(0.5, min=0.0, max=1.0)  # a validator below is ignored
+    decision_timeout_s: float = _f(2.0, min=0.01, max=600.0)  # then quorum_not_reached
+    database: Path = _f(Path("var/trust/trust.sqlite3"))
+    key_dir: Path = _f(Path("var/trust/validators"))  # <id>.key, Ed25519, 0600
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
@@ -170,3 +191,4 @@ class Config:
     monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
+    trust: TrustConfig = dataclasses.field(default_factory=TrustConfig)

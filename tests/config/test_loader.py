@@ -53,6 +53,8 @@ def test_the_hsm_pin_variable_is_not_mistaken_for_an_override(tmp_path: Path) ->
         ("[hsm.keys]\nca = 'dsa-1024'\n", "hsm.keys.ca must be one of ec-p256"),
         ("runtime = 3\n", "runtime must be a table"),
         ("[runtime\n", "is not valid TOML"),
+        ("[trust]\nvdf_modulus = '12345'\n", "trust.vdf_modulus must be a decimal RSA modulus"),
+        ("[trust]\nvalidators = 3\n", "trust.validators must be at least 4"),
     ],
 )
 def test_bad_values_are_refused_with_the_dotted_key(tmp_path: Path, text: str, message: str):

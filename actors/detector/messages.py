@@ -1,0 +1,95 @@
+"""The detector's vocabulary (``detector`` in the tree, ByzantineDetectorActor).
+
+``Decide`` is the issuer's, in-process. The rest are the control socket's and the
+CLI's (`trustchain trust ...`, `trustchain issue`): assets register once per epoch
+(``SpaceChallenge`` then ``RegisterAsset``, with a stake from ``GrantStake``), and
+anyone can ask for trust scores, an asset's trust and the evidence of misbehaviour.
+Assets are named by the hex of their raw Ed25519 public key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from trustchain.actors.trust.requests import RequestProofs
+from trustchain.supervisors import Message
+from trustchain.supervisors.messages import Bounds
+
+Asset = Annotated[str, Bounds(min_length=64, max_length=64)]  # hex of 32 octets
+Hex32 = Annotated[str, Bounds(min_length=64, max_length=64)]
+Json = Annotated[dict[str, Any], Bounds(max_length=4096)]  # a stake or a space proof
+Amount = Annotated[int, Bounds(min=0)]
+Days = Annotated[int, Bounds(min=1, max=3_650)]
+Blocks = Annotated[int, Bounds(min=1, max=2**40)]
+
+
+@dataclass(frozen=True)
+class Decide(Message):
+    """In-process only (the issuer): the quorum's decision on a certificate request.
+    Answered with the ``Decision`` when 2f+1 validators agree to approve;
+    ``not_approved`` (with the decision's reasons) when they agree to reject;
+    ``quorum_not_reached`` when too few agree before the deadline."""
+
+    csr_der: bytes
+    proofs: RequestProofs
+
+
+@dataclass(frozen=True)
+class GetTrustParams(Message):
+    """What an asset needs to prove: work bits, VDF t and modulus, space parameters,
+    the epoch now, the stake authority's public key."""
+
+
+@dataclass(frozen=True)
+class GrantStake(Message):
+    """Sign a stake record for ``asset`` with the stake authority's key (in the HSM):
+    the operator's act (`trustchain stake grant ASSET AMOUNT --days N`)."""
+
+    asset: Asset
+    amount: Amount
+    days: Days = 30
+
+
+@dataclass(frozen=True)
+class SpaceChallenge(Message):
+    """Step 1 of registering: commit to a plot of ``n`` blocks, get a fresh challenge
+    (kept until the epoch ends; answered by ``RegisterAsset``)."""
+
+    asset: Asset
+    commitment: Hex32
+    n: Blocks
+
+
+@dataclass(frozen=True)
+class RegisterAsset(Message):
+    """Step 2: the signed stake and the space proof answering the challenge; the
+    validators vote, and with 2f+1 approvals the asset is registered for this epoch."""
+
+    asset: Asset
+    stake: Json
+    space_proof: Json
+
+
+@dataclass(frozen=True)
+class RegistrationStatus(Message):
+    """Is ``asset`` registered for the current epoch (and until when)?"""
+
+    asset: Asset
+
+
+@dataclass(frozen=True)
+class ValidateAssetTrust(Message):
+    """An asset's trust score with the factors it is made of."""
+
+    asset: Asset
+
+
+@dataclass(frozen=True)
+class TrustScores(Message):
+    """Every validator's score, quarantine and agreement counts."""
+
+
+@dataclass(frozen=True)
+class Evidence(Message):
+    """Every equivocation caught: both signed votes, checkable with the validator's key."""
