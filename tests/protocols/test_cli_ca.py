@@ -80,3 +80,15 @@ def test_ca_status_and_rotation(running) -> None:
     assert old.returncode == 0 and "BEGIN X509 CRL" in old.stdout
     unknown = cli(config, "crl", "--ca", "no-such-ca")
     assert unknown.returncode == 1 and "[issuer_not_valid]" in unknown.stderr
+
+
+def test_trust_commands_say_when_the_consensus_is_not_running(running) -> None:
+    config, _ = running  # trust.enabled is false by default: no detector in the tree
+    for args in (
+        ("trust", "scores"),
+        ("trust", "asset", "00" * 32),
+        ("stake", "grant", "00" * 32, "5"),
+    ):
+        done = cli(config, *args)
+        assert done.returncode == 1, done.stdout
+        assert "detector" in done.stderr and "[unknown_actor]" in done.stderr, done.stderr
