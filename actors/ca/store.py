@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS issued (
     issuer_key_label TEXT NOT NULL          -- the issuing CA's key label: ca_label
 );
 CREATE INDEX IF NOT EXISTS issued_revoked ON issued (issuer_key_label, status);
+CREATE TABLE IF NOT EXISTS decisions (      -- the consensus's approval of an issuance
+    serial   TEXT PRIMARY KEY REFERENCES issued (serial),
+    decision TEXT NOT NULL                  -- JSON: trust.votes.Decision, its signed votes
+);
 CREATE TABLE IF NOT EXISTS probe (           -- one row, rewritten to see the disk take writes
     at TEXT NOT NULL
 );
@@ -128,6 +132,7 @@ class IssuanceRecord:
     reason: str | None
     cert_der: bytes
     ca_label: str  # the key label of the CA that issued it
+    decision: dict[str, Any] | None = None  # the validators' approval (trust.enabled)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -233,18 +238,19 @@ class CAStore:
         return self.get(cert.serial_number)
 
     def record_issued_batch(
-        self, certs: Sequence[tuple[x509.Certificate, str, Sequence[str]]]
+        self, certs: Sequence[tuple[x509.Certificate, str, Sequence[str], dict[str, Any] | None]]
     ) -> list[DuplicateSerial | None]:
         """Record many certificates in one transaction (one fsync: group commit).
 
-        Each is ``(certificate, CA label, names)``, the names in SAN order (the
-        issuer knows them; parsing them back out of the certificate costs more than the
-        insert). Returns, per certificate, ``None`` when recorded or the
-        ``DuplicateSerial`` that refused it; the others are recorded all the same.
+        Each is ``(certificate, CA label, names, decision)``, the names in SAN order
+        (the issuer knows them; parsing them back out of the certificate costs more than
+        the insert), the decision the consensus's approval as JSON (or None). Returns,
+        per certificate, ``None`` when recorded or the ``DuplicateSerial`` that refused
+        it; the others are recorded all the same.
         """
         outcomes: list[DuplicateSerial | None] = []
         with self._transaction() as db:
-            for cert, ca_label, names in certs:
+            for cert, ca_label, names, decision in certs:
                 serial = serial_hex(cert.serial_number)
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
@@ -252,6 +258,10 @@ class CAStore:
                      _time(cert.not_valid_after_utc),
                      cert.public_bytes(serialization.Encoding.DER), ca_label),
                 ).rowcount  # fmt: skip
+                if inserted and decision is not None:
+                    db.execute(
+                        "INSERT INTO decisions VALUES (?, ?)", (serial, json.dumps(decision))
+                    )
                 outcomes.append(
                     None
                     if inserted
@@ -261,8 +271,9 @@ class CAStore:
 
     def get(self, serial: int) -> IssuanceRecord:
         row = self._db.execute(
-            "SELECT serial, names, not_before, not_after, status, revoked_at, reason, cert_der,"
-            " issuer_key_label FROM issued WHERE serial = ?",
+            "SELECT i.serial, names, not_before, not_after, status, revoked_at, reason, cert_der,"
+            " issuer_key_label, d.decision FROM issued i LEFT JOIN decisions d USING (serial)"
+            " WHERE i.serial = ?",
             (_key(serial),),
         ).fetchone()
         if row is None:
@@ -277,6 +288,7 @@ class CAStore:
             reason=row[6],
             cert_der=bytes(row[7]),
             ca_label=row[8],
+            decision=json.loads(row[9]) if row[9] else None,
         )
 
     def revoke(self, serial: int, reason: str, now: datetime) -> IssuanceRecord:

@@ -15,6 +15,7 @@ import sqlite3
 from datetime import timedelta
 
 from trustchain.actors.ca import CAStore, Hierarchy, IssuancePolicy
+from trustchain.actors.trust.vdf import RSA_2048
 from trustchain.config import CaConfig
 from trustchain.supervisors import ActorContext, SupervisedActor
 
@@ -49,10 +50,14 @@ class IssuerBase(SupervisedActor):
         config: CaConfig,
         hsm: str = "hsm",
         ctlog: str | None = "ctlog",
+        detector: str | None = None,
+        vdf_modulus: int = RSA_2048,
     ) -> None:
         super().__init__(context)
         self.config = config
         self.hsm = hsm
         self.ctlog = ctlog  # None: issue without a CT log
+        self.detector = detector  # None: issue without the consensus (trust.enabled off)
+        self.vdf_modulus = vdf_modulus  # to read the requests' PoTime
         self.policy = policy_from_config(config)
         self.store = None

@@ -9,7 +9,7 @@ The CA itself (CSR policy, X.509 building, CRLs, the store) is the domain packag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from trustchain.supervisors import Message
 from trustchain.supervisors.messages import Bounds
@@ -27,6 +27,8 @@ class IssueCertificate(Message):
     csr: CsrText  # PEM, or base64 DER
     validity_s: int | None = None  # checked against the policy before any timedelta
     client_auth: bool = False
+    # With trust.enabled: the request's proofs (trust.requests.RequestProofs as JSON)
+    proofs: Annotated[dict[str, Any] | None, Bounds(max_length=16)] = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 Issuance is a pipeline of steps on the issuer's thread, none of which waits:
 
 1. policy: parse the CSR, check proof of possession, key, names, validity
+   (``actors.ca.policy``); with a detector (``trust.enabled``), the four-proof
+   consensus decides next: ``Decide`` to the detector, whose approval (2f+1 signed
+   votes) is kept with the issuance record; no approval, no certificate;
    (``actors.ca.policy``); a refusal is a typed error and nothing is written;
 2. build the precertificate's TBS (CT poison) under the current intermediate
    and queue it for signing; the queue goes to the HSMActor as one
@@ -61,10 +64,13 @@ from trustchain.actors.ct import (
     sct_list_extension_value,
 )
 from trustchain.actors.ctlog.messages import LogIssued
+from trustchain.actors.detector.messages import Decide
 from trustchain.actors.hsm.messages import SignBatch
 from trustchain.actors.issuer.base import STORE_FAULTS
 from trustchain.actors.issuer.faults import StoreFaults
 from trustchain.actors.issuer.messages import IssueCertificate
+from trustchain.actors.trust.errors import ProofsRequired
+from trustchain.actors.trust.requests import RequestProofs
 from trustchain.supervisors import TrustChainError, handles
 from trustchain.supervisors.registry import Reply
 
@@ -107,6 +113,7 @@ class _Job:
     serial: int
     now: datetime
     tbs: ToBeSigned | None = None  # neither poison nor SCTs: both are added to it
+    decision: dict[str, Any] | None = None  # the validators' approval (with a detector)
     certificate: x509.Certificate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -155,10 +162,33 @@ class IssuancePipeline(StoreFaults):
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
         now = self.clock.now()
         issuer = self._issuing_ca(self.hierarchy.issuer_for(now, approved.validity))
+        if self.detector is None:
+            self._build(_Job(self.defer(), approved, issuer, new_serial(), now))
+            return
+        # The four-proof consensus's gate: a quorum of validators approves the request
+        # (its proofs bound to this CSR) before anything is built or signed.
+        if msg.proofs is None:
+            raise ProofsRequired(
+                "this CA issues only with the four-proof consensus's approval: send the "
+                "request's proofs (`trustchain issue` computes them)"
+            )
+        proofs = RequestProofs.from_json(msg.proofs, self.vdf_modulus)
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
+        csr_der = csr.public_bytes(serialization.Encoding.DER)
+        decide = Decide(csr_der, proofs)
+        self.request(self.detector, decide, functools.partial(self._decided, job))
+
+    def _decided(self, job: _Job, result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):
+            job.reply(result)  # not_approved, quorum_not_reached: nothing was issued
+            return
+        job.decision = result.unwrap().to_json()
+        self._build(job)
+
+    def _build(self, job: _Job) -> None:
         # One TBS per certificate: the precertificate adds the poison to it, the final
         # certificate the SCT list, so the two are equal but for those (RFC 6962 §3.2).
-        job.tbs = issuer.leaves.tbs(approved, job.serial, now)
+        job.tbs = job.issuer.leaves.tbs(job.approved, job.serial, job.now)
         if self.ctlog is None:
             self._sign(job, job.tbs, self._final_signed)
         else:
@@ -261,7 +291,7 @@ class IssuancePipeline(StoreFaults):
         assert self.store is not None
         jobs, self._to_record = self._to_record, []
         batch = [
-            (job.certificate, job.ca_label, job.approved.san_names)
+            (job.certificate, job.ca_label, job.approved.san_names, job.decision)
             for job in jobs
             if job.certificate
         ]

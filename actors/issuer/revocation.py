@@ -69,6 +69,7 @@ class Revocation(StoreFaults):
             "reason": record.reason,
             "ca": record.ca_label,
             "certificate": pem(record.certificate),
+            "decision": record.decision,  # the validators' signed approval, if it needed one
         }
 
     @handles(GetCRL)

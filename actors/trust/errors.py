@@ -58,6 +58,12 @@ class QuorumNotReached(TrustError):
     code = "quorum_not_reached"
 
 
+class ProofsRequired(TrustError):
+    """The CA issues only with the consensus's approval, and the request has no proofs."""
+
+    code = "proofs_required"
+
+
 class NotApproved(TrustError):
     """The quorum decided against the request."""
 

@@ -177,8 +177,13 @@ def test_a_batch_is_recorded_in_one_transaction_refusing_only_duplicates(kit, st
     chain = kit.chain("ec-p256")
     store.record_issued(chain.issue_for("ec-p256", serial=0x10), LABEL)
     certs = [chain.issue_for("ec-p256", serial=s) for s in (0x11, 0x10, 0x12)]
-    outcomes = store.record_issued_batch([(c, LABEL, [f"www.{kit.ZONE}"]) for c in certs])
+    decision = {"outcome": "approve", "votes": ["a signed vote"]}
+    batch = [(c, LABEL, [f"www.{kit.ZONE}"], decision if i == 0 else None)
+             for i, c in enumerate(certs)]  # fmt: skip
+    outcomes = store.record_issued_batch(batch)
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], DuplicateSerial)
     assert issued_count(store) == 3
     assert store.get(0x12).names == store.get(0x10).names == (f"www.{kit.ZONE}",)
+    assert store.get(0x11).decision == decision  # kept with the issuance
+    assert store.get(0x12).decision is None
