@@ -175,6 +175,9 @@ def check_semantics(config: Config) -> Config:
         validate_key_type(key_type, f"ca.allowed_key_types[{i}]", SUBSCRIBER_KEY_TYPES)
     if not ca.permitted_zones:
         raise ConfigError("ca.permitted_zones must name at least one DNS zone")
+    cost = config.trust.space_cost
+    if cost & (cost - 1):
+        raise ConfigError("trust.space_cost must be a power of two (scrypt's N)")
     modulus = config.trust.vdf_modulus
     if modulus and (not modulus.isdigit() or int(modulus).bit_length() < 1024):
         raise ConfigError("trust.vdf_modulus must be a decimal RSA modulus of at least 1024 bits")

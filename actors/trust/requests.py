@@ -49,6 +49,59 @@ class ConsensusParams:
     def epoch(self, now_s: float) -> int:
         return formats.epoch_of(now_s, self.epoch_s)
 
+    def to_json(self) -> dict[str, Any]:
+        """What an asset needs to prove (``get_trust_params``); the modulus as decimal."""
+        return {
+            "work_bits": self.work_bits, "vdf_t": self.vdf_t, "modulus": str(self.modulus),
+            "min_stake": self.min_stake, "space_cost": self.space.cost,
+            "space_block_size": self.space.block_size, "space_min_blocks": self.space.min_blocks,
+            "space_blocks": self.space_blocks, "space_challenges": self.space_challenges,
+            "epoch_s": self.epoch_s,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, obj: object) -> ConsensusParams:
+        names = ("work_bits", "vdf_t", "modulus", "min_stake", "space_cost", "space_block_size",
+                 "space_min_blocks", "space_blocks", "space_challenges", "epoch_s")  # fmt: skip
+        got = fields.fields(obj, "the consensus's parameters", names, TrustError)
+        modulus = got["modulus"]
+        if not isinstance(modulus, str) or not modulus.isdigit() or len(modulus) > 2_000:
+            raise TrustError("the modulus is a decimal integer")
+        sizes = {name: fields.uint(got[name], name, 0, 2**63 - 1, TrustError)
+                 for name in names if name != "modulus"}  # fmt: skip
+        try:
+            plots = space.SpaceParams(
+                sizes["space_cost"], sizes["space_block_size"], sizes["space_min_blocks"]
+            )
+        except ValueError as exc:
+            raise TrustError(f"the space parameters do not hold: {exc}") from None
+        return cls(
+            work_bits=sizes["work_bits"], vdf_t=sizes["vdf_t"], modulus=int(modulus),
+            min_stake=sizes["min_stake"], space=plots,
+            space_blocks=sizes["space_blocks"], space_challenges=sizes["space_challenges"],
+            epoch_s=sizes["epoch_s"],
+        )  # fmt: skip
+
+
+def consensus_params(
+    *,
+    work_bits: int,
+    vdf_t: int,
+    vdf_modulus: str,
+    min_stake: int,
+    space_cost: int,
+    space_blocks: int,
+    space_challenges: int,
+    epoch_s: int,
+) -> ConsensusParams:
+    """From ``[trust]`` (``TrustConfig``'s fields): an empty modulus is RSA-2048."""
+    return ConsensusParams(
+        work_bits=work_bits, vdf_t=vdf_t,
+        modulus=int(vdf_modulus) if vdf_modulus else vdf.RSA_2048, min_stake=min_stake,
+        space=space.SpaceParams(cost=space_cost, min_blocks=space_blocks),
+        space_blocks=space_blocks, space_challenges=space_challenges, epoch_s=epoch_s,
+    )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class RequestProofs:

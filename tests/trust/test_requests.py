@@ -93,3 +93,15 @@ def test_a_registration_is_checked_for_stake_space_and_epoch() -> None:
     assert codes(wrong) == ["registration_stale", "stake_invalid", "space_proof_invalid"]
     digest = requests.registration_digest(ASSET_KEY, EPOCH, signed_stake(), proof.commitment, 32)
     assert len(digest) == 32
+
+
+def test_the_params_travel_as_json_and_bad_ones_are_refused() -> None:
+    assert requests.ConsensusParams.from_json(PARAMS.to_json()) == PARAMS
+    for broken in ({**PARAMS.to_json(), "space_cost": 3}, {**PARAMS.to_json(), "modulus": "x"},
+                   {**PARAMS.to_json(), "vdf_t": -1}, {}):  # fmt: skip
+        with pytest.raises(TrustError):
+            requests.ConsensusParams.from_json(broken)
+    made = requests.consensus_params(work_bits=8, vdf_t=256, vdf_modulus="", min_stake=1,
+                                     space_cost=16, space_blocks=64, space_challenges=4,
+                                     epoch_s=60)  # fmt: skip
+    assert made.modulus == requests.vdf.RSA_2048 and made.space.min_blocks == 64
