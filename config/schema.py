@@ -179,6 +179,7 @@ class TrustConfig:
     decision_timeout_s: float = _f(2.0, min=0.01, max=600.0)  # then quorum_not_reached
     database: Path = _f(Path("var/trust/trust.sqlite3"))
     key_dir: Path = _f(Path("var/trust/validators"))  # <id>.key, Ed25519, 0600
+    asset_key: Path = _f(Path("var/trust/asset.key"))  # the CLI's own asset identity, 0600
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ other; `cli` builds the command group and adds the others' commands to it.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +19,14 @@ from trustchain.protocols.client import ControlClient
 from trustchain.supervisors.errors import TrustChainError
 
 err = Console(stderr=True)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a private key readable by its owner only, from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

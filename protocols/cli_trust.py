@@ -4,12 +4,59 @@ four-proof consensus's commands, answered by the detector (``trust.enabled``).""
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
+from typing import Any
 
 import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from rich.console import Console
 from rich.table import Table
 
-from trustchain.protocols.cli_common import Context
+from trustchain.actors.trust import space
+from trustchain.actors.trust.requests import ConsensusParams, asset_key_of, prove_request
+from trustchain.protocols.cli_common import Context, write_private
+
+
+def asset_identity(path: Path) -> ed25519.Ed25519PrivateKey:
+    """This machine's asset key: made on first use (0600), the same one after."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise click.ClickException(f"{path} is not an Ed25519 private key")
+        return key
+    key = ed25519.Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))  # fmt: skip
+    return key
+
+
+def prove_as_asset(obj: Context, csr_der: bytes) -> tuple[dict[str, Any], dict[str, float]]:
+    """Everything `trustchain issue` does for the consensus: this machine's asset
+    identity, its registration for the epoch when it has none (a stake, then a space
+    proof answering a fresh challenge), then the request's proofs. Returns the proofs
+    (JSON) and the seconds each step took."""
+    key = asset_identity(obj.config().trust.asset_key)
+    asset = asset_key_of(key).hex()
+    answer = obj.call("detector", "get_trust_params")
+    params, epoch = ConsensusParams.from_json(answer["params"]), answer["epoch"]
+    took: dict[str, float] = {}
+    if not obj.call("detector", "registration_status", {"asset": asset})["registered"]:
+        start = time.perf_counter()
+        stake = obj.call("detector", "grant_stake", {"asset": asset, "amount": params.min_stake})
+        plotted = space.plot(bytes.fromhex(asset), params.space_blocks, params.space)
+        commitment = {"asset": asset, "commitment": plotted.root.hex(), "n": plotted.n}
+        challenge = bytes.fromhex(obj.call("detector", "space_challenge", commitment)["challenge"])
+        proof = space.answer_challenge(plotted, challenge, params.space_challenges)
+        obj.call("detector", "register_asset",
+                 {"asset": asset, "stake": stake, "space_proof": proof.to_json()})  # fmt: skip
+        took["register"] = time.perf_counter() - start
+    proofs, timings = prove_request(csr_der, key, epoch, params)
+    took.update(timings)
+    return proofs.to_json(params.modulus), took
 
 
 @click.group()
