@@ -185,6 +185,7 @@ DOMAIN = (
     "trustchain.actors.trust",
     "trustchain.actors.trust.errors",
     "trustchain.actors.trust.formats",
+    "trustchain.actors.trust.params",
     "trustchain.actors.trust.requests",
     "trustchain.actors.trust.scores",
     "trustchain.actors.trust.space",

@@ -7,5 +7,6 @@ nothing here imports pykka, trio or loguru (tests/test_boundaries.py).
   blocks, a Merkle commitment, challenged openings);
 - ``votes``: signed votes, the quorum's decision, equivocation evidence;
 - ``scores``: validator and asset trust, the replay guard;
-- ``store``: the durable state (SQLite); ``fields``: strict JSON reading; ``errors``.
+- ``store``: the durable state (SQLite); ``fields``: strict JSON reading; ``errors``;
+- ``params``: the proofs' parameters from ``[trust]`` in the config, built in one place.
 """

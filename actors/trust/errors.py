@@ -68,3 +68,10 @@ class NotApproved(TrustError):
     """The quorum decided against the request."""
 
     code = "not_approved"
+
+
+class AlreadyVoted(TrustError):
+    """A validator asked again about a digest, with other proofs that it judges
+    otherwise: it keeps its first vote rather than sign a second (equivocation)."""
+
+    code = "already_voted"

@@ -1,0 +1,39 @@
+"""The consensus's parameters from ``[trust]`` in the config, built in this one place:
+the validators check with them, the detector publishes them (``get_trust_params``),
+and an asset proves with what the detector published.
+
+``vdf_modulus = ""`` means ``vdf.RSA_2048``; any other value is the decimal text of an
+RSA modulus of unknown factors (the config loader checked it is digits of 1024+ bits).
+The space parameters' ``min_blocks`` is the plot size the config asks for
+(``space_blocks``): a verifier accepts no smaller plot.
+"""
+
+from __future__ import annotations
+
+from trustchain.config import TrustConfig
+
+from . import space, vdf
+from .requests import ConsensusParams
+
+
+def vdf_modulus(config: TrustConfig) -> int:
+    return int(config.vdf_modulus) if config.vdf_modulus else vdf.RSA_2048
+
+
+def consensus_params(config: TrustConfig) -> ConsensusParams:
+    """What every validator checks and every asset proves, from ``config``."""
+    return ConsensusParams(
+        work_bits=config.work_bits,
+        vdf_t=config.vdf_t,
+        modulus=vdf_modulus(config),
+        min_stake=config.min_stake,
+        space=space.SpaceParams(cost=config.space_cost, min_blocks=config.space_blocks),
+        space_blocks=config.space_blocks,
+        space_challenges=config.space_challenges,
+        epoch_s=config.epoch_s,
+    )
+
+
+def faults_tolerated(config: TrustConfig) -> int:
+    """f: the Byzantine validators N = ``config.validators`` tolerates, (N - 1) // 3."""
+    return (config.validators - 1) // 3
