@@ -46,8 +46,15 @@ from loguru import logger
 
 from trustchain.actors.ca import SubscriberKey, new_key
 from trustchain.actors.ca.names import normalize_dns_name
+from trustchain.actors.detector.messages import (
+    GetTrustParams,
+    GrantStake,
+    RegisterAsset,
+    SpaceChallenge,
+)
 from trustchain.actors.durable import replace_file
 from trustchain.actors.issuer.messages import IssueCertificate
+from trustchain.actors.renewal.asset import KEY_FILE, Asset, load_or_create_key
 from trustchain.actors.renewal.bundle import (
     BUNDLE_FILES,
     Bundle,
@@ -129,13 +136,22 @@ class _Managed:
 
 
 class RenewalActor(SupervisedActor):
-    def __init__(self, context: ActorContext, config: RenewalConfig, issuer: str = "issuer"):
+    def __init__(
+        self,
+        context: ActorContext,
+        config: RenewalConfig,
+        issuer: str = "issuer",
+        detector: str | None = None,
+    ):
         super().__init__(context)
-        self.config, self.issuer = config, issuer
+        self.config, self.issuer, self.detector = config, issuer, detector
+        self._asset: Asset | None = None  # TrustChain as an asset of its consensus
         self.managed: dict[str, _Managed] = {}
         self._attempts = itertools.count(1)
 
     def setup(self) -> None:
+        if self.detector is not None:  # its certificates need the validators' approval too
+            self._asset = Asset(load_or_create_key(self.config.directory / KEY_FILE))
         for name, names in self.config.certificates.items():
             self.managed[_valid_name(name, ConfigError)] = _Managed(list(names), "config")
         for name, names in self._registrations().items():
@@ -226,14 +242,69 @@ class RenewalActor(SupervisedActor):
             return
         key = new_key(c.key_type)
         try:
-            message = IssueCertificate(csr_for(key, m.names), validity_s=c.validity_s)
+            csr = csr_for(key, m.names)
         except (ValueError, TypeError) as exc:  # names no CSR can carry (from config)
             self._failed(name, m, InvalidRequest(f"no CSR can carry {m.names}: {exc}"))
             return
         attempt = m.attempt = next(self._attempts)
         m.attempt_started, m.state = self.clock.monotonic(), "renewing"
         logger.info("renewal: {}: requesting a certificate ({})", name, reason)
-        self.request(self.issuer, message, lambda r: self._issued(name, attempt, key, now, r))
+
+        def issue(proofs: outcome.Outcome) -> None:
+            if isinstance(proofs, outcome.Error):
+                self._issued(name, attempt, key, now, proofs)
+                return
+            message = IssueCertificate(csr, validity_s=c.validity_s, proofs=proofs.unwrap())
+            self.request(self.issuer, message, lambda r: self._issued(name, attempt, key, now, r))
+
+        if self._asset is None:
+            issue(outcome.Value(None))
+        else:
+            self._prove(self._asset, csr, issue)
+
+    def _prove(self, asset: Asset, csr: str, then: Callable[[outcome.Outcome], None]) -> None:
+        """The proofs of one request as TrustChain's own asset, registering it first for
+        the epoch when it is not (each step a request to the detector, none waits)."""
+        assert self.detector is not None
+        detector = self.detector
+
+        def step(on: Callable[[Any], None]) -> Callable[[outcome.Outcome], None]:
+            def go(result: outcome.Outcome) -> None:
+                if isinstance(result, outcome.Error):
+                    then(result)
+                    return
+                try:
+                    on(result.unwrap())
+                except (TrustChainError, ValueError, KeyError) as exc:
+                    then(outcome.Error(RenewalFailed(f"proving as an asset failed: {exc}")))
+
+            return go
+
+        def proved(_: Any = None) -> None:
+            then(outcome.Value(asset.prove(csr)))
+
+        def registered(_: Any) -> None:
+            asset.registered_epoch = asset.epoch
+            proved()
+
+        def challenged(stake: dict[str, Any], answer: dict[str, Any]) -> None:
+            register = RegisterAsset(asset.asset, stake, asset.answer(answer["challenge"]))
+            self.request(detector, register, step(registered))
+
+        def staked(stake: dict[str, Any]) -> None:
+            challenge = SpaceChallenge(**asset.commitment())
+            self.request(detector, challenge, step(lambda answer: challenged(stake, answer)))
+
+        def learned(answer: dict[str, Any]) -> None:
+            asset.learn(answer)
+            if asset.registered:
+                proved()
+                return
+            assert asset.params is not None
+            grant = GrantStake(asset.asset, asset.params.min_stake)
+            self.request(detector, grant, step(staked))
+
+        self.request(detector, GetTrustParams(), step(learned))
 
     def _issued(
         self,
