@@ -6,12 +6,14 @@ tests/test_boundaries.py checks."""
 from __future__ import annotations
 
 from trustchain.actors.ctlog.actor import CTLogActor
+from trustchain.actors.detector.actor import ByzantineDetectorActor
 from trustchain.actors.hsm.actor import HSMActor
 from trustchain.actors.issuer.actor import IssuerActor
 from trustchain.actors.monitor.actor import CTMonitorActor
 from trustchain.actors.renewal.actor import RenewalActor
-from trustchain.config import Config
-from trustchain.supervisors import Backoff, ChildSpec
+from trustchain.actors.validator.actor import ValidatorActor
+from trustchain.config import Config, TrustConfig
+from trustchain.supervisors import Backoff, ChildSpec, Strategy, supervisor_spec
 
 
 def backoff_of(config: Config) -> Backoff:
@@ -20,11 +22,39 @@ def backoff_of(config: Config) -> Backoff:
     return Backoff(s.backoff_min_s, s.backoff_max_s, s.backoff_jitter)
 
 
+def validator_names(config: TrustConfig) -> list[str]:
+    """``validator-1`` ... ``validator-N``: each validator's name in the tree and its id."""
+    return [f"validator-{i}" for i in range(1, config.validators + 1)]
+
+
+def trust_children(config: TrustConfig, hsm: str = "hsm") -> list[ChildSpec]:
+    """The ``trust`` supervisor's children: the validators, then the detector (which
+    asks each for its key at start)."""
+    names = validator_names(config)
+
+    def validator(name: str) -> ChildSpec:
+        return ChildSpec(name, lambda ctx: ValidatorActor.start(ctx, config, name))
+
+    detector = ChildSpec(
+        "detector",
+        lambda ctx: ByzantineDetectorActor.start(ctx, config, names, hsm),
+        start_timeout_s=60,
+    )
+    return [*(validator(name) for name in names), detector]
+
+
 def trustchain_children(config: Config) -> list[ChildSpec]:
     """Children of the root, in start order (stopped in reverse)."""
+    trust = []
+    if config.trust.enabled:  # one_for_one: a crashed validator restarts alone
+        s = config.supervision
+        children = trust_children(config.trust)
+        trust = [supervisor_spec("trust", children, Strategy.ONE_FOR_ONE, s.max_restarts,
+                                 s.period_s, backoff=backoff_of(config))]  # fmt: skip
     return [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
         ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, config.ctlog), start_timeout_s=120),
+        *trust,
         ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config.ca), start_timeout_s=120),
         ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config.monitor)),
         ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, config.renewal)),

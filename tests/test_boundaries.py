@@ -157,7 +157,8 @@ def test_no_import_cycles_among_trustchain_modules() -> None:
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(component) for component in found)
 
 
-ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal")  # actors/<name>/actor.py each
+# actors/<name>/actor.py each
+ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal", "validator", "detector")
 COMPOSITION = "trustchain.actors.composition"
 
 
@@ -187,6 +188,7 @@ DOMAIN = (
     "trustchain.actors.trust.formats",
     "trustchain.actors.trust.params",
     "trustchain.actors.trust.requests",
+    "trustchain.actors.trust.rounds",
     "trustchain.actors.trust.scores",
     "trustchain.actors.trust.space",
     "trustchain.actors.trust.stake",

@@ -93,3 +93,10 @@ class TrustScores(Message):
 @dataclass(frozen=True)
 class Evidence(Message):
     """Every equivocation caught: both signed votes, checkable with the validator's key."""
+
+
+@dataclass(frozen=True)
+class GetTrustStatus(Message):
+    """The detector's counters for status and metrics: decisions by outcome, rounds
+    open, validators ignored, and alerts raised by kind (equivocation, a validator
+    below the minimum score, an asset's failed, replayed or rebound proof)."""

@@ -34,6 +34,6 @@ def consensus_params(config: TrustConfig) -> ConsensusParams:
     )
 
 
-def faults_tolerated(config: TrustConfig) -> int:
-    """f: the Byzantine validators N = ``config.validators`` tolerates, (N - 1) // 3."""
-    return (config.validators - 1) // 3
+def faults_tolerated(validators: int) -> int:
+    """f: the Byzantine validators that N = ``validators`` tolerates, (N - 1) // 3."""
+    return (validators - 1) // 3

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import fields, formats
@@ -156,3 +156,15 @@ def check_stake(
             expires_at=record.expires_at,
             now_s=now_s,
         )
+
+
+def authority_key_from_spki(spki_der: bytes) -> ec.EllipticCurvePublicKey:
+    """The stake authority's public key from its DER SubjectPublicKeyInfo (what the HSM
+    gives for its key); ``StakeInvalid`` if that is not an ECDSA public key."""
+    try:
+        key = serialization.load_der_public_key(spki_der)
+    except (ValueError, TypeError):
+        raise StakeInvalid("the stake authority's key is not a DER SubjectPublicKeyInfo") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise StakeInvalid(f"the stake authority's key is a {type(key).__name__}, not ECDSA")
+    return key

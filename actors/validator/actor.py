@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from trustchain.actors.durable import fsync_dir, write_new
-from trustchain.actors.trust import requests
-from trustchain.actors.trust.errors import AlreadyVoted, StakeInvalid, TrustError
+from trustchain.actors.trust import requests, stake
+from trustchain.actors.trust.errors import AlreadyVoted, TrustError
 from trustchain.actors.trust.params import consensus_params
 from trustchain.actors.trust.votes import Verdict, Vote, sign_vote
 from trustchain.actors.validator.messages import CheckRegistration, CheckRequest, GetValidatorKey
@@ -108,17 +108,6 @@ def _parse_key(path: Path, data: bytes) -> ed25519.Ed25519PrivateKey:
         raise ValidatorKeyUnusable(
             f"validator key {path} holds a {type(key).__name__}, not an Ed25519 key"
         )
-    return key
-
-
-def authority_public_key(spki_der: bytes) -> ec.EllipticCurvePublicKey:
-    """The stake authority's key from its SubjectPublicKeyInfo (StakeInvalid if unusable)."""
-    try:
-        key = serialization.load_der_public_key(spki_der)
-    except (ValueError, TypeError):
-        raise StakeInvalid("the stake authority's key is not a DER SubjectPublicKeyInfo") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise StakeInvalid(f"the stake authority's key is a {type(key).__name__}, not ECDSA")
     return key
 
 
@@ -198,7 +187,7 @@ class ValidatorActor(SupervisedActor):
         )  # fmt: skip
 
         def check() -> list[str]:
-            authority = authority_public_key(msg.authority_key)
+            authority = stake.authority_key_from_spki(msg.authority_key)
             now = self.clock.time()
             return requests.check_request(
                 msg.csr_der, msg.proofs, msg.registration, authority, self.params, now
@@ -215,7 +204,7 @@ class ValidatorActor(SupervisedActor):
                                msg.proof.to_json(), msg.challenge, msg.authority_key)  # fmt: skip
 
         def check() -> list[str]:
-            authority = authority_public_key(msg.authority_key)
+            authority = stake.authority_key_from_spki(msg.authority_key)
             return requests.check_registration(
                 msg.asset_key, msg.epoch, msg.stake, msg.proof, msg.challenge, authority,
                 self.params, self.clock.time(),

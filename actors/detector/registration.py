@@ -1,0 +1,196 @@
+"""The detector's registration part: stakes granted in the HSM, space challenges, and
+assets registered by the validators' vote (once per epoch).
+
+1. ``grant_stake`` (the operator's act): a stake record signed by the stake authority's
+   key in the HSM (``SignData``, a request), answered with the signed record's JSON.
+2. ``space_challenge``: the asset commits to its plot (commitment, n) and gets a fresh
+   32-octet challenge, remembered per (asset, epoch) with that commitment: committed
+   before the challenge is drawn, as ``space.py`` requires.
+3. ``register_asset``: the signed stake and the space proof answering the challenge,
+   read strictly; the proof must open the plot committed to. The validators vote on
+   ``requests.registration_digest`` (each checks stake and space itself); with a quorum
+   approving, the registration is stored for the epoch. A decided registration uses
+   its challenge up (its openings are public now); a refusal for want of a quorum
+   keeps it for a retry.
+
+A validator keeps its vote on a registration digest (asset, epoch, stake, commitment,
+n): after a refusal, the asset registers again with another stake record or plot.
+A registration carries no signature of the asset (anyone holding its stake record and
+plot can register it): a refused one raises an alert but is not held against the
+asset's trust; an approved one counts as a success.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import outcome
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustchain.actors.detector.base import DetectorBase
+from trustchain.actors.detector.messages import (
+    GrantStake,
+    RegisterAsset,
+    RegistrationStatus,
+    SpaceChallenge,
+)
+from trustchain.actors.hsm.messages import SignData
+from trustchain.actors.trust import fields, formats
+from trustchain.actors.trust.errors import NotRegistered, SpaceProofInvalid, StakeInvalid
+from trustchain.actors.trust.requests import registration_digest
+from trustchain.actors.trust.rounds import asset_factors
+from trustchain.actors.trust.space import HASH_BYTES, SpaceProof
+from trustchain.actors.trust.stake import SignedStake, new_stake_record
+from trustchain.actors.trust.store import Registration
+from trustchain.actors.trust.votes import Decision
+from trustchain.actors.validator.messages import CheckRegistration
+from trustchain.supervisors import InvalidRequest, handles
+
+CHALLENGE_BYTES = 32
+MAX_CHALLENGES = 65_536  # pending challenges kept; past it the oldest is dropped
+_ASSET_ID = re.compile(f"[0-9a-f]{{{2 * formats.ASSET_KEY_BYTES}}}")
+
+
+@dataclass(frozen=True)
+class _Challenge:
+    challenge: bytes
+    commitment: bytes
+    n: int
+
+
+def asset_key_of(asset: str) -> bytes:
+    """An asset's raw key from its id (lower-case hex of 32 octets)."""
+    if not _ASSET_ID.fullmatch(asset):
+        raise InvalidRequest(
+            f"an asset is named by the lower-case hex of its 32-octet Ed25519 key, not {asset!r}"
+        )
+    return bytes.fromhex(asset)
+
+
+class RegistrationPart(DetectorBase):
+    _challenges: dict[tuple[bytes, int], _Challenge]
+
+    def setup(self) -> None:
+        self._challenges = {}
+        super().setup()
+
+    def epoch_now(self) -> int:
+        return self.params.epoch(self.clock.time())
+
+    # 1. Stakes ------------------------------------------------------------------------
+
+    @handles(GrantStake)
+    def grant_stake(self, msg: GrantStake) -> None:
+        record = new_stake_record(asset_key_of(msg.asset), msg.amount, int(self.clock.time()),
+                                  msg.days)  # fmt: skip
+        reply = self.defer()
+
+        def signed(result: outcome.Outcome) -> None:
+            if isinstance(result, outcome.Error):
+                reply(result)
+                return
+            signature = result.unwrap()
+            assert self.authority_key is not None
+            try:
+                self.authority_key.verify(signature, record.tbs(), ec.ECDSA(hashes.SHA256()))
+            except InvalidSignature:
+                reply(outcome.Error(StakeInvalid(
+                    f"the HSM key {self.config.stake_authority_key!r} is not the stake "
+                    "authority's key the detector started with; restart the detector"
+                )))  # fmt: skip
+                return
+            reply(outcome.Value(SignedStake(record, signature).to_json()))
+
+        self.request(self.hsm, SignData(self.config.stake_authority_key, record.tbs()), signed)
+
+    # 2. Challenges --------------------------------------------------------------------
+
+    @handles(SpaceChallenge)
+    def space_challenge(self, msg: SpaceChallenge) -> dict[str, Any]:
+        asset_key = asset_key_of(msg.asset)
+        commitment = fields.hex_bytes(msg.commitment, "commitment", HASH_BYTES, SpaceProofInvalid)
+        if msg.n < self.params.space_blocks:
+            raise SpaceProofInvalid(
+                f"a plot of {msg.n} blocks is too small: plot {self.params.space_blocks} blocks "
+                "or more (get_trust_params)",
+                n=msg.n,
+                space_blocks=self.params.space_blocks,
+            )
+        epoch = self.epoch_now()
+        for key in [k for k in self._challenges if k[1] < epoch]:
+            del self._challenges[key]
+        while len(self._challenges) >= MAX_CHALLENGES:
+            del self._challenges[next(iter(self._challenges))]
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        self._challenges.pop((asset_key, epoch), None)  # a new one goes last (newest)
+        self._challenges[(asset_key, epoch)] = _Challenge(challenge, commitment, msg.n)
+        return {
+            "asset": msg.asset,
+            "epoch": epoch,
+            "challenge": challenge.hex(),
+            "commitment": commitment.hex(),
+            "n": msg.n,
+            "k": self.params.space_challenges,
+        }
+
+    # 3. Registration ------------------------------------------------------------------
+
+    @handles(RegisterAsset)
+    def register_asset(self, msg: RegisterAsset) -> None:
+        asset_key = asset_key_of(msg.asset)
+        epoch = self.epoch_now()
+        pending = self._challenges.get((asset_key, epoch))
+        if pending is None:
+            raise SpaceProofInvalid(
+                f"asset {msg.asset} has no space challenge for epoch {epoch}: ask for one "
+                "(space_challenge) and answer it",
+                asset=msg.asset,
+                epoch=epoch,
+            )
+        signed = SignedStake.from_json(msg.stake)
+        proof = SpaceProof.from_json(msg.space_proof)
+        if (proof.commitment, proof.n) != (pending.commitment, pending.n):
+            raise SpaceProofInvalid(
+                "the space proof opens another plot than the one committed to before the "
+                f"challenge (commitment {pending.commitment.hex()[:16]}..., n = {pending.n})"
+            )
+        digest = registration_digest(asset_key, epoch, signed, proof.commitment, proof.n)
+        question = CheckRegistration(asset_key, epoch, signed, proof, pending.challenge,
+                                     self.authority_spki)  # fmt: skip
+
+        def conclude(decision: Decision, first: bool) -> dict[str, Any]:
+            if self._challenges.get((asset_key, epoch)) is pending:
+                del self._challenges[(asset_key, epoch)]  # used up, either way
+            factors = asset_factors(decision, self.f)
+            self.alert_failures(msg.asset, decision)
+            if decision.outcome != "approve":  # anyone may register any asset: not its doing
+                raise self.not_approved(decision, f"the registration of asset {msg.asset}")
+            registration = Registration(asset_key, epoch, signed.to_json(), proof.commitment,
+                                        self.clock.time())  # fmt: skip
+            self._store().add_registration(registration)
+            self.record_asset(msg.asset, factors)
+            return {"asset": msg.asset, "epoch": epoch, "registered": True,
+                    "votes": len(decision.votes)}  # fmt: skip
+
+        self.open_round(digest, question, conclude)
+
+    @handles(RegistrationStatus)
+    def registration_status(self, msg: RegistrationStatus) -> dict[str, Any]:
+        epoch = self.epoch_now()
+        try:
+            registration = self._store().get_registration(asset_key_of(msg.asset), epoch)
+        except NotRegistered:
+            return {"asset": msg.asset, "epoch": epoch, "registered": False}
+        return {
+            "asset": msg.asset,
+            "epoch": epoch,
+            "registered": True,
+            "registered_at": registration.registered_at_s,
+            "until": (epoch + 1) * self.params.epoch_s,
+            "stake_expires_at": registration.stake["record"]["expires_at"],
+        }
