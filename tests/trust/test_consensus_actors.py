@@ -1,0 +1,552 @@
+"""The four-proof consensus through the real actors: validators and the detector under
+a supervisor of their own, the stake authority's key in a real SoftHSM (HSMActor), the
+trust state in SQLite, and Byzantine validators (``byzantine.py``).
+
+Each tree runs on a FakeClock (the detector's deadline, a slow validator's delay):
+a test moves time only when it waits for a deadline, once the round is open
+(``rounds_open``), so nothing here sleeps and hopes. The proofs are small (work 8
+bits, VDF t = 256 in RSA-2048, 32 plotted blocks of scrypt N = 16, 4 opened) so
+that the whole file runs in seconds; they are real proofs all the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import outcome
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from loguru import logger
+
+from trustchain.actors.detector import (
+    ByzantineDetectorActor,
+    Decide,
+    Evidence,
+    GetTrustParams,
+    GetTrustStatus,
+    GrantStake,
+    RegisterAsset,
+    RegistrationStatus,
+    SpaceChallenge,
+    TrustScores,
+    ValidateAssetTrust,
+)
+from trustchain.actors.hsm import HSMActor
+from trustchain.actors.trust import requests, space, work
+from trustchain.actors.trust.errors import (
+    NotApproved,
+    ProofReplayed,
+    QuorumNotReached,
+    SpaceProofInvalid,
+    StakeInvalid,
+)
+from trustchain.actors.trust.params import consensus_params
+from trustchain.actors.trust.store import TrustStore
+from trustchain.actors.trust.votes import (
+    Decision,
+    Equivocation,
+    check_decision,
+    check_equivocation,
+    quorum,
+)
+from trustchain.actors.validator import GetValidatorKey
+from trustchain.config import HsmConfig, TrustConfig
+from trustchain.supervisors import (
+    ChildSpec,
+    FakeClock,
+    InvalidRequest,
+    Registry,
+    RestartChild,
+    TrustChainError,
+    start_root,
+)
+
+from .byzantine import BEHAVIOURS, SLOW_S, Crash, HonestValidator, Misbehave
+
+DEADLINE_S = 2.0
+ASSET = ed25519.Ed25519PrivateKey.generate()
+ASSET_KEY = requests.asset_key_of(ASSET)
+ASSET_ID = ASSET_KEY.hex()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds (what the actors' threads do meanwhile)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+def small_config(directory: Path, n: int, label: str, epoch_s: int) -> TrustConfig:
+    return TrustConfig(enabled=True, validators=n, epoch_s=epoch_s, work_bits=8, vdf_t=256,
+                       min_stake=10, stake_authority_key=label, space_blocks=32, space_cost=16,
+                       space_challenges=4, decision_timeout_s=DEADLINE_S,
+                       database=directory / "trust.sqlite3",
+                       key_dir=directory / "validators")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hsm(softhsm: HsmConfig) -> Iterator[Registry]:
+    """One HSM actor for the module's trees (each tree a root of its own beside it)."""
+    registry = Registry()
+    root = start_root(registry, "hsm-root", [
+        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, softhsm), start_timeout_s=60),
+    ])  # fmt: skip
+    yield registry
+    root.stop(block=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def plot() -> space.Plot:
+    return space.plot(ASSET_KEY, 32, space.SpaceParams(cost=16, min_blocks=32))
+
+
+class Consensus:
+    """N validators (some Byzantine) and a detector under a root of their own."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        directory: Path,
+        n: int,
+        byzantine: dict[int, type[HonestValidator]] | None = None,
+        uid: str | None = None,
+        epoch_s: int = 86_400,
+        clock: FakeClock | None = None,
+    ) -> None:
+        self.registry, self.directory, self.n = registry, directory, n
+        self.byzantine = byzantine or {}
+        self.uid = uid or uuid.uuid4().hex[:8]
+        self.names = [f"v{self.uid}-{i}" for i in range(1, n + 1)]
+        self.detector = f"detector-{self.uid}"
+        self.config = small_config(directory, n, f"stake-{self.uid}", epoch_s)
+        self.params = consensus_params(self.config)
+        self.f = (n - 1) // 3
+        self.clock = clock or FakeClock()
+        self.start()
+
+    def start(self) -> None:
+        specs = []
+        for i, name in enumerate(self.names, start=1):
+            cls = self.byzantine.get(i, HonestValidator)
+            specs.append(ChildSpec(name, self._validator(cls, name)))
+        specs.append(ChildSpec(self.detector, lambda ctx: ByzantineDetectorActor.start(
+            ctx, self.config, self.names, "hsm"), start_timeout_s=30))  # fmt: skip
+        self.root = start_root(self.registry, f"trust-{self.uid}", specs, max_restarts=20,
+                               period_s=60, clock=self.clock)  # fmt: skip
+        self.keys = {
+            name: ed25519.Ed25519PublicKey.from_public_bytes(
+                bytes.fromhex(self.registry.ask(name, GetValidatorKey())["public_key"])
+            )
+            for name in self.names
+        }
+
+    def _validator(self, cls: type[HonestValidator], name: str) -> Any:
+        return lambda ctx: cls.start(ctx, self.config, name)
+
+    def stop(self) -> None:
+        self.root.stop(block=True, timeout=30)
+
+    @property
+    def epoch(self) -> int:
+        return self.params.epoch(self.clock.time())
+
+    def ask(self, message: Any) -> Any:
+        return self.registry.ask(self.detector, message, timeout=30)
+
+    def send(self, message: Any) -> outcome.Outcome:
+        """Ask the detector without raising: the outcome."""
+        return self.send_many([message])[0]
+
+    def send_many(self, messages: list[Any]) -> list[outcome.Outcome]:
+        """Send every message at once (one tell each) and wait for all the answers."""
+        answers: dict[int, outcome.Outcome] = {}
+        done = threading.Event()
+
+        def reply_for(i: int) -> Any:
+            def reply(result: outcome.Outcome) -> None:
+                answers[i] = result
+                if len(answers) == len(messages):
+                    done.set()
+
+            return reply
+
+        for i, message in enumerate(messages):
+            self.registry.tell(self.detector, message, reply_for(i))
+        assert done.wait(30), f"{len(messages) - len(answers)} requests never answered"
+        return [answers[i] for i in range(len(messages))]
+
+    def send_past_deadline(self, message: Any, answers: int) -> outcome.Outcome:
+        """Send, wait until its round has ``answers`` answers, move time past the
+        deadline, wait for the answer."""
+        got: list[outcome.Outcome] = []
+        done = threading.Event()
+
+        def reply(result: outcome.Outcome) -> None:
+            got.append(result)
+            done.set()
+
+        self.registry.tell(self.detector, message, reply)
+
+        def answered() -> bool:
+            rounds = self.status()["rounds_open"]
+            return done.is_set() or (len(rounds) == 1 and rounds[0]["answered"] >= answers)
+
+        wait_until(answered, f"{answers} answers in the round")
+        self.clock.advance(DEADLINE_S + 0.001)
+        assert done.wait(30), "no answer after the deadline"
+        return got[0]
+
+    def status(self) -> dict[str, Any]:
+        return self.ask(GetTrustStatus())
+
+    def validator_keys(self) -> dict[str, ed25519.Ed25519PublicKey]:
+        return dict(self.keys)  # names are the validators' ids
+
+    def misbehave(self, on: bool) -> None:
+        for i in self.byzantine:
+            self.registry.ask(self.names[i - 1], Misbehave(on))
+
+    # The asset's side --------------------------------------------------------------
+
+    def grant(self, amount: int = 100, days: int = 30, asset: str = ASSET_ID) -> dict[str, Any]:
+        return self.ask(GrantStake(asset, amount, days))
+
+    def register(
+        self, plot: space.Plot, stake: dict[str, Any] | None = None, tamper: Any = None
+    ) -> outcome.Outcome:
+        stake = self.grant() if stake is None else stake
+        got = self.ask(SpaceChallenge(ASSET_ID, plot.root.hex(), plot.n))
+        proof = space.answer_challenge(plot, bytes.fromhex(got["challenge"]), got["k"])
+        body = proof.to_json() if tamper is None else tamper(proof.to_json())
+        return self.send(RegisterAsset(ASSET_ID, stake, body))
+
+    def prove(
+        self, csr: bytes, epoch: int | None = None, key: ed25519.Ed25519PrivateKey = ASSET
+    ) -> requests.RequestProofs:
+        epoch = self.epoch if epoch is None else epoch
+        return requests.prove_request(csr, key, epoch, self.params)[0]
+
+    def decide(self, csr: bytes, proofs: requests.RequestProofs | None = None) -> outcome.Outcome:
+        return self.send(Decide(csr, self.prove(csr) if proofs is None else proofs))
+
+
+@pytest.fixture
+def trees(hsm: Registry) -> Iterator[list[Consensus]]:
+    """Trees a test starts; each stopped at its end."""
+    made: list[Consensus] = []
+    yield made
+    for tree in made:
+        tree.stop()
+
+
+def consensus(trees: list[Consensus], *args: Any, **kwargs: Any) -> Consensus:
+    tree = Consensus(*args, **kwargs)
+    trees.append(tree)
+    return tree
+
+
+def approved(result: outcome.Outcome) -> Decision:
+    decision = result.unwrap()
+    assert isinstance(decision, Decision) and decision.outcome == "approve"
+    return decision
+
+
+def refused(result: outcome.Outcome, error: type[TrustChainError]) -> TrustChainError:
+    assert isinstance(result, outcome.Error), f"expected {error.__name__}, got {result!r}"
+    assert isinstance(result.error, error), f"expected {error.__name__}: {result.error!r}"
+    return result.error
+
+
+def codes(result: outcome.Outcome) -> list[str]:
+    return refused(result, NotApproved).details["reasons"]
+
+
+def bad_nonce(proofs: requests.RequestProofs, csr: bytes, bits: int) -> int:
+    """A work nonce that does not hold for this request."""
+    digest = proofs.digest(csr)
+    return next(n for n in range(2**16) if work.leading_zero_bits(work.work_hash(digest, n)) < bits)
+
+
+# -- up to f Byzantine validators of each behaviour ------------------------------------
+
+
+@pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
+@pytest.mark.parametrize("n", [4, 7, 10])
+def test_with_up_to_f_byzantine_validators_every_decision_is_the_honest_one(
+    trees, hsm, tmp_path, plot, n, behaviour
+) -> None:
+    f = (n - 1) // 3
+    tree = consensus(trees, hsm, tmp_path, n, dict.fromkeys(range(1, f + 1),
+                                                            BEHAVIOURS[behaviour]))  # fmt: skip
+    assert tree.register(plot).unwrap()["registered"] is True
+    keys = tree.validator_keys()
+    good = [tree.prove(f"csr-{i}".encode()) for i in range(3)]
+    answers = tree.send_many([Decide(f"csr-{i}".encode(), good[i]) for i in range(3)])
+    for answer in answers:
+        decision = approved(answer)
+        check_decision(decision, keys, f)
+        assert len(decision.votes) >= quorum(n, f)
+    other = tree.prove(b"csr-forged")
+    forged = dataclasses.replace(other, work_nonce=bad_nonce(other, b"csr-forged", 8))
+    assert codes(tree.decide(b"csr-forged", forged)) == ["work_invalid"]
+
+    if behaviour == "equivocating":  # the same request again: each equivocator is caught
+        refused(tree.decide(b"csr-0", good[0]), ProofReplayed)
+        wait_until(lambda: len(tree.ask(Evidence())) == f, "the equivocations caught")
+        evidence = [Equivocation.from_json(e) for e in tree.ask(Evidence())]
+        assert sorted(e.validator for e in evidence) == tree.names[:f]
+        for e in evidence:
+            check_equivocation(e, keys[e.validator])
+        scores = {s["validator"]: s for s in tree.ask(TrustScores())}
+        assert all(scores[name]["quarantined"] for name in tree.names[:f])
+        assert tree.status()["alerts"]["equivocation"] == f
+        assert approved(tree.decide(b"csr-after")).votes  # decisions go on without them
+    else:
+        assert tree.ask(Evidence()) == []
+    if behaviour == "slow":  # their votes come after the answers, and are scored still
+        tree.clock.advance(SLOW_S)
+        slow = tree.names[:f]
+        wait_until(lambda: all(s["agreed"] >= 5 for s in tree.ask(TrustScores())
+                               if s["validator"] in slow), "the late votes scored")  # fmt: skip
+    trust = tree.ask(ValidateAssetTrust(ASSET_ID))
+    factors = trust["factors"]  # (a slow run's are 5 s old: decayed a little)
+    assert factors["work_failures"] == pytest.approx(1.0, abs=1e-4)  # f liars never count
+    assert factors["successes"] >= 3.99  # the registration and three requests
+
+
+# -- more than f: refuse rather than decide wrongly ------------------------------------
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_with_more_than_f_liars_the_detector_refuses_rather_than_decides_wrongly(
+    trees, hsm, tmp_path, plot, n
+) -> None:
+    f = (n - 1) // 3
+    liars = range(1, f + 2)
+    accepting = consensus(trees, hsm, tmp_path / "a", n, dict.fromkeys(liars, BEHAVIOURS[
+        "always_accept"]))  # fmt: skip
+    assert accepting.register(plot).unwrap()["registered"]
+    other = accepting.prove(b"forged")
+    forged = dataclasses.replace(other, work_nonce=bad_nonce(other, b"forged", 8))
+    error = refused(accepting.decide(b"forged", forged), QuorumNotReached)  # at once: a split
+    assert error.details["counted"]["approve"] <= f + 1
+
+    rejecting = consensus(trees, hsm, tmp_path / "r", n, dict.fromkeys(liars, BEHAVIOURS[
+        "always_reject"]))  # fmt: skip
+    rejecting.misbehave(False)  # the asset registers while they behave
+    assert rejecting.register(plot).unwrap()["registered"]
+    rejecting.misbehave(True)
+    refused(rejecting.decide(b"a valid request"), QuorumNotReached)
+    assert rejecting.status()["decisions"]["approve"] == 1  # the registration only
+
+
+@pytest.mark.parametrize("behaviour", ["silent", "slow"])
+def test_with_more_than_f_silent_or_slow_the_deadline_refuses(
+    trees, hsm, tmp_path, plot, behaviour
+) -> None:
+    tree = consensus(trees, hsm, tmp_path, 4, dict.fromkeys((1, 2), BEHAVIOURS[behaviour]))
+    tree.misbehave(False)
+    assert tree.register(plot).unwrap()["registered"]
+    tree.misbehave(True)
+    csr = b"a valid request"
+    late = tree.send_past_deadline(Decide(csr, tree.prove(csr)), answers=2)  # the honest two
+    error = refused(late, QuorumNotReached)
+    assert "within 2 s" in error.message and sorted(error.details["silent"]) == tree.names[:2]
+    assert tree.status()["decisions"]["quorum_not_reached"] == 1
+
+
+def test_more_than_f_equivocators_are_all_caught_and_nothing_is_decided_on_their_word(
+    trees, hsm, tmp_path, plot
+) -> None:
+    tree = consensus(trees, hsm, tmp_path, 4, dict.fromkeys((1, 2), BEHAVIOURS["equivocating"]))
+    assert tree.register(plot).unwrap()["registered"]
+    proofs = tree.prove(b"twice")
+    approved(tree.decide(b"twice", proofs))
+    refused(tree.decide(b"twice", proofs), QuorumNotReached)  # two honest votes left of four
+    assert sorted(e["validator"] for e in tree.ask(Evidence())) == tree.names[:2]
+
+
+# -- a validator crashing under load ------------------------------------------------------
+
+
+def test_a_validator_crashing_under_a_stream_of_decisions_does_not_stop_them(
+    trees, hsm, tmp_path, plot
+) -> None:
+    tree = consensus(trees, hsm, tmp_path, 4)
+    assert tree.register(plot).unwrap()["registered"]
+    requests_ = [Decide(f"load-{i}".encode(), tree.prove(f"load-{i}".encode())) for i in range(40)]
+    victim = tree.names[1]
+    answers: dict[int, outcome.Outcome] = {}
+    done = threading.Event()
+
+    def reply_for(i: int) -> Any:
+        def reply(result: outcome.Outcome) -> None:
+            answers[i] = result
+            if len(answers) == len(requests_):
+                done.set()
+
+        return reply
+
+    for i, message in enumerate(requests_):
+        if i == 15:
+            tree.registry.tell(victim, Crash(), lambda _result: None)
+        tree.registry.tell(tree.detector, message, reply_for(i))
+    assert done.wait(30)
+    for i in range(len(requests_)):
+        approved(answers[i])
+    wait_until(lambda: tree.registry.lookup(victim).health()["state"] == "running", "restart")
+    assert tree.registry.lookup(victim).restarts == 1
+    before = {s["validator"]: s["agreed"] for s in tree.ask(TrustScores())}[victim]
+    approved(tree.decide(b"after the restart"))
+    wait_until(lambda: {s["validator"]: s["agreed"] for s in tree.ask(TrustScores())}[victim]
+               > before, "the restarted validator's vote")  # fmt: skip
+
+
+# -- registration and requests end to end -------------------------------------------------
+
+
+def test_registration_and_requests_end_to_end_each_forgery_refused_with_its_code(
+    trees, hsm, tmp_path, plot
+) -> None:
+    tree = consensus(trees, hsm, tmp_path, 4, epoch_s=3 * 86_400)  # a stake of a day ends
+    params = tree.ask(GetTrustParams())
+    authority = serialization.load_pem_public_key(params["authority_key"].encode())
+    assert isinstance(authority, ec.EllipticCurvePublicKey)
+    assert (params["work_bits"], params["vdf_t"], params["quorum"]) == (8, 256, 3)
+    assert int(params["vdf_modulus"]) == tree.params.modulus
+
+    # The stake, signed in the HSM with the authority's key.
+    stake = tree.grant(days=1)
+    record = requests.stake.SignedStake.from_json(stake)
+    authority.verify(record.signature, record.record.tbs(), ec.ECDSA(hashes.SHA256()))
+
+    # Registration forgeries: refused before any vote, or by the validators' vote.
+    refused(tree.send(RegisterAsset(ASSET_ID, stake, {})), SpaceProofInvalid)  # no challenge
+    refused(tree.send(SpaceChallenge(ASSET_ID, plot.root.hex(), 8)), SpaceProofInvalid)
+    refused(tree.send(SpaceChallenge("AB" * 32, plot.root.hex(), 32)), InvalidRequest)
+    refused(tree.register(plot, {"record": {}, "signature": "00"}), StakeInvalid)
+    other_plot = space.plot(os.urandom(32), 32, space.SpaceParams(cost=16, min_blocks=32))
+    refused(tree.register(plot, stake, lambda _: other_plot_proof(other_plot)), SpaceProofInvalid)
+    assert codes(tree.register(plot, tree.grant(amount=1))) == ["stake_invalid"]
+    other_asset = ed25519.Ed25519PrivateKey.generate()
+    theirs = tree.grant(asset=requests.asset_key_of(other_asset).hex())
+    assert codes(tree.register(plot, theirs)) == ["stake_invalid"]
+    assert codes(tree.register(plot, tree.grant(), flip_a_block)) == ["space_proof_invalid"]
+    assert not tree.ask(RegistrationStatus(ASSET_ID))["registered"]
+
+    registered = tree.register(plot, stake).unwrap()
+    assert registered == {"asset": ASSET_ID, "epoch": tree.epoch, "registered": True,
+                          "votes": registered["votes"]} and registered["votes"] >= 3  # fmt: skip
+    status = tree.ask(RegistrationStatus(ASSET_ID))
+    assert status["registered"] and status["stake_expires_at"] == record.record.expires_at
+
+    # Requests: the valid one approved; each forgery refused with its code.
+    csr = b"the CSR"
+    valid = tree.prove(csr)
+    decision = approved(tree.decide(csr, valid))
+    check_decision(decision, tree.validator_keys(), tree.f)
+    forgeries: dict[str, tuple[bytes, requests.RequestProofs]] = {}
+    p = tree.prove(b"work")
+    forgeries["work_invalid"] = b"work", dataclasses.replace(p, work_nonce=bad_nonce(p, b"work", 8))
+    p = tree.prove(b"time")
+    forgeries["time_proof_invalid"] = b"time", dataclasses.replace(p, vdf_output=p.vdf_proof)
+    p = tree.prove(b"signature")
+    forgeries["asset_signature_invalid"] = (
+        b"signature",
+        dataclasses.replace(p, signature=requests.sign_digest(other_asset, p.digest(b"signature"))),
+    )
+    forgeries["bound to another request"] = b"another CSR", tree.prove(b"bound")
+    forgeries["registration_stale"] = b"old", tree.prove(b"old", epoch=tree.epoch - 1)
+    forgeries["not_registered"] = b"stranger", tree.prove(b"stranger", key=other_asset)
+    got = {what: codes(tree.decide(c, proofs)) for what, (c, proofs) in forgeries.items()}
+    assert got["work_invalid"] == ["work_invalid"]
+    assert got["time_proof_invalid"] == ["time_proof_invalid"]
+    assert got["asset_signature_invalid"] == ["asset_signature_invalid"]
+    assert {"asset_signature_invalid", "time_proof_invalid"} <= set(got["bound to another request"])
+    assert "registration_stale" in got["registration_stale"]
+    assert got["not_registered"] == ["not_registered"]
+    error = refused(tree.decide(csr, valid), ProofReplayed)  # the same request again
+    assert error.code == "proof_replayed"
+
+    store = TrustStore(tree.config.database)  # a second reader of the detector's database
+    try:
+        for c, proofs in forgeries.values():
+            kept = store.get_decision(proofs.digest(c))
+            assert kept is not None and kept.outcome == "reject"
+    finally:
+        store.close()
+    factors = tree.ask(ValidateAssetTrust(ASSET_ID))["factors"]
+    assert factors["successes"] == 2.0  # the registration and the request
+    assert (factors["work_failures"], factors["time_failures"]) == (1.0, 1.0)
+    assert factors["signature_failures"] == 2.0 and factors["replayed"] == 1.0
+    assert factors["stake_failures"] == 0.0  # refused registrations are not held against it
+    alerts = tree.status()["alerts"]
+    assert alerts["proof_replayed"] == 1
+    assert alerts["asset_proof_failed"] == 7  # 3 registrations, 4 requests with failures
+
+    # A day later the stake has expired (the epoch has not): refused, and counted.
+    tree.clock.advance(86_400)
+    assert codes(tree.decide(b"late")) == ["stake_expired"]
+    assert tree.ask(ValidateAssetTrust(ASSET_ID))["factors"]["stale_stake"] == 1.0
+
+
+def other_plot_proof(other: space.Plot) -> dict[str, Any]:
+    return space.answer_challenge(other, os.urandom(32), 4).to_json()
+
+
+def flip_a_block(proof: dict[str, Any]) -> dict[str, Any]:
+    """The proof with its first opened block changed (and its path left as it was)."""
+    first = dict(proof["openings"][0])
+    block = bytearray(bytes.fromhex(first["block"]))
+    block[0] ^= 1
+    first["block"] = block.hex()
+    return {**proof, "openings": [first, *proof["openings"][1:]]}
+
+
+# -- durable state --------------------------------------------------------------------------
+
+
+def test_scores_evidence_and_registrations_survive_restarts_of_the_detector(
+    trees, hsm, tmp_path, plot
+) -> None:
+    seen: list[dict[str, Any]] = []
+    sink = logger.add(lambda m: seen.append(m.record["extra"]), level="WARNING",
+                      filter=lambda r: "event" in r["extra"])  # fmt: skip
+    try:
+        tree = consensus(trees, hsm, tmp_path, 4, {1: BEHAVIOURS["equivocating"]})
+        assert tree.register(plot).unwrap()["registered"]
+        proofs = tree.prove(b"once")
+        approved(tree.decide(b"once", proofs))
+        refused(tree.decide(b"once", proofs), ProofReplayed)
+        codes(tree.decide(b"time", dataclasses.replace(tree.prove(b"time"), vdf_output=2)))
+    finally:
+        logger.remove(sink)
+    assert {"event": "trust.equivocation", "validator": tree.names[0],
+            "digest": proofs.digest(b"once").hex()} in seen  # fmt: skip
+
+    def state() -> tuple[Any, ...]:
+        asked = (TrustScores(), Evidence(), RegistrationStatus(ASSET_ID),
+                 ValidateAssetTrust(ASSET_ID))  # fmt: skip
+        return tuple(tree.ask(message) for message in asked)
+
+    before = state()
+    assert before[0][0]["quarantined"] and len(before[1]) == 1
+    tree.registry.ask(f"trust-{tree.uid}", RestartChild(tree.detector))
+    assert state() == before
+    tree.stop()  # the whole subtree, and again from cold
+    trees.remove(tree)
+    again = consensus(trees, hsm, tmp_path, 4, uid=tree.uid, clock=tree.clock)
+    assert (again.ask(TrustScores()), again.ask(Evidence())) == before[:2]
+    assert again.ask(RegistrationStatus(ASSET_ID)) == before[2]
+    decision = approved(again.decide(b"after"))
+    assert tree.names[0] not in {v.validator for v in decision.votes}  # still quarantined
+    refused(again.decide(b"once", proofs), ProofReplayed)  # the store remembers the decision
