@@ -1,7 +1,8 @@
 """One writer per durable store: an operating-system lock held for the life of the process.
 
 Every store TrustChain writes (the CT tiles and index, the CA database and CRL
-directory, the SoftHSM token directory, the renewal directory) gets a lock
+directory, the SoftHSM token directory, the renewal directory, and with
+``trust.enabled`` the trust database and the validators' key directory) gets a lock
 file: ``.trustchain.lock`` inside a directory store, ``<name>.lock`` beside a
 file store (SQLite). Locking is ``flock(LOCK_EX | LOCK_NB)`` on that file,
 opened ``O_CLOEXEC`` so no child process (``softhsm2-util``) inherits it.
@@ -179,6 +180,9 @@ def stores_of(config: Config) -> list[Store]:
         if tokendir is not None:  # without its config SoftHSM opens no token: nothing to guard
             stores.append(token_store(conf, tokendir))
     stores.append(Store(config.renewal.directory, "renewal.directory", directory=True, mode=0o700))
+    if config.trust.enabled:  # the consensus's state and the validators' keys
+        stores.append(Store(config.trust.database, "trust.database", directory=False))
+        stores.append(Store(config.trust.key_dir, "trust.key_dir", directory=True, mode=0o700))
     return stores
 
 
