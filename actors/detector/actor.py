@@ -30,8 +30,11 @@ contradictory decisions can both be backed by signatures.
 * The decision is stored with the score changes it caused; the asset's history gets a
   success or the failures f+1 rejecting validators agree on (``rounds.asset_factors``);
   an approved request's VDF output goes through the replay guard (the same proof
-  again: ``replayed``; with another digest or asset: ``rebound``). The replay guard is
-  in memory: it forgets at a restart of the detector.
+  again: ``replayed``; with another digest or asset: ``rebound``), and a digest the
+  store holds a decision on was decided before: either way the caller gets
+  ``proof_replayed``, not the decision (its proofs are used up). The round is still
+  run: the same request decided twice is where an equivocating validator shows. The
+  replay guard is in memory; the stored decisions are not.
 * Every detection is an alert: a WARNING log line whose ``event`` is ``trust.<kind>``
   (``base.ALERT_KINDS``), a counter in ``get_trust_status`` (which ``/metrics`` can
   show), and the last alert.

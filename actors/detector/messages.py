@@ -29,7 +29,9 @@ class Decide(Message):
     """In-process only (the issuer): the quorum's decision on a certificate request.
     Answered with the ``Decision`` when 2f+1 validators agree to approve;
     ``not_approved`` (with the decision's reasons) when they agree to reject;
-    ``quorum_not_reached`` when too few agree before the deadline."""
+    ``quorum_not_reached`` when too few agree before the deadline (or no quorum can be
+    made any more); ``proof_replayed`` when the request was approved before (its
+    proofs are used up: a new request needs a new CSR and fresh proofs)."""
 
     csr_der: bytes
     proofs: RequestProofs

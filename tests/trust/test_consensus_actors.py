@@ -550,3 +550,59 @@ def test_scores_evidence_and_registrations_survive_restarts_of_the_detector(
     decision = approved(again.decide(b"after"))
     assert tree.names[0] not in {v.validator for v in decision.votes}  # still quarantined
     refused(again.decide(b"once", proofs), ProofReplayed)  # the store remembers the decision
+
+
+# -- scores: below the minimum, and back ----------------------------------------------------
+
+
+def test_a_validator_that_keeps_dissenting_is_ignored_then_earns_its_way_back(
+    trees, hsm, tmp_path, plot
+) -> None:
+    tree = consensus(trees, hsm, tmp_path, 4, {1: BEHAVIOURS["always_reject"]})
+    liar = tree.names[0]
+    assert tree.register(plot).unwrap()["registered"]  # its first dissent: 0.9
+
+    def score() -> dict[str, Any]:
+        return {s["validator"]: s for s in tree.ask(TrustScores())}[liar]
+
+    for i in range(5):  # 0.8 ... 0.4: below 0.5 after the fifth request
+        approved(tree.decide(f"dissent-{i}".encode()))
+        wait_until(lambda i=i: score()["dissented"] == i + 2, "its vote scored")
+    assert score()["ignored"] and tree.status()["ignored"] == [liar]
+    assert tree.status()["alerts"]["validator_below_minimum"] == 1
+    tree.registry.ask(liar, Misbehave(False))  # it behaves: still asked, scored, not counted
+    for i in range(10):
+        decision = approved(tree.decide(f"behave-{i}".encode()))
+        assert liar not in {v.validator for v in decision.votes}
+        wait_until(lambda i=i: score()["agreed"] == i + 1, "its vote scored")
+    assert score()["score"] == pytest.approx(0.5) and not score()["ignored"]
+    assert tree.status()["ignored"] == []
+
+
+# -- untrusted input --------------------------------------------------------------------------
+
+
+def test_malformed_registrations_are_refused_with_typed_errors_never_a_crash(
+    trees, hsm, tmp_path, plot
+) -> None:
+    tree = consensus(trees, hsm, tmp_path, 4)
+    stake = tree.grant()
+    got = tree.ask(SpaceChallenge(ASSET_ID, plot.root.hex(), plot.n))
+    good = space.answer_challenge(plot, bytes.fromhex(got["challenge"]), got["k"]).to_json()
+    opening = good["openings"][0]
+    broken_stakes = [{}, {**stake, "extra": 1}, {"record": [], "signature": stake["signature"]},
+                     {**stake, "record": {**stake["record"], "amount": 2**70}},
+                     {**stake, "record": {**stake["record"], "amount": -1}},
+                     {**stake, "signature": "0" * 3}]  # fmt: skip
+    broken_proofs = [{}, {**good, "openings": "no"}, {**good, "openings": [1, 2]},
+                     {**good, "n": 0}, {**good, "n": 2**41},
+                     {**good, "openings": [{**opening, "index": 2**60}]},
+                     {**good, "openings": [{**opening, "block": "x"}]},
+                     {**good, "openings": [{**opening, "path": ["00" * 31]}]}]  # fmt: skip
+    messages = [RegisterAsset(ASSET_ID, s, good) for s in broken_stakes]
+    messages += [RegisterAsset(ASSET_ID, stake, p) for p in broken_proofs]
+    for answer in tree.send_many(messages):
+        refused(answer, TrustChainError)
+        assert answer.error.code in ("stake_invalid", "space_proof_invalid"), answer.error
+    assert all(tree.registry.lookup(name).restarts == 0 for name in [*tree.names, tree.detector])
+    assert tree.register(plot, stake).unwrap()["registered"]  # and the real one goes through
