@@ -5,15 +5,18 @@ tests/test_boundaries.py checks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from trustchain.actors.ctlog.actor import CTLogActor
 from trustchain.actors.detector.actor import ByzantineDetectorActor
 from trustchain.actors.hsm.actor import HSMActor
 from trustchain.actors.issuer.actor import IssuerActor
 from trustchain.actors.monitor.actor import CTMonitorActor
 from trustchain.actors.renewal.actor import RenewalActor
+from trustchain.actors.trust.params import vdf_modulus
 from trustchain.actors.validator.actor import ValidatorActor
 from trustchain.config import Config, TrustConfig
-from trustchain.supervisors import Backoff, ChildSpec, Strategy, supervisor_spec
+from trustchain.supervisors import ActorContext, Backoff, ChildSpec, Strategy, supervisor_spec
 
 
 def backoff_of(config: Config) -> Backoff:
@@ -46,16 +49,26 @@ def trust_children(config: TrustConfig, hsm: str = "hsm") -> list[ChildSpec]:
 def trustchain_children(config: Config) -> list[ChildSpec]:
     """Children of the root, in start order (stopped in reverse)."""
     trust = []
+    detector = None  # without the consensus the issuer issues without its approval
     if config.trust.enabled:  # one_for_one: a crashed validator restarts alone
         s = config.supervision
         children = trust_children(config.trust)
         trust = [supervisor_spec("trust", children, Strategy.ONE_FOR_ONE, s.max_restarts,
                                  s.period_s, backoff=backoff_of(config))]  # fmt: skip
+        detector = "detector"
+    modulus = vdf_modulus(config.trust)
+
+    def issuer(ctx: ActorContext) -> Any:
+        return IssuerActor.start(ctx, config.ca, detector=detector, vdf_modulus=modulus)
+
+    def renewal(ctx: ActorContext) -> Any:
+        return RenewalActor.start(ctx, config.renewal, detector=detector)
+
     return [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
         ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, config.ctlog), start_timeout_s=120),
         *trust,
-        ChildSpec("issuer", lambda ctx: IssuerActor.start(ctx, config.ca), start_timeout_s=120),
+        ChildSpec("issuer", issuer, start_timeout_s=120),
         ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config.monitor)),
-        ChildSpec("renewal", lambda ctx: RenewalActor.start(ctx, config.renewal)),
+        ChildSpec("renewal", renewal),
     ]

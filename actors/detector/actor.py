@@ -129,24 +129,14 @@ class ByzantineDetectorActor(RegistrationPart):
 
     @handles(GetTrustParams)
     def get_trust_params(self, msg: GetTrustParams) -> dict[str, Any]:
+        """What an asset needs to prove (``params``: ``ConsensusParams.to_json``), the
+        epoch now, the stake authority's public key (PEM) and the quorum."""
         assert self.authority_key is not None
-        p = self.params
         pem = self.authority_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return {
-            "work_bits": p.work_bits,
-            "vdf_t": p.vdf_t,
-            "vdf_modulus": str(p.modulus),
-            "min_stake": p.min_stake,
-            "space": {
-                "cost": p.space.cost,
-                "block_size": p.space.block_size,
-                "min_blocks": p.space.min_blocks,
-            },
-            "space_blocks": p.space_blocks,
-            "space_challenges": p.space_challenges,
-            "epoch_s": p.epoch_s,
+            "params": self.params.to_json(),
             "epoch": self.epoch_now(),
             "authority_key": pem.decode("ascii"),
             "validators": len(self.validator_names),

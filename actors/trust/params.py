@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from trustchain.config import TrustConfig
 
-from . import space, vdf
+from . import requests, vdf
 from .requests import ConsensusParams
 
 
@@ -21,13 +21,14 @@ def vdf_modulus(config: TrustConfig) -> int:
 
 
 def consensus_params(config: TrustConfig) -> ConsensusParams:
-    """What every validator checks and every asset proves, from ``config``."""
-    return ConsensusParams(
+    """What every validator checks and every asset proves, from ``config`` (through
+    ``requests.consensus_params``, which takes ``[trust]``'s fields one by one)."""
+    return requests.consensus_params(
         work_bits=config.work_bits,
         vdf_t=config.vdf_t,
-        modulus=vdf_modulus(config),
+        vdf_modulus=config.vdf_modulus,
         min_stake=config.min_stake,
-        space=space.SpaceParams(cost=config.space_cost, min_blocks=config.space_blocks),
+        space_cost=config.space_cost,
         space_blocks=config.space_blocks,
         space_challenges=config.space_challenges,
         epoch_s=config.epoch_s,

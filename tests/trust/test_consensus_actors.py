@@ -421,8 +421,8 @@ def test_registration_and_requests_end_to_end_each_forgery_refused_with_its_code
     params = tree.ask(GetTrustParams())
     authority = serialization.load_pem_public_key(params["authority_key"].encode())
     assert isinstance(authority, ec.EllipticCurvePublicKey)
-    assert (params["work_bits"], params["vdf_t"], params["quorum"]) == (8, 256, 3)
-    assert int(params["vdf_modulus"]) == tree.params.modulus
+    assert requests.ConsensusParams.from_json(params["params"]) == tree.params
+    assert (params["epoch"], params["quorum"]) == (tree.epoch, 3)
 
     # The stake, signed in the HSM with the authority's key.
     stake = tree.grant(days=1)
