@@ -196,16 +196,17 @@ class DetectorBase(SupervisedActor):
         return lambda result: self._answered(round_id, name, result)
 
     def _answered(self, round_id: int, name: str, result: outcome.Outcome) -> None:
-        vote = None
+        vote, failure = None, "unusable vote"
         if isinstance(result, outcome.Value):
             vote = self._take_vote(name, result.value)
         elif isinstance(result, outcome.Error):
             logger.debug("detector: {} gave no vote: {}", name, result.error)
+            failure = getattr(result.error, "code", type(result.error).__name__)
         pending = self._rounds.get(round_id)
         if pending is None:
             return  # a round long over: the vote served equivocation detection only
         round_ = pending.round
-        round_.add(self.ids[name], vote)
+        round_.add(self.ids[name], vote, failure)
         if round_.decision is not None:
             self._score(round_)  # a late vote
         else:

@@ -55,6 +55,7 @@ class Round:
     decision: Decision | None = None
     refusal: QuorumNotReached | None = None
     scored: set[str] = field(default_factory=set)  # validators whose vote was scored
+    failed: dict[str, str] = field(default_factory=dict)  # validator -> why it gave no vote
 
     @property
     def needed(self) -> int:
@@ -69,11 +70,25 @@ class Round:
         """Every validator asked has answered (a vote or a failure)."""
         return self.answered >= self.asked
 
-    def add(self, validator: str, vote: Vote | None) -> None:
-        """``validator`` answered: with ``vote``, or None (it failed, or its vote was unusable)."""
+    def add(self, validator: str, vote: Vote | None, failure: str = "no vote") -> None:
+        """``validator`` answered: with ``vote``, or None and why (an error's code, an
+        unusable vote)."""
         self.answered.add(validator)
         if vote is not None:
             self.votes.append(vote)
+        else:
+            self.failed[validator] = failure
+
+    def _refusal(self, refusal: QuorumNotReached, why: str, **details: object) -> None:
+        message = refusal.message.removesuffix("; wait for more votes, or retry the request")
+        if self.failed:
+            counts = Counter(self.failed.values())
+            failures = ", ".join(f"{n} {code}" for code, n in sorted(counts.items()))
+            message += f"; no vote from {len(self.failed)} ({failures})"
+        self.refusal = QuorumNotReached(
+            f"{message}; {why}: retry the request",
+            **refusal.details, failed=dict(self.failed), **details,
+        )  # fmt: skip
 
     def settle(self, ignored: frozenset[str]) -> Decision | None:
         """The decision if the votes so far make one (closing the round); None while it
@@ -86,11 +101,8 @@ class Round:
             counted = refusal.details.get("counted", {})
             out = len((self.asked - self.answered) - ignored)
             if max(counted.values(), default=0) + out < self.needed:
-                self.refusal = QuorumNotReached(
-                    f"{refusal.message.removesuffix('; wait for more votes, or retry the request')}"
-                    f"; {out} validators still out cannot make a quorum: retry the request",
-                    **refusal.details,
-                )
+                self._refusal(refusal, f"{out} validators still out cannot make a quorum")
+                assert self.refusal is not None
                 raise self.refusal from None
             return None
         return self.decision
@@ -101,13 +113,9 @@ class Round:
             decide(self.digest, self.votes, self.validators, self.f, ignored)
         except QuorumNotReached as refusal:
             missing = sorted(self.asked - self.answered)
-            self.refusal = QuorumNotReached(
-                f"{refusal.message.removesuffix('; wait for more votes, or retry the request')}"
-                f"; no quorum within {deadline_s:g} s ({len(missing)} validators had not "
-                "answered): retry the request",
-                **refusal.details,
-                silent=missing,
-            )
+            why = f"no quorum within {deadline_s:g} s ({len(missing)} validators had not answered)"
+            self._refusal(refusal, why, silent=missing)
+            assert self.refusal is not None
             return self.refusal
         raise AssertionError("expire() on a round that a settle() would have decided")
 

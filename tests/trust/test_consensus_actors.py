@@ -476,6 +476,10 @@ def test_registration_and_requests_end_to_end_each_forgery_refused_with_its_code
     assert got["not_registered"] == ["not_registered"]
     error = refused(tree.decide(csr, valid), ProofReplayed)  # the same request again
     assert error.code == "proof_replayed"
+    forged_again = dataclasses.replace(valid, vdf_output=valid.vdf_proof)  # approved digest
+    error = refused(tree.decide(csr, forged_again), QuorumNotReached)  # no second vote
+    assert "already_voted" in error.message  # refused once two of four said so
+    assert set(error.details["failed"].values()) == {"already_voted"}
 
     store = TrustStore(tree.config.database)  # a second reader of the detector's database
     try:

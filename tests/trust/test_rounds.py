@@ -44,9 +44,11 @@ def test_a_split_round_is_refused_as_soon_as_no_quorum_can_be_made() -> None:
     r.add("v1", vote("v1"))
     r.add("v2", vote("v2", "reject", "time_proof_invalid: no"))
     assert r.settle(frozenset()) is None  # two still out: a quorum of 3 is possible
-    r.add("v3", None)  # failed to answer
-    with pytest.raises(QuorumNotReached, match="cannot make a quorum"):
+    r.add("v3", None, "actor_unavailable")  # failed to answer
+    with pytest.raises(QuorumNotReached, match="cannot make a quorum") as refused:
         r.settle(frozenset())
+    assert "no vote from 1 (1 actor_unavailable)" in refused.value.message
+    assert refused.value.details["failed"] == {"v3": "actor_unavailable"}
     assert r.closed and r.decision is None
 
 
