@@ -89,7 +89,7 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
     for path in written:
         click.echo(f"wrote      {path}")
     for name, seconds in took.items():  # what each proof cost this machine
-        click.echo(f"{name:<10} {seconds * 1000:.1f} ms")
+        click.echo(f"{name.removesuffix('_s'):<10} {seconds * 1000:.1f} ms")
 
 
 @click.command()
