@@ -43,6 +43,7 @@ from prometheus_client import (
 
 from trustchain.actors.ca import IssuerNotValid
 from trustchain.actors.ctlog.messages import GetLogInfo
+from trustchain.actors.detector.messages import GetTrustStatus
 from trustchain.actors.issuer.messages import GetCAStatus, GetCRL
 from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import Config
@@ -187,8 +188,12 @@ class HttpApp:
             monitor: dict[str, Any] | None = await self.ask("monitor", GetMonitorStatus())
         except TrustChainError:
             monitor = None
+        try:  # the consensus runs with trust.enabled only
+            trust: dict[str, Any] | None = await self.ask("detector", GetTrustStatus())
+        except TrustChainError:
+            trust = None
         scrape = CollectorRegistry(auto_describe=False)
-        snapshot = HealthSnapshot(self.registry.health(), info, monitor)
+        snapshot = HealthSnapshot(self.registry.health(), info, monitor, trust)
         for collector in (self.requests, self.latency, self.in_flight, snapshot):
             scrape.register(collector)
         return Response(200, generate_latest(scrape), CONTENT_TYPE_LATEST)

@@ -29,8 +29,10 @@ class HealthSnapshot(Collector):
         health: list[dict[str, Any]],
         log_info: dict[str, Any] | None,
         monitor: dict[str, Any] | None = None,
+        trust: dict[str, Any] | None = None,
     ) -> None:
         self.health, self.log_info, self.monitor = health, log_info, monitor
+        self.trust = trust
 
     def collect(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily("trustchain_actor_restarts", "Restarts by the supervisor",
@@ -70,3 +72,19 @@ class HealthSnapshot(Collector):
                 "Largest tree head the monitor verified",
                 value=verified,
             )
+        if self.trust is not None:
+            alerts = CounterMetricFamily("trustchain_trust_alerts",
+                                         "Misbehaviour the Byzantine detector caught, by kind",
+                                         labels=["kind"])  # fmt: skip
+            for kind, count in sorted(self.trust["alerts"].items()):
+                alerts.add_metric([kind], count)
+            yield alerts
+            decisions = CounterMetricFamily("trustchain_trust_decisions",
+                                            "The validators' decisions, by outcome",
+                                            labels=["outcome"])  # fmt: skip
+            for outcome, count in sorted(self.trust["decisions"].items()):
+                decisions.add_metric([outcome], count)
+            yield decisions
+            yield GaugeMetricFamily("trustchain_trust_quarantined_validators",
+                                    "Validators caught equivocating",
+                                    value=len(self.trust["quarantined"]))  # fmt: skip
