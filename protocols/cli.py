@@ -164,6 +164,17 @@ def status_table(status: dict[str, Any], width: int | None = None) -> Table:
     return table
 
 
+def trust_line(trust: dict[str, Any]) -> str:
+    """The consensus under the table: decisions and alerts since the detector started."""
+    decided = ", ".join(f"{n} {o}" for o, n in sorted(trust["decisions"].items()) if n)
+    alerts = ", ".join(f"{n} {kind}" for kind, n in sorted(trust["alerts"].items()) if n)
+    line = f"trust: N={trust['validators']} f={trust['f']}; decisions: {decided or 'none'}"
+    line += f"; alerts: {alerts or 'none'}"
+    if trust["quarantined"]:
+        line += f"; quarantined: {', '.join(trust['quarantined'])}"
+    return line
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option(
@@ -182,7 +193,10 @@ def status(obj: Context, as_json: bool, watch: float | None) -> None:
         return
     console = Console()
     if watch is None:
-        console.print(status_table(obj.call("runtime", "status"), console.width))
+        status_now = obj.call("runtime", "status")
+        console.print(status_table(status_now, console.width))
+        if any(actor["name"] == "detector" for actor in status_now["actors"]):
+            console.print(trust_line(obj.call("detector", "get_trust_status")), highlight=False)
         return
     try:
         with obj.client() as client, Live(console=console, auto_refresh=False) as live:

@@ -30,3 +30,15 @@ def test_the_detectors_counters_are_exported() -> None:
 
 def test_without_the_consensus_there_are_no_trust_metrics() -> None:
     assert "trustchain_trust" not in scrape(None)
+
+
+def test_status_shows_the_consensus_in_one_line() -> None:
+    from trustchain.protocols.cli import trust_line
+
+    line = trust_line({**TRUST, "validators": 4, "f": 1})
+    assert line == (
+        "trust: N=4 f=1; decisions: 40 approve, 3 reject; alerts: 2 equivocation, "
+        "1 proof_replayed; quarantined: validator-3"
+    )
+    quiet = {"alerts": {"equivocation": 0}, "decisions": {}, "quarantined": []}
+    assert trust_line({**quiet, "validators": 4, "f": 1}).endswith("decisions: none; alerts: none")
