@@ -1,6 +1,7 @@
 """Benchmark issuance through the actor tree: prints figures, asserts nothing.
 
     .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500] [--no-ct] [--sign-batch N]
+    .venv/bin/python bench/issuance.py --consensus [--validators 4] [--seconds 3] [--rate 100]
 
 A real tree (HSMActor on SoftHSM, CTLogActor with tiles on disk, IssuerActor
 with SQLite on disk, CA and log keys EC P-256) in a temporary directory; every
@@ -21,13 +22,27 @@ messages through the registry:
   checks of the CA's signatures in the token's process, and a share of a tree
   head per log batch.
 
+With ``--consensus`` (issue 9) the tree has the ``trust`` subtree too (N validators
+and the ByzantineDetectorActor, the default ``[trust]`` parameters: work 16 bits, VDF
+t = 2^16 in RSA-2048; built with ``bench/trust.py``'s ``trust_spec``) and the issuer
+asks it for a decision on every request. A fleet of 4 assets is registered, and each
+CSR's proofs are computed before timing, in a process pool (``trust.precompute``),
+as the assets' clients would; they cost ~0.2 s of CPU each, so the counts shrink:
+300 certificates flat out with 64 in flight (after 20 to warm up), the offered rate
+100/s for 3 s unless given. Beside the HSM ceiling, the consensus's: one core /
+(N x one request's verification, ``requests.check_request`` directly), since the
+validators are threads of one process (the GIL). Consensus alone (Decide latency,
+decisions/s, ``validate_asset_trust``) is ``bench/trust.py``.
+
 Aims (issue 8): >= 1,500 certificates/s flat out and p99 < 50 ms at 500/s
-offered, with the log, EC P-256 in SoftHSM, on a 2-core machine.
+offered, with the log, EC P-256 in SoftHSM, on a 2-core machine. Issue 9: with the
+consensus (N = 4) and the log >= 300 certificates/s; the consensus adds < 3 ms median.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -35,18 +50,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trust import (
+    make_fleet,
+    pem_to_der,
+    precompute,
+    register_fleet,
+    trust_config,
+    trust_spec,
+    verification_s,
+)
+
 from trustchain.actors.ca import new_csr, new_key
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor, SignBatch
 from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.actors.issuer import IssueCertificate, IssuerActor
 from trustchain.actors.issuer import pipeline as issuer_pipeline  # MAX_SIGN_BATCH is read there
+from trustchain.actors.trust.params import consensus_params
 from trustchain.config import CaConfig, CtLogConfig, HsmConfig
 from trustchain.protocols.logs import setup_logging
 from trustchain.supervisors import ChildSpec, Registry, start_root
 
 ZONE = "bench.example.com"
 FLAT_OUT = 10_000  # certificates timed flat out (5,000 varied by 10 % from run to run)
+CONSENSUS_FLAT_OUT, CONSENSUS_WARM_UP, CONSENSUS_WINDOW = 300, 20, 64  # proofs cost ~0.2 s each
 
 
 def make_csrs(count: int) -> list[str]:
@@ -68,13 +95,13 @@ def report(name: str, count: int, elapsed: float, latencies: list[float]) -> flo
     return count / elapsed
 
 
-def flat_out(registry: Registry, csrs: list[str], window: int = 256) -> float:
+def flat_out(registry: Registry, messages: list[IssueCertificate], window: int = 256) -> float:
     slots = threading.Semaphore(window)
     latencies: list[float] = []
     errors: list[Any] = []
     done = threading.Event()
 
-    def send(csr: str) -> None:
+    def send(message: IssueCertificate) -> None:
         started = time.perf_counter()
 
         def reply(result: Any) -> None:
@@ -82,29 +109,30 @@ def flat_out(registry: Registry, csrs: list[str], window: int = 256) -> float:
             if hasattr(result, "error"):
                 errors.append(result.error)
             slots.release()
-            if len(latencies) == len(csrs):
+            if len(latencies) == len(messages):
                 done.set()
 
-        registry.tell("issuer", IssueCertificate(csr), reply)
+        registry.tell("issuer", message, reply)
 
     t0 = time.perf_counter()
-    for csr in csrs:
+    for message in messages:
         slots.acquire()
-        send(csr)
+        send(message)
     done.wait()
     elapsed = time.perf_counter() - t0
-    rate = report(f"flat out ({window} in flight)", len(csrs), elapsed, latencies)
+    rate = report(f"flat out ({window} in flight)", len(messages), elapsed, latencies)
     if errors:
         print(f"  errors: {len(errors)}, first: {errors[0]!r}")
     return rate
 
 
-def fixed_rate(registry: Registry, csrs: list[str], rate: float) -> None:
+def fixed_rate(registry: Registry, messages: list[IssueCertificate], rate: float) -> None:
     latencies: list[float] = []
+    errors: list[Any] = []
     done = threading.Event()
     interval = 1.0 / rate
     t0 = time.perf_counter()
-    for i, csr in enumerate(csrs):
+    for i, message in enumerate(messages):
         scheduled = t0 + i * interval
         delay = scheduled - time.perf_counter()
         if delay > 0:
@@ -112,12 +140,16 @@ def fixed_rate(registry: Registry, csrs: list[str], rate: float) -> None:
 
         def reply(result: Any, scheduled: float = scheduled) -> None:
             latencies.append(time.perf_counter() - scheduled)
-            if len(latencies) == len(csrs):
+            if hasattr(result, "error"):
+                errors.append(result.error)
+            if len(latencies) == len(messages):
                 done.set()
 
-        registry.tell("issuer", IssueCertificate(csr), reply)
+        registry.tell("issuer", message, reply)
     done.wait()
-    report(f"offered {rate:.0f}/s", len(csrs), time.perf_counter() - t0, latencies)
+    report(f"offered {rate:.0f}/s", len(messages), time.perf_counter() - t0, latencies)
+    if errors:
+        print(f"  errors: {len(errors)}, first: {errors[0]!r}")
 
 
 def hsm_ceiling(registry: Registry, label: str, seconds: float) -> float:
@@ -143,8 +175,10 @@ def hsm_ceiling(registry: Registry, label: str, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="at the offered rate (default 5; 3 with --consensus)")  # fmt: skip
+    parser.add_argument("--rate", type=float, default=None,
+                        help="offered certs/s (default 500; 100 with --consensus)")  # fmt: skip
     parser.add_argument("--no-ct", action="store_true", help="issue without the CT log")
     parser.add_argument(
         "--sign-batch",
@@ -152,7 +186,14 @@ def main() -> None:
         default=issuer_pipeline.MAX_SIGN_BATCH,
         help="most TBSs per HSM message (1: one message per signature)",
     )
+    parser.add_argument("--consensus", action="store_true",
+                        help="the trust subtree in the path, proofs precomputed")  # fmt: skip
+    parser.add_argument("--validators", type=int, default=4, help="N, with --consensus")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes precomputing the proofs, with --consensus")  # fmt: skip
     args = parser.parse_args()
+    seconds = args.seconds if args.seconds is not None else 3.0 if args.consensus else 5.0
+    offered = args.rate if args.rate is not None else 100.0 if args.consensus else 500.0
     issuer_pipeline.MAX_SIGN_BATCH = args.sign_batch
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
@@ -164,26 +205,54 @@ def main() -> None:
                       database=directory / "ca.sqlite3", crl_dir=directory / "crl")  # fmt: skip
         ctlog = CtLogConfig(storage_dir=directory / "ct" / "tiles",
                             index_db=directory / "ct" / "index.sqlite3")  # fmt: skip
+        trust_conf = trust_config(directory / "trust", args.validators)
+        params = consensus_params(trust_conf)
+        flat, warm, window = FLAT_OUT, 500, 256
+        if args.consensus:
+            flat, warm, window = CONSENSUS_FLAT_OUT, CONSENSUS_WARM_UP, CONSENSUS_WINDOW
+        rate_count = int(offered * seconds)
+        csrs = make_csrs(flat + warm + rate_count)
+        if args.consensus:  # before the tree starts: the pool has the cores to itself
+            fleet = make_fleet(4)
+            ders = [pem_to_der(csr.encode()) for csr in csrs]
+            proofs = precompute(ders, fleet, params, args.workers)
+            messages = [IssueCertificate(csr, proofs=p.to_json(params.modulus))
+                        for csr, p in zip(csrs, proofs, strict=True)]  # fmt: skip
+        else:
+            messages = [IssueCertificate(csr) for csr in csrs]
         registry = Registry()
         root = start_root(registry, "root", [
             ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
             ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, ctlog)),
+            *([trust_spec(trust_conf)] if args.consensus else []),
             ChildSpec("issuer", lambda ctx: IssuerActor.start(
-                ctx, ca, ctlog=None if args.no_ct else "ctlog"), start_timeout_s=120),
+                ctx, ca, ctlog=None if args.no_ct else "ctlog",
+                detector="detector" if args.consensus else None,
+                vdf_modulus=params.modulus), start_timeout_s=120),
         ])  # fmt: skip
-        rate_count = int(args.rate * args.seconds)
-        csrs = make_csrs(FLAT_OUT + 500 + rate_count)
         path = "no CT log" if args.no_ct else "CT log in the path"
-        print(
-            f"issuance through the actor tree (EC P-256 keys in SoftHSM; {path}; consensus not yet)"
-        )
-        flat_out(registry, csrs[:500])  # warm-up, not reported twice
-        rate = flat_out(registry, csrs[500 : 500 + FLAT_OUT])
-        fixed_rate(registry, csrs[500 + FLAT_OUT :], args.rate)
+        n, consensus = args.validators, "consensus not yet"
+        if args.consensus:
+            registrations, authority = register_fleet(registry, fleet)
+            consensus = (f"consensus N = {n}, work {params.work_bits} bits, VDF t = {params.vdf_t}"
+                         " in RSA-2048")  # fmt: skip
+        print(f"issuance through the actor tree (EC P-256 keys in SoftHSM; {path}; {consensus})")
+        flat_out(registry, messages[:warm], window)  # warm-up, not reported twice
+        rate = flat_out(registry, messages[warm : warm + flat], window)
+        fixed_rate(registry, messages[warm + flat :], offered)
         ceiling = hsm_ceiling(registry, ca.intermediate_key, 2.0)
         per_cert = 2 if args.no_ct else 4
         name = f"certs/s / (HSM signatures/s / {per_cert})"
         print(f"  {name:<34} {rate / (ceiling / per_cert):8.2f}")
+        if args.consensus:
+            some = slice(0, 100)
+            checks = verification_s(ders[some], proofs[some], registrations, authority, params)
+            check_s = statistics.median(checks)
+            decisions = 1.0 / (n * check_s)
+            name = f"consensus ceiling 1 core / ({n} x check)"
+            print(f"  {name:<34} {decisions:8.0f} decisions/s   (check_request median "
+                  f"{check_s * 1e3:.2f} ms, directly on one thread)")  # fmt: skip
+            print(f"  {'certs/s / consensus ceiling':<34} {rate / decisions:8.2f}")
         root.stop(block=True, timeout=60)
 
 

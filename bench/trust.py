@@ -1,0 +1,441 @@
+"""Benchmark the four-proof consensus through the actors: prints figures, asserts nothing.
+
+    .venv/bin/python bench/trust.py [--requests 200] [--window 64] [--validators 4 7]
+                                    [--assets 4] [--calls 2000] [--workers 2]
+
+A real tree in a temporary directory for each N: HSMActor on SoftHSM (the stake
+authority's key, EC P-256) and the ``trust`` supervisor as the composition root
+builds it (``trust_children``: validator-1 ... validator-N, then the
+ByzantineDetectorActor, trust state in SQLite on disk). The default ``[trust]``
+parameters: PoWork 16 bits, PoTime a Wesolowski VDF with t = 2^16 in RSA-2048,
+scrypt-plotted PoSpace for the registration. A fleet of ``--assets`` assets is
+registered in each tree (stake granted in the HSM, space challenge answered), and
+every request's proofs are computed before anything is timed, in a process pool,
+as the assets' clients would (``requests.prove_request`` for a fresh CSR each: an
+approved request's proofs are used up). The same proofs serve every tree (each has
+its own store, so none is a replay there). The caller is a plain thread sending
+``Decide`` (the issuer's message) to ``detector`` through the registry:
+
+* one Decide at a time (``--requests``, after 10 to warm up): latency, beside the
+  floor ``quorum x verification`` (the validators are threads of one process: under
+  the GIL their checks run one after another, and 2f+1 votes are needed);
+* ``--window`` Decides in flight (``--requests`` more): decisions/s and latency,
+  beside the ceiling ``one core / (N x verification)`` and the share of a core the
+  verifications take (``decisions/s x N x verification``);
+* the ceiling, measured first in the same run: one request's verification done
+  directly (``requests.check_request`` in a loop on one thread: what each validator
+  does for each request; the vote's signature and bookkeeping are not in it);
+* ``validate_asset_trust`` (on the first tree, idle, once its assets have a history
+  of decisions): through the registry (an in-process ask) and through the control
+  socket (the real ``ControlServer`` on trio in a thread of this process, the
+  blocking ``ControlClient`` in the main thread, JSON lines on a Unix socket); beside
+  each, ``get_validator_key`` (a handler that does nothing) the same way as the peer.
+
+Issuance with the consensus and the CT log in the path is ``bench/issuance.py
+--consensus``, which builds its tree with ``trust_spec`` and proves with
+``precompute`` and ``register_fleet`` from here.
+
+Aims (issue 9, this 2-core machine): consensus adds under 3 ms median per issuance
+at N = 4; issuance with the consensus and the CT log at least 300 certificates/s;
+``validate_asset_trust`` p99 under 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import outcome
+import trio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from trustchain.actors.ca import new_csr, new_key
+from trustchain.actors.composition import trust_children
+from trustchain.actors.detector import (
+    Decide,
+    GetTrustParams,
+    GrantStake,
+    RegisterAsset,
+    SpaceChallenge,
+)
+from trustchain.actors.hsm import HSMActor
+from trustchain.actors.hsm.softhsm import prepare_softhsm_token
+from trustchain.actors.trust import requests, space
+from trustchain.actors.trust.params import consensus_params
+from trustchain.actors.trust.store import Registration
+from trustchain.actors.validator import GetValidatorKey
+from trustchain.config import HsmConfig, TrustConfig
+from trustchain.protocols.client import ControlClient
+from trustchain.protocols.control import ControlServer, bind_control_socket
+from trustchain.protocols.logs import setup_logging
+from trustchain.supervisors import (
+    ChildSpec,
+    Message,
+    Registry,
+    Strategy,
+    start_root,
+    supervisor_spec,
+)
+
+ZONE = "bench.example.com"
+WARM_UP = 10  # Decides before the timed ones (first SQLite writes, first gmpy2 calls)
+AIMS = ("aims (issue 9, 2 cores): consensus adds < 3 ms median per issuance at N = 4; "
+        ">= 300 certs/s with consensus and CT log; validate_asset_trust p99 < 5 ms")  # fmt: skip
+
+
+# -- what issuance.py --consensus shares -------------------------------------------------
+
+
+def hsm_config(directory: Path) -> HsmConfig:
+    conf, pin = directory / "hsm" / "softhsm2.conf", directory / "hsm" / "user.pin"
+    prepare_softhsm_token(conf, "bench", pin)
+    return HsmConfig(token_label="bench", pin_file=pin, softhsm2_conf=str(conf))
+
+
+def trust_config(directory: Path, n: int = 4) -> TrustConfig:
+    """The default ``[trust]`` parameters (work 16 bits, VDF t = 2^16, RSA-2048), N
+    validators, the stores under ``directory``."""
+    return TrustConfig(enabled=True, validators=n, database=directory / "trust.sqlite3",
+                       key_dir=directory / "validators")  # fmt: skip
+
+
+def trust_spec(config: TrustConfig) -> ChildSpec:
+    """The ``trust`` supervisor as the composition root builds it (one_for_one)."""
+    return supervisor_spec("trust", trust_children(config), Strategy.ONE_FOR_ONE)
+
+
+def make_fleet(count: int) -> list[ed25519.Ed25519PrivateKey]:
+    return [ed25519.Ed25519PrivateKey.generate() for _ in range(count)]
+
+
+def make_csr_ders(count: int, label: str) -> list[bytes]:
+    """DER CSRs (P-256, one key: CSR signing is not what is timed)."""
+    key = new_key("ec-p256")
+    pems = [new_csr(key, [f"{label}{i}.{ZONE}"]) for i in range(count)]
+    return [pem_to_der(p) for p in pems]
+
+
+def pem_to_der(pem: bytes) -> bytes:
+    from cryptography import x509
+
+    return x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
+
+
+def _prove(job: tuple[bytes, bytes, int, requests.ConsensusParams]) -> requests.RequestProofs:
+    csr_der, raw_key, epoch, params = job
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(raw_key)
+    return requests.prove_request(csr_der, key, epoch, params)[0]
+
+
+def precompute(
+    csr_ders: Sequence[bytes],
+    fleet: Sequence[ed25519.Ed25519PrivateKey],
+    params: requests.ConsensusParams,
+    workers: int,
+) -> list[requests.RequestProofs]:
+    """Each CSR's proofs (the fleet's assets in turn) for the current epoch, computed in
+    ``workers`` processes (spawned: the actors' threads may be running)."""
+    epoch = params.epoch(time.time())
+    raws = [k.private_bytes_raw() for k in fleet]
+    jobs = [(csr, raws[i % len(raws)], epoch, params) for i, csr in enumerate(csr_ders)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        proofs = list(pool.map(_prove, jobs, chunksize=4))
+    took = time.perf_counter() - t0
+    print(f"  precomputed {len(jobs)} requests' proofs in {took:.1f} s on {workers} processes "
+          f"({took * workers / len(jobs) * 1000:.0f} ms of CPU each), epoch {epoch}")  # fmt: skip
+    if params.epoch(time.time()) != epoch:
+        print("  the epoch changed meanwhile: every request will be refused as stale; run again")
+    return proofs
+
+
+def register_fleet(
+    registry: Registry, fleet: Sequence[ed25519.Ed25519PrivateKey], detector: str = "detector"
+) -> tuple[list[Registration], ec.EllipticCurvePublicKey]:
+    """Register each asset for the epoch (stake from the HSM, space challenge answered,
+    the validators' vote); the registrations and the stake authority's key, for the
+    direct verification."""
+    got = registry.ask(detector, GetTrustParams(), timeout=30)
+    params = requests.ConsensusParams.from_json(got["params"])
+    authority = serialization.load_pem_public_key(got["authority_key"].encode())
+    assert isinstance(authority, ec.EllipticCurvePublicKey)
+    registrations = []
+    for key in fleet:
+        asset_key = requests.asset_key_of(key)
+        asset = asset_key.hex()
+        stake = registry.ask(detector, GrantStake(asset, 10 * params.min_stake, 30), timeout=30)
+        plot = space.plot(asset_key, params.space_blocks, params.space)
+        challenge = registry.ask(detector, SpaceChallenge(asset, plot.root.hex(), plot.n))
+        proof = space.answer_challenge(plot, bytes.fromhex(challenge["challenge"]), challenge["k"])
+        registry.ask(detector, RegisterAsset(asset, stake, proof.to_json()), timeout=30)
+        registrations.append(
+            Registration(asset_key, got["epoch"], stake, plot.root, registered_at_s=time.time())
+        )
+    return registrations, authority
+
+
+def verification_s(
+    csr_ders: Sequence[bytes],
+    proofs: Sequence[requests.RequestProofs],
+    registrations: Sequence[Registration],
+    authority: ec.EllipticCurvePublicKey,
+    params: requests.ConsensusParams,
+) -> list[float]:
+    """``requests.check_request`` for each request, directly on this thread: seconds each."""
+    by_key = {r.asset_key: r for r in registrations}
+    samples = []
+    for csr, proof in zip(csr_ders, proofs, strict=True):
+        registration = by_key[proof.asset_key]
+        t0 = time.perf_counter()
+        reasons = requests.check_request(csr, proof, registration, authority, params, time.time())
+        samples.append(time.perf_counter() - t0)
+        if reasons:
+            raise SystemExit(f"a precomputed request does not verify: {reasons}")
+    return samples
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+def pct(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(samples: Sequence[float]) -> str:
+    median, p99 = statistics.median(samples) * 1e3, pct(samples, 0.99) * 1e3
+    return f"median {median:7.2f} ms   p99 {p99:7.2f} ms"
+
+
+def show(name: str, figure: str, peer: str = "") -> None:
+    print(f"  {name:<40} {figure}" + (f"   | {peer}" if peer else ""))
+
+
+# -- driving the detector ---------------------------------------------------------------
+
+
+def one_at_a_time(
+    registry: Registry, target: str, messages: Sequence[Message]
+) -> tuple[list[float], list[Any]]:
+    """Each message after the previous one's answer: latencies, and the errors."""
+    latencies, errors = [], []
+    for message in messages:
+        done = threading.Event()
+        box: list[outcome.Outcome] = []
+
+        def reply(result: outcome.Outcome, box: list[outcome.Outcome] = box,
+                  done: threading.Event = done) -> None:  # fmt: skip
+            box.append(result)
+            done.set()
+
+        t0 = time.perf_counter()
+        registry.tell(target, message, reply)
+        done.wait()
+        latencies.append(time.perf_counter() - t0)
+        if isinstance(box[0], outcome.Error):
+            errors.append(box[0].error)
+    return latencies, errors
+
+
+def in_flight(
+    registry: Registry, target: str, messages: Sequence[Message], window: int
+) -> tuple[float, list[float], list[Any]]:
+    """``window`` messages kept in flight: elapsed seconds, latencies, errors."""
+    slots = threading.Semaphore(window)
+    latencies: list[float] = []
+    errors: list[Any] = []
+    done = threading.Event()
+
+    def send(message: Message) -> None:
+        started = time.perf_counter()
+
+        def reply(result: outcome.Outcome) -> None:
+            latencies.append(time.perf_counter() - started)
+            if isinstance(result, outcome.Error):
+                errors.append(result.error)
+            slots.release()
+            if len(latencies) == len(messages):
+                done.set()
+
+        registry.tell(target, message, reply)
+
+    t0 = time.perf_counter()
+    for message in messages:
+        slots.acquire()
+        send(message)
+    done.wait()
+    return time.perf_counter() - t0, latencies, errors
+
+
+def report_errors(errors: list[Any]) -> None:
+    if errors:
+        print(f"  errors: {len(errors)}, first: {errors[0]!r}")
+
+
+class ControlSocket:
+    """The real control-socket server (``ControlServer``) serving ``registry``, on trio in
+    a thread of this process."""
+
+    def __init__(self, registry: Registry, path: Path) -> None:
+        listener = bind_control_socket(path)
+        server = ControlServer(registry, 30.0, on_stop=lambda: None)
+        ready = threading.Event()
+        self._cancel: Callable[[], None] = lambda: None
+        self._token: Any = None
+
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                self._token = trio.lowlevel.current_trio_token()
+                self._cancel = nursery.cancel_scope.cancel
+                await nursery.start(server.serve, listener, nursery)
+                ready.set()
+
+        self._thread = threading.Thread(target=trio.run, args=(run,), daemon=True)
+        self._thread.start()
+        ready.wait(30)
+
+    def close(self) -> None:
+        trio.from_thread.run_sync(self._cancel, trio_token=self._token)
+        self._thread.join(30)
+
+
+def control_calls(path: Path, to: str, kind: str, args: dict[str, Any], count: int) -> list[float]:
+    samples = []
+    with ControlClient(path) as client:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            client.call(to, kind, args)
+            samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def registry_calls(registry: Registry, to: str, message: Message, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        registry.ask(to, message)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def bench_asset_trust(registry: Registry, directory: Path, n: int, asset: str, calls: int) -> None:
+    from trustchain.actors.detector import ValidateAssetTrust
+
+    trust = ValidateAssetTrust(asset)
+    factors = registry.ask("detector", trust)["factors"]
+    print(f"validate_asset_trust (N = {n} tree, idle; an asset with {factors['successes']:.0f} "
+          f"successes in its history)")  # fmt: skip
+    registry_calls(registry, "detector", trust, 100)  # warm-up
+    peer = registry_calls(registry, "validator-1", GetValidatorKey(), calls)
+    got = registry_calls(registry, "detector", trust, calls)
+    show("through the registry (in-process ask)", ms(got),
+         f"peer get_validator_key {statistics.median(peer) * 1e3:.2f} / {pct(peer, 0.99) * 1e3:.2f}"
+         " ms")  # fmt: skip
+    path = directory / "ctl.sock"
+    control = ControlSocket(registry, path)
+    try:
+        args = {"asset": asset}
+        control_calls(path, "detector", "validate_asset_trust", args, 100)  # warm-up
+        peer = control_calls(path, "validator-1", "get_validator_key", {}, calls)
+        got = control_calls(path, "detector", "validate_asset_trust", args, calls)
+    finally:
+        control.close()
+    show("through the control socket", ms(got),
+         f"peer get_validator_key {statistics.median(peer) * 1e3:.2f} / {pct(peer, 0.99) * 1e3:.2f}"
+         " ms")  # fmt: skip
+    print(f"  (n={calls} each; peers: median / p99)")
+
+
+def start_tree(hsm: HsmConfig, directory: Path, n: int) -> tuple[Registry, Any]:
+    """HSMActor and the ``trust`` subtree with N validators, under a root of their own."""
+    directory.mkdir()
+    registry = Registry()
+    root = start_root(registry, "root", [
+        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm), start_timeout_s=60),
+        trust_spec(trust_config(directory, n)),
+    ])  # fmt: skip
+    return registry, root
+
+
+def bench_consensus(
+    registry: Registry,
+    n: int,
+    decides: Sequence[Decide],
+    count: int,
+    window: int,
+    check_s: float,
+) -> None:
+    """Decide one at a time, then ``window`` in flight (the fleet registered)."""
+    f = (n - 1) // 3
+    quorum = 2 * f + 1
+    warm, single, many = decides[:WARM_UP], decides[WARM_UP : WARM_UP + count], decides[-count:]
+    print(f"consensus through the actors, N = {n} (f = {f}, quorum {quorum})")
+    one_at_a_time(registry, "detector", warm)
+    latencies, errors = one_at_a_time(registry, "detector", single)
+    show("Decide, one at a time", f"{ms(latencies)}   (n={count})",
+         f"floor quorum x check {quorum * check_s * 1e3:.2f} ms")  # fmt: skip
+    report_errors(errors)
+    elapsed, latencies, errors = in_flight(registry, "detector", many, window)
+    rate = count / elapsed
+    ceiling = 1.0 / (n * check_s)
+    show(f"Decide, {window} in flight", f"{rate:7.0f} decisions/s   {ms(latencies)}",
+         f"ceiling 1 core / (N x check) {ceiling:.0f}/s")  # fmt: skip
+    show("  decisions/s x N x check", f"{rate * n * check_s:7.2f} cores busy verifying")
+    report_errors(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="Decides per measurement")
+    parser.add_argument("--window", type=int, default=64, help="Decides in flight")
+    parser.add_argument("--validators", type=int, nargs="+", default=[4, 7], help="N, each a tree")
+    parser.add_argument("--assets", type=int, default=4, help="registered assets (the fleet)")
+    parser.add_argument("--calls", type=int, default=2000, help="validate_asset_trust calls")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes precomputing the proofs")  # fmt: skip
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    params = consensus_params(TrustConfig())
+    print(AIMS)
+    print(f"proofs: work {params.work_bits} bits, VDF t = {params.vdf_t} in RSA-2048, "
+          f"the default [trust] parameters; EC P-256 stake authority in SoftHSM")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
+        directory = Path(tmp)
+        hsm = hsm_config(directory)
+        fleet = make_fleet(args.assets)
+        csr_ders = make_csr_ders(WARM_UP + 2 * args.requests, "t")
+        proofs = precompute(csr_ders, fleet, params, args.workers)
+        decides = [Decide(csr, p) for csr, p in zip(csr_ders, proofs, strict=True)]
+        check_s = 0.0
+        for i, n in enumerate(args.validators):
+            registry, root = start_tree(hsm, directory / f"n{n}", n)
+            try:
+                registrations, authority = register_fleet(registry, fleet)
+                if i == 0:  # the ceiling: each validator's check, directly (the tree idle)
+                    checks = verification_s(csr_ders, proofs, registrations, authority, params)
+                    check_s = statistics.median(checks)
+                    print("the ceiling: one request's verification, directly "
+                          "(requests.check_request, one thread)")  # fmt: skip
+                    show("check_request", f"{ms(checks)}   (n={len(checks)})",
+                         f"one core: {1 / check_s:.0f} checks/s")  # fmt: skip
+                bench_consensus(registry, n, decides, args.requests, args.window, check_s)
+                if i == 0:
+                    asset = requests.asset_key_of(fleet[0]).hex()
+                    bench_asset_trust(registry, directory, n, asset, args.calls)
+            finally:
+                root.stop(block=True, timeout=60)
+    print("issuance with the consensus and the CT log: bench/issuance.py --consensus")
+
+
+if __name__ == "__main__":
+    main()
