@@ -36,12 +36,18 @@ TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
 
 
 def write_config(
-    directory: Path, hsm: HsmConfig, http: dict[str, object] | None = None, **runtime: object
+    directory: Path,
+    hsm: HsmConfig,
+    http: dict[str, object] | None = None,
+    trust: dict[str, object] | None = None,
+    **runtime: object,
 ) -> Path:
-    """``http``: the [http] keys; without them the HTTP edge is off (no port to share)."""
+    """``http``: the [http] keys; without them the HTTP edge is off (no port to share).
+    ``trust``: the [trust] keys (the consensus is off without them)."""
     config = directory / "trustchain.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
     http_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (http or {"enabled": False}).items())
+    trust_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (trust or {}).items())
     config.write_text(
         f"""
 [runtime]
@@ -71,7 +77,9 @@ index_db = "{directory}/ct/index.sqlite3"
 directory = "{directory}/tls"
 
 [http]
-{http_keys}"""
+{http_keys}
+[trust]
+{trust_keys}"""
     )
     return config
 

@@ -5,13 +5,10 @@ this machine's asset, registers it, and gets a certificate the validators approv
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,70 +18,26 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from trustchain.config import HsmConfig
 
-TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
+from ..protocols.conftest import TRUSTCHAIN, cli, wait_for, write_config
 
 
-def write_config(directory: Path, hsm: HsmConfig) -> Path:
-    config = directory / "trustchain.toml"
-    config.write_text(f"""
-[runtime]
-control_socket = "{directory}/ctl.sock"
-
-[hsm]
-module = "{hsm.module}"
-token_label = "{hsm.token_label}"
-pin_file = "{hsm.pin_file}"
-softhsm2_conf = "{hsm.softhsm2_conf}"
-
-[ca]
-root_key = "trust-e2e-root"
-intermediate_key = "trust-e2e-intermediate"
-permitted_zones = ["pki.example.com"]
-database = "{directory}/ca.sqlite3"
-crl_dir = "{directory}/crl"
-
-[ctlog]
-storage_dir = "{directory}/ct/tiles"
-index_db = "{directory}/ct/index.sqlite3"
-
-[renewal]
-directory = "{directory}/tls"
-
-[http]
-enabled = false
-
-[trust]
-enabled = true
-validators = 4
-work_bits = 8
-vdf_t = 256
-space_blocks = 32
-space_cost = 16
-space_challenges = 4
-stake_authority_key = "trust-e2e-stake"
-database = "{directory}/trust/trust.sqlite3"
-key_dir = "{directory}/trust/validators"
-asset_key = "{directory}/asset.key"
-""")  # fmt: skip
-    return config
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TRUSTCHAIN, "--config", str(config), *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+def trust_keys(directory: Path) -> dict[str, object]:
+    """Small proofs, so that the test is quick; the rest as shipped."""
+    return {
+        "enabled": True, "validators": 4, "work_bits": 8, "vdf_t": 256, "space_blocks": 32,
+        "space_cost": 16, "space_challenges": 4, "stake_authority_key": "trust-e2e-stake",
+        "database": f"{directory}/trust/trust.sqlite3", "key_dir": f"{directory}/trust/validators",
+        "asset_key": f"{directory}/asset.key",
+    }  # fmt: skip
 
 
 @pytest.fixture
 def running(softhsm: HsmConfig) -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="tc-"))  # a short path: the control socket's
-    config = write_config(directory, softhsm)
+    config = write_config(directory, softhsm, trust=trust_keys(directory))
     process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"],
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (directory / "ctl.sock").exists():
-        assert process.poll() is None, f"trustchain run exited:\n{process.stderr.read()}"  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the control socket never appeared"
-        time.sleep(0.05)
+    wait_for(directory / "ctl.sock", process, timeout=60)
     yield config
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
