@@ -21,7 +21,9 @@ its own store, so none is a replay there). The caller is a plain thread sending
   the GIL their checks run one after another, and 2f+1 votes are needed);
 * ``--window`` Decides in flight (``--requests`` more): decisions/s and latency,
   beside the ceiling ``one core / (N x verification)`` and the share of a core the
-  verifications take (``decisions/s x N x verification``);
+  verifications take (``decisions/s x N x verification``); under each, this
+  process's CPU per decision (all its threads; the HSM's token process apart) and
+  the cores it used: what it spends beyond N x verification is the actors' own work;
 * the ceiling, measured first in the same run: one request's verification done
   directly (``requests.check_request`` in a loop on one thread: what each validator
   does for each request; the vote's signature and bookkeeping are not in it);
@@ -56,6 +58,7 @@ from typing import Any
 
 import outcome
 import trio
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -67,6 +70,7 @@ from trustchain.actors.detector import (
     GrantStake,
     RegisterAsset,
     SpaceChallenge,
+    ValidateAssetTrust,
 )
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.hsm.softhsm import prepare_softhsm_token
@@ -126,8 +130,6 @@ def make_csr_ders(count: int, label: str) -> list[bytes]:
 
 
 def pem_to_der(pem: bytes) -> bytes:
-    from cryptography import x509
-
     return x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
 
 
@@ -329,8 +331,6 @@ def registry_calls(registry: Registry, to: str, message: Message, count: int) ->
 
 
 def bench_asset_trust(registry: Registry, directory: Path, n: int, asset: str, calls: int) -> None:
-    from trustchain.actors.detector import ValidateAssetTrust
-
     trust = ValidateAssetTrust(asset)
     factors = registry.ask("detector", trust)["factors"]
     print(f"validate_asset_trust (N = {n} tree, idle; an asset with {factors['successes']:.0f} "
@@ -381,17 +381,29 @@ def bench_consensus(
     warm, single, many = decides[:WARM_UP], decides[WARM_UP : WARM_UP + count], decides[-count:]
     print(f"consensus through the actors, N = {n} (f = {f}, quorum {quorum})")
     one_at_a_time(registry, "detector", warm)
+    cpu0, t0 = time.process_time(), time.perf_counter()
     latencies, errors = one_at_a_time(registry, "detector", single)
+    cpu = cpu_line(count, time.process_time() - cpu0, time.perf_counter() - t0, n, check_s)
     show("Decide, one at a time", f"{ms(latencies)}   (n={count})",
          f"floor quorum x check {quorum * check_s * 1e3:.2f} ms")  # fmt: skip
+    show("", cpu)
     report_errors(errors)
+    cpu0 = time.process_time()
     elapsed, latencies, errors = in_flight(registry, "detector", many, window)
+    cpu = cpu_line(count, time.process_time() - cpu0, elapsed, n, check_s)
     rate = count / elapsed
     ceiling = 1.0 / (n * check_s)
     show(f"Decide, {window} in flight", f"{rate:7.0f} decisions/s   {ms(latencies)}",
          f"ceiling 1 core / (N x check) {ceiling:.0f}/s")  # fmt: skip
-    show("  decisions/s x N x check", f"{rate * n * check_s:7.2f} cores busy verifying")
+    show("", cpu)
+    show("decisions/s x N x check", f"{rate * n * check_s:7.2f} cores busy verifying")
     report_errors(errors)
+
+
+def cpu_line(count: int, cpu_s: float, elapsed: float, n: int, check_s: float) -> str:
+    """This process's CPU (every thread; the HSM's token process apart) per decision."""
+    return (f"CPU {cpu_s / count * 1e3:.2f} ms per decision (N x check {n * check_s * 1e3:.2f}"
+            f" ms), {cpu_s / elapsed:.2f} cores")  # fmt: skip
 
 
 def main() -> None:
