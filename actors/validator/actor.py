@@ -24,8 +24,8 @@ and reasons are unchanged, else ``already_voted`` and no vote (other proofs for 
 decided request, or a world that moved on: a registration that arrived, a stake that
 expired). So a forged proof presented for a request approved before is never
 approved again. The votes are kept for the current and the previous epoch (of this
-validator's clock), in memory: a restarted validator checks afresh, which gives the
-same vote unless the world moved on meanwhile (keeping them on disk is not done yet).
+validator's clock), on disk beside its key (``<id>.votes.sqlite3``, each written
+durably before the vote leaves): a restarted validator repeats what it said.
 
 The hooks ``answer`` (what is sent back) and ``sign`` exist so that tests can make
 Byzantine validators (``tests/trust/byzantine.py``); the honest one is this class.
@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from trustchain.actors.durable import fsync_dir, write_new
+from trustchain.actors.sqlite import open_database, transaction
 from trustchain.actors.trust import requests, stake
 from trustchain.actors.trust.errors import AlreadyVoted, TrustError
 from trustchain.actors.trust.params import consensus_params
@@ -131,11 +132,32 @@ class _Given:
     inputs: bytes  # inputs_digest of the question it answered
 
 
-class _VoteMemo:
-    """The votes given, by digest, for the current and the previous epoch."""
+_VOTES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS votes (
+    digest BLOB PRIMARY KEY,                -- what was voted on
+    epoch  INTEGER NOT NULL,
+    inputs BLOB NOT NULL,                   -- inputs_digest of the question it answered
+    vote   BLOB NOT NULL                    -- the signed vote's bytes
+);
+"""
 
-    def __init__(self) -> None:
+
+class _VoteMemo:
+    """The votes given, by digest, for the current and the previous epoch, on disk
+    (SQLite, synchronous=FULL) before any leaves: a restarted validator repeats what it
+    said instead of checking afresh and perhaps signing another vote (equivocation)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = open_database(path, _VOTES_SCHEMA)
         self._by_epoch: dict[int, dict[bytes, _Given]] = {}
+        for digest, epoch, inputs, vote in self._db.execute(
+            "SELECT digest, epoch, inputs, vote FROM votes"
+        ):
+            given = _Given(Vote.from_bytes(bytes(vote)), bytes(inputs))
+            self._by_epoch.setdefault(epoch, {})[bytes(digest)] = given
+
+    def close(self) -> None:
+        self._db.close()
 
     def get(self, digest: bytes, epoch: int) -> _Given | None:
         for e in (epoch, epoch - 1):
@@ -145,9 +167,15 @@ class _VoteMemo:
         return None
 
     def put(self, given: _Given, epoch: int) -> None:
+        """Durable when it returns: only then is the vote given out."""
+        digest = given.vote.digest
+        with transaction(self._db) as db:
+            db.execute("DELETE FROM votes WHERE epoch < ?", (epoch - 1,))
+            db.execute("INSERT OR REPLACE INTO votes VALUES (?, ?, ?, ?)",
+                       (digest, epoch, given.inputs, given.vote.to_bytes()))  # fmt: skip
         for old in [e for e in self._by_epoch if e < epoch - 1]:
             del self._by_epoch[old]
-        self._by_epoch.setdefault(epoch, {})[given.vote.digest] = given
+        self._by_epoch.setdefault(epoch, {})[digest] = given
 
     def __len__(self) -> int:
         return sum(len(votes) for votes in self._by_epoch.values())
@@ -160,10 +188,16 @@ class ValidatorActor(SupervisedActor):
         self.validator_id = validator_id
         self.params = consensus_params(config)
         self.key: ed25519.Ed25519PrivateKey | None = None
-        self._memo = _VoteMemo()
+        self._memo: _VoteMemo | None = None
 
     def setup(self) -> None:
         self.key = load_or_create_key(self.config.key_dir / f"{self.validator_id}.key")
+        self._memo = _VoteMemo(self.config.key_dir / f"{self.validator_id}.votes.sqlite3")
+
+    def cleanup(self) -> None:
+        if self._memo is not None:
+            self._memo.close()
+            self._memo = None
 
     @property
     def public_key(self) -> bytes:
@@ -221,6 +255,7 @@ class ValidatorActor(SupervisedActor):
     def vote(self, digest: bytes, inputs: bytes, check: Check) -> Vote:
         """The vote on ``digest``: the one given before (see the module's invariant), or
         a new one from ``check``."""
+        assert self._memo is not None
         epoch = self.params.epoch(self.clock.time())
         given = self._memo.get(digest, epoch)
         if given is not None and given.inputs == inputs:

@@ -163,3 +163,20 @@ def test_a_registration_gets_a_vote_over_its_digest(tree) -> None:
     message = CheckRegistration(ASSET_KEY, tree.epoch, small, proof, challenge, AUTHORITY_SPKI)
     vote = Vote.from_bytes(tree.registry.ask("validator-1", message))
     assert vote.verdict == "reject" and vote.reasons[0].startswith("stake_invalid")
+
+
+def test_a_restarted_validator_repeats_its_votes_and_signs_no_other(tmp_path: Path) -> None:
+    """Its votes are on disk: after a restart the same question gets the same vote, and
+    the world having moved on (no registration now) gets already_voted, not a new vote."""
+    first = Tree(tmp_path)
+    proofs, _ = requests.prove_request(CSR, ASSET, first.epoch, first.params)
+    registration = first.registration()
+    vote = first.check(proofs, registration)
+    first.root.stop(block=True, timeout=10)
+    second = Tree(tmp_path)
+    try:
+        assert second.check(proofs, registration) == vote
+        with pytest.raises(AlreadyVoted):
+            second.check(proofs, None)
+    finally:
+        second.root.stop(block=True, timeout=10)
