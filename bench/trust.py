@@ -31,7 +31,9 @@ its own store, so none is a replay there). The caller is a plain thread sending
   of decisions): through the registry (an in-process ask) and through the control
   socket (the real ``ControlServer`` on trio in a thread of this process, the
   blocking ``ControlClient`` in the main thread, JSON lines on a Unix socket); beside
-  each, ``get_validator_key`` (a handler that does nothing) the same way as the peer.
+  each, ``get_validator_key`` (a handler that does nothing) the same way as the peer;
+  and through the control socket every 10 ms while the Decides are in flight (the
+  detector's mailbox is full of votes then: the figure a busy CA gives).
 
 Issuance with the consensus and the CT log in the path is ``bench/issuance.py
 --consensus``, which builds its tree with ``trust_spec`` and proves with
@@ -321,6 +323,33 @@ def control_calls(path: Path, to: str, kind: str, args: dict[str, Any], count: i
     return samples
 
 
+class Probe:
+    """``validate_asset_trust`` over the control socket every 10 ms on a thread of its
+    own, from ``start()`` until ``stop()`` (which returns the latencies)."""
+
+    def __init__(self, path: Path, asset: str) -> None:
+        self.path, self.args = path, {"asset": asset}
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        with ControlClient(self.path) as client:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                client.call("detector", "validate_asset_trust", self.args)
+                self.samples.append(time.perf_counter() - t0)
+                self._stop.wait(0.01)
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join(30)
+        return self.samples
+
+
 def registry_calls(registry: Registry, to: str, message: Message, count: int) -> list[float]:
     samples = []
     for _ in range(count):
@@ -330,7 +359,7 @@ def registry_calls(registry: Registry, to: str, message: Message, count: int) ->
     return samples
 
 
-def bench_asset_trust(registry: Registry, directory: Path, n: int, asset: str, calls: int) -> None:
+def bench_asset_trust(registry: Registry, path: Path, n: int, asset: str, calls: int) -> None:
     trust = ValidateAssetTrust(asset)
     factors = registry.ask("detector", trust)["factors"]
     print(f"validate_asset_trust (N = {n} tree, idle; an asset with {factors['successes']:.0f} "
@@ -341,15 +370,10 @@ def bench_asset_trust(registry: Registry, directory: Path, n: int, asset: str, c
     show("through the registry (in-process ask)", ms(got),
          f"peer get_validator_key {statistics.median(peer) * 1e3:.2f} / {pct(peer, 0.99) * 1e3:.2f}"
          " ms")  # fmt: skip
-    path = directory / "ctl.sock"
-    control = ControlSocket(registry, path)
-    try:
-        args = {"asset": asset}
-        control_calls(path, "detector", "validate_asset_trust", args, 100)  # warm-up
-        peer = control_calls(path, "validator-1", "get_validator_key", {}, calls)
-        got = control_calls(path, "detector", "validate_asset_trust", args, calls)
-    finally:
-        control.close()
+    args = {"asset": asset}
+    control_calls(path, "detector", "validate_asset_trust", args, 100)  # warm-up
+    peer = control_calls(path, "validator-1", "get_validator_key", {}, calls)
+    got = control_calls(path, "detector", "validate_asset_trust", args, calls)
     show("through the control socket", ms(got),
          f"peer get_validator_key {statistics.median(peer) * 1e3:.2f} / {pct(peer, 0.99) * 1e3:.2f}"
          " ms")  # fmt: skip
@@ -374,8 +398,10 @@ def bench_consensus(
     count: int,
     window: int,
     check_s: float,
+    probe: Probe,
 ) -> None:
-    """Decide one at a time, then ``window`` in flight (the fleet registered)."""
+    """Decide one at a time, then ``window`` in flight (the fleet registered), with
+    ``probe`` asking for an asset's trust meanwhile."""
     f = (n - 1) // 3
     quorum = 2 * f + 1
     warm, single, many = decides[:WARM_UP], decides[WARM_UP : WARM_UP + count], decides[-count:]
@@ -389,7 +415,9 @@ def bench_consensus(
     show("", cpu)
     report_errors(errors)
     cpu0 = time.process_time()
+    probe.start()
     elapsed, latencies, errors = in_flight(registry, "detector", many, window)
+    trust = probe.stop()
     cpu = cpu_line(count, time.process_time() - cpu0, elapsed, n, check_s)
     rate = count / elapsed
     ceiling = 1.0 / (n * check_s)
@@ -398,6 +426,8 @@ def bench_consensus(
     show("", cpu)
     show("decisions/s x N x check", f"{rate * n * check_s:7.2f} cores busy verifying")
     report_errors(errors)
+    show("validate_asset_trust meanwhile", f"{ms(trust)}   (n={len(trust)}, control socket)",
+         "idle: see below")  # fmt: skip
 
 
 def cpu_line(count: int, cpu_s: float, elapsed: float, n: int, check_s: float) -> str:
@@ -431,6 +461,8 @@ def main() -> None:
         check_s = 0.0
         for i, n in enumerate(args.validators):
             registry, root = start_tree(hsm, directory / f"n{n}", n)
+            path = directory / f"n{n}" / "ctl.sock"
+            control = ControlSocket(registry, path)
             try:
                 registrations, authority = register_fleet(registry, fleet)
                 if i == 0:  # the ceiling: each validator's check, directly (the tree idle)
@@ -440,11 +472,13 @@ def main() -> None:
                           "(requests.check_request, one thread)")  # fmt: skip
                     show("check_request", f"{ms(checks)}   (n={len(checks)})",
                          f"one core: {1 / check_s:.0f} checks/s")  # fmt: skip
-                bench_consensus(registry, n, decides, args.requests, args.window, check_s)
+                asset = requests.asset_key_of(fleet[0]).hex()
+                probe = Probe(path, asset)
+                bench_consensus(registry, n, decides, args.requests, args.window, check_s, probe)
                 if i == 0:
-                    asset = requests.asset_key_of(fleet[0]).hex()
-                    bench_asset_trust(registry, directory, n, asset, args.calls)
+                    bench_asset_trust(registry, path, n, asset, args.calls)
             finally:
+                control.close()
                 root.stop(block=True, timeout=60)
     print("issuance with the consensus and the CT log: bench/issuance.py --consensus")
 
