@@ -143,6 +143,13 @@ class Token:
         self.label = label
         self._private: dict[str, Any] = {}  # label -> private key handle (lookups cost a search)
 
+    @property
+    def session(self) -> Any:
+        """The open session; a closed token raises SessionClosed, as a pulled one would."""
+        if self._session is None:
+            raise pkcs11.exceptions.SessionClosed(f"the session on token {self.label!r} is closed")
+        return self._session
+
     @classmethod
     def open(
         cls, module: str, token_label: str, pin: str, softhsm2_conf: str | None = None
@@ -189,6 +196,7 @@ class Token:
             pass
         finally:
             self._session = None
+            self._private.clear()
             try:
                 self._lib.finalize()
             except pkcs11.PKCS11Error:
@@ -207,12 +215,12 @@ class Token:
         key_id = hashlib.sha256(label.encode()).digest()[:16]
         private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True}
         if family == "ec":
-            params = self._session.create_domain_parameters(
+            params = self.session.create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(param)}, local=True
             )
             params.generate_keypair(store=True, label=label, id=key_id, private_template=private)
         else:
-            self._session.generate_keypair(
+            self.session.generate_keypair(
                 KeyType.RSA, param, store=True, label=label, id=key_id, private_template=private
             )
         return self.key_info(label)
@@ -249,7 +257,7 @@ class Token:
 
     def list_keys(self) -> list[KeyInfo]:
         labels = {
-            k.label for k in self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            k.label for k in self.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
         }
         return [self.key_info(label) for label in sorted(labels)]
 
@@ -298,7 +306,7 @@ class Token:
 
     def _find(self, label: str, object_class: ObjectClass) -> Any:
         try:
-            return self._session.get_key(object_class=object_class, label=label)
+            return self.session.get_key(object_class=object_class, label=label)
         except pkcs11.NoSuchKey:
             return None
 

@@ -1,0 +1,171 @@
+"""An object in a process of its own, called by one actor over a pipe: CPU-heavy or
+GIL-hungry work (the HSM's token, a validator's checks) that should not queue for the
+GIL of the process where the issuer, the log and the detector run Python.
+
+Why a process: a thread of CPython holds the GIL for any Python it runs, and a C call
+that lets the GIL go must take it back when it returns. In a process busy with Python
+that hand-over is slow (measured here: a thread signing with SoftHSM 12,000 times a
+second alone, 70 beside one busy thread). A child has a GIL of its own.
+
+``Child.start(factory, *args)`` forks a child from the forkserver (a clean,
+single-threaded parent that has imported the modules named with ``preload``), builds
+``factory(*args)`` there, and answers ``call(method, *args)`` with the result of
+``getattr(obj, method)(*args)`` or its exception, one call at a time. The arguments and
+results travel pickled. ``close()`` calls the object's own ``close()`` (if it has one)
+and ends the child. The child ends by itself when its parent goes away (its end of the
+pipe closes, even on ``kill -9``).
+
+A child that dies or does not answer within the call's timeout raises ``lost`` (the
+caller's exception class, ``ChildLost`` by default) and is ended: a caller treats that
+as the loss of what the child held (the HSMActor reopens its token; a validator
+restarts through its supervisor, which starts a new child).
+
+Programs that start TrustChain's tree need the ``if __name__ == "__main__":`` guard of
+every multiprocessing program.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+CALL_TIMEOUT_S = 30.0  # a call that takes longer is a hung child
+START_TIMEOUT_S = 60.0  # the forkserver's first start imports a lot
+_CONTEXT = multiprocessing.get_context("forkserver")
+_PRELOAD: list[str] = []
+
+
+class ChildLost(Exception):
+    """The child process died or hung; what it held is gone."""
+
+
+def preload(*modules: str) -> None:
+    """Have the forkserver import ``modules`` before it forks (each child starts with
+    them loaded). Takes effect if called before the first child starts."""
+    for module in modules:
+        if module not in _PRELOAD:
+            _PRELOAD.append(module)
+    _CONTEXT.set_forkserver_preload(list(_PRELOAD))
+
+
+class Child:
+    """``factory(*args)`` built in a child process; its methods, one pipe round trip each."""
+
+    def __init__(
+        self, process: Any, connection: Connection, lost: type[Exception], name: str
+    ) -> None:
+        self._process = process
+        self._connection = connection
+        self._lost = lost
+        self.name = name
+
+    @classmethod
+    def start(
+        cls,
+        name: str,
+        factory: Callable[..., Any],
+        *args: Any,
+        lost: type[Exception] = ChildLost,
+        timeout_s: float = START_TIMEOUT_S,
+    ) -> Child:
+        """Start a child and build the object in it; what ``factory`` raised, if it did."""
+        ours, theirs = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(
+            target=_serve, args=(theirs, factory, args), name=name, daemon=True
+        )
+        process.start()
+        theirs.close()
+        child = cls(process, ours, lost, name)
+        try:
+            child._receive(timeout_s)  # the outcome of factory(*args) in the child
+        except BaseException:
+            child._end()
+            raise
+        return child
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def call(self, method: str, *args: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        """``obj.<method>(*args)`` in the child: its result, or its exception raised here."""
+        try:
+            self._connection.send((method, args))
+        except (OSError, ValueError) as exc:
+            self._end()
+            raise self._lost(f"the {self.name} process is gone ({exc})") from None
+        return self._receive(timeout_s)
+
+    def close(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        """The object's ``close()``, then the child's end. Never raises."""
+        try:
+            self._connection.send((None, ()))
+            self._connection.poll(timeout_s)
+        except (OSError, EOFError, ValueError):
+            pass
+        self._end()
+
+    def _receive(self, timeout_s: float) -> Any:
+        try:
+            if not self._connection.poll(timeout_s):
+                self._end()
+                raise self._lost(f"the {self.name} process did not answer in {timeout_s:g} s")
+            ok, value = self._connection.recv()
+        except (OSError, EOFError) as exc:
+            self._end()
+            raise self._lost(
+                f"the {self.name} process is gone (exit code {self._process.exitcode}): {exc!r}"
+            ) from None
+        if ok:
+            return value
+        raise value
+
+    def _end(self) -> None:
+        self._connection.close()
+        self._process.join(timeout=2)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=2)
+
+
+def _serve(connection: Connection, factory: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """The child: build the object, then run what the parent asks until told to close
+    (method ``None``) or until the parent is gone."""
+    try:
+        obj = factory(*args)
+    except BaseException as exc:
+        _answer(connection, False, exc)
+        return
+    _answer(connection, True, None)
+    try:
+        while True:
+            try:
+                method, call_args = connection.recv()
+            except (EOFError, OSError):
+                return
+            if method is None:
+                break
+            try:
+                result = getattr(obj, method)(*call_args)
+            except BaseException as exc:
+                _answer(connection, False, exc)
+            else:
+                _answer(connection, True, result)
+    finally:
+        close = getattr(obj, "close", None)
+        if close is not None:
+            close()
+        _answer(connection, True, None)
+        os._exit(0)  # nothing of the forkserver's state to tear down
+
+
+def _answer(connection: Connection, ok: bool, value: Any) -> None:
+    try:
+        connection.send((ok, value))
+    except (OSError, ValueError):
+        pass  # the parent is gone
+    except Exception as exc:  # an exception that does not pickle: say what it was
+        connection.send((False, RuntimeError(f"{type(value).__name__}: {value} ({exc})")))
