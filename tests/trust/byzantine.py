@@ -10,14 +10,16 @@ apart by what they say, never by a broken signature.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import outcome
 
 from trustchain.actors.trust.votes import Verdict
-from trustchain.actors.validator.actor import Check, ValidatorActor
+from trustchain.actors.validator.actor import Question, ValidatorActor
 from trustchain.supervisors import Message, handles
 
 SLOW_S = 5.0  # a slow validator answers this long after it is asked: past the tests' deadline
@@ -27,6 +29,12 @@ SLOW_S = 5.0  # a slow validator answers this long after it is asked: past the t
 @dataclass(frozen=True)
 class Crash(Message):
     """Crash the validator (as a bug would): its supervisor restarts it."""
+
+
+@dataclass(frozen=True)
+class KillProcess(Message):
+    """Kill the validator's process (kill -9): its next question crashes the actor,
+    whose supervisor restarts it with a new process."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +59,21 @@ class HonestValidator(ValidatorActor):
     def crash(self, msg: Crash) -> None:
         raise RuntimeError(f"{self.validator_id} crashed, as the test asked")
 
+    @handles(KillProcess)
+    def kill_process(self, msg: KillProcess) -> int:
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGKILL)
+        return self.pid
+
     @handles(Misbehave)
     def misbehave(self, msg: Misbehave) -> None:
         self.misbehaving = msg.on
 
 
 class AlwaysAccept(HonestValidator):
-    def answer(self, digest: bytes, inputs: bytes, check: Check) -> bytes | None:
+    def answer(self, digest: bytes, question: Question) -> bytes | None:
         if not self.misbehaving:
-            return super().answer(digest, inputs, check)
+            return super().answer(digest, question)
         return self.sign(digest, "approve", ()).to_bytes()
 
 
@@ -67,9 +81,9 @@ class AlwaysReject(HonestValidator):
     """Rejects everything, with a reason that would count against the asset (if f+1
     validators agreed on it: f of these never can)."""
 
-    def answer(self, digest: bytes, inputs: bytes, check: Check) -> bytes | None:
+    def answer(self, digest: bytes, question: Question) -> bytes | None:
         if not self.misbehaving:
-            return super().answer(digest, inputs, check)
+            return super().answer(digest, question)
         return self.sign(digest, "reject", ("work_invalid: says a Byzantine validator",)).to_bytes()
 
 
@@ -80,9 +94,9 @@ class RandomVoter(HonestValidator):
         super().setup()
         self.coin = random.Random(self.validator_id)
 
-    def answer(self, digest: bytes, inputs: bytes, check: Check) -> bytes | None:
+    def answer(self, digest: bytes, question: Question) -> bytes | None:
         if not self.misbehaving:
-            return super().answer(digest, inputs, check)
+            return super().answer(digest, question)
         verdict: Verdict = self.coin.choice(("approve", "reject"))
         reasons = () if verdict == "approve" else ("time_proof_invalid: a coin said so",)
         return self.sign(digest, verdict, reasons).to_bytes()
@@ -96,8 +110,8 @@ class Equivocating(HonestValidator):
         super().setup()
         self.asked: set[bytes] = set()
 
-    def answer(self, digest: bytes, inputs: bytes, check: Check) -> bytes | None:
-        honest = self.vote(digest, inputs, check)
+    def answer(self, digest: bytes, question: Question) -> bytes | None:
+        honest = self.vote(question)
         if not self.misbehaving or digest not in self.asked:
             self.asked.add(digest)
             return honest.to_bytes()
@@ -109,9 +123,9 @@ class Equivocating(HonestValidator):
 class Silent(HonestValidator):
     """Never answers (until it goes down: then the runtime answers for it)."""
 
-    def answer(self, digest: bytes, inputs: bytes, check: Check) -> bytes | None:
+    def answer(self, digest: bytes, question: Question) -> bytes | None:
         if not self.misbehaving:
-            return super().answer(digest, inputs, check)
+            return super().answer(digest, question)
         self.defer()
         return None
 
@@ -119,8 +133,8 @@ class Silent(HonestValidator):
 class Slow(HonestValidator):
     """Answers honestly, ``SLOW_S`` after it is asked (on the clock the test drives)."""
 
-    def answer(self, digest: bytes, inputs: bytes, check: Check) -> bytes | None:
-        vote = self.vote(digest, inputs, check).to_bytes()
+    def answer(self, digest: bytes, question: Question) -> bytes | None:
+        vote = self.honest(question)
         if not self.misbehaving:
             return vote
         self.after(SLOW_S, _Late(self.defer(), vote))

@@ -69,7 +69,7 @@ from trustchain.supervisors import (
     start_root,
 )
 
-from .byzantine import BEHAVIOURS, SLOW_S, Crash, HonestValidator, Misbehave
+from .byzantine import BEHAVIOURS, SLOW_S, Crash, HonestValidator, KillProcess, Misbehave
 
 DEADLINE_S = 2.0
 ASSET = ed25519.Ed25519PrivateKey.generate()
@@ -378,8 +378,9 @@ def test_more_than_f_equivocators_are_all_caught_and_nothing_is_decided_on_their
 # -- a validator crashing under load ------------------------------------------------------
 
 
+@pytest.mark.parametrize("crash", [Crash(), KillProcess()], ids=["actor", "kill-9-process"])
 def test_a_validator_crashing_under_a_stream_of_decisions_does_not_stop_them(
-    trees, hsm, tmp_path, plot
+    trees, hsm, tmp_path, plot, crash
 ) -> None:
     tree = consensus(trees, hsm, tmp_path, 4)
     assert tree.register(plot).unwrap()["registered"]
@@ -398,7 +399,7 @@ def test_a_validator_crashing_under_a_stream_of_decisions_does_not_stop_them(
 
     for i, message in enumerate(requests_):
         if i == 15:
-            tree.registry.tell(victim, Crash(), lambda _result: None)
+            tree.registry.tell(victim, crash, lambda _result: None)
         tree.registry.tell(tree.detector, message, reply_for(i))
     assert done.wait(30)
     for i in range(len(requests_)):

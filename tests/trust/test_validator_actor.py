@@ -24,7 +24,7 @@ from trustchain.actors.validator import (
     GetValidatorKey,
     ValidatorActor,
 )
-from trustchain.actors.validator.actor import load_or_create_key
+from trustchain.actors.validator.core import load_or_create_key
 from trustchain.config import TrustConfig
 from trustchain.supervisors import ChildSpec, FakeClock, Registry, start_root
 
