@@ -164,7 +164,7 @@ class RenewalConfig:
 class TrustConfig:
     """The four-proof consensus: N = 3f+1 validators and the Byzantine detector."""
 
-    enabled: bool = _f(False)  # the trust subtree runs; the issuer's gate is issue 9's next step
+    enabled: bool = _f(True)  # validators + detector run; no certificate without their approval
     validators: int = _f(4, min=4, max=64)  # N; f = (N - 1) // 3 Byzantine tolerated
     epoch_s: int = _f(86_400, min=60)  # assets register once per epoch
     work_bits: int = _f(16, min=0, max=40)  # PoWork: leading zero bits

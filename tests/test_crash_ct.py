@@ -79,6 +79,11 @@ index_db = "{directory}/ct/index.sqlite3"
 enabled = false
 [renewal]
 directory = "{directory}/tls"
+[trust]
+enabled = false  # this is about the log's durability; its requests carry no proofs
+database = "{directory}/trust/trust.sqlite3"
+key_dir = "{directory}/trust/validators"
+asset_key = "{directory}/trust/asset.key"
 """)
     return config
 

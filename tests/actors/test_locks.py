@@ -35,6 +35,9 @@ def config_under(directory: Path, softhsm2_conf: str = ""):
             config.ca, database=directory / "ca/ca.db", crl_dir=directory / "crl"
         ),
         renewal=dataclasses.replace(config.renewal, directory=directory / "tls"),
+        trust=dataclasses.replace(  # on by default: its database and the validators' keys
+            config.trust, database=directory / "trust.db", key_dir=directory / "validators"
+        ),
     )
 
 
@@ -99,8 +102,8 @@ def test_a_lock_file_that_cannot_be_opened_is_a_typed_error(tmp_path: Path) -> N
 
 def test_lock_stores_takes_all_or_none(tmp_path: Path) -> None:
     config = config_under(tmp_path)
-    last = StoreLock.acquire(Store(tmp_path / "tls", "renewal.directory", directory=True))
-    with pytest.raises(StoreLocked, match=r"renewal\.directory"):
+    last = StoreLock.acquire(Store(tmp_path / "validators", "trust.key_dir", directory=True))
+    with pytest.raises(StoreLocked, match=r"trust\.key_dir"):
         lock_stores(config)
     last.release()
     with lock_stores(config) as held:  # the earlier ones were released on the refusal
@@ -110,6 +113,8 @@ def test_lock_stores_takes_all_or_none(tmp_path: Path) -> None:
             "ca.database",
             "ca.crl_dir",
             "renewal.directory",
+            "trust.database",
+            "trust.key_dir",
         ]
     assert not any(lock.held for lock in held.locks)
 
@@ -120,7 +125,7 @@ def test_two_keys_naming_one_directory_take_one_lock(tmp_path: Path) -> None:
         config, renewal=dataclasses.replace(config.renewal, directory=tmp_path / "crl")
     )
     with lock_stores(config) as held:
-        assert len(held.locks) == 4
+        assert len(held.locks) == 6
 
 
 def test_the_softhsm_token_directory_is_the_one_its_config_names(tmp_path: Path) -> None:

@@ -43,11 +43,20 @@ def write_config(
     **runtime: object,
 ) -> Path:
     """``http``: the [http] keys; without them the HTTP edge is off (no port to share).
-    ``trust``: the [trust] keys (the consensus is off without them)."""
+    ``trust``: the [trust] keys; without them the consensus is off (it is on by default:
+    a test of something else then needs no proofs), ``trust={}`` leaves it on as shipped.
+    Its state (database, validators' keys, the CLI's asset key) is under ``directory``
+    unless ``trust`` names other paths: no test writes under the checkout's var/."""
     config = directory / "trustchain.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
     http_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (http or {"enabled": False}).items())
-    trust_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (trust or {}).items())
+    trust_table = {
+        "database": f"{directory}/trust/trust.sqlite3",
+        "key_dir": f"{directory}/trust/validators",
+        "asset_key": f"{directory}/trust/asset.key",
+        **({"enabled": False} if trust is None else trust),  # trust={}: the default, on
+    }
+    trust_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in trust_table.items())
     config.write_text(
         f"""
 [runtime]

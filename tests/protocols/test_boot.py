@@ -91,6 +91,9 @@ def with_stores_under(directory: Path, config):
             config.ca, database=directory / "ca.sqlite3", crl_dir=directory / "crl"
         ),
         renewal=dataclasses.replace(config.renewal, directory=directory / "tls"),
+        trust=dataclasses.replace(
+            config.trust, database=directory / "trust.db", key_dir=directory / "validators"
+        ),
     )
 
 
@@ -120,4 +123,4 @@ async def test_serve_releases_the_stores_when_it_ends(short_tmp: Path) -> None:
     finally:
         live.close()
     with lock_stores(config) as locks:  # free again: a later serve in this process can start
-        assert len(locks.locks) == 5 and all(lock.held for lock in locks.locks)
+        assert len(locks.locks) == 7 and all(lock.held for lock in locks.locks)  # trust's 2

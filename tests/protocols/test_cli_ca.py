@@ -83,7 +83,7 @@ def test_ca_status_and_rotation(running) -> None:
 
 
 def test_trust_commands_say_when_the_consensus_is_not_running(running) -> None:
-    config, _ = running  # trust.enabled is false by default: no detector in the tree
+    config, _ = running  # write_config turns trust.enabled off: no detector in the tree
     for args in (
         ("trust", "scores"),
         ("trust", "asset", "00" * 32),

@@ -37,7 +37,9 @@ def test_the_trust_supervisor_starts_after_the_log_and_before_the_issuer(tmp_pat
     enabled = dataclasses.replace(Config(), trust=trust_config(tmp_path, 7))
     names = [spec.name for spec in trustchain_children(enabled)]
     assert names == ["hsm", "ctlog", "trust", "issuer", "monitor", "renewal"]
-    assert "trust" not in [spec.name for spec in trustchain_children(Config())]  # off by default
+    assert "trust" in [spec.name for spec in trustchain_children(Config())]  # on by default
+    disabled = dataclasses.replace(Config(), trust=TrustConfig(enabled=False))
+    assert "trust" not in [spec.name for spec in trustchain_children(disabled)]
     inner = [spec.name for spec in trust_children(enabled.trust)]
     assert inner == [f"validator-{i}" for i in range(1, 8)] + ["detector"]
 
@@ -47,7 +49,8 @@ def test_the_trust_stores_are_locked_when_the_consensus_runs(tmp_path: Path) -> 
     keys = {store.key: store for store in stores_of(enabled)}
     assert keys["trust.key_dir"].directory and keys["trust.key_dir"].mode == 0o700
     assert not keys["trust.database"].directory
-    assert not {"trust.key_dir", "trust.database"} & {s.key for s in stores_of(Config())}
+    disabled = dataclasses.replace(Config(), trust=TrustConfig(enabled=False))
+    assert not {"trust.key_dir", "trust.database"} & {s.key for s in stores_of(disabled)}
 
 
 @pytest.fixture
