@@ -206,7 +206,7 @@ class DetectorBase(SupervisedActor):
         if pending is None:
             return  # a round long over: the vote served equivocation detection only
         round_ = pending.round
-        round_.add(self.ids[name], vote, failure)
+        round_.add(self.ids[name], vote, failure, verified=True)  # _take_vote verified it
         if round_.decision is not None:
             self._score(round_)  # a late vote
         else:

@@ -56,6 +56,7 @@ class Round:
     refusal: QuorumNotReached | None = None
     scored: set[str] = field(default_factory=set)  # validators whose vote was scored
     failed: dict[str, str] = field(default_factory=dict)  # validator -> why it gave no vote
+    verified: set[Vote] = field(default_factory=set)  # votes whose signature the caller checked
 
     @property
     def needed(self) -> int:
@@ -70,12 +71,17 @@ class Round:
         """Every validator asked has answered (a vote or a failure)."""
         return self.answered >= self.asked
 
-    def add(self, validator: str, vote: Vote | None, failure: str = "no vote") -> None:
+    def add(
+        self, validator: str, vote: Vote | None, failure: str = "no vote", verified: bool = False
+    ) -> None:
         """``validator`` answered: with ``vote``, or None and why (an error's code, an
-        unusable vote)."""
+        unusable vote). ``verified``: the caller checked the vote's signature (a
+        ``VoteLog`` did), so deciding and scoring do not check it again."""
         self.answered.add(validator)
         if vote is not None:
             self.votes.append(vote)
+            if verified:
+                self.verified.add(vote)
         else:
             self.failed[validator] = failure
 
@@ -96,7 +102,9 @@ class Round:
         if self.closed:
             return None
         try:
-            self.decision = decide(self.digest, self.votes, self.validators, self.f, ignored)
+            self.decision = decide(
+                self.digest, self.votes, self.validators, self.f, ignored, self.verified
+            )
         except QuorumNotReached as refusal:
             counted = refusal.details.get("counted", {})
             out = len((self.asked - self.answered) - ignored)
@@ -110,7 +118,7 @@ class Round:
     def expire(self, ignored: frozenset[str], deadline_s: float) -> QuorumNotReached:
         """The deadline passed undecided: the refusal (the round is closed)."""
         try:
-            decide(self.digest, self.votes, self.validators, self.f, ignored)
+            decide(self.digest, self.votes, self.validators, self.f, ignored, self.verified)
         except QuorumNotReached as refusal:
             missing = sorted(self.asked - self.answered)
             why = f"no quorum within {deadline_s:g} s ({len(missing)} validators had not answered)"
@@ -125,7 +133,7 @@ class Round:
         but the quarantined."""
         if self.decision is None:
             return {}
-        verified = verified_votes(self.digest, self.votes, self.validators)
+        verified = verified_votes(self.digest, self.votes, self.validators, self.verified)
         new = {
             validator: vote.verdict
             for validator, vote in verified.items()
@@ -151,16 +159,19 @@ class VoteLog:
     ) -> Equivocation | None:
         """Remember ``vote`` (received in ``epoch``); the evidence if its validator
         signed another statement on its digest before. ``VoteInvalid`` if the signature
-        does not verify with the named validator's key (or the validator is unknown)."""
+        does not verify with the named validator's key (or the validator is unknown).
+        A vote ``add`` accepted is verified: its round need not check it again."""
         key = (vote.validator, vote.digest)
         first = self._first.get(key)
-        if first is not None and (first == vote or first.statement == vote.statement):
-            return None
+        if first is not None and first == vote:
+            return None  # the same bytes again: verified when they first came
         public_key = validators.get(vote.validator)
         if public_key is None:
             raise VoteInvalid(f"a vote of unknown validator {vote.validator}")
         check_vote(vote, public_key)
         if first is not None:
+            if first.statement == vote.statement:
+                return None
             return Equivocation(vote.validator, vote.digest, first, vote)
         for old in [e for e in self._by_epoch if e <= epoch - self.keep_epochs]:
             for forgotten in self._by_epoch.pop(old):

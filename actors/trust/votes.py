@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -251,6 +251,7 @@ def _sift(
     votes: Iterable[Vote],
     validators: Mapping[str, ed25519.Ed25519PublicKey],
     ignored: frozenset[str],
+    checked: Collection[Vote] = (),
 ) -> _Sifted:
     out = _Sifted({}, set(), Counter())
     for vote in votes:
@@ -264,7 +265,8 @@ def _sift(
             out.discarded["duplicate"] += 1  # the same bytes again: verified already
         else:
             try:
-                check_vote(vote, validators[vote.validator])
+                if vote not in checked:
+                    check_vote(vote, validators[vote.validator])
             except VoteInvalid:
                 out.discarded["bad signature"] += 1
                 continue
@@ -285,10 +287,12 @@ def verified_votes(
     digest: bytes,
     votes: Iterable[Vote],
     validators: Mapping[str, ed25519.Ed25519PublicKey],
+    checked: Collection[Vote] = (),
 ) -> dict[str, Vote]:
     """One verified vote per validator for ``digest`` (equivocators left out): what the
-    detector scores validators by, including those ``decide`` ignores."""
-    return _sift(digest, votes, validators, frozenset()).valid
+    detector scores validators by, including those ``decide`` ignores. Votes in
+    ``checked`` were verified by the caller (their signatures are not checked again)."""
+    return _sift(digest, votes, validators, frozenset(), checked).valid
 
 
 def decide(
@@ -297,16 +301,19 @@ def decide(
     validators: Mapping[str, ed25519.Ed25519PublicKey],
     f: int,
     ignored: frozenset[str] = frozenset(),
+    checked: Collection[Vote] = (),
 ) -> Decision:
     """The verdict ``quorum(N, f)`` counted votes agree on (QuorumNotReached if none).
 
     ``ignored`` names validators whose votes do not count (quarantined, or below the
-    minimum trust score); they still belong to N, the size of ``validators``.
+    minimum trust score); they still belong to N, the size of ``validators``. Votes in
+    ``checked`` were verified by the caller (the detector verifies each vote once, as it
+    arrives); the others' signatures are checked here.
     """
     needed = quorum(len(validators), f)
     if not isinstance(digest, bytes) or len(digest) != DIGEST_BYTES:
         raise ValueError(f"a request digest is {DIGEST_BYTES} octets")
-    sifted = _sift(digest, votes, validators, ignored)
+    sifted = _sift(digest, votes, validators, ignored, checked)
     by_validator = sorted(sifted.valid.values(), key=lambda vote: vote.validator)
     by_verdict = {v: [vote for vote in by_validator if vote.verdict == v] for v in VERDICTS}
     reached = [v for v in VERDICTS if len(by_verdict[v]) >= needed]

@@ -90,6 +90,30 @@ def test_the_vote_log_catches_two_different_votes_on_one_digest_and_only_those()
         log.add(Vote("v9", DIGEST, "approve", (), bytes(64)), KEYS, epoch=7)
 
 
+def test_a_vote_repeating_a_verified_statement_under_a_forged_signature_is_refused() -> None:
+    log = VoteLog()
+    assert log.add(vote("v1"), KEYS, epoch=7) is None
+    with pytest.raises(VoteInvalid):  # what v1 said, but not signed by v1: no evidence
+        log.add(Vote("v1", DIGEST, "approve", (), bytes(64)), KEYS, epoch=7)
+
+
+def test_a_round_checks_each_signature_once_trusting_only_what_its_caller_verified() -> None:
+    forged = {v: Vote(v, DIGEST, "approve", (), bytes(64)) for v in ("v1", "v2", "v3")}
+    unchecked = fresh_round()
+    for v, bad in forged.items():
+        unchecked.add(v, bad)
+    with pytest.raises(QuorumNotReached, match="3 bad signature"):
+        unchecked.settle(frozenset())
+    # The caller says it verified them (the detector's VoteLog does): not checked again.
+    # A lie here is the caller's bug; the test shows that no second check is made.
+    trusted = fresh_round()
+    for v, bad in forged.items():
+        trusted.add(v, bad, verified=True)
+    decision = trusted.settle(frozenset())
+    assert decision is not None and decision.outcome == "approve"
+    assert trusted.unscored(frozenset()) == dict.fromkeys(forged, "approve")
+
+
 def test_the_vote_log_forgets_epochs_it_no_longer_keeps() -> None:
     log = VoteLog(keep_epochs=2)
     log.add(vote("v1"), KEYS, epoch=1)
