@@ -1,4 +1,5 @@
-"""Why the consensus refuses: one typed error per reason, each with a stable code.
+"""Why the consensus refuses: one typed error per reason, each with a stable code (and
+``TrustStoreUnavailable``, the one fault of the environment: its database).
 
 Imports nothing but ``supervisors.errors``, so every peer and edge can name them.
 """
@@ -75,3 +76,12 @@ class AlreadyVoted(TrustError):
     otherwise: it keeps its first vote rather than sign a second (equivocation)."""
 
     code = "already_voted"
+
+
+class TrustStoreUnavailable(TrustChainError):
+    """The consensus's database cannot be read or written (a full disk, an I/O error, a
+    read-only file): a fault of the environment, not of the request. Nothing was changed;
+    the detector retries with backoff and shows the fault in status and /ready. Ask again
+    after ``retry_after_s``."""
+
+    code = "trust_store_unavailable"

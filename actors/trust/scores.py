@@ -33,6 +33,9 @@ epochs kept are stale anyway and are forgotten (``RegistrationStale`` if asked).
 Within an epoch memory grows with the proofs accepted, which the proof of work
 prices. Only remember proofs that verified: otherwise whoever sees a genuine
 proof first could present it wrongly and have its genuine use called rebound.
+What the guard remembers lives in a ``FingerprintMemory``: a dict by default
+(``InMemoryFingerprints``), or the trust store's table (``TrustStore.fingerprints``),
+so that a detector's restart forgets nothing; the guard's logic is the same on both.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .errors import RegistrationStale
 from .formats import REPLAY_FINGERPRINT, frame
@@ -117,6 +120,11 @@ class ValidatorScores:
 
     def get(self, validator: str) -> ValidatorScore:
         return self._scores.get(validator) or ValidatorScore(validator, self.rules.initial)
+
+    def copy(self) -> ValidatorScores:
+        """An independent copy (the scores are immutable values): to put back if what
+        changed them cannot be recorded."""
+        return ValidatorScores(self.rules, self._scores.values())
 
     def all(self) -> list[ValidatorScore]:
         return [self._scores[v] for v in sorted(self._scores)]
@@ -276,36 +284,93 @@ def proof_fingerprint(kind: str, *fields: bytes | int | str) -> bytes:
 
 
 @dataclass(frozen=True)
-class _FirstSeen:
+class FirstSeen:
+    """Where a proof was first seen: the request digest and asset it came with, its epoch."""
+
     digest: bytes
     asset: str
     epoch: int
 
 
-class ReplayGuard:
-    """Proof fingerprints of the last ``keep_epochs`` epochs and where they were first seen."""
+class FingerprintMemory(Protocol):
+    """What a ``ReplayGuard`` remembers, wherever it is kept."""
 
-    def __init__(self, keep_epochs: int = 2) -> None:
-        if keep_epochs < 1:
-            raise ValueError("keep at least the current epoch")
-        self.keep_epochs = keep_epochs
-        self._seen: dict[bytes, _FirstSeen] = {}
+    def __len__(self) -> int: ...
+
+    def newest_epoch(self) -> int | None:
+        """The newest epoch the guard has seen a proof of (None: none yet)."""
+        ...
+
+    def advance(self, newest: int, oldest_kept: int) -> None:
+        """``newest`` is the newest epoch now; forget fingerprints of epochs before
+        ``oldest_kept``."""
+        ...
+
+    def first_seen(self, fingerprint: bytes) -> FirstSeen | None: ...
+
+    def remember(self, fingerprint: bytes, first: FirstSeen) -> None: ...
+
+
+class InMemoryFingerprints:
+    """A ``FingerprintMemory`` in a dict: gone when its owner is."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, FirstSeen] = {}
         self._by_epoch: dict[int, list[bytes]] = {}
         self._newest: int | None = None
 
     def __len__(self) -> int:
         return len(self._seen)
 
+    def newest_epoch(self) -> int | None:
+        return self._newest
+
+    def advance(self, newest: int, oldest_kept: int) -> None:
+        self._newest = newest
+        for old in [e for e in self._by_epoch if e < oldest_kept]:
+            for fingerprint in self._by_epoch.pop(old):
+                del self._seen[fingerprint]
+
+    def first_seen(self, fingerprint: bytes) -> FirstSeen | None:
+        return self._seen.get(fingerprint)
+
+    def remember(self, fingerprint: bytes, first: FirstSeen) -> None:
+        self._seen[fingerprint] = first
+        self._by_epoch.setdefault(first.epoch, []).append(fingerprint)
+
+
+def replay_verdict(first: FirstSeen | None, digest: bytes, asset: str) -> Seen:
+    """A verified proof first seen as ``first`` (None: never), now with ``digest`` and
+    ``asset``: new, replayed (the same request again) or rebound (another one)."""
+    if first is None:
+        return "new"
+    return "replayed" if (first.digest, first.asset) == (digest, asset) else "rebound"
+
+
+class ReplayGuard:
+    """Proof fingerprints of the last ``keep_epochs`` epochs and where they were first
+    seen, kept in ``memory`` (in memory unless given one)."""
+
+    def __init__(self, keep_epochs: int = 2, memory: FingerprintMemory | None = None) -> None:
+        if keep_epochs < 1:
+            raise ValueError("keep at least the current epoch")
+        self.keep_epochs = keep_epochs
+        self.memory: FingerprintMemory = InMemoryFingerprints() if memory is None else memory
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
     @property
     def oldest_kept(self) -> int | None:
-        return None if self._newest is None else self._newest - self.keep_epochs + 1
+        newest = self.memory.newest_epoch()
+        return None if newest is None else newest - self.keep_epochs + 1
 
     def check(self, fingerprint: bytes, digest: bytes, asset: str, epoch: int) -> Seen:
         """Whether a verified proof is new (remembered from now on), replayed (seen with
         this digest and asset) or rebound (seen with another digest or asset)."""
-        if self._newest is None or epoch > self._newest:
-            self._newest = epoch
-            self._evict_before(epoch - self.keep_epochs + 1)
+        newest = self.memory.newest_epoch()
+        if newest is None or epoch > newest:
+            self.memory.advance(epoch, epoch - self.keep_epochs + 1)
         oldest = self.oldest_kept
         if oldest is not None and epoch < oldest:
             raise RegistrationStale(
@@ -313,14 +378,7 @@ class ReplayGuard:
                 "register and prove again in the current epoch",
                 epoch=epoch,
             )
-        first = self._seen.get(fingerprint)
+        first = self.memory.first_seen(fingerprint)
         if first is None:
-            self._seen[fingerprint] = _FirstSeen(digest, asset, epoch)
-            self._by_epoch.setdefault(epoch, []).append(fingerprint)
-            return "new"
-        return "replayed" if (first.digest, first.asset) == (digest, asset) else "rebound"
-
-    def _evict_before(self, epoch: int) -> None:
-        for old in [e for e in self._by_epoch if e < epoch]:
-            for fingerprint in self._by_epoch.pop(old):
-                del self._seen[fingerprint]
+            self.memory.remember(fingerprint, FirstSeen(digest, asset, epoch))
+        return replay_verdict(first, digest, asset)

@@ -1,11 +1,21 @@
-"""The consensus's durable state in SQLite: registrations, scores, evidence, decisions.
+"""The consensus's durable state in SQLite: registrations, scores, evidence, decisions,
+pending space challenges and the replay guard's fingerprints.
 
 Like ``ca/store.py``: every public method that writes is one transaction
 (``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on any error), so a failed call
 changes nothing; WAL with synchronous=FULL, so what a caller saw committed
 survives a crash. Changes that belong together are written together: evidence of
 equivocation with the quarantine it causes, a decision with the score changes it
-causes.
+causes; and ``batch()`` makes every write inside it one transaction, so that a
+decision and everything it causes (scores, the asset's history, the proof's
+fingerprint, a registration and the challenge it uses up) commit together or not
+at all. A write that fails inside a batch spoils it: the batch rolls back whole,
+even if the caller swallowed the error.
+
+Faults of the environment (a full disk, an I/O error, a read-only or locked file:
+SQLite's FULL, IOERR, READONLY, CANTOPEN, BUSY, LOCKED... and ``OSError``) raise
+``TrustStoreUnavailable`` (a typed error, ``details["cause"]`` the SQLite error)
+with nothing changed; any other SQLite error is a bug and propagates as it is.
 
 What is kept, and how:
 - registrations: per (asset key, epoch) the stake (its JSON, as the stake module
@@ -16,7 +26,14 @@ What is kept, and how:
 - asset histories (``scores.AssetHistory``): decayed counts and totals as JSON;
 - evidence: each equivocation as its two signed votes' bytes (``Vote.to_bytes``),
   one per (validator, digest), the first kept;
-- decisions: digest -> ``Decision.to_json``, the first kept (decisions are final).
+- decisions: digest -> ``Decision.to_json``, the first kept (decisions are final);
+- space challenges: per (asset key, epoch) the challenge given and the plot committed
+  to before it (``PendingChallenge``), until a decided registration uses it up;
+  challenges of past epochs are dropped as new ones are given, and at most ``most``
+  are kept (the oldest given dropped first);
+- proof fingerprints (``scores.ReplayGuard``'s memory, ``fingerprints``): per
+  fingerprint the digest, asset and epoch it was first seen with, and the newest
+  epoch seen; fingerprints of epochs older than the guard keeps are dropped.
 Stored votes are parsed strictly on the way out; their signatures are not checked
 here (``votes.check_decision`` / ``check_equivocation`` do that, with the keys).
 Times are seconds since 1970 as numbers, passed in.
@@ -27,18 +44,19 @@ store in the owning actor's ``on_start``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from ..sqlite import open_database, transaction
-from .errors import NotRegistered
+from ..sqlite import open_database
+from .errors import NotRegistered, TrustStoreUnavailable
 from .formats import ASSET_KEY_BYTES, DIGEST_BYTES, asset_id
-from .scores import AssetHistory, ValidatorScore
+from .scores import AssetHistory, FirstSeen, ValidatorScore
 from .votes import Decision, Equivocation, Vote
 
 _SCHEMA = """
@@ -78,7 +96,60 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision         TEXT NOT NULL,             -- Decision.to_json
     decided_at       REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS space_challenges (
+    given            INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order they were given in
+    asset_key        BLOB NOT NULL,
+    epoch            INTEGER NOT NULL,
+    challenge        BLOB NOT NULL,
+    commitment       BLOB NOT NULL,             -- the plot committed to before the challenge
+    n                INTEGER NOT NULL,          -- its blocks
+    UNIQUE (asset_key, epoch)
+);
+CREATE INDEX IF NOT EXISTS space_challenges_by_epoch ON space_challenges (epoch);
+CREATE TABLE IF NOT EXISTS proof_fingerprints (
+    fingerprint      BLOB PRIMARY KEY,          -- scores.proof_fingerprint
+    digest           BLOB NOT NULL,             -- where it was first seen
+    asset            TEXT NOT NULL,
+    epoch            INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS proof_fingerprints_by_epoch ON proof_fingerprints (epoch);
+CREATE TABLE IF NOT EXISTS replay_epoch (      -- the newest epoch the guard has seen
+    id               INTEGER PRIMARY KEY CHECK (id = 0),
+    newest           INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probe (             -- a durable write that says the disk takes writes
+    id               INTEGER PRIMARY KEY CHECK (id = 0),
+    at               REAL NOT NULL
+);
 """
+
+# SQLite's primary result codes that are faults of the environment, not bugs.
+_FAULT_CODES = frozenset({
+    sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_PERM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOLFS,
+})  # fmt: skip
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def is_store_fault(exc: BaseException) -> bool:
+    """A fault of the disk or the file (retry later), not a bug in the statements."""
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _FAULT_CODES
+
+
+def _unavailable(exc: BaseException) -> TrustStoreUnavailable:
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    return TrustStoreUnavailable(
+        f"the trust database cannot be read or written ({name}: {exc}); nothing was "
+        "changed: try again shortly",
+        cause=f"{name}: {exc}",
+        retry_after_s=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,20 +173,123 @@ class Registration:
         return asset_id(self.asset_key)
 
 
+@dataclass(frozen=True)
+class PendingChallenge:
+    """A space challenge given and not yet used up: the asset answers it by opening
+    blocks of the plot (``commitment``, ``n`` blocks) it committed to before."""
+
+    asset_key: bytes
+    epoch: int
+    challenge: bytes
+    commitment: bytes
+    n: int
+
+
+def _typed(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """A fault of the environment in ``method`` raises ``TrustStoreUnavailable`` (and
+    spoils the batch it happened in); other errors go through as they are."""
+
+    @functools.wraps(method)
+    def typed(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except TrustStoreUnavailable:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            store = args[0]
+            assert isinstance(store, TrustStore | StoredFingerprints)
+            store._spoil()
+            if not is_store_fault(exc):
+                raise
+            raise _unavailable(exc) from exc
+
+    return typed
+
+
 class TrustStore:
     """The consensus's records in one SQLite database (a path, or ":memory:")."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
-        self._db = open_database(path, _SCHEMA)
+        try:
+            self._db = open_database(path, _SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            if not is_store_fault(exc):
+                raise
+            raise _unavailable(exc) from exc
+        self._in_batch = False
+        self._spoiled = False  # a write failed in the batch under way: it rolls back
+        self.fingerprints = StoredFingerprints(self)
 
     def close(self) -> None:
         self._db.close()
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db)
+    def _spoil(self) -> None:
+        if self._in_batch:
+            self._spoiled = True
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, or a part of the batch under way."""
+        if self._in_batch:
+            if self._spoiled:
+                raise TrustStoreUnavailable(
+                    "an earlier write of this transaction failed: it is rolled back whole",
+                    cause="rolled back",
+                    retry_after_s=1,
+                )
+            yield self._db
+            return
+        db = self._db
+        if db.in_transaction:  # left open by a failure whose ROLLBACK failed too
+            db.execute("ROLLBACK")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # (SQLite may have rolled back already: a full disk)
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write of this store inside the block is one transaction: all commit
+        when the block ends, none if it raises or any write in it failed (then
+        ``TrustStoreUnavailable``, even if the block swallowed the write's error).
+        Nested batches join the outer one."""
+        if self._in_batch:
+            yield
+            return
+        try:
+            with self._transaction():
+                self._in_batch, self._spoiled = True, False
+                try:
+                    yield
+                finally:
+                    self._in_batch = False
+                if self._spoiled:
+                    raise TrustStoreUnavailable(
+                        "a write of this transaction failed: it is rolled back whole",
+                        cause="rolled back",
+                        retry_after_s=1,
+                    )
+        except (sqlite3.Error, OSError) as exc:
+            if not is_store_fault(exc):
+                raise
+            raise _unavailable(exc) from exc
+        finally:
+            self._spoiled = False
+
+    @_typed
+    def probe(self, now_s: float) -> None:
+        """A small durable write: it succeeds once the disk takes writes again."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO probe VALUES (0, ?)", (now_s,))
 
     # -- registrations ---------------------------------------------------------------
 
+    @_typed
     def add_registration(self, registration: Registration) -> None:
         """Keep a registration; one already made for that asset and epoch is replaced."""
         r = registration
@@ -126,6 +300,7 @@ class TrustStore:
                  r.space_commitment, r.registered_at_s),
             )  # fmt: skip
 
+    @_typed
     def get_registration(self, asset_key: bytes, epoch: int) -> Registration:
         """The asset's registration for ``epoch`` (NotRegistered if it made none)."""
         row = self._db.execute(
@@ -142,6 +317,7 @@ class TrustStore:
             )
         return _registration(row)
 
+    @_typed
     def registrations(self, asset_key: bytes) -> list[Registration]:
         """Every registration the asset made, oldest epoch first."""
         rows = self._db.execute(
@@ -153,22 +329,26 @@ class TrustStore:
 
     # -- validator scores ------------------------------------------------------------
 
+    @_typed
     def put_validator_scores(self, scores: Iterable[ValidatorScore]) -> None:
         with self._transaction() as db:
             _put_scores(db, scores)
 
+    @_typed
     def get_validator_score(self, validator: str) -> ValidatorScore | None:
         row = self._db.execute(
             f"SELECT {_SCORE_COLUMNS} FROM validator_scores WHERE validator = ?", (validator,)
         ).fetchone()
         return None if row is None else _score(row)
 
+    @_typed
     def validator_scores(self) -> list[ValidatorScore]:
         rows = self._db.execute(f"SELECT {_SCORE_COLUMNS} FROM validator_scores ORDER BY 1")
         return [_score(row) for row in rows]
 
     # -- asset histories -------------------------------------------------------------
 
+    @_typed
     def put_asset_history(self, history: AssetHistory) -> None:
         with self._transaction() as db:
             db.execute(
@@ -177,6 +357,7 @@ class TrustStore:
                  json.dumps(dict(history.totals))),
             )  # fmt: skip
 
+    @_typed
     def get_asset_history(self, asset: str) -> AssetHistory:
         """The asset's history (an empty one if nothing was recorded)."""
         row = self._db.execute(
@@ -188,6 +369,7 @@ class TrustStore:
 
     # -- evidence --------------------------------------------------------------------
 
+    @_typed
     def add_equivocation(
         self,
         evidence: Equivocation,
@@ -206,6 +388,7 @@ class TrustStore:
                 _put_scores(db, [quarantined])
         return bool(inserted)
 
+    @_typed
     def equivocations(self, validator: str | None = None) -> list[Equivocation]:
         """The evidence kept, in the order it was found, optionally of one validator."""
         query = "SELECT validator, digest, first_vote, second_vote FROM equivocations"
@@ -221,6 +404,7 @@ class TrustStore:
 
     # -- decisions -------------------------------------------------------------------
 
+    @_typed
     def add_decision(
         self, decision: Decision, decided_at_s: float, scores: Iterable[ValidatorScore] = ()
     ) -> bool:
@@ -236,6 +420,7 @@ class TrustStore:
                 _put_scores(db, scores)
         return bool(inserted)
 
+    @_typed
     def get_decision(self, digest: bytes) -> Decision | None:
         if len(digest) != DIGEST_BYTES:
             raise ValueError(f"a request digest is {DIGEST_BYTES} octets")
@@ -243,6 +428,100 @@ class TrustStore:
             "SELECT decision FROM decisions WHERE digest = ?", (digest,)
         ).fetchone()
         return None if row is None else Decision.from_json(json.loads(row[0]))
+
+    # -- space challenges ------------------------------------------------------------
+
+    @_typed
+    def put_challenge(self, pending: PendingChallenge, most: int) -> None:
+        """Keep a challenge given (durably: answer the asset after this returns),
+        replacing the asset's earlier one for that epoch; challenges of past epochs are
+        dropped, and the oldest given while ``most`` or more are kept."""
+        c = pending
+        with self._transaction() as db:
+            db.execute("DELETE FROM space_challenges WHERE epoch < ?", (c.epoch,))
+            db.execute("DELETE FROM space_challenges WHERE asset_key = ? AND epoch = ?",
+                       (c.asset_key, c.epoch))  # fmt: skip
+            (kept,) = db.execute("SELECT COUNT(*) FROM space_challenges").fetchone()
+            if kept >= most:
+                oldest = "SELECT given FROM space_challenges ORDER BY given LIMIT ?"
+                db.execute(f"DELETE FROM space_challenges WHERE given IN ({oldest})",
+                           (kept - most + 1,))  # fmt: skip
+            db.execute(
+                "INSERT INTO space_challenges (asset_key, epoch, challenge, commitment, n)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (c.asset_key, c.epoch, c.challenge, c.commitment, c.n),
+            )
+
+    @_typed
+    def get_challenge(self, asset_key: bytes, epoch: int) -> PendingChallenge | None:
+        row = self._db.execute(
+            "SELECT challenge, commitment, n FROM space_challenges"
+            " WHERE asset_key = ? AND epoch = ?",
+            (asset_key, epoch),
+        ).fetchone()
+        if row is None:
+            return None
+        return PendingChallenge(asset_key, epoch, bytes(row[0]), bytes(row[1]), row[2])
+
+    @_typed
+    def use_challenge(self, pending: PendingChallenge) -> bool:
+        """The challenge is used up (its openings are public now); False if it was not
+        kept any more (replaced by a newer one for the asset, or dropped)."""
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM space_challenges WHERE asset_key = ? AND epoch = ? AND challenge = ?",
+                (pending.asset_key, pending.epoch, pending.challenge),
+            ).rowcount
+        return bool(deleted)
+
+    @_typed
+    def challenges_kept(self) -> int:
+        (kept,) = self._db.execute("SELECT COUNT(*) FROM space_challenges").fetchone()
+        return int(kept)
+
+
+class StoredFingerprints:
+    """``scores.FingerprintMemory`` in the trust store: a ``ReplayGuard`` over it
+    remembers across restarts, and its writes join the store's batch under way (the
+    decision the proof was approved by)."""
+
+    def __init__(self, store: TrustStore) -> None:
+        self._store = store
+
+    def _spoil(self) -> None:
+        self._store._spoil()
+
+    @_typed
+    def __len__(self) -> int:
+        (kept,) = self._store._db.execute("SELECT COUNT(*) FROM proof_fingerprints").fetchone()
+        return int(kept)
+
+    @_typed
+    def newest_epoch(self) -> int | None:
+        row = self._store._db.execute("SELECT newest FROM replay_epoch").fetchone()
+        return None if row is None else int(row[0])
+
+    @_typed
+    def advance(self, newest: int, oldest_kept: int) -> None:
+        with self._store._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO replay_epoch VALUES (0, ?)", (newest,))
+            db.execute("DELETE FROM proof_fingerprints WHERE epoch < ?", (oldest_kept,))
+
+    @_typed
+    def first_seen(self, fingerprint: bytes) -> FirstSeen | None:
+        row = self._store._db.execute(
+            "SELECT digest, asset, epoch FROM proof_fingerprints WHERE fingerprint = ?",
+            (fingerprint,),
+        ).fetchone()
+        return None if row is None else FirstSeen(bytes(row[0]), row[1], row[2])
+
+    @_typed
+    def remember(self, fingerprint: bytes, first: FirstSeen) -> None:
+        with self._store._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO proof_fingerprints VALUES (?, ?, ?, ?)",
+                (fingerprint, first.digest, first.asset, first.epoch),
+            )
 
 
 _SCORE_COLUMNS = "validator, score, quarantined, agreed, dissented, quarantined_at"

@@ -1,9 +1,11 @@
 """Trust scores: validators' penalties, recovery, quarantine and the minimum; assets'
-factors with recency decay; the replay guard's answers and its bounded memory."""
+factors with recency decay; the replay guard's answers and its bounded memory, the
+same whether it remembers in a dict or in the trust store's table."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -30,6 +32,7 @@ from trustchain.actors.trust.scores import (
     record_proof,
     score_from_factors,
 )
+from trustchain.actors.trust.store import TrustStore
 from trustchain.actors.trust.votes import decide, sign_vote
 
 DIGEST = hashlib.sha256(b"request").digest()
@@ -113,6 +116,15 @@ def test_a_decision_scores_its_evidence_and_its_dissent() -> None:
     assert {s.validator: s.score for s in scores.all()} == {
         "v0": 0.6, "v1": 0.6, "v2": 0.6, "v3": 0.3,
     }  # fmt: skip
+
+
+def test_a_copy_of_the_scores_is_what_they_were_whatever_changes_after() -> None:
+    scores = ValidatorScores(ValidatorRules(penalty=0.2), [ValidatorScore("v0", 0.8)])
+    saved = scores.copy()
+    scores.record_outcome("approve", {"v0": "reject", "v1": "approve"})
+    scores.quarantine("v2", 1.0)
+    assert saved.all() == [ValidatorScore("v0", 0.8)] and saved.rules == scores.rules
+    assert scores.get("v0").score == 0.6
 
 
 def test_rules_outside_zero_to_one_are_refused() -> None:
@@ -240,8 +252,30 @@ def test_a_success_never_lowers_a_score_and_a_weighed_failure_never_raises_it(ev
 # -- replays ---------------------------------------------------------------------------
 
 
-def test_a_proof_is_new_then_replayed_with_its_digest_and_rebound_elsewhere() -> None:
-    guard = ReplayGuard()
+Guard = Callable[..., ReplayGuard]
+
+
+@pytest.fixture(params=["in memory", "in the store"])
+def new_guard(request: pytest.FixtureRequest) -> Iterator[Guard]:
+    """Makes guards that remember in a dict, or in a trust store (SQLite, in memory)."""
+    if request.param == "in memory":
+        yield ReplayGuard
+        return
+    stores: list[TrustStore] = []
+
+    def stored(keep_epochs: int = 2) -> ReplayGuard:
+        stores.append(TrustStore())
+        return ReplayGuard(keep_epochs, memory=stores[-1].fingerprints)
+
+    yield stored
+    for store in stores:
+        store.close()
+
+
+def test_a_proof_is_new_then_replayed_with_its_digest_and_rebound_elsewhere(
+    new_guard: Guard,
+) -> None:
+    guard = new_guard()
     fp = proof_fingerprint("work", DIGEST, 12345)
     assert guard.check(fp, DIGEST, "asset-a", epoch=10) == "new"
     assert guard.check(fp, DIGEST, "asset-a", epoch=10) == "replayed"
@@ -263,8 +297,8 @@ def test_fingerprints_differ_by_kind_and_fields() -> None:
     assert len(prints) == 6
 
 
-def test_the_guard_forgets_epochs_older_than_it_keeps() -> None:
-    guard = ReplayGuard(keep_epochs=2)
+def test_the_guard_forgets_epochs_older_than_it_keeps(new_guard: Guard) -> None:
+    guard = new_guard(keep_epochs=2)
     old = proof_fingerprint("time", b"y-old")
     assert guard.check(old, DIGEST, "a", epoch=5) == "new"
     assert guard.check(proof_fingerprint("time", b"y6"), DIGEST, "a", epoch=6) == "new"
@@ -275,8 +309,8 @@ def test_the_guard_forgets_epochs_older_than_it_keeps() -> None:
         guard.check(old, DIGEST, "a", epoch=5)
 
 
-def test_the_guards_memory_is_bounded_by_the_epochs_kept() -> None:
-    guard = ReplayGuard(keep_epochs=3)
+def test_the_guards_memory_is_bounded_by_the_epochs_kept(new_guard: Guard) -> None:
+    guard = new_guard(keep_epochs=3)
     for epoch in range(50):
         for i in range(20):
             guard.check(proof_fingerprint("work", DIGEST, epoch * 100 + i), DIGEST, "a", epoch)
@@ -284,6 +318,18 @@ def test_the_guards_memory_is_bounded_by_the_epochs_kept() -> None:
     assert len(guard) == 60
 
 
-def test_a_guard_keeps_at_least_one_epoch() -> None:
+def test_a_guard_keeps_at_least_one_epoch(new_guard: Guard) -> None:
     with pytest.raises(ValueError):
-        ReplayGuard(keep_epochs=0)
+        new_guard(keep_epochs=0)
+
+
+def test_a_proof_seen_again_in_a_later_epoch_still_counts_from_its_first_epoch(
+    new_guard: Guard,
+) -> None:
+    guard = new_guard(keep_epochs=2)
+    fp = proof_fingerprint("time", b"y")
+    assert guard.check(fp, DIGEST, "a", epoch=5) == "new"
+    assert guard.check(fp, OTHER, "a", epoch=6) == "rebound"
+    assert guard.oldest_kept == 5
+    guard.check(proof_fingerprint("time", b"z"), DIGEST, "a", epoch=7)
+    assert guard.check(fp, OTHER, "a", epoch=7) == "new"  # forgotten with epoch 5
