@@ -16,6 +16,7 @@ import heapq
 import itertools
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -43,7 +44,27 @@ class Clock(Protocol):
         ...
 
 
+class _Call:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class SystemClock:
+    """The real clock. ``call_later`` runs every callback on one timer thread of the
+    clock's (started at the first call), in due order: a timer costs a heap entry,
+    not a thread (the detector sets a deadline for every decision). Callbacks must be
+    quick (the runtime's only ``tell`` a message); one that raises is reported on
+    stderr and the others still run."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._calls: list[tuple[float, int, _Call, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
     def monotonic(self) -> float:
         return time.monotonic()
 
@@ -54,21 +75,38 @@ class SystemClock:
         return datetime.now(UTC)
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable:
-        timer = threading.Timer(max(0.0, seconds), callback)
-        timer.daemon = True  # a pending timer never keeps the process alive
-        timer.start()
-        return timer
+        call = _Call()
+        due = time.monotonic() + max(0.0, seconds)
+        with self._cond:
+            heapq.heappush(self._calls, (due, next(self._order), call, callback))
+            if self._thread is None:
+                # A daemon: a pending timer never keeps the process alive.
+                self._thread = threading.Thread(
+                    target=self._run, name="trustchain-timers", daemon=True
+                )
+                self._thread.start()
+            elif self._calls[0][2] is call:
+                self._cond.notify()  # due before what the thread waits for
+        return call
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    if self._calls and self._calls[0][0] <= now:
+                        _, _, call, callback = heapq.heappop(self._calls)
+                        break
+                    self._cond.wait(self._calls[0][0] - now if self._calls else None)
+            if call.cancelled:
+                continue
+            try:
+                callback()
+            except Exception:
+                traceback.print_exc()  # a bug of the callback's; the next timers still run
 
 
 SYSTEM_CLOCK = SystemClock()
-
-
-class _Call:
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class FakeClock:

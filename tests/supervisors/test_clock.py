@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from trustchain.supervisors import (
     Backoff,
@@ -16,6 +20,7 @@ from trustchain.supervisors import (
     handles,
     start_root,
 )
+from trustchain.supervisors.clock import SystemClock
 
 from ..conftest import wait_until
 
@@ -32,6 +37,30 @@ def test_advance_runs_due_callbacks_in_time_order_and_skips_cancelled_ones() -> 
     clock.advance(0.1)
     assert ran == [("a", start + 1.0), ("b", start + 2.0)]
     assert clock.pending == 0 and clock.monotonic() == start + 2.0
+
+
+def test_the_system_clock_runs_timers_in_due_order_on_one_thread_and_skips_cancelled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = SystemClock()
+    ran: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def record(name: str) -> Callable[[], None]:
+        return lambda: ran.append((name, threading.current_thread().name))
+
+    def boom() -> None:
+        raise RuntimeError("a callback's own bug")
+
+    clock.call_later(0.2, lambda: (ran.append(("last", "")), done.set()))
+    clock.call_later(0.1, record("b"))
+    clock.call_later(0.05, boom)  # reported; the timers after it still run
+    clock.call_later(0.0, record("a"))  # due before what the thread waits for
+    clock.call_later(0.08, record("x")).cancel()
+    assert done.wait(5)
+    assert [name for name, _ in ran] == ["a", "b", "last"]
+    assert {thread for _, thread in ran[:2]} == {"trustchain-timers"}
+    assert "a callback's own bug" in capsys.readouterr().err
 
 
 def test_wall_time_moves_with_monotonic_time() -> None:
