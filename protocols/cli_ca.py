@@ -61,11 +61,13 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
     if validity_s is not None:
         args["validity_s"] = validity_s
     took: dict[str, float] = {}
+    asset = None
     if obj.config().trust.enabled:  # the consensus must approve: prove, as this asset
         csr_der = csr_file.read_bytes() if csr_file is not None and not pem else None
         if csr_der is None:
             csr_der = x509.load_pem_x509_csr(csr.encode()).public_bytes(serialization.Encoding.DER)
-        args["proofs"], took = prove_as_asset(obj, csr_der)
+        proofs, took = prove_as_asset(obj, csr_der)
+        args["proofs"], asset = proofs, proofs["asset"]
     reply = obj.call("issuer", "issue_certificate", args)
     out.mkdir(parents=True, exist_ok=True)
     stem = (reply["names"][0] if reply["names"] else reply["serial"]).replace("*", "_")
@@ -88,6 +90,8 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
             click.echo(f"{key_name:<10} {reply[key_name]}")
     for path in written:
         click.echo(f"wrote      {path}")
+    if asset is not None:  # the one that proved it (`trustchain trust asset` shows its score)
+        click.echo(f"asset      {asset}")
     for name, seconds in took.items():  # what each proof cost this machine
         click.echo(f"{name.removesuffix('_s'):<10} {seconds * 1000:.1f} ms")
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from trustchain.actors.trust import space
 from trustchain.actors.trust.requests import ConsensusParams, asset_key_of, prove_request
-from trustchain.protocols.cli_common import Context, write_private
+from trustchain.protocols.cli_common import Context, fail, write_private
 
 
 def asset_identity(path: Path) -> ed25519.Ed25519PrivateKey:
@@ -91,10 +91,17 @@ def trust_evidence(obj: Context) -> None:
 
 
 @trust.command("asset")
-@click.argument("asset")
+@click.argument("asset", required=False)
 @click.pass_obj
-def trust_asset(obj: Context, asset: str) -> None:
-    """ASSET's trust score (hex of its Ed25519 key) and the factors it is made of."""
+def trust_asset(obj: Context, asset: str | None) -> None:
+    """ASSET's trust score (hex of its Ed25519 key) and the factors it is made of; without
+    ASSET, this machine's (the one `trustchain issue` proves as)."""
+    if asset is None:
+        path = obj.config().trust.asset_key
+        if not path.exists():
+            fail(f"no ASSET given, and this machine has no asset key yet ({path}); "
+                 "`trustchain issue` makes one", 2)  # fmt: skip
+        asset = asset_key_of(asset_identity(path)).hex()
     result = obj.call("detector", "validate_asset_trust", {"asset": asset})
     click.echo(f"asset  {result['asset']}\nscore  {result['score']:.3f}")
     for name, value in sorted(result.get("factors", {}).items()):
