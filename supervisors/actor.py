@@ -33,10 +33,15 @@ start order holds (OTP's ``start_link``: the next sibling starts once this one i
 ready). An exception in such a continuation fails the start exactly as one
 raised by ``setup()`` does. Without ``starting()`` the actor is ready when
 ``setup()`` returns.
+
+The mailbox has two lanes: messages marked ``query`` (reads that change nothing,
+``Message.query``) are taken before the others, so that a busy actor (the detector
+with hundreds of votes queued) answers a read in the time of one message.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import threading
@@ -111,8 +116,34 @@ class ActorContext:
     clock: Clock = SYSTEM_CLOCK  # every read of time and every timer goes through it
 
 
+class _Inbox(queue.Queue[Any]):
+    """An actor's mailbox with two lanes: queries (``Message.query``: reads that change
+    nothing) are taken before everything else, each lane first in, first out."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: collections.deque[Any] = collections.deque()
+        self.queries: collections.deque[Any] = collections.deque()
+
+    def _qsize(self) -> int:
+        return len(self.queue) + len(self.queries)
+
+    def _put(self, item: Any) -> None:
+        envelope = getattr(item, "message", None)  # pykka's envelope around ours
+        message = getattr(envelope, "message", None)
+        lane = self.queries if isinstance(message, Message) and message.query else self.queue
+        lane.append(item)
+
+    def _get(self) -> Any:
+        return self.queries.popleft() if self.queries else self.queue.popleft()
+
+
 class SupervisedActor(pykka.ThreadingActor):
     use_daemon_thread = True  # a hung actor must never keep the process alive
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return _Inbox()
+
     _handlers: ClassVar[dict[type[Message], str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -89,6 +89,11 @@ class Message:
     """Base of every request an actor accepts."""
 
     type: ClassVar[str] = ""  # wire_type(class name), set for each subclass
+    # A read that changes nothing: the actor answers it ahead of the messages already
+    # queued (the inbox has a lane for queries), so a busy actor's state can be read in
+    # the time of one message, not of its whole queue. A query sent after a write it
+    # depends on must wait for that write's answer first (every client here does).
+    query: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
