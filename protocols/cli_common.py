@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,11 +54,19 @@ class Context:
         path = self.socket_override or self.config().runtime.control_socket
         return ControlClient(path, timeout=self.config().runtime.request_timeout_s + 5)
 
-    def call(self, to: str, type: str, args: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        to: str,
+        type: str,
+        args: dict[str, Any] | None = None,
+        explain: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The reply, or one line and exit 1; ``explain`` maps an error code to what it
+        means for this command, said instead of the actor's message."""
         try:
             with self.client() as client:
                 return client.call(to, type, args)
         except TrustChainError as exc:
-            fail(f"{exc.message} [{exc.code}]")
+            fail(f"{(explain or {}).get(exc.code, exc.message)} [{exc.code}]")
         except OSError as exc:
             fail(f"control socket: {exc}")

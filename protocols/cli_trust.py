@@ -18,6 +18,17 @@ from trustchain.actors.trust import space
 from trustchain.actors.trust.requests import ConsensusParams, asset_key_of, prove_request
 from trustchain.protocols.cli_common import Context, fail, write_private
 
+# What unknown_actor means when these commands ask the detector (a TrustChain whose config
+# turns the consensus off has none).
+NO_CONSENSUS = {
+    "unknown_actor": "the running TrustChain has no detector: it runs without the four-proof "
+    "consensus (trust.enabled = false in its config)"
+}
+NO_CONSENSUS_TO_PROVE_TO = {
+    "unknown_actor": NO_CONSENSUS["unknown_actor"] + ", but this command's config has it on: "
+    "give both the same config"
+}
+
 
 def asset_identity(path: Path) -> ed25519.Ed25519PrivateKey:
     """This machine's asset key: made on first use (0600), the same one after."""
@@ -41,7 +52,7 @@ def prove_as_asset(obj: Context, csr_der: bytes) -> tuple[dict[str, Any], dict[s
     (JSON) and the seconds each step took."""
     key = asset_identity(obj.config().trust.asset_key)
     asset = asset_key_of(key).hex()
-    answer = obj.call("detector", "get_trust_params")
+    answer = obj.call("detector", "get_trust_params", explain=NO_CONSENSUS_TO_PROVE_TO)
     params, epoch = ConsensusParams.from_json(answer["params"]), answer["epoch"]
     took: dict[str, float] = {}
     if not obj.call("detector", "registration_status", {"asset": asset})["registered"]:
@@ -69,7 +80,7 @@ def trust() -> None:
 @click.pass_obj
 def trust_scores(obj: Context, as_json: bool) -> None:
     """Every validator's score; a quarantined one (it equivocated) is never counted again."""
-    scores = obj.call("detector", "trust_scores")
+    scores = obj.call("detector", "trust_scores", explain=NO_CONSENSUS)
     if as_json:
         click.echo(json.dumps(scores, indent=2))
         return
@@ -87,7 +98,7 @@ def trust_scores(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 def trust_evidence(obj: Context) -> None:
     """Every equivocation caught: both signed votes, as JSON anyone can check."""
-    click.echo(json.dumps(obj.call("detector", "evidence"), indent=2))
+    click.echo(json.dumps(obj.call("detector", "evidence", explain=NO_CONSENSUS), indent=2))
 
 
 @trust.command("asset")
@@ -102,7 +113,7 @@ def trust_asset(obj: Context, asset: str | None) -> None:
             fail(f"no ASSET given, and this machine has no asset key yet ({path}); "
                  "`trustchain issue` makes one", 2)  # fmt: skip
         asset = asset_key_of(asset_identity(path)).hex()
-    result = obj.call("detector", "validate_asset_trust", {"asset": asset})
+    result = obj.call("detector", "validate_asset_trust", {"asset": asset}, NO_CONSENSUS)
     click.echo(f"asset  {result['asset']}\nscore  {result['score']:.3f}")
     for name, value in sorted(result.get("factors", {}).items()):
         click.echo(f"  {name:<22} {value:g}")
@@ -122,4 +133,4 @@ def stake_grant(obj: Context, asset: str, amount: int, days: int) -> None:
     """Grant ASSET (hex of its Ed25519 key) a stake of AMOUNT for DAYS: prints the signed
     record, which the asset presents when it registers."""
     args = {"asset": asset, "amount": amount, "days": days}
-    click.echo(json.dumps(obj.call("detector", "grant_stake", args), indent=2))
+    click.echo(json.dumps(obj.call("detector", "grant_stake", args, NO_CONSENSUS), indent=2))

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..ca.conftest import dns_csr, make_key
-from .conftest import cli
+from .conftest import cli, write_config
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -82,7 +82,7 @@ def test_ca_status_and_rotation(running) -> None:
     assert unknown.returncode == 1 and "[issuer_not_valid]" in unknown.stderr
 
 
-def test_trust_commands_say_when_the_consensus_is_not_running(running) -> None:
+def test_trust_commands_say_when_the_consensus_is_not_running(running, softhsm) -> None:
     config, _ = running  # write_config turns trust.enabled off: no detector in the tree
     for args in (
         ("trust", "scores"),
@@ -91,4 +91,17 @@ def test_trust_commands_say_when_the_consensus_is_not_running(running) -> None:
     ):
         done = cli(config, *args)
         assert done.returncode == 1, done.stdout
-        assert "detector" in done.stderr and "[unknown_actor]" in done.stderr, done.stderr
+        assert done.stderr == (
+            "error: the running TrustChain has no detector: it runs without the four-proof "
+            "consensus (trust.enabled = false in its config) [unknown_actor]\n"
+        )
+    # `issue` with a config that has the consensus on (the default) has no one to prove to
+    other = config.parent / "other"
+    other.mkdir()
+    on = write_config(other, softhsm, trust={})
+    done = cli(on, "--socket", str(config.parent / "ctl.sock"), "issue", "www.pki.example.com")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: the running TrustChain has no detector")
+    assert done.stderr.endswith(
+        ", but this command's config has it on: give both the same config [unknown_actor]\n"
+    )

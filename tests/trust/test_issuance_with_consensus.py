@@ -159,7 +159,9 @@ def test_issue_registers_proves_and_gets_a_certificate_the_validators_approved(
     assert json.loads(cli(running.config, "trust", "evidence").stdout) == []
 
 
-def test_a_request_without_proofs_is_refused_and_nothing_is_issued(running: Running) -> None:
+def test_a_request_without_proofs_is_refused_and_nothing_is_issued(
+    running: Running, softhsm: HsmConfig
+) -> None:
     running.https_certificate()  # the renewal actor has issued its own: the log is quiet
     before = running.send("ctlog", "get_sth")["tree_size"]
     csr = new_csr(new_key("ec-p256"), [f"raw.{ZONE}"]).decode()
@@ -168,6 +170,18 @@ def test_a_request_without_proofs_is_refused_and_nothing_is_issued(running: Runn
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith("error: this CA issues only with the four-proof")
     assert refused.stderr.rstrip().endswith("[proofs_required]"), refused.stderr
+    # `issue` with a config that turned the consensus off sends none either, and says why
+    other = running.directory / "off"
+    other.mkdir()
+    off = write_config(other, softhsm, trust=None)
+    sock = str(running.directory / "ctl.sock")
+    unproven = cli(off, "--socket", sock, "issue", f"off.{ZONE}", "--out", str(other))
+    assert unproven.returncode == 1 and "Traceback" not in unproven.stderr
+    assert unproven.stderr == (
+        "error: the running TrustChain issues only with the four-proof consensus's approval, "
+        "but this command's config has trust.enabled = false, so it sent no proofs: give both "
+        "the same config [proofs_required]\n"
+    )
     # The next certificate's two entries (precertificate, final) follow the old tree
     # head directly: the refused request put nothing in the log.
     issued = cli(running.config, "issue", f"next.{ZONE}", "--out", str(running.directory))
