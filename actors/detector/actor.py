@@ -34,19 +34,27 @@ contradictory decisions can both be backed by signatures.
   store holds a decision on was decided before: either way the caller gets
   ``proof_replayed``, not the decision (its proofs are used up). The round is still
   run: the same request decided twice is where an equivocating validator shows. The
-  replay guard is in memory; the stored decisions are not.
+  replay guard keeps its fingerprints in the store, written in the transaction of the
+  decision that approved the proof, so a restart forgets neither.
 * Every detection is an alert: a WARNING log line whose ``event`` is ``trust.<kind>``
   (``base.ALERT_KINDS``), a counter in ``get_trust_status`` (which ``/metrics`` can
   show), and the last alert.
+* A fault of the store (a full disk, an I/O error, a read-only file) is a fault of the
+  environment, not a bug (``faults.py``): the request that needed it gets
+  ``trust_store_unavailable`` at once with nothing changed (a decision and all it
+  causes are one transaction: ``TrustStore.batch``), the fault ``trust_store`` shows
+  in status and ``/ready``, and a backed-off probe (or the next write that succeeds)
+  clears it once the disk takes writes again, with no restart.
 
 Durable (SQLite, ``trust.database``; survives restarts): registrations, validator
-scores and quarantines, equivocation evidence, decisions, asset histories. In memory:
-rounds in flight, the vote log (current and previous epoch), pending space
-challenges, the replay guard and the alert counters.
+scores and quarantines, equivocation evidence, decisions, asset histories, pending
+space challenges and the replay guard's fingerprints (current and previous epoch).
+In memory: rounds in flight, the vote log (current and previous epoch) and the alert
+counters.
 
 Registration (stakes, challenges, ``register_asset``) is ``registration.py``; rounds,
-scoring, evidence and alerts are ``base.py``; the bookkeeping itself is sans-IO, in
-``trustchain.actors.trust.rounds``.
+scoring, evidence and alerts are ``base.py``; the store's faults ``faults.py``; the
+bookkeeping itself is sans-IO, in ``trustchain.actors.trust.rounds``.
 """
 
 from __future__ import annotations
@@ -83,7 +91,8 @@ class ByzantineDetectorActor(RegistrationPart):
         proofs = msg.proofs
         digest = proofs.digest(msg.csr_der)
         try:
-            registration = self._store().get_registration(proofs.asset_key, proofs.epoch)
+            with self.storing("nothing was decided", writes=False) as store:
+                registration = store.get_registration(proofs.asset_key, proofs.epoch)
         except NotRegistered:
             registration = None  # each validator finds that out and says so in its vote
         question = CheckRequest(msg.csr_der, proofs, registration, self.authority_spki)
@@ -147,7 +156,9 @@ class ByzantineDetectorActor(RegistrationPart):
     @handles(ValidateAssetTrust)
     def validate_asset_trust(self, msg: ValidateAssetTrust) -> dict[str, Any]:
         asset_key_of(msg.asset)  # a well-formed id, or invalid_request
-        trust = asset_trust(self._store().get_asset_history(msg.asset), self.clock.time())
+        with self.storing(writes=False) as store:
+            history = store.get_asset_history(msg.asset)
+        trust = asset_trust(history, self.clock.time())
         return {"asset": msg.asset, "score": trust.score, "factors": trust.factors}
 
     @handles(TrustScores)
@@ -158,7 +169,8 @@ class ByzantineDetectorActor(RegistrationPart):
 
     @handles(Evidence)
     def evidence(self, msg: Evidence) -> list[dict[str, Any]]:
-        return [e.to_json() for e in self._store().equivocations()]
+        with self.storing(writes=False) as store:
+            return [e.to_json() for e in store.equivocations()]
 
     @handles(GetTrustStatus)
     def get_trust_status(self, msg: GetTrustStatus) -> dict[str, Any]:

@@ -19,8 +19,14 @@ import outcome
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from loguru import logger
 
+from trustchain.actors.detector.faults import StoreFaults
 from trustchain.actors.hsm.messages import EnsureKey
-from trustchain.actors.trust.errors import NotApproved, QuorumNotReached, VoteInvalid
+from trustchain.actors.trust.errors import (
+    NotApproved,
+    QuorumNotReached,
+    TrustStoreUnavailable,
+    VoteInvalid,
+)
 from trustchain.actors.trust.params import consensus_params, faults_tolerated
 from trustchain.actors.trust.rounds import (
     Round,
@@ -35,7 +41,7 @@ from trustchain.actors.trust.store import TrustStore
 from trustchain.actors.trust.votes import Decision, Equivocation, Vote, quorum
 from trustchain.actors.validator.messages import GetValidatorKey
 from trustchain.config import TrustConfig
-from trustchain.supervisors import ActorContext, Message, SupervisedActor, TrustChainError, handles
+from trustchain.supervisors import ActorContext, Message, TrustChainError, handles
 from trustchain.supervisors.registry import Reply
 
 EQUIVOCATION = "equivocation"
@@ -78,7 +84,7 @@ class _Pending:
     conclude: Conclude
 
 
-class DetectorBase(SupervisedActor):
+class DetectorBase(StoreFaults):
     def __init__(
         self, context: ActorContext, config: TrustConfig, validators: list[str], hsm: str = "hsm"
     ) -> None:
@@ -236,18 +242,32 @@ class DetectorBase(SupervisedActor):
             self._decided(pending, decision)
 
     def _decided(self, pending: _Pending, decision: Decision) -> None:
-        store = self._store()
-        self.outcomes[decision.outcome] += 1
-        changed = self._score(pending.round, persist=False)
-        first = store.add_decision(decision, self.clock.time(), changed)
-        if not first:
-            store.put_validator_scores(changed)  # decided before: the first decision stays
+        # The decision and every write it causes (scores, the asset's history, the
+        # proof's fingerprint, a registration) are one transaction; if the store cannot
+        # take it, nothing is written, the scores are put back, and the caller gets
+        # trust_store_unavailable: the decision counts for nothing (faults.py).
+        saved = self.scores.copy()
+        what = (f"the decision on {decision.digest.hex()[:16]}... was not recorded and "
+                "counts for nothing (nothing was approved)")  # fmt: skip
         try:
-            value = pending.conclude(decision, first)
-        except TrustChainError as exc:
+            with self.storing(what) as store, store.batch():
+                changed = self._score(pending.round, persist=False)
+                first = store.add_decision(decision, self.clock.time(), changed)
+                if not first:
+                    store.put_validator_scores(changed)  # decided before: the first stays
+                try:
+                    answer: outcome.Outcome = outcome.Value(pending.conclude(decision, first))
+                except TrustStoreUnavailable:
+                    raise
+                except TrustChainError as exc:
+                    answer = outcome.Error(exc)
+        except TrustStoreUnavailable as exc:
+            self.scores = saved  # and the round goes: its late votes are not scored either
+            self._rounds = {i: p for i, p in self._rounds.items() if p is not pending}
             pending.reply(outcome.Error(exc))
             return
-        pending.reply(outcome.Value(value))
+        self.outcomes[decision.outcome] += 1
+        pending.reply(answer)
 
     def _refuse(self, pending: _Pending, refusal: QuorumNotReached) -> None:
         self.outcomes["quorum_not_reached"] += 1
@@ -289,7 +309,7 @@ class DetectorBase(SupervisedActor):
         verdicts = round_.unscored(self.quarantined())
         changed = self.scores.record_outcome(round_.decision.outcome, verdicts)
         if changed and persist:
-            self._store().put_validator_scores(changed)
+            self.keep_scores(changed)  # (held in memory if the store fails: faults.py)
         for validator in sorted(self.ignored() - before - self.quarantined()):
             score = self.scores.get(validator).score
             self.alert(VALIDATOR_BELOW_MINIMUM,
@@ -301,7 +321,7 @@ class DetectorBase(SupervisedActor):
     def _caught(self, evidence: Equivocation) -> None:
         now = self.clock.time()
         quarantined = self.scores.quarantine(evidence.validator, now)
-        if self._store().add_equivocation(evidence, now, quarantined):
+        if self.keep_evidence(evidence, now, quarantined):  # (held if the store fails)
             self.alert(EQUIVOCATION,
                        f"validator {evidence.validator} signed two different votes on "
                        f"{evidence.digest.hex()[:16]}...: quarantined, its votes never counted "

@@ -31,7 +31,9 @@ class Decide(Message):
     ``not_approved`` (with the decision's reasons) when they agree to reject;
     ``quorum_not_reached`` when too few agree before the deadline (or no quorum can be
     made any more); ``proof_replayed`` when the request was approved before (its
-    proofs are used up: a new request needs a new CSR and fresh proofs)."""
+    proofs are used up: a new request needs a new CSR and fresh proofs);
+    ``trust_store_unavailable`` when the decision could not be recorded (a full disk:
+    it counts for nothing; ask again after ``retry_after_s``)."""
 
     csr_der: bytes
     proofs: RequestProofs
@@ -56,7 +58,8 @@ class GrantStake(Message):
 @dataclass(frozen=True)
 class SpaceChallenge(Message):
     """Step 1 of registering: commit to a plot of ``n`` blocks, get a fresh challenge
-    (kept until the epoch ends; answered by ``RegisterAsset``)."""
+    (kept on disk until the epoch ends or a decided registration uses it up; answered by
+    ``RegisterAsset``)."""
 
     asset: Asset
     commitment: Hex32

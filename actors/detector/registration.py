@@ -4,14 +4,17 @@ assets registered by the validators' vote (once per epoch).
 1. ``grant_stake`` (the operator's act): a stake record signed by the stake authority's
    key in the HSM (``SignData``, a request), answered with the signed record's JSON.
 2. ``space_challenge``: the asset commits to its plot (commitment, n) and gets a fresh
-   32-octet challenge, remembered per (asset, epoch) with that commitment: committed
-   before the challenge is drawn, as ``space.py`` requires.
+   32-octet challenge, kept per (asset, epoch) with that commitment in the trust store
+   (written durably before the challenge is answered, so that a restart of the
+   detector in between loses nothing): committed before the challenge is drawn, as
+   ``space.py`` requires. Challenges of past epochs are dropped, and at most
+   ``MAX_CHALLENGES`` are kept (the oldest given dropped first).
 3. ``register_asset``: the signed stake and the space proof answering the challenge,
    read strictly; the proof must open the plot committed to. The validators vote on
    ``requests.registration_digest`` (each checks stake and space itself); with a quorum
    approving, the registration is stored for the epoch. A decided registration uses
-   its challenge up (its openings are public now); a refusal for want of a quorum
-   keeps it for a retry.
+   its challenge up (its openings are public now), in the decision's transaction; a
+   refusal for want of a quorum keeps it for a retry.
 
 A validator keeps its vote on a registration digest (asset, epoch, stake, commitment,
 n): after a refusal, the asset registers again with another stake record or plot.
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import outcome
@@ -44,9 +46,10 @@ from trustchain.actors.trust import fields, formats
 from trustchain.actors.trust.errors import NotRegistered, SpaceProofInvalid, StakeInvalid
 from trustchain.actors.trust.requests import registration_digest
 from trustchain.actors.trust.rounds import asset_factors
+from trustchain.actors.trust.scores import ReplayGuard
 from trustchain.actors.trust.space import HASH_BYTES, SpaceProof
 from trustchain.actors.trust.stake import SignedStake, new_stake_record
-from trustchain.actors.trust.store import Registration
+from trustchain.actors.trust.store import PendingChallenge, Registration
 from trustchain.actors.trust.votes import Decision
 from trustchain.actors.validator.messages import CheckRegistration
 from trustchain.supervisors import InvalidRequest, handles
@@ -54,13 +57,6 @@ from trustchain.supervisors import InvalidRequest, handles
 CHALLENGE_BYTES = 32
 MAX_CHALLENGES = 65_536  # pending challenges kept; past it the oldest is dropped
 _ASSET_ID = re.compile(f"[0-9a-f]{{{2 * formats.ASSET_KEY_BYTES}}}")
-
-
-@dataclass(frozen=True)
-class _Challenge:
-    challenge: bytes
-    commitment: bytes
-    n: int
 
 
 def asset_key_of(asset: str) -> bytes:
@@ -73,11 +69,11 @@ def asset_key_of(asset: str) -> bytes:
 
 
 class RegistrationPart(DetectorBase):
-    _challenges: dict[tuple[bytes, int], _Challenge]
-
     def setup(self) -> None:
-        self._challenges = {}
         super().setup()
+        # The replay guard remembers in the store: across restarts, and in the
+        # transaction of the decision that approved the proof.
+        self.replays = ReplayGuard(memory=self._store().fingerprints)
 
     def epoch_now(self) -> int:
         return self.params.epoch(self.clock.time())
@@ -122,13 +118,10 @@ class RegistrationPart(DetectorBase):
                 space_blocks=self.params.space_blocks,
             )
         epoch = self.epoch_now()
-        for key in [k for k in self._challenges if k[1] < epoch]:
-            del self._challenges[key]
-        while len(self._challenges) >= MAX_CHALLENGES:
-            del self._challenges[next(iter(self._challenges))]
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
-        self._challenges.pop((asset_key, epoch), None)  # a new one goes last (newest)
-        self._challenges[(asset_key, epoch)] = _Challenge(challenge, commitment, msg.n)
+        with self.storing("no challenge was given") as store:  # durable before it is given
+            store.put_challenge(PendingChallenge(asset_key, epoch, challenge, commitment, msg.n),
+                                MAX_CHALLENGES)  # fmt: skip
         return {
             "asset": msg.asset,
             "epoch": epoch,
@@ -144,7 +137,8 @@ class RegistrationPart(DetectorBase):
     def register_asset(self, msg: RegisterAsset) -> None:
         asset_key = asset_key_of(msg.asset)
         epoch = self.epoch_now()
-        pending = self._challenges.get((asset_key, epoch))
+        with self.storing("nothing was registered", writes=False) as store:
+            pending = store.get_challenge(asset_key, epoch)
         if pending is None:
             raise SpaceProofInvalid(
                 f"asset {msg.asset} has no space challenge for epoch {epoch}: ask for one "
@@ -164,8 +158,8 @@ class RegistrationPart(DetectorBase):
                                      self.authority_spki)  # fmt: skip
 
         def conclude(decision: Decision, first: bool) -> dict[str, Any]:
-            if self._challenges.get((asset_key, epoch)) is pending:
-                del self._challenges[(asset_key, epoch)]  # used up, either way
+            # (in the decision's transaction: base._decided)
+            self._store().use_challenge(pending)  # used up, either way (unless replaced)
             factors = asset_factors(decision, self.f)
             self.alert_failures(msg.asset, decision)
             if decision.outcome != "approve":  # anyone may register any asset: not its doing
@@ -182,8 +176,10 @@ class RegistrationPart(DetectorBase):
     @handles(RegistrationStatus)
     def registration_status(self, msg: RegistrationStatus) -> dict[str, Any]:
         epoch = self.epoch_now()
+        asset_key = asset_key_of(msg.asset)
         try:
-            registration = self._store().get_registration(asset_key_of(msg.asset), epoch)
+            with self.storing(writes=False) as store:
+                registration = store.get_registration(asset_key, epoch)
         except NotRegistered:
             return {"asset": msg.asset, "epoch": epoch, "registered": False}
         return {

@@ -1,0 +1,187 @@
+"""A full disk under the detector's trust database (a real 2 MiB tmpfs, filled with a
+file until the kernel says ENOSPC, as ``tests/actors/test_faults.py`` does): the
+detector answers ``trust_store_unavailable`` at once, changes nothing, shows the
+fault (``trust_store``) in its health (what ``/ready`` and ``trustchain status``
+show), crashes and restarts nothing, and recovers by itself once space is back: by
+its backed-off probe, or by the next write that goes through.
+
+The trees are ``test_consensus_actors.Consensus`` (a FakeClock each: the probe runs
+only when a test moves time, so what clears the fault is known), with only the
+detector's database on the small disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustchain.actors.detector import (
+    Decide,
+    Evidence,
+    GetTrustStatus,
+    SpaceChallenge,
+    TrustScores,
+    ValidateAssetTrust,
+)
+from trustchain.actors.hsm import HSMActor
+from trustchain.actors.trust import space
+from trustchain.actors.trust.errors import ProofReplayed, TrustStoreUnavailable
+from trustchain.actors.trust.store import TrustStore
+from trustchain.config import HsmConfig
+from trustchain.supervisors import ChildSpec, Registry, start_root
+
+from ..actors.test_faults import fill, mounted_tmpfs
+from .byzantine import BEHAVIOURS
+from .test_consensus_actors import ASSET_ID, ASSET_KEY, Consensus, approved, refused, wait_until
+
+
+@pytest.fixture(scope="module")
+def hsm(softhsm: HsmConfig) -> Iterator[Registry]:
+    registry = Registry()
+    root = start_root(registry, "hsm-root", [
+        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, softhsm), start_timeout_s=60),
+    ])  # fmt: skip
+    yield registry
+    root.stop(block=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def plot() -> space.Plot:
+    return space.plot(ASSET_KEY, 32, space.SpaceParams(cost=16, min_blocks=32))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from mounted_tmpfs(tmp_path / "small")
+
+
+class OnSmallDisk(Consensus):
+    """A consensus whose detector keeps its database on ``disk`` (the validators keep
+    their keys and votes elsewhere, on a disk with room)."""
+
+    disk: Path
+
+    def start(self) -> None:
+        self.config = dataclasses.replace(self.config, database=self.disk / "trust.sqlite3")
+        super().start()
+
+    def faults(self) -> list[dict[str, Any]]:
+        faults: list[dict[str, Any]] = self.registry.cell(self.detector).health()["faults"]
+        return faults
+
+    def assert_nothing_restarted(self) -> None:
+        for name in (*self.names, self.detector):
+            cell = self.registry.cell(name)
+            assert (cell.state.value, cell.restarts) == ("running", 0), name
+
+
+@pytest.fixture
+def tree(hsm: Registry, tmp_path: Path, small_disk: Path) -> Iterator[OnSmallDisk]:
+    OnSmallDisk.disk = small_disk
+    made = OnSmallDisk(hsm, tmp_path, 4)
+    yield made
+    made.stop()
+
+
+def test_a_full_disk_refuses_decisions_at_once_changes_nothing_and_the_probe_recovers(
+    tree: OnSmallDisk, plot
+) -> None:
+    assert tree.register(plot).unwrap()["registered"]
+    approved(tree.decide(b"before"))
+    wait_until(lambda: all(s["agreed"] == 2 for s in tree.ask(TrustScores())),
+               "every vote so far scored")  # fmt: skip
+    asked = (TrustScores(), ValidateAssetTrust(ASSET_ID), Evidence())
+    before = [tree.ask(message) for message in asked]
+    counted = tree.ask(GetTrustStatus())["decisions"]
+    filler = fill(tree.disk)
+
+    csr = b"while the disk is full"
+    proofs = tree.prove(csr)
+    for _ in range(3):  # answered without moving the clock: nothing waits for a deadline
+        error = refused(tree.decide(csr, proofs), TrustStoreUnavailable)
+        assert error.code == "trust_store_unavailable" and error.details["retry_after_s"] >= 1
+        assert "was not recorded and counts for nothing" in error.message
+        assert "SQLITE_FULL" in error.message
+    challenge = tree.send(SpaceChallenge(ASSET_ID, plot.root.hex(), plot.n))
+    assert "no challenge was given" in refused(challenge, TrustStoreUnavailable).message
+
+    (fault,) = tree.faults()  # what /ready and `trustchain status` show
+    assert fault["resource"] == "trust_store" and "SQLITE_FULL" in fault["error"]
+    assert fault["retries"] >= 3 and fault["next_retry_s"] > 0
+    assert [tree.ask(message) for message in asked] == before  # reads go on; scores as before
+    assert tree.ask(GetTrustStatus())["decisions"] == counted
+    tree.assert_nothing_restarted()
+    store = TrustStore(tree.config.database)  # a second reader: nothing of it was written
+    try:
+        assert store.get_decision(proofs.digest(csr)) is None
+        assert len(store.fingerprints) == 1  # the request decided before the disk filled
+        assert store.get_challenge(ASSET_KEY, tree.epoch) is None
+    finally:
+        store.close()
+
+    filler.unlink()
+    assert [f["resource"] for f in tree.faults()] == ["trust_store"]  # nobody has looked yet
+    tree.clock.advance(fault["next_retry_s"] * 2)  # the backoff's jitter at most doubles it
+    wait_until(lambda: tree.faults() == [], "the probe to clear the fault")
+    decision = approved(tree.decide(csr, proofs))  # not proof_replayed: nothing was kept
+    assert decision.digest == proofs.digest(csr)
+    refused(tree.decide(csr, proofs), ProofReplayed)  # now it was
+    tree.assert_nothing_restarted()
+
+
+def test_evidence_caught_on_a_full_disk_is_held_and_the_next_write_stores_it(
+    hsm: Registry, tmp_path: Path, small_disk: Path, plot
+) -> None:
+    OnSmallDisk.disk = small_disk
+    tree = OnSmallDisk(hsm, tmp_path, 4, {1: BEHAVIOURS["equivocating"]})
+    try:
+        assert tree.register(plot).unwrap()["registered"]
+        proofs = tree.prove(b"once")
+        approved(tree.decide(b"once", proofs))
+        filler = fill(tree.disk)
+        # Asked again, validator 1 signs the opposite vote: equivocation, caught while
+        # nothing can be written. The quarantine holds in memory, the evidence waits.
+        refused(tree.decide(b"once", proofs), TrustStoreUnavailable)
+        liar = tree.names[0]
+        wait_until(lambda: tree.ask(GetTrustStatus())["alerts"]["equivocation"] == 1,
+                   "the equivocation caught")  # fmt: skip
+        assert tree.ask(GetTrustStatus())["quarantined"] == [liar]
+        assert tree.ask(Evidence()) == []  # not on disk yet
+        assert [f["resource"] for f in tree.faults()] == ["trust_store"]
+
+        filler.unlink()  # no probe runs (the clock stands still): the next write clears it
+        decision = approved(tree.decide(b"after"))
+        assert liar not in {v.validator for v in decision.votes}
+        assert tree.faults() == []
+        (evidence,) = tree.ask(Evidence())
+        assert (evidence["validator"], evidence["digest"]) == (liar, proofs.digest(b"once").hex())
+        store = TrustStore(tree.config.database)
+        try:
+            kept = store.get_validator_score(liar)
+            assert kept is not None and kept.quarantined
+        finally:
+            store.close()
+        tree.assert_nothing_restarted()
+    finally:
+        tree.stop()
+
+
+def test_a_decision_answered_while_a_round_is_open_is_refused_not_lost(
+    tree: OnSmallDisk, plot
+) -> None:
+    """Rounds in flight when the disk fills are answered (with the fault), none dropped."""
+    assert tree.register(plot).unwrap()["registered"]
+    messages = [Decide(f"r{i}".encode(), tree.prove(f"r{i}".encode())) for i in range(8)]
+    filler = fill(tree.disk)
+    answers = tree.send_many(messages)
+    for answer in answers:
+        refused(answer, TrustStoreUnavailable)
+    filler.unlink()
+    for answer in tree.send_many(messages):
+        approved(answer)
+    assert tree.faults() == []
+    tree.assert_nothing_restarted()
