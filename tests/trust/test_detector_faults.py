@@ -7,12 +7,24 @@ its backed-off probe, or by the next write that goes through.
 
 The trees are ``test_consensus_actors.Consensus`` (a FakeClock each: the probe runs
 only when a test moves time, so what clears the fault is known), with only the
-detector's database on the small disk.
+detector's database on the small disk. The last test runs `trustchain run` as
+shipped, with the detector's database on the small disk: the issuer turns the fault
+into a refusal of its own caller (nothing issued, nothing logged), and `trustchain
+status` and ``/ready`` (over TrustChain's own HTTPS) show it until the probe finds
+space again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +47,7 @@ from trustchain.config import HsmConfig
 from trustchain.supervisors import ChildSpec, Registry, start_root
 
 from ..actors.test_faults import fill, mounted_tmpfs
+from ..protocols.conftest import TRUSTCHAIN, cli, free_port, wait_for, write_config
 from .byzantine import BEHAVIOURS
 from .test_consensus_actors import ASSET_ID, ASSET_KEY, Consensus, approved, refused, wait_until
 
@@ -185,3 +198,98 @@ def test_a_decision_answered_while_a_round_is_open_is_refused_not_lost(
         approved(answer)
     assert tree.faults() == []
     tree.assert_nothing_restarted()
+
+
+# -- end to end: `trustchain run`, the issuer's refusal, status and /ready -----------------
+
+
+@pytest.fixture
+def running_on_small_disk(softhsm: HsmConfig) -> Iterator[tuple[Path, Path, int]]:
+    """TrustChain as shipped (the consensus on), the detector's database on a filled-
+    able tmpfs, HTTPS on a port of its own: (config, the small disk, the HTTPS port)."""
+    directory = Path(tempfile.mkdtemp(prefix="tc-"))  # a short path: the control socket's
+    disks = mounted_tmpfs(directory / "trustdb")
+    disk = next(disks)
+    port = free_port()
+    http = {"port": port, "plain_port": -1, "names": ["ct.pki.example.com", "::1"]}
+    config = write_config(directory, softhsm, http=http,
+                          trust={"database": f"{disk}/trust.sqlite3"})  # fmt: skip
+    log = directory / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"], stderr=stderr)
+    try:
+        wait_for(directory / "ctl.sock", process, timeout=60)
+        yield config, disk, port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+        next(disks, None)  # unmounts
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def get_ready(config: Path, port: int) -> tuple[int, dict[str, Any]]:
+    """GET /ready over TrustChain's own HTTPS (its certificate checked against its root),
+    once the renewal actor has one."""
+    root = cli(config, "ca", "root")
+    assert root.returncode == 0, root.stderr
+    context = ssl.create_default_context(cadata=root.stdout)
+    got: list[tuple[int, dict[str, Any]]] = []
+
+    def attempt() -> bool:
+        try:
+            with urllib.request.urlopen(f"https://[::1]:{port}/ready", context=context,
+                                        timeout=5) as reply:  # fmt: skip
+                got.append((reply.status, json.load(reply)))
+        except urllib.error.HTTPError as reply:
+            got.append((reply.code, json.load(reply)))
+        except OSError:
+            return False
+        return True
+
+    wait_until(attempt, "the HTTPS edge with TrustChain's own certificate", timeout=60)
+    return got[-1]
+
+
+def test_trustchain_run_refuses_issuance_on_a_full_trust_disk_shows_it_and_recovers(
+    running_on_small_disk: tuple[Path, Path, int],
+) -> None:
+    config, disk, port = running_on_small_disk
+    out = config.parent / "out"
+    first = cli(config, "issue", "www.pki.example.com", "--out", str(out))
+    assert first.returncode == 0, first.stderr  # registered, approved, issued
+    wait_until(lambda: get_ready(config, port)[0] == 200, "ready", timeout=60)
+
+    def tree_size() -> int:
+        done = cli(config, "send", "ctlog", "get_sth")
+        assert done.returncode == 0, done.stderr
+        return int(json.loads(done.stdout)["tree_size"])
+
+    logged = tree_size()
+    filler = fill(disk)
+    refused_ = cli(config, "issue", "api.pki.example.com", "--out", str(out))
+    assert refused_.returncode == 1 and "Traceback" not in refused_.stderr
+    assert refused_.stderr.rstrip().endswith("[trust_store_unavailable]"), refused_.stderr
+    assert "nothing was approved" in refused_.stderr
+    assert not (out / "api.pki.example.com.crt").exists()
+    assert tree_size() == logged  # nothing was signed or logged for it
+
+    status = json.loads(cli(config, "status", "--json").stdout)
+    actors = {actor["name"]: actor for actor in status["actors"]}
+    (fault,) = actors["detector"]["faults"]
+    assert fault["resource"] == "trust_store" and "SQLITE_FULL" in fault["error"]
+    assert actors["detector"]["state"] == "running" and actors["detector"]["restarts"] == 0
+    table = cli(config, "status").stdout
+    assert "degraded" in table and "trust_store down" in table, table
+    code, ready = get_ready(config, port)
+    assert code == 503 and "not_running" not in ready  # every actor runs; one resource is down
+    assert ("detector", "trust_store") in [(f["actor"], f["resource"]) for f in ready["faults"]]
+
+    filler.unlink()
+    wait_until(lambda: get_ready(config, port)[0] == 200, "/ready once space is back (the probe)",
+               timeout=30)  # fmt: skip
+    again = cli(config, "issue", "api.pki.example.com", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert (out / "api.pki.example.com.crt").exists()
+    status = json.loads(cli(config, "status", "--json").stdout)
+    detector = next(a for a in status["actors"] if a["name"] == "detector")
+    assert (detector["faults"], detector["restarts"]) == ([], 0)
