@@ -183,6 +183,35 @@ class TrustConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResolverConfig:
+    """The TrustChain zone over DNS-over-QUIC (RFC 9250), IPv6 only (issue 10)."""
+
+    enabled: bool = _f(False)  # on once the resolver and its DoQ server run in the tree
+    host: str = _f("::1")  # IPv6 only: IPV6_V6ONLY is set, IPv4 is never answered
+    port: int = _f(8853, min=0, max=65_535)  # 853 in production; 0: any free port
+    certificate: str = _f("doq")  # the [renewal] name of its certificate
+    names: list[str] = _f(["dns.trust.example.com", "::1"])  # what that certificate covers
+    origin: str = _f("trust.example.com")  # the zone TrustChain is authoritative for
+    ttl_s: int = _f(300, min=0, max=86_400)
+    # relative name ("@" is the origin) -> its IPv6 addresses (AAAA only)
+    records: dict[str, list[str]] = _f({
+        "hypermesh": ["2001:db8::10"], "caesar": ["2001:db8::20"],
+        "trust": ["2001:db8::30"], "assets": ["2001:db8::40"],
+    })  # fmt: skip
+    cnames: dict[str, str] = _f({})  # relative name -> target (absolute, with its dot)
+    min_asset_trust: float = _f(0.5, min=0.0, max=1.0)  # assets scoring less are left out
+    upstreams: list[str] = _f([])  # "doq://[2001:db8::53]:853", "udp://[::1]:53", "tcp://..."
+    upstream_quorum: int = _f(0, min=0, max=64)  # matching answers needed; 0: a majority
+    upstream_timeout_s: float = _f(2.0, min=0.05, max=30.0)
+    cache_entries: int = _f(10_000, min=0, max=10_000_000)
+    max_connections: int = _f(1_000, min=1, max=1_000_000)
+    max_streams_per_connection: int = _f(100, min=1, max=10_000)
+    idle_timeout_s: float = _f(30.0, min=1.0, max=3_600.0)
+    max_buffered_bytes: int = _f(65_536, min=1_024, max=16 * 1_048_576)  # per connection
+    retry: bool = _f(False)  # QUIC Retry: validate client addresses before any state
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
@@ -193,3 +222,4 @@ class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
     trust: TrustConfig = dataclasses.field(default_factory=TrustConfig)
+    resolver: ResolverConfig = dataclasses.field(default_factory=ResolverConfig)
