@@ -292,6 +292,14 @@ class SupervisedActor(pykka.ThreadingActor):
 
         arm()
 
+    def send_self(self, message: Message) -> None:
+        """Send ``message`` to this actor now: it is handled after every message already
+        in the mailbox (the way to act once a backlog is drained, e.g. a group commit)."""
+        try:
+            self.actor_ref.tell(Envelope(message, None))
+        except pykka.ActorDeadError:
+            pass
+
     def after(self, seconds: float, message: Message) -> None:
         """Send ``message`` to this actor once, ``seconds`` from now, unless it goes down first."""
         ref = self.actor_ref

@@ -184,6 +184,7 @@ class ByzantineDetectorActor(RegistrationPart):
             "quarantined": sorted(self.quarantined()),
             "decisions": dict(self.outcomes),
             "rounds_open": self.rounds_open(),  # each: digest, asked, answered
+            "commits": dict(self.commits),  # group commits and the decisions they held
             "alerts": {kind: self.alerts[kind] for kind in ALERT_KINDS},
             "alerts_total": total,
             "last_alert": self.last_alert,

@@ -59,12 +59,23 @@ class StoreFaults(SupervisedActor):
         """The store, for a block of calls: a ``TrustStoreUnavailable`` in it is reported
         as the fault (with ``what`` did not happen) and raised again, for the caller;
         a block of ``writes`` that succeeds says the store works again."""
+        if writes:
+            self.commit_group()  # what this block writes is answered at once: after those
         try:
             yield self._store_of()
         except TrustStoreUnavailable as exc:
             raise self.store_failed(exc, what, writes=writes) from exc
         if writes:
             self.store_works()
+
+    def commit_group(self) -> None:
+        """Commit the decisions waiting for their group commit (base.py does it)."""
+
+    @property
+    def group_open(self) -> bool:
+        """Decisions are waiting for their group commit: a write now joins their
+        transaction, and says nothing about the disk until it commits (base.py)."""
+        return False
 
     def store_failed(
         self, exc: TrustStoreUnavailable, what: str = "", *, writes: bool = True
@@ -88,7 +99,10 @@ class StoreFaults(SupervisedActor):
         )
 
     def store_works(self) -> None:
-        """A write went through: write what is waiting, and clear the fault."""
+        """A write went through: write what is waiting, and clear the fault. (Not while
+        a group is open: its commit says whether the write went through.)"""
+        if self.group_open:
+            return
         if self.fault(STORE) is None and not (self._unwritten_evidence or self._unwritten_scores):
             return
         try:
@@ -113,7 +127,9 @@ class StoreFaults(SupervisedActor):
         self, evidence: Equivocation, found_at_s: float, quarantined: ValidatorScore
     ) -> bool:
         """Store the evidence with the quarantine; if the store fails, later (the
-        quarantine holds in memory). False if the evidence was kept already."""
+        quarantine holds in memory). False if the evidence was kept already. Decisions
+        waiting for their group commit are committed first: evidence goes on its own."""
+        self.commit_group()
         try:
             kept = self._store_of().add_equivocation(evidence, found_at_s, quarantined)
         except TrustStoreUnavailable as exc:

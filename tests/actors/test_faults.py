@@ -130,11 +130,12 @@ def ca_tmpfs(tmp_path: Path) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Write a filler file until the file system says ENOSPC."""
     filler = directory / "filler"
-    with open(filler, "wb") as fh:
+    # Unbuffered: with a buffer, the bytes the full disk refused would be written again
+    # by close() and raise ENOSPC out of the with block.
+    with open(filler, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
