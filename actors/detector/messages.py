@@ -4,7 +4,8 @@
 CLI's (`trustchain trust ...`, `trustchain issue`): assets register once per epoch
 (``SpaceChallenge`` then ``RegisterAsset``, with a stake from ``GrantStake``), and
 anyone can ask for trust scores, an asset's trust and the evidence of misbehaviour.
-Assets are named by the hex of their raw Ed25519 public key.
+Assets are named by the hex of their raw Ed25519 public key. The reads are queries
+(``Message.query``): a detector with hundreds of votes queued answers them at once.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class GetTrustParams(Message):
     """What an asset needs to prove: work bits, VDF t and modulus, space parameters,
     the epoch now, the stake authority's public key."""
 
+    query = True  # a read: answered ahead of the votes queued (Message.query)
+
 
 @dataclass(frozen=True)
 class GrantStake(Message):
@@ -80,12 +83,16 @@ class RegisterAsset(Message):
 class RegistrationStatus(Message):
     """Is ``asset`` registered for the current epoch (and until when)?"""
 
+    query = True  # a read: answered ahead of the votes queued (Message.query)
+
     asset: Asset
 
 
 @dataclass(frozen=True)
 class ValidateAssetTrust(Message):
     """An asset's trust score with the factors it is made of."""
+
+    query = True  # a read: answered ahead of the votes queued (Message.query)
 
     asset: Asset
 
@@ -94,10 +101,14 @@ class ValidateAssetTrust(Message):
 class TrustScores(Message):
     """Every validator's score, quarantine and agreement counts."""
 
+    query = True  # a read: answered ahead of the votes queued (Message.query)
+
 
 @dataclass(frozen=True)
 class Evidence(Message):
     """Every equivocation caught: both signed votes, checkable with the validator's key."""
+
+    query = True  # a read: answered ahead of the votes queued (Message.query)
 
 
 @dataclass(frozen=True)
@@ -105,3 +116,5 @@ class GetTrustStatus(Message):
     """The detector's counters for status and metrics: decisions by outcome, rounds
     open, validators ignored, and alerts raised by kind (equivocation, a validator
     below the minimum score, an asset's failed, replayed or rebound proof)."""
+
+    query = True  # a read: answered ahead of the votes queued (Message.query)
