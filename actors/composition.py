@@ -13,6 +13,7 @@ from trustchain.actors.hsm.actor import HSMActor
 from trustchain.actors.issuer.actor import IssuerActor
 from trustchain.actors.monitor.actor import CTMonitorActor
 from trustchain.actors.renewal.actor import RenewalActor
+from trustchain.actors.resolver.actor import ResolverActor
 from trustchain.actors.trust.params import vdf_modulus
 from trustchain.actors.validator.actor import ValidatorActor
 from trustchain.config import Config, TrustConfig
@@ -64,6 +65,11 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
     def renewal(ctx: ActorContext) -> Any:
         return RenewalActor.start(ctx, config.renewal, detector=detector)
 
+    def resolver(ctx: ActorContext) -> Any:  # needs neither the detector nor the issuer to start
+        return ResolverActor.start(ctx, config.resolver, detector=detector)
+
+    resolvers = [ChildSpec("resolver", resolver)] if config.resolver.enabled else []
+
     return [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
         ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, config.ctlog), start_timeout_s=120),
@@ -71,4 +77,5 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
         ChildSpec("issuer", issuer, start_timeout_s=120),
         ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config.monitor)),
         ChildSpec("renewal", renewal),
+        *resolvers,
     ]

@@ -1,17 +1,35 @@
-"""The resolver (``resolver`` in the tree): TrustChain's DNS zone, trust-aware, and a
-Byzantine-tolerant forwarder for every other name.
+"""The resolver (``resolver`` in the tree): TrustChain's DNS zone with authority,
+trust-aware, and a Byzantine-tolerant forwarder (a quorum of upstreams) for the rest.
 
 - ``messages``: its vocabulary (``Query`` for the DNS-over-QUIC server; ``Resolve``,
-  ``Zone``, ``ResolverStatus`` for the control socket and the CLI), what peers import.
+  ``Zone``, ``ResolverStatus`` for the control socket and the CLI), what peers import;
+- ``actor``: ``ResolverActor``, started only by the composition root. Its logic is
+  sans-IO: ``zone`` (the zone and its assets), ``upstream`` (the quorum), ``cache``,
+  ``wire`` (queries in, responses out) and ``core`` (``Resolver``, which joins them);
+  ``worker`` runs the upstream queries on a thread of its own.
+
+The messages are imported eagerly; ``ResolverActor`` on first use (PEP 562), so that a
+peer that imports the vocabulary does not load the actor with it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
+from trustchain.supervisors.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from trustchain.actors.resolver.actor import ResolverActor
+
+
+__getattr__, __dir__ = lazy_names(__name__, {"ResolverActor": "actor"})
+
 
 __all__ = [
     "Query",
     "Resolve",
+    "ResolverActor",
     "ResolverStatus",
     "Zone",
 ]

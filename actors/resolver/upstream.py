@@ -289,14 +289,16 @@ class Ballot:
             if failed:
                 text += f"; failed: {failed}"
             return Failed(dns.edns.EDECode.OTHER, text, split=True)
-        if not groups:
+        if not groups and len(self.failures) == n:
             return Failed(
                 dns.edns.EDECode.NO_REACHABLE_AUTHORITY,
                 f"no upstream answered ({n} asked): {failed}",
                 split=False,
             )
+        answered = len(groups[0]) if groups else 0
         return Failed(
             dns.edns.EDECode.NO_REACHABLE_AUTHORITY,
-            f"only {len(groups[0])} of {n} upstreams answered, {q} needed: {failed}",
+            f"{answered} of {n} upstreams answered and {len(self.failures)} failed, "
+            f"{q} matching answers needed: {failed}",
             split=False,
         )

@@ -1,0 +1,304 @@
+"""ResolverActor: TrustChain's zone with authority, everything else through a quorum of
+upstream resolvers, with a cache; the DNS-over-QUIC server sends it every query.
+
+Theory of operation. The logic is sans-IO (``core.Resolver`` over ``zone.Zone``,
+``upstream.Ballot`` and ``cache.Cache``); this actor adds a mailbox, the clock, the
+upstream I/O and the detector:
+
+* ``Query`` (the DoQ server's) and ``Resolve`` (the control socket's) both go through
+  ``Resolver.query``. What it answers at once (the zone, the cache, a bad query) is
+  answered in the handler; a question for the upstreams is answered later
+  (``defer()``): each upstream request runs on the ``UpstreamWorker``'s asyncio
+  thread and its outcome comes back to this thread as a ``_UpstreamAnswer`` message
+  (the worker tells this actor; this thread never waits on the network). The round's
+  deadline is an ``_Expire`` timer on the actor's clock, a backstop behind the
+  worker's own timeout. A query never gets an error reply: every outcome, bad input
+  included, is a DNS response (FORMERR, REFUSED, SERVFAIL with an EDE...).
+* Disagreeing upstreams are counted (``resolver_status``) and logged as WARNING lines
+  whose ``event`` is ``resolver.upstream_disagreed`` (an upstream's answer differs from
+  the one the quorum accepted) or ``resolver.no_quorum`` (the answers split). The
+  detector is not told yet: it has no message for upstream faults.
+* When every upstream fails a question, the fault ``upstreams`` shows in status and
+  ``/ready`` until an answer is accepted again; the zone is served throughout.
+* Assets: when the tree has a detector and the detector's vocabulary has
+  ``AssetRecords``, the actor asks it every ``ASSET_REFRESH_S`` (a ``request``; the
+  answer rebuilds the zone, its SOA serial moving on when the content changed). No
+  detector, or a detector without that message, means no asset records; a detector
+  that fails to answer (restarting) leaves the last records in place.
+
+Not durable: the cache and the counters start empty after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rdatatype
+import outcome
+import pykka
+from loguru import logger
+
+from trustchain.actors.detector import messages as detector_messages
+from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
+from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
+from trustchain.actors.resolver.upstream import Upstream
+from trustchain.actors.resolver.wire import OUR_PAYLOAD, describe, render
+from trustchain.actors.resolver.worker import GRACE_S, UpstreamWorker
+from trustchain.actors.resolver.zone import AssetRecord, ipv6_address, parse_asset_records
+from trustchain.actors.resolver.zone import Zone as ZoneData
+from trustchain.config.schema import ResolverConfig
+from trustchain.supervisors import (
+    ActorContext,
+    InvalidRequest,
+    Message,
+    SupervisedActor,
+    TrustChainError,
+    UnknownActor,
+    UnknownMessage,
+    handles,
+)
+from trustchain.supervisors.registry import Envelope, Reply
+
+ASSET_REFRESH_S = 10.0
+# The detector's message for its assets' names and addresses, once it has one.
+AssetRecords: type[Message] | None = getattr(detector_messages, "AssetRecords", None)
+
+
+@dataclass(frozen=True)
+class _UpstreamAnswer(Message):
+    """From the worker: one upstream's response (a ``dns.message.Message``) or why not."""
+
+    round: int
+    upstream: str
+    result: object
+
+
+@dataclass(frozen=True)
+class _Expire(Message):
+    round: int
+
+
+@dataclass(frozen=True)
+class _RefreshAssets(Message):
+    """Time to ask the detector for its assets' records (the actor's own timer)."""
+
+
+@dataclass(frozen=True)
+class _Waiter:
+    """Who waits for a response, and in which form: wire (``Query``) or JSON (``Resolve``)."""
+
+    reply: Reply
+    padding_block: int = 0
+    as_json: bool = False
+
+    def answer(self, response: dns.message.Message) -> None:
+        value = describe(response) if self.as_json else render(response, self.padding_block)
+        self.reply(outcome.Value(value))
+
+
+def nameserver_of(config: ResolverConfig) -> str | None:
+    """The zone's NS: the first name (not an address) the DoQ certificate covers."""
+    for name in config.names:
+        try:
+            ipv6_address(name)
+        except ValueError:
+            return name if name.endswith(".") else name + "."
+    return None
+
+
+class ResolverActor(SupervisedActor):
+    def __init__(
+        self,
+        context: ActorContext,
+        config: ResolverConfig,
+        detector: str | None = None,
+        *,
+        doq_verify: bool | str = True,
+    ) -> None:
+        super().__init__(context)
+        self.config = config
+        self.detector = detector
+        self.doq_verify = doq_verify
+        self.worker: UpstreamWorker | None = None
+        self.assets: list[AssetRecord] = []
+        self.asset_problems: list[str] = []
+        self.asset_source = "none"
+        self.assets_refreshed_at: float | None = None
+        self.asset_refresh_failures = 0
+        self._refreshing = False
+
+    # Start and stop -----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        c = self.config
+        try:
+            upstreams = [Upstream.parse(u) for u in c.upstreams]
+            zone = self._zone([], serial=int(self.clock.time()))
+            self.core: Resolver[_Waiter] = Resolver(
+                zone, upstreams, c.upstream_quorum, c.cache_entries
+            )
+        except ValueError as exc:  # ZoneError too: the config cannot be served
+            raise TrustChainError(f"[resolver] cannot be served: {exc}") from None
+        if upstreams:
+            self.worker = UpstreamWorker(
+                c.upstream_timeout_s, self._from_worker(), doq_verify=self.doq_verify
+            )
+            self.worker.start()
+        if self.detector is not None and AssetRecords is not None:
+            self.asset_source = "detector"
+            self.actor_ref.tell(Envelope(_RefreshAssets(), None))
+            self.every(ASSET_REFRESH_S, _RefreshAssets())
+
+    def cleanup(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+    def _zone(self, assets: list[AssetRecord], serial: int) -> ZoneData:
+        c = self.config
+        return ZoneData(
+            c.origin, c.ttl_s, c.records, c.cnames,
+            assets=assets, min_asset_trust=c.min_asset_trust,
+            nameserver=nameserver_of(c), nameserver_address=_unicast(c.host), serial=serial,
+        )  # fmt: skip
+
+    def _from_worker(self) -> Any:
+        ref = self.actor_ref
+
+        def deliver(round_id: int, upstream: str, result: dns.message.Message | str) -> None:
+            if isinstance(result, str):
+                result = result[:1_000]
+            try:
+                ref.tell(Envelope(_UpstreamAnswer(round_id, upstream, result), None))
+            except pykka.ActorDeadError:
+                pass  # stopping: our waiters were answered then
+
+        return deliver
+
+    # Queries -------------------------------------------------------------------------------
+
+    @handles(Query)
+    def query(self, msg: Query) -> None:
+        waiter = _Waiter(self.defer(), msg.padding_block)
+        self._run(self.core.query(msg.wire, waiter, self.clock.monotonic()))
+
+    @handles(Resolve)
+    def resolve(self, msg: Resolve) -> None:
+        try:
+            qname = dns.name.from_text(msg.name)
+            rdtype = dns.rdatatype.from_text(msg.rdtype)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise InvalidRequest(f"resolve: {exc}") from None
+        query = dns.message.make_query(qname, rdtype, use_edns=0, payload=OUR_PAYLOAD)
+        waiter = _Waiter(self.defer(), as_json=True)
+        self._run(self.core.query(query.to_wire(), waiter, self.clock.monotonic()))
+
+    @handles(_UpstreamAnswer)
+    def upstream_answer(self, msg: _UpstreamAnswer) -> None:
+        result = msg.result
+        if not isinstance(result, dns.message.Message | str):
+            result = f"not a DNS message: {type(result).__name__}"
+        self._run(self.core.answered(msg.round, msg.upstream, result, self.clock.monotonic()))
+
+    @handles(_Expire)
+    def expire(self, msg: _Expire) -> None:
+        self._run(self.core.expire(msg.round, self.clock.monotonic()))
+
+    def _run(self, step: Step[_Waiter]) -> None:
+        for waiter, response in step.replies:
+            waiter.answer(response)
+        rounds = {send.round for send in step.sends}
+        for send in step.sends:
+            assert self.worker is not None  # sends only come with upstreams
+            self.worker.submit(send)
+        for round_id in rounds:
+            self.after(self.config.upstream_timeout_s + 2 * GRACE_S, _Expire(round_id))
+        for event in step.events:
+            self._log(event)
+        self._upstream_health()
+
+    def _log(self, event: Disagreement | NoQuorum) -> None:
+        if isinstance(event, Disagreement):
+            logger.bind(event="resolver.upstream_disagreed", upstream=event.upstream,
+                        question=event.question).warning(
+                "resolver: upstream {} disagrees on {}: it said {}, the quorum {}",
+                event.upstream, event.question, event.theirs, event.accepted,
+            )  # fmt: skip
+        else:
+            logger.bind(event="resolver.no_quorum", question=event.question).warning(
+                "resolver: no quorum on {}: {}", event.question, event.text
+            )
+
+    def _upstream_health(self) -> None:
+        down = self.core.upstreams_down
+        if down is not None and self.fault("upstreams") is None:
+            self.report_fault("upstreams", down)
+        elif down is None and self.fault("upstreams") is not None:
+            self.clear_fault("upstreams")
+
+    # Assets --------------------------------------------------------------------------------
+
+    @handles(_RefreshAssets)
+    def refresh_assets(self, msg: _RefreshAssets) -> None:
+        if self._refreshing or self.detector is None or AssetRecords is None:
+            return
+        self._refreshing = True
+        self.request(self.detector, AssetRecords(), self._assets_answered)
+
+    def _assets_answered(self, result: outcome.Outcome) -> None:
+        self._refreshing = False
+        try:
+            value = result.unwrap()
+        except (UnknownActor, UnknownMessage):
+            value = []  # no detector here, or one that does not know the message
+        except TrustChainError as exc:  # restarting, say: keep what we had
+            self.asset_refresh_failures += 1
+            logger.debug("resolver: asset records not refreshed: {}", exc)
+            return
+        records, problems = parse_asset_records(value)
+        self._set_assets(records, problems)
+
+    def _set_assets(self, records: list[AssetRecord], problems: list[str]) -> None:
+        old = self.core.zone
+        zone = self._zone(records, serial=old.serial)
+        if zone.content() != old.content():
+            zone = self._zone(records, serial=max(old.serial + 1, int(self.clock.time())))
+        self.core.zone = zone
+        self.assets = records
+        self.asset_problems = problems + zone.skipped
+        self.assets_refreshed_at = self.clock.time()
+
+    # Reading -------------------------------------------------------------------------------
+
+    @handles(Zone)
+    def zone(self, msg: Zone) -> list[str]:
+        return self.core.zone.to_text()
+
+    @handles(ResolverStatus)
+    def resolver_status(self, msg: ResolverStatus) -> dict[str, Any]:
+        zone = self.core.zone
+        return {
+            **self.core.status(),
+            "zone": {"origin": zone.origin.to_text(), "serial": zone.serial,
+                     "names": zone.names()},
+            "assets": {
+                "source": self.asset_source,
+                "records": len(self.assets),
+                "left_out": dict(zone.left_out),
+                "problems": self.asset_problems[:20],
+                "refreshed_at": self.assets_refreshed_at,
+                "refresh_failures": self.asset_refresh_failures,
+            },
+        }  # fmt: skip
+
+
+def _unicast(host: str) -> str | None:
+    """The listening address, when it is one a client can reach (not ``::``)."""
+    try:
+        address = ipv6_address(host)
+    except ValueError:
+        return None
+    return None if address == "::" else address
