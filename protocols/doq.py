@@ -1,0 +1,179 @@
+"""DNS over QUIC (RFC 9250) in `trustchain run`: the ``[resolver]`` listener.
+
+``serve_doq(config, registry)`` binds UDP on ``[resolver] host/port`` (IPv6
+only: IPV6_V6ONLY is set before bind, so IPv4 is never answered, not even
+through IPv4-mapped addresses on ``::``), gets its TLS certificate from
+TrustChain's own CA exactly as the HTTPS edge does (``RegisterCertificate``
+for ``[resolver] certificate`` with ``[resolver] names``, then ``Subscribe``:
+every renewal builds a new ``QuicConfiguration``, which new connections get
+while live ones keep theirs; the listener never stops), then serves until
+cancelled. Each query goes to the ``resolver`` actor as
+``Query(wire, padding_block=468)`` and its reply, the response's wire bytes,
+goes back on the query's stream; a resolver that fails or does not answer
+within ``runtime.request_timeout_s`` becomes a SERVFAIL with an Extended DNS
+Error saying so.
+
+The pieces: ``doq_framing`` (RFC 9250's message rules, pure functions),
+``doq_session`` (one connection, sans-IO over aioquic's ``QuicConnection``),
+``doq_server`` (the trio driver: socket, routing, admission, timers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from contextlib import suppress
+from typing import Any
+
+import trio
+from aioquic.quic.configuration import QuicConfiguration
+from loguru import logger
+
+from trustchain.actors.ca.names import zone_of
+from trustchain.actors.renewal.messages import RegisterCertificate, Subscribe, Unsubscribe
+from trustchain.actors.resolver.messages import Query
+from trustchain.config import Config
+from trustchain.config.schema import ResolverConfig
+from trustchain.protocols.doq_framing import ALPN, MAX_MESSAGE, PADDING_BLOCK
+from trustchain.protocols.doq_server import CID_LENGTH, DoqEndpoint
+from trustchain.protocols.doq_session import Limits
+from trustchain.protocols.tls_reload import CertificateFiles, Reloading
+from trustchain.supervisors import Registry, TrustChainError, ask
+
+FIRST_CERTIFICATE_TIMEOUT_S = 30.0
+
+
+class DoqStartFailed(TrustChainError):
+    """The DoQ listener cannot start: its config, its socket or its certificate."""
+
+    code = "doq_start_failed"
+
+
+def bind_udp_ipv6(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to ``[host]:port`` that never answers IPv4."""
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise DoqStartFailed(f"resolver.host must be an IPv6 address, not {host!r}") from None
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DoqStartFailed(f"cannot listen on udp [{host}]:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def limits_of(resolver: ResolverConfig) -> Limits:
+    return Limits(
+        max_streams=resolver.max_streams_per_connection,
+        max_buffered_bytes=resolver.max_buffered_bytes,
+    )
+
+
+def quic_configuration(files: CertificateFiles, resolver: ResolverConfig) -> QuicConfiguration:
+    """The server's QuicConfiguration for one certificate bundle."""
+    configuration = QuicConfiguration(
+        is_client=False,
+        alpn_protocols=[ALPN],
+        idle_timeout=resolver.idle_timeout_s,
+        connection_id_length=CID_LENGTH,
+        # flow control: what a peer may send before we read it; one query is at most
+        # 2 + 65,535 octets, and the connection's whole budget is max_buffered_bytes
+        max_data=resolver.max_buffered_bytes,
+        max_stream_data=min(resolver.max_buffered_bytes, 2 + MAX_MESSAGE),
+    )
+    configuration.load_cert_chain(files.fullchain_path, files.key_path)
+    return configuration
+
+
+def check_names(names: list[str], zones: list[str]) -> None:
+    """Refuse, before asking for it, a certificate the CA's policy would refuse."""
+    suffixes = [z.strip(".").lower() for z in zones]
+    for name in names:
+        with suppress(ValueError):
+            ipaddress.IPv6Address(name)
+            continue
+        if zone_of(name.strip(".").lower(), suffixes) is None:  # the CA's own zone rule
+            raise DoqStartFailed(
+                f"resolver.names: {name!r} is neither an IPv6 address nor "
+                f"inside ca.permitted_zones ({', '.join(zones)})"
+            )
+
+
+async def serve_doq(
+    config: Config,
+    registry: Registry,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+    endpoints: list[DoqEndpoint] | None = None,
+) -> None:
+    """Serve until cancelled; ``task_status.started(port)`` once datagrams are answered.
+    ``endpoints``, if given, gets the endpoint (tests and benchmarks read its counters)."""
+    resolver = config.resolver
+    check_names(resolver.names, config.ca.permitted_zones)
+    sock = bind_udp_ipv6(resolver.host, resolver.port)  # a port in use fails before the certificate
+    subscription: int | None = None
+    try:
+        tls, subscription = await _certificate(config, registry)
+        timeout = config.runtime.request_timeout_s
+
+        async def resolve(wire: bytes) -> bytes:
+            query = Query(wire=wire, padding_block=PADDING_BLOCK)
+            return await ask(registry, "resolver", query, timeout)
+
+        endpoint = DoqEndpoint(
+            sock,
+            tls.current,
+            resolve,
+            limits_of(resolver),
+            resolver.max_connections,
+            retry=resolver.retry,
+        )
+        if endpoints is not None:
+            endpoints.append(endpoint)
+        logger.info(
+            "DNS over QUIC on udp [{}]:{} (certificate {!r})",
+            resolver.host,
+            endpoint.port,
+            resolver.certificate,
+        )
+        await endpoint.serve(task_status)
+    finally:
+        sock.close()
+        if subscription is not None:
+            with suppress(TrustChainError):
+                registry.tell("renewal", Unsubscribe(subscription))
+
+
+async def _certificate(
+    config: Config, registry: Registry
+) -> tuple[Reloading[QuicConfiguration], int]:
+    """Register the listener's certificate with the renewal actor, follow its renewals,
+    and wait (bounded) for the first one."""
+    resolver, timeout = config.resolver, config.runtime.request_timeout_s
+    reloading = Reloading(lambda files: quic_configuration(files, resolver), resolver.certificate)
+    arrived = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def on_bundle(bundle: Any) -> None:  # on the renewal actor's thread
+        reloading(bundle)
+        with suppress(trio.RunFinishedError):
+            token.run_sync_soon(arrived.set)
+
+    names = RegisterCertificate(resolver.certificate, list(resolver.names))
+    await ask(registry, "renewal", names, timeout)
+    subscription = await ask(
+        registry, "renewal", Subscribe(resolver.certificate, on_bundle), timeout
+    )
+    with trio.move_on_after(FIRST_CERTIFICATE_TIMEOUT_S):
+        await arrived.wait()
+    if reloading.bundle is None:
+        with suppress(TrustChainError):
+            registry.tell("renewal", Unsubscribe(subscription))
+        raise DoqStartFailed(
+            f"no certificate {resolver.certificate!r} after {FIRST_CERTIFICATE_TIMEOUT_S:g} s; "
+            "see `trustchain send renewal get_renewal_status`"
+        )
+    return reloading, subscription
