@@ -5,9 +5,10 @@ TrustChain on the same stores is refused with one line naming the store and
 the holder's pid, before it touches the HSM, the socket or any store), bind
 the control socket (a second instance on the same socket path is refused),
 start the supervision tree (each child's setup done before the next starts),
-then serve: the control socket, and the HTTP edge when ``http.enabled``
-(exit 1 if it cannot serve). A custom tree (``children``, in tests) gets no
-HTTP edge and no store locks: those belong to the CT log, issuer and renewal.
+then serve: the control socket, the HTTP edge when ``http.enabled`` and the
+DNS-over-QUIC listener when ``resolver.enabled`` (exit 1 if either cannot
+serve). A custom tree (``children``, in tests) gets neither of these two and
+no store locks: those belong to the CT log, issuer and renewal.
 Shutdown, on SIGINT/SIGTERM or the ``runtime stop`` request: stop accepting,
 refuse new requests, drain those in flight (HTTP, then the control socket,
 each at most ``runtime.drain_timeout_s``), stop the tree leaf-first, remove
@@ -31,6 +32,7 @@ from trustchain.actors.composition import backoff_of, trustchain_children
 from trustchain.actors.locks import lock_stores
 from trustchain.config import Config
 from trustchain.protocols.control import ControlServer, bind_control_socket
+from trustchain.protocols.doq import serve_doq
 from trustchain.protocols.http import serve_http
 from trustchain.protocols.logs import setup_logging
 from trustchain.supervisors import (
@@ -119,6 +121,8 @@ async def _serve(
             accepting.start_soon(_signals, signals, stop)
             if config.http.enabled and children is None:  # it needs TrustChain's own tree
                 accepting.start_soon(_http, config, registry, gave_up, stop)  # drains on cancel
+            if config.resolver.enabled and children is None:  # its certificate and resolver too
+                accepting.start_soon(_doq, config, registry, gave_up, stop)  # closes on cancel
             logger.info(
                 "TrustChain is running (pid {}); control socket {}",
                 os.getpid(),
@@ -153,6 +157,17 @@ async def _http(config: Config, registry: Registry, gave_up: list[str], stop: tr
         if not isinstance(exc, TrustChainError):
             logger.exception("the HTTP edge failed")
         gave_up.append(f"the HTTP edge failed: {exc}")
+        stop.set()
+
+
+async def _doq(config: Config, registry: Registry, gave_up: list[str], stop: trio.Event) -> None:
+    """The DNS-over-QUIC listener; if it cannot start, or fails, TrustChain stops (exit 1)."""
+    try:
+        await serve_doq(config, registry)
+    except Exception as exc:
+        if not isinstance(exc, TrustChainError):
+            logger.exception("the DoQ listener failed")
+        gave_up.append(f"the DoQ listener failed: {exc}")
         stop.set()
 
 

@@ -2,9 +2,8 @@
 own trio loop, and two clients (dnspython's, and aioquic's QuicConnection driven by
 hand for the rules dnspython cannot break).
 
-The resolver is ``ZoneResolver`` below (dnspython answers from a dict) until
-``trustchain.actors.resolver`` has a ``ResolverActor``; ``resolver_spec`` is the
-one place that chooses.
+The resolver is TrustChain's own (``ResolverActor``, its zone from ``RECORDS``);
+``resolver_spec`` is the one place that chooses it.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import GetCAStatus, IssuerActor
 from trustchain.actors.renewal import RenewalActor
-from trustchain.actors.resolver.messages import Query
+from trustchain.actors.resolver.actor import ResolverActor
 from trustchain.config import (
     CaConfig,
     Config,
@@ -55,7 +54,7 @@ from trustchain.config import (
 from trustchain.config.schema import ResolverConfig
 from trustchain.protocols.doq import serve_doq
 from trustchain.protocols.doq_server import DoqEndpoint
-from trustchain.supervisors import ChildSpec, Registry, SupervisedActor, handles, start_root
+from trustchain.supervisors import ChildSpec, Registry, start_root
 
 T = TypeVar("T")
 
@@ -65,47 +64,21 @@ RECORDS = {"hypermesh": ["2001:db8::10"], "caesar": ["2001:db8::20", "2001:db8::
 HANG = f"hang.{ZONE}."  # ZoneResolver never answers it (cancellation tests)
 
 
-class ZoneResolver(SupervisedActor):
-    """A stand-in for the ResolverActor: ``Query`` answered from ``RECORDS`` with
-    dnspython (AAAA; A gets NODATA; other names NXDOMAIN; FORMERR for junk),
-    padded as asked. Counts what it handled; never answers ``HANG``."""
+def silent_upstream() -> socket.socket:
+    """A UDP socket on [::1] that reads nothing and answers nothing: an upstream that
+    makes every forwarded query wait ``upstream_timeout_s`` (cancellation tests)."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.bind(("::1", 0))
+    return sock
 
-    def __init__(self, ctx: Any, origin: str) -> None:
-        super().__init__(ctx)
-        self.origin = dns.name.from_text(origin)
-        self.records = {dns.name.from_text(k, self.origin): v for k, v in RECORDS.items()}
-        self.hanging: list[Any] = []
-        self.handled = 0
 
-    @handles(Query)
-    def query(self, msg: Query) -> bytes:
-        self.handled += 1
-        try:
-            query = dns.message.from_wire(msg.wire)
-        except Exception:
-            formerr = dns.message.Message(id=int.from_bytes(msg.wire[:2] or b"\0\0", "big"))
-            formerr.flags = dns.flags.QR
-            formerr.set_rcode(dns.rcode.FORMERR)
-            return formerr.to_wire()
-        question = query.question[0]
-        if question.name == dns.name.from_text(HANG):
-            self.hanging.append(self.defer())
-            return b""
-        pad = msg.padding_block if query.edns >= 0 else 0
-        response = dns.message.make_response(query, pad=pad)
-        response.flags |= dns.flags.AA
-        addresses = self.records.get(question.name)
-        if addresses is None:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.AAAA:
-            response.answer.append(
-                dns.rrset.from_text_list(question.name, 300, "IN", "AAAA", addresses)
-            )
-        return response.to_wire()
+SILENT = silent_upstream()  # for the whole test run: the config names its port
+HANG = "hang.example.org."  # not in the zone: forwarded to SILENT, answered after 5 s
 
 
 def resolver_spec(config: Config) -> ChildSpec:
-    return ChildSpec("resolver", lambda ctx: ZoneResolver.start(ctx, config.resolver.origin))
+    """TrustChain's resolver (``actors/resolver``), no detector: the zone from config."""
+    return ChildSpec("resolver", lambda ctx: ResolverActor.start(ctx, config.resolver))
 
 
 def doq_config(tmp: Path, hsm: HsmConfig, **resolver: Any) -> Config:
@@ -132,7 +105,10 @@ def doq_config(tmp: Path, hsm: HsmConfig, **resolver: Any) -> Config:
                 "enabled": True,
                 "port": 0,
                 "origin": ZONE,
+                "records": RECORDS,
                 "names": [SERVER_NAME, "::1"],
+                "upstreams": [f"udp://[::1]:{SILENT.getsockname()[1]}"],
+                "upstream_timeout_s": 5.0,
                 **resolver,
             }
         ),
