@@ -17,13 +17,14 @@ its own store, so none is a replay there). The caller is a plain thread sending
 ``Decide`` (the issuer's message) to ``detector`` through the registry:
 
 * one Decide at a time (``--requests``, after 10 to warm up): latency, beside the
-  floor ``quorum x verification`` (the validators are threads of one process: under
-  the GIL their checks run one after another, and 2f+1 votes are needed);
+  floor ``N x verification / cores`` (each validator checks in a process of its own;
+  the N checks share the machine's cores, and the quorum's votes come with them);
 * ``--window`` Decides in flight (``--requests`` more): decisions/s and latency,
-  beside the ceiling ``one core / (N x verification)`` and the share of a core the
-  verifications take (``decisions/s x N x verification``); under each, this
-  process's CPU per decision (all its threads; the HSM's token process apart) and
-  the cores it used: what it spends beyond N x verification is the actors' own work;
+  beside the ceiling ``cores / (N x verification)`` and the cores the verifications
+  take (``decisions/s x N x verification``); under each, this process's CPU per
+  decision (all its threads: the actors' own work; the validators' and the HSM's
+  processes apart), the cores it used, and how many decisions shared each group
+  commit of the detector's store;
 * the ceiling, measured first in the same run: one request's verification done
   directly (``requests.check_request`` in a loop on one thread: what each validator
   does for each request; the vote's signature and bookkeeping are not in it);
@@ -69,6 +70,7 @@ from trustchain.actors.composition import trust_children
 from trustchain.actors.detector import (
     Decide,
     GetTrustParams,
+    GetTrustStatus,
     GrantStake,
     RegisterAsset,
     SpaceChallenge,
@@ -410,20 +412,25 @@ def bench_consensus(
     cpu0, t0 = time.process_time(), time.perf_counter()
     latencies, errors = one_at_a_time(registry, "detector", single)
     cpu = cpu_line(count, time.process_time() - cpu0, time.perf_counter() - t0, n, check_s)
+    cores = os.cpu_count() or 1
     show("Decide, one at a time", f"{ms(latencies)}   (n={count})",
-         f"floor quorum x check {quorum * check_s * 1e3:.2f} ms")  # fmt: skip
+         f"floor N x check / cores {n * check_s / cores * 1e3:.2f} ms")  # fmt: skip
     show("", cpu)
     report_errors(errors)
     cpu0 = time.process_time()
+    commits0 = registry.ask("detector", GetTrustStatus())["commits"]
     probe.start()
     elapsed, latencies, errors = in_flight(registry, "detector", many, window)
     trust = probe.stop()
     cpu = cpu_line(count, time.process_time() - cpu0, elapsed, n, check_s)
     rate = count / elapsed
-    ceiling = 1.0 / (n * check_s)
+    ceiling = cores / (n * check_s)
+    commits = registry.ask("detector", GetTrustStatus())["commits"]
+    groups = commits["groups"] - commits0["groups"]
+    grouped = (commits["decisions"] - commits0["decisions"]) / max(1, groups)
     show(f"Decide, {window} in flight", f"{rate:7.0f} decisions/s   {ms(latencies)}",
-         f"ceiling 1 core / (N x check) {ceiling:.0f}/s")  # fmt: skip
-    show("", cpu)
+         f"ceiling {cores} cores / (N x check) {ceiling:.0f}/s")  # fmt: skip
+    show("", f"{cpu}; {grouped:.1f} decisions per commit")
     show("decisions/s x N x check", f"{rate * n * check_s:7.2f} cores busy verifying")
     report_errors(errors)
     show("validate_asset_trust meanwhile", f"{ms(trust)}   (n={len(trust)}, control socket)",
