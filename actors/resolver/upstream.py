@@ -41,6 +41,7 @@ import dns.rrset
 SCHEMES = {"doq": 853, "udp": 53, "tcp": 53}
 _URL = re.compile(
     r"(?P<scheme>[a-z]+)://\[(?P<address>[0-9A-Fa-f:.]+)\](?::(?P<port>[0-9]{1,5}))?/?"
+    r"(?:#(?P<name>[A-Za-z0-9][A-Za-z0-9.-]{0,252}))?"
 )
 MAX_NEGATIVE_TTL_S = 10_800  # RFC 2308 §5: 1 to 3 hours
 MAX_TTL_S = 86_400
@@ -49,11 +50,15 @@ ANSWER_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
 
 @dataclass(frozen=True)
 class Upstream:
-    """One upstream resolver: ``doq://[2001:db8::53]:853``, ``udp://[::1]:5353``..."""
+    """One upstream resolver: ``doq://[2001:db8::53]:853``, ``udp://[::1]:5353``...
+
+    A DoQ upstream's certificate must be valid for its address (an IP SAN), or for
+    the name given after a ``#`` (``doq://[2001:db8::53]:853#dns.example.net``)."""
 
     scheme: str
     address: str
     port: int
+    tls_name: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> Upstream:
@@ -78,10 +83,13 @@ class Upstream:
         port = int(match["port"]) if match["port"] else SCHEMES[scheme]
         if not 1 <= port <= 65_535:
             raise ValueError(f"upstream {url!r}: port {port} is out of range")
-        return cls(scheme, str(address), port)
+        if match["name"] and scheme != "doq":
+            raise ValueError(f"upstream {url!r}: a #name (for TLS) is for doq:// only")
+        return cls(scheme, str(address), port, match["name"])
 
     def __str__(self) -> str:
-        return f"{self.scheme}://[{self.address}]:{self.port}"
+        name = f"#{self.tls_name}" if self.tls_name else ""
+        return f"{self.scheme}://[{self.address}]:{self.port}{name}"
 
 
 def quorum_of(upstreams: int, configured: int) -> int:

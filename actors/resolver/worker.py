@@ -43,17 +43,15 @@ class UpstreamWorker:
         deliver: Deliver,
         *,
         doq_verify: bool | str = True,  # True: the system's CAs; a path: that CA file
-        doq_server_name: str | None = None,
         name: str = "resolver-upstreams",
     ) -> None:
         self.timeout_s = timeout_s
         self._deliver = deliver
         self._doq_verify = doq_verify
-        self._doq_server_name = doq_server_name
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._quic: dns.quic.AsyncioQuicManager | None = None
+        self._quic: dict[Upstream, dns.quic.AsyncioQuicManager] = {}  # one per upstream
         self._backend = dns.asyncbackend.get_backend("asyncio")
         self._closed = False
 
@@ -126,19 +124,25 @@ class UpstreamWorker:
         return await self._doq(query, u)
 
     async def _doq(self, query: dns.message.Message, u: Upstream) -> dns.message.Message:
-        if self._quic is None:
+        manager = self._quic.get(u)
+        if manager is None:  # its own: the TLS name to check is the upstream's
             verify = ssl.CERT_REQUIRED if self._doq_verify is True else self._doq_verify
-            self._quic = dns.quic.AsyncioQuicManager(
-                verify_mode=verify, server_name=self._doq_server_name
+            manager = self._quic[u] = dns.quic.AsyncioQuicManager(
+                verify_mode=verify, server_name=u.tls_name or u.address
             )
-        connection = self._quic.connect(u.address, u.port)
+        connection = manager.connect(u.address, u.port)
         try:
             return await dns.asyncquery.quic(
                 query, u.address, self.timeout_s, u.port, connection=connection,
                 backend=self._backend,
             )  # fmt: skip
-        except Exception:
-            await connection.close()  # the next query opens a fresh connection
+        except dns.exception.Timeout:
+            raise  # a slow answer; the connection may serve the next one
+        except Exception as exc:
+            await connection.close()  # broken: the next query opens a fresh one
+            why = _quic_close_reason(connection)
+            if why:  # dnspython says UnexpectedEOF; QUIC said why (a certificate, often)
+                raise ConnectionError(f"{type(exc).__name__}: {why}") from exc
             raise
 
     async def _shutdown(self) -> None:
@@ -146,5 +150,14 @@ class UpstreamWorker:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT_S)
-        if self._quic is not None:
-            await self._quic.__aexit__(None, None, None)
+        for manager in self._quic.values():
+            await manager.__aexit__(None, None, None)
+
+
+def _quic_close_reason(connection: object) -> str:
+    """Why aioquic closed ``connection`` (its CONNECTION_CLOSE reason), if it says.
+    Reads dnspython's and aioquic's internals defensively: an empty string otherwise."""
+    quic = getattr(connection, "_connection", None)
+    event = getattr(quic, "_close_event", None)
+    reason = getattr(event, "reason_phrase", "")
+    return reason if isinstance(reason, str) else ""

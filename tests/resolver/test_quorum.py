@@ -79,6 +79,15 @@ def test_bad_upstreams_are_refused(url: str) -> None:
         Upstream.parse(url)
 
 
+def test_a_doq_upstream_may_name_its_tls_name() -> None:
+    u = Upstream.parse("doq://[2001:db8::53]:853#dns.example.net")
+    assert (u.address, u.port, u.tls_name) == ("2001:db8::53", 853, "dns.example.net")
+    assert str(u) == "doq://[2001:db8::53]:853#dns.example.net"
+    assert Upstream.parse("doq://[2001:db8::53]").tls_name is None
+    with pytest.raises(ValueError, match="doq:// only"):
+        Upstream.parse("udp://[::1]:53#dns.example.net")
+
+
 def test_quorum_is_a_majority_unless_configured() -> None:
     assert [quorum_of(n, 0) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
     assert quorum_of(5, 4) == 4

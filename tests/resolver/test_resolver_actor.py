@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import dns.edns
@@ -47,7 +48,7 @@ from trustchain.supervisors import (
 )
 
 from ..conftest import wait_until
-from .upstreams import UpstreamServer
+from .upstreams import DoqUpstreamServer, UpstreamServer, self_signed
 
 NAME = "www.example.org."
 TRUTH = {f"{NAME} AAAA": ["2001:db8::1"]}
@@ -91,10 +92,14 @@ class Tree:
         *,
         clock: FakeClock | None = None,
         detector: str | None = None,
-        extra: list[ChildSpec] = (),
-    ) -> Registry:  # type: ignore[assignment]
+        extra: tuple[ChildSpec, ...] = (),
+        doq_verify: bool | str = True,
+    ) -> Registry:
         registry = Registry()
-        spec = ChildSpec("resolver", lambda ctx: ResolverActor.start(ctx, config, detector))
+        spec = ChildSpec(
+            "resolver",
+            lambda ctx: ResolverActor.start(ctx, config, detector, doq_verify=doq_verify),
+        )
         kwargs = {"clock": clock} if clock is not None else {}
         self.roots.append(start_root(registry, "root", [*extra, spec], **kwargs))
         return registry
@@ -224,6 +229,39 @@ def test_a_configured_quorum_of_one_takes_the_first_answer(
     slow.behaviour = "silent"
     registry = tree.start(config(servers("tcp"), slow, upstream_quorum=1))
     assert addresses(ask_wire(registry, NAME)) == ["2001:db8::1"]
+
+
+def test_doq_upstreams_vote_with_the_others_and_their_certificate_is_checked(
+    tree: Tree, servers: Callable[..., UpstreamServer], tmp_path: Path
+) -> None:
+    certificate, key = self_signed(tmp_path)
+    doq = DoqUpstreamServer(LIE, certificate, key)
+    try:
+        registry = tree.start(
+            config(servers("udp"), servers("tcp"), doq), doq_verify=str(certificate)
+        )
+        assert addresses(ask_wire(registry, NAME)) == ["2001:db8::1"]
+        wait_until(
+            lambda: status(registry)["upstreams"][doq.url]["disagreements"] == 1,
+            "the DoQ upstream's answer to be counted",
+        )
+        doq.records = dict(TRUTH)
+        assert registry.ask("resolver", Resolve("mail.example.org."))["rcode"] == "NXDOMAIN"
+        wait_until(lambda: len(doq.queries) == 2, "the second query over the same connection")
+        assert status(registry)["upstreams"][doq.url]["failures"] == 0
+        # a DoQ upstream named for TLS with a name its certificate does not hold fails
+        wrong = config(servers("udp"), servers("tcp"))
+        wrong = replace(wrong, upstreams=[*wrong.upstreams, f"{doq.url}#other.example.net"])
+        registry = tree.start(wrong, doq_verify=str(certificate))
+        assert ask_wire(registry, NAME).rcode() == dns.rcode.NOERROR  # the other two agree
+        failing = f"{doq.url}#other.example.net"
+        wait_until(
+            lambda: status(registry)["upstreams"][failing]["failures"] == 1,
+            "the TLS failure to be counted",
+        )
+        assert "other.example.net" in status(registry)["upstreams"][failing]["last_failure"]
+    finally:
+        doq.close()
 
 
 # The cache -------------------------------------------------------------------------------
@@ -357,7 +395,7 @@ def test_assets_from_the_detector_are_served_trusted_first(
     clock = FakeClock()
     peer = ChildSpec("detector", AssetsPeer.start)
     registry = tree.start(ResolverConfig(min_asset_trust=0.5), clock=clock,
-                          detector="detector", extra=[peer])  # fmt: skip
+                          detector="detector", extra=(peer,))  # fmt: skip
     registry.ask("detector", SetRecords([
         record(1, "web", "2001:db8:a::1", 0.6), record(2, "web", "2001:db8:a::2", 0.9),
         record(3, "web", "2001:db8:a::3", 0.2), record(4, "web", "2001:db8:a::4", 1.0, True),
