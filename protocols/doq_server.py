@@ -244,10 +244,18 @@ class DoqEndpoint:
         if conn is None:
             return
         self._run(conn, conn.session.receive, data, addr, now)
-        if not self._flush(conn):  # aioquic could not read it: not an Initial after all
+        try:
+            answer = conn.session.quic.datagrams_to_send(now)
+        except Exception:
+            answer = []
+        if not answer:  # aioquic could not read it: not an Initial after all
             self.stats.accepted -= 1
             self.stats.dropped += 1
             self._forget(conn)
+            return
+        for datagram, to in answer:
+            self._send(datagram, to)
+        self._schedule(conn)
 
     # -- admission -----------------------------------------------------------------
 
@@ -402,21 +410,20 @@ class DoqEndpoint:
                 conn.session.fail(stream_id, DOQ_INTERNAL_ERROR)
             self._flush(conn)
 
-    def _flush(self, conn: _Connection) -> int:
-        """Send what ``conn`` has to send; returns how many datagrams that was."""
+    def _flush(self, conn: _Connection) -> None:
+        """Send what ``conn`` has to send."""
         if conn not in self._connections:
-            return 0
+            return
         try:
             datagrams = conn.session.quic.datagrams_to_send(trio.current_time())
         except Exception:
             self.stats.internal_errors += 1
             logger.exception("DoQ connection failed while sending; forgetting it")
             self._forget(conn)
-            return 0
+            return
         for data, addr in datagrams:
             self._send(data, addr)
         self._schedule(conn)
-        return len(datagrams)
 
     def _forget(self, conn: _Connection) -> None:
         for cid in conn.cids:
