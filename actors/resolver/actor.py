@@ -31,6 +31,7 @@ Not durable: the cache and the counters start empty after a restart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,7 @@ from trustchain.actors.detector import messages as detector_messages
 from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
 from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
 from trustchain.actors.resolver.upstream import Upstream
-from trustchain.actors.resolver.wire import OUR_PAYLOAD, describe, render
+from trustchain.actors.resolver.wire import OUR_PAYLOAD, Rendered, describe, render
 from trustchain.actors.resolver.worker import GRACE_S, UpstreamWorker
 from trustchain.actors.resolver.zone import AssetRecord, ipv6_address, parse_asset_records
 from trustchain.actors.resolver.zone import Zone as ZoneData
@@ -60,6 +61,7 @@ from trustchain.supervisors import (
     UnknownActor,
     UnknownMessage,
     handles,
+    to_jsonable,
 )
 from trustchain.supervisors.registry import Envelope, Reply
 
@@ -94,10 +96,16 @@ class _Waiter:
     reply: Reply
     padding_block: int = 0
     as_json: bool = False
+    rendered: Callable[[dns.message.Message, bytes], None] | None = None  # keeps zone answers
 
     def answer(self, response: dns.message.Message) -> None:
-        value = describe(response) if self.as_json else render(response, self.padding_block)
-        self.reply(outcome.Value(value))
+        if self.as_json:
+            self.reply(outcome.Value(describe(response)))
+            return
+        wire = render(response, self.padding_block)
+        if self.rendered is not None:
+            self.rendered(response, wire)
+        self.reply(outcome.Value(wire))
 
 
 def nameserver_of(config: ResolverConfig) -> str | None:
@@ -124,6 +132,7 @@ class ResolverActor(SupervisedActor):
         self.detector = detector
         self.doq_verify = doq_verify
         self.worker: UpstreamWorker | None = None
+        self.rendered = Rendered()
         self.assets: list[AssetRecord] = []
         self.asset_problems: list[str] = []
         self.asset_source = "none"
@@ -181,9 +190,20 @@ class ResolverActor(SupervisedActor):
     # Queries -------------------------------------------------------------------------------
 
     @handles(Query)
-    def query(self, msg: Query) -> None:
-        waiter = _Waiter(self.defer(), msg.padding_block)
+    def query(self, msg: Query) -> bytes | None:
+        zone = self.core.zone
+        known = self.rendered.get(zone, msg.wire, msg.padding_block)
+        if known is not None:  # the same query of the same zone: the same answer
+            wire, rcode = known
+            self.core.count(rcode, "zone")
+            return wire
+
+        def keep(response: dns.message.Message, wire: bytes) -> None:
+            self.rendered.put(zone, msg.wire, msg.padding_block, response, wire)
+
+        waiter = _Waiter(self.defer(), msg.padding_block, rendered=keep)
         self._run(self.core.query(msg.wire, waiter, self.clock.monotonic()))
+        return None
 
     @handles(Resolve)
     def resolve(self, msg: Resolve) -> None:
@@ -245,8 +265,13 @@ class ResolverActor(SupervisedActor):
     def refresh_assets(self, msg: _RefreshAssets) -> None:
         if self._refreshing or self.detector is None or AssetRecords is None:
             return
+        try:
+            ask = AssetRecords()
+        except (TypeError, TrustChainError) as exc:  # the message grew arguments: say so once
+            self.asset_source = f"none (AssetRecords() cannot be built: {exc})"
+            return
         self._refreshing = True
-        self.request(self.detector, AssetRecords(), self._assets_answered)
+        self.request(self.detector, ask, self._assets_answered)
 
     def _assets_answered(self, result: outcome.Outcome) -> None:
         self._refreshing = False
@@ -258,7 +283,7 @@ class ResolverActor(SupervisedActor):
             self.asset_refresh_failures += 1
             logger.debug("resolver: asset records not refreshed: {}", exc)
             return
-        records, problems = parse_asset_records(value)
+        records, problems = parse_asset_records(to_jsonable(value))  # dataclasses -> dicts
         self._set_assets(records, problems)
 
     def _set_assets(self, records: list[AssetRecord], problems: list[str]) -> None:

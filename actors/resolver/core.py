@@ -284,9 +284,13 @@ class Resolver(Generic[W]):
         return response
 
     def _reply(self, step: Step[W], waiter: W, response: dns.message.Message, source: str) -> None:
-        self.rcodes[dns.rcode.to_text(response.rcode())] += 1
-        self.sources[source] += 1
+        self.count(dns.rcode.to_text(response.rcode()), source)
         step.replies.append((waiter, response))
+
+    def count(self, rcode: str, source: str) -> None:
+        """One response given (also one the caller gave from its own memory of them)."""
+        self.rcodes[rcode] += 1
+        self.sources[source] += 1
 
     # Reading ----------------------------------------------------------------------------
 

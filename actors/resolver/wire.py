@@ -23,6 +23,7 @@ had EDNS.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,3 +149,39 @@ def describe(response: dns.message.Message) -> dict[str, Any]:
     if ede is not None:
         found["ede"] = ede
     return found
+
+
+class Rendered:
+    """The wire responses to recent zone queries, by the query's exact bytes and the
+    padding block: a zone answer (AA set) is a function of those and of the zone alone,
+    so the same query (every DoQ query has ID 0) is answered again without parsing or
+    rendering. Forgotten when the zone changes; at most ``capacity`` entries, of queries
+    of at most ``MAX_KEY`` octets."""
+
+    MAX_KEY = 512
+
+    def __init__(self, capacity: int = 4_096) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[bytes, int], tuple[bytes, str]] = OrderedDict()
+        self._zone: object = None
+
+    def get(self, zone: object, wire: bytes, padding_block: int) -> tuple[bytes, str] | None:
+        """(response bytes, rcode text) for this query of ``zone``, if rendered before."""
+        if zone is not self._zone:
+            self._entries.clear()
+            self._zone = zone
+            return None
+        found = self._entries.get((wire, padding_block))
+        if found is not None:
+            self._entries.move_to_end((wire, padding_block))
+        return found
+
+    def put(self, zone: object, wire: bytes, padding_block: int,
+            response: dns.message.Message, rendered: bytes) -> None:  # fmt: skip
+        if zone is not self._zone or not response.flags & dns.flags.AA:
+            return
+        if len(wire) > self.MAX_KEY or self.capacity <= 0:
+            return
+        self._entries[(wire, padding_block)] = (rendered, dns.rcode.to_text(response.rcode()))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)

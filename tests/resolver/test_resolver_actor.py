@@ -156,6 +156,17 @@ def test_the_zone_is_answered_over_query_with_authority_and_padding(tree: Tree) 
     assert refused.rcode() == dns.rcode.REFUSED
 
 
+def test_a_repeated_zone_query_gets_the_same_bytes_and_is_counted(tree: Tree) -> None:
+    registry = tree.start(ResolverConfig())
+    wire = dns.message.make_query("caesar.trust.example.com.", "AAAA", use_edns=0)
+    wire.id = 0  # as DoQ sends them
+    answers = {registry.ask("resolver", Query(wire.to_wire(), 468)) for _ in range(3)}
+    assert len(answers) == 1
+    response = dns.message.from_wire(answers.pop())
+    assert addresses(response) == ["2001:db8::20"] and response.id == 0
+    assert status(registry)["rcodes"] == {"NOERROR": 3}
+
+
 def test_bad_queries_get_dns_errors_and_the_actor_lives_on(tree: Tree) -> None:
     registry = tree.start(ResolverConfig())
     for wire in (b"", b"\x00", b"\xab\xcd" + b"\xff" * 30):

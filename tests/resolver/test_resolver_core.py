@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
 from trustchain.actors.resolver.upstream import Upstream
-from trustchain.actors.resolver.wire import ede_of, render
+from trustchain.actors.resolver.wire import Rendered, ede_of, render, respond
 from trustchain.actors.resolver.zone import Zone
 
 ZONE = Zone("trust.example.com", 300, {"hypermesh": ["2001:db8::10"]})
@@ -300,3 +300,25 @@ def test_status_counts_queries_by_rcode_and_source() -> None:
     assert status["rcodes"] == {"NOERROR": 1, "NXDOMAIN": 1, "FORMERR": 1}
     assert status["sources"] == {"zone": 2, "invalid": 1}
     assert status["quorum"] == 2 and set(status["upstreams"]) == set(U)
+
+
+def test_rendered_zone_answers_are_reused_until_the_zone_changes() -> None:
+    r = resolver()
+    rendered = Rendered(capacity=2)
+    wire = query("hypermesh.trust.example.com", qid=0)
+    assert rendered.get(r.zone, wire, 468) is None
+    response = only_reply(r.query(wire, "w", 0))
+    rendered.put(r.zone, wire, 468, response, b"the bytes")
+    assert rendered.get(r.zone, wire, 468) == (b"the bytes", "NOERROR")
+    assert rendered.get(r.zone, wire, 0) is None  # another padding, another answer
+    other_zone = Zone("trust.example.com", 300, {"hypermesh": ["2001:db8::99"]})
+    assert rendered.get(other_zone, wire, 468) is None  # a new zone forgets the old answers
+    assert rendered.get(r.zone, wire, 468) is None
+    forwarded = respond(dns.message.from_wire(wire), dns.rcode.NOERROR, recursion=True)
+    rendered.put(r.zone, wire, 0, forwarded, b"not a zone answer")  # no AA: not kept
+    assert rendered.get(r.zone, wire, 0) is None
+    for i in range(3):  # at most capacity entries
+        w = query(f"n{i}.trust.example.com", qid=0)
+        rendered.put(r.zone, w, 0, response, b"x")
+    assert rendered.get(r.zone, query("n0.trust.example.com", qid=0), 0) is None
+    assert rendered.get(r.zone, query("n2.trust.example.com", qid=0), 0) is not None
