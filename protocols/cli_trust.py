@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from trustchain.actors.trust import space
+from trustchain.actors.trust.errors import AssetRecordInvalid
+from trustchain.actors.trust.records import sign_record
 from trustchain.actors.trust.requests import ConsensusParams, asset_key_of, prove_request
 from trustchain.protocols.cli_common import Context, fail, write_private
 
@@ -45,26 +47,34 @@ def asset_identity(path: Path) -> ed25519.Ed25519PrivateKey:
     return key
 
 
-def prove_as_asset(obj: Context, csr_der: bytes) -> tuple[dict[str, Any], dict[str, float]]:
-    """Everything `trustchain issue` does for the consensus: this machine's asset
-    identity, its registration for the epoch when it has none (a stake, then a space
-    proof answering a fresh challenge), then the request's proofs. Returns the proofs
-    (JSON) and the seconds each step took."""
+def registered_asset(obj: Context) -> tuple[ed25519.Ed25519PrivateKey, ConsensusParams, int, float]:
+    """This machine's asset identity, registered for the epoch: registers it when it has
+    no registration (a stake, then a space proof answering a fresh challenge). Returns
+    the key, the consensus's parameters, the epoch and the seconds registering took (0
+    when it was registered already)."""
     key = asset_identity(obj.config().trust.asset_key)
     asset = asset_key_of(key).hex()
     answer = obj.call("detector", "get_trust_params", explain=NO_CONSENSUS_TO_PROVE_TO)
     params, epoch = ConsensusParams.from_json(answer["params"]), answer["epoch"]
-    took: dict[str, float] = {}
-    if not obj.call("detector", "registration_status", {"asset": asset})["registered"]:
-        start = time.perf_counter()
-        stake = obj.call("detector", "grant_stake", {"asset": asset, "amount": params.min_stake})
-        plotted = space.plot(bytes.fromhex(asset), params.space_blocks, params.space)
-        commitment = {"asset": asset, "commitment": plotted.root.hex(), "n": plotted.n}
-        challenge = bytes.fromhex(obj.call("detector", "space_challenge", commitment)["challenge"])
-        proof = space.answer_challenge(plotted, challenge, params.space_challenges)
-        obj.call("detector", "register_asset",
-                 {"asset": asset, "stake": stake, "space_proof": proof.to_json()})  # fmt: skip
-        took["register"] = time.perf_counter() - start
+    if obj.call("detector", "registration_status", {"asset": asset})["registered"]:
+        return key, params, epoch, 0.0
+    start = time.perf_counter()
+    stake = obj.call("detector", "grant_stake", {"asset": asset, "amount": params.min_stake})
+    plotted = space.plot(bytes.fromhex(asset), params.space_blocks, params.space)
+    commitment = {"asset": asset, "commitment": plotted.root.hex(), "n": plotted.n}
+    challenge = bytes.fromhex(obj.call("detector", "space_challenge", commitment)["challenge"])
+    proof = space.answer_challenge(plotted, challenge, params.space_challenges)
+    obj.call("detector", "register_asset",
+             {"asset": asset, "stake": stake, "space_proof": proof.to_json()})  # fmt: skip
+    return key, params, epoch, time.perf_counter() - start
+
+
+def prove_as_asset(obj: Context, csr_der: bytes) -> tuple[dict[str, Any], dict[str, float]]:
+    """Everything `trustchain issue` does for the consensus: this machine's asset,
+    registered for the epoch, then the request's proofs. Returns the proofs (JSON) and
+    the seconds each step took."""
+    key, params, epoch, registering = registered_asset(obj)
+    took = {"register": registering} if registering else {}
     proofs, timings = prove_request(csr_der, key, epoch, params)
     took.update(timings)
     return proofs.to_json(params.modulus), took
@@ -117,6 +127,46 @@ def trust_asset(obj: Context, asset: str | None) -> None:
     click.echo(f"asset  {result['asset']}\nscore  {result['score']:.3f}")
     for name, value in sorted(result.get("factors", {}).items()):
         click.echo(f"  {name:<22} {value:g}")
+
+
+@trust.command("publish")
+@click.argument("name")
+@click.argument("addresses", nargs=-1, required=True)
+@click.pass_obj
+def trust_publish(obj: Context, name: str, addresses: tuple[str, ...]) -> None:
+    """Publish this machine's asset in the zone as NAME (one DNS label, under the zone's
+    `assets`) at its IPv6 ADDRESSES, signed with its asset key, for this epoch
+    (registering the asset first when needed)."""
+    key, _params, epoch, _took = registered_asset(obj)
+    try:
+        record = sign_record(key, epoch, name, list(addresses))
+    except AssetRecordInvalid as exc:
+        fail(f"{exc.message} [{exc.code}]", 2)
+    args = {"asset": record.asset, "name": record.name, "addresses": list(record.addresses),
+            "signature": record.signature.hex()}  # fmt: skip
+    result = obj.call("detector", "publish_asset_record", args, NO_CONSENSUS)
+    click.echo(
+        f"asset      {result['asset']}\nname       {result['name']}\n"
+        f"addresses  {' '.join(result['addresses'])}\nepoch      {result['epoch']}"
+    )
+
+
+@trust.command("records")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw answer as JSON.")
+@click.pass_obj
+def trust_records(obj: Context, as_json: bool) -> None:
+    """The assets published in the zone this epoch, with their trust."""
+    records = obj.call("detector", "asset_records", explain=NO_CONSENSUS)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    table = Table()
+    for column in ("name", "addresses", "score", "quarantined", "asset"):
+        table.add_column(column)
+    for row in records:
+        table.add_row(row["name"], " ".join(row["addresses"]), f"{row['score']:.3f}",
+                      "yes" if row["quarantined"] else "", row["asset"][:16] + "...")  # fmt: skip
+    Console().print(table)
 
 
 @click.group()

@@ -4,10 +4,11 @@ equivocation, registers assets and scores their trust.
 
 - ``messages``: its vocabulary (``Decide`` for the issuer; ``GrantStake``,
   ``SpaceChallenge``, ``RegisterAsset``, ``RegistrationStatus``, ``GetTrustParams``,
-  ``ValidateAssetTrust``, ``TrustScores``, ``Evidence``, ``GetTrustStatus`` for the
-  control socket and the CLI), what peers import;
+  ``ValidateAssetTrust``, ``TrustScores``, ``Evidence``, ``GetTrustStatus``,
+  ``PublishAssetRecord`` for the control socket and the CLI; ``AssetRecords`` for the
+  resolver), what peers import;
 - ``actor``: ``ByzantineDetectorActor``, started only by the composition root (with
-  ``base`` and ``registration``, its parts). Its bookkeeping is sans-IO, in
+  ``base``, ``faults`` and ``registration``, its parts). Its bookkeeping is sans-IO, in
   ``trustchain.actors.trust`` (``rounds``, ``votes``, ``scores``, ``store``).
 
 The messages are imported eagerly; ``ByzantineDetectorActor`` on first use (PEP 562), so
@@ -19,11 +20,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trustchain.actors.detector.messages import (
+    AssetRecords,
     Decide,
     Evidence,
     GetTrustParams,
     GetTrustStatus,
     GrantStake,
+    PublishAssetRecord,
     RegisterAsset,
     RegistrationStatus,
     SpaceChallenge,
@@ -40,12 +43,14 @@ __getattr__, __dir__ = lazy_names(__name__, {"ByzantineDetectorActor": "actor"})
 
 
 __all__ = [
+    "AssetRecords",
     "ByzantineDetectorActor",
     "Decide",
     "Evidence",
     "GetTrustParams",
     "GetTrustStatus",
     "GrantStake",
+    "PublishAssetRecord",
     "RegisterAsset",
     "RegistrationStatus",
     "SpaceChallenge",

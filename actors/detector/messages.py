@@ -23,6 +23,10 @@ Json = Annotated[dict[str, Any], Bounds(max_length=4096)]  # a stake or a space 
 Amount = Annotated[int, Bounds(min=0)]
 Days = Annotated[int, Bounds(min=1, max=3_650)]
 Blocks = Annotated[int, Bounds(min=1, max=2**40)]
+Label = Annotated[str, Bounds(min_length=1, max_length=63)]
+Addresses = Annotated[list[str], Bounds(min_length=1, max_length=8,
+                                        items=Bounds(min_length=2, max_length=45))]  # fmt: skip
+Signature = Annotated[str, Bounds(min_length=128, max_length=128)]  # hex of 64 octets
 
 
 @dataclass(frozen=True)
@@ -116,5 +120,28 @@ class GetTrustStatus(Message):
     """The detector's counters for status and metrics: decisions by outcome, rounds
     open, validators ignored, and alerts raised by kind (equivocation, a validator
     below the minimum score, an asset's failed, replayed or rebound proof)."""
+
+    query = True  # a read: answered ahead of the votes queued (Message.query)
+
+
+@dataclass(frozen=True)
+class PublishAssetRecord(Message):
+    """An asset registered for the current epoch says where it is: its ``name`` (one DNS
+    label, under the zone's ``assets``) and its IPv6 ``addresses``, signed by its own key
+    (``records.sign_record``; ``trustchain trust publish NAME ADDRESS...``). Kept for the
+    epoch; the first asset to publish a name holds it (``name_taken`` for another)."""
+
+    asset: Asset
+    name: Label
+    addresses: Addresses
+    signature: Signature
+
+
+@dataclass(frozen=True)
+class AssetRecords(Message):
+    """The records published for the current epoch, each with its asset's trust:
+    ``[{"asset", "name", "addresses", "score", "quarantined"}]`` by name. An asset is
+    quarantined while its history holds proofs it replayed or rebound (half an event
+    or more, decaying with the scores' half-life): the resolver leaves those out."""
 
     query = True  # a read: answered ahead of the votes queued (Message.query)

@@ -36,17 +36,25 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustchain.actors.detector.base import DetectorBase
 from trustchain.actors.detector.messages import (
+    AssetRecords,
     GrantStake,
+    PublishAssetRecord,
     RegisterAsset,
     RegistrationStatus,
     SpaceChallenge,
 )
 from trustchain.actors.hsm.messages import SignData
 from trustchain.actors.trust import fields, formats
-from trustchain.actors.trust.errors import NotRegistered, SpaceProofInvalid, StakeInvalid
+from trustchain.actors.trust.errors import (
+    AssetRecordInvalid,
+    NotRegistered,
+    SpaceProofInvalid,
+    StakeInvalid,
+)
+from trustchain.actors.trust.records import check_record
 from trustchain.actors.trust.requests import registration_digest
 from trustchain.actors.trust.rounds import asset_factors
-from trustchain.actors.trust.scores import ReplayGuard
+from trustchain.actors.trust.scores import REBOUND, REPLAYED, ReplayGuard, asset_trust
 from trustchain.actors.trust.space import HASH_BYTES, SpaceProof
 from trustchain.actors.trust.stake import SignedStake, new_stake_record
 from trustchain.actors.trust.store import PendingChallenge, Registration
@@ -56,6 +64,7 @@ from trustchain.supervisors import InvalidRequest, handles
 
 CHALLENGE_BYTES = 32
 MAX_CHALLENGES = 65_536  # pending challenges kept; past it the oldest is dropped
+QUARANTINE_AT = 0.5  # replayed + rebound proofs in an asset's history: out of the zone
 _ASSET_ID = re.compile(f"[0-9a-f]{{{2 * formats.ASSET_KEY_BYTES}}}")
 
 
@@ -172,6 +181,37 @@ class RegistrationPart(DetectorBase):
                     "votes": len(decision.votes)}  # fmt: skip
 
         self.open_round(digest, question, conclude)
+
+    # Where assets are (the resolver's zone) ---------------------------------------------
+
+    @handles(PublishAssetRecord)
+    def publish_asset_record(self, msg: PublishAssetRecord) -> dict[str, Any]:
+        epoch = self.epoch_now()
+        asset_key = asset_key_of(msg.asset)
+        with self.storing("nothing was published", writes=False) as store:
+            store.get_registration(asset_key, epoch)  # NotRegistered, said as it is
+        signature = fields.hex_bytes(msg.signature, "signature", 64, AssetRecordInvalid)
+        record = check_record(asset_key, epoch, msg.name, msg.addresses, signature)
+        with self.storing("nothing was published") as store:
+            store.put_asset_record(record)
+        return {"asset": msg.asset, "epoch": epoch, "name": record.name,
+                "addresses": list(record.addresses)}  # fmt: skip
+
+    @handles(AssetRecords)
+    def asset_records(self, msg: AssetRecords) -> list[dict[str, Any]]:
+        now = self.clock.time()
+        with self.storing(writes=False) as store:
+            records = store.asset_records(self.epoch_now())
+            trusts = {r.asset: asset_trust(store.get_asset_history(r.asset), now)
+                      for r in records}  # fmt: skip
+        out = []
+        for record in records:
+            trust = trusts[record.asset]
+            misused = trust.factors.get(REPLAYED, 0.0) + trust.factors.get(REBOUND, 0.0)
+            out.append({"asset": record.asset, "name": record.name,
+                        "addresses": list(record.addresses), "score": trust.score,
+                        "quarantined": misused >= QUARANTINE_AT})  # fmt: skip
+        return out
 
     @handles(RegistrationStatus)
     def registration_status(self, msg: RegistrationStatus) -> dict[str, Any]:

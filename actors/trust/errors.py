@@ -78,6 +78,18 @@ class AlreadyVoted(TrustError):
     code = "already_voted"
 
 
+class AssetRecordInvalid(TrustError):
+    """An asset's published name and addresses are malformed or not signed by it."""
+
+    code = "asset_record_invalid"
+
+
+class NameTaken(TrustError):
+    """Another asset published that name for this epoch first."""
+
+    code = "name_taken"
+
+
 class TrustStoreUnavailable(TrustChainError):
     """The consensus's database cannot be read or written (a full disk, an I/O error, a
     read-only file): a fault of the environment, not of the request. Nothing was changed;

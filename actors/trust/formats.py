@@ -21,6 +21,9 @@ as 8 octets big-endian (``frame``).
     registration     = SHA-256(REGISTRATION || frame(asset key, epoch, stake record
                        tbs, stake signature, space commitment, n)): what validators
                        vote on when an asset registers
+    asset record     = Ed25519(asset key, ASSET_RECORD || frame(name, epoch,
+                       frame_all(IPv6 addresses, compressed text))): the asset's name
+                       in the zone and its addresses, for one epoch (``records.py``)
 
 An asset key is the raw 32-octet Ed25519 public key; an asset's id is its hex.
 The digest binds the CSR (its DER), the asset and the epoch, so a proof made for
@@ -43,9 +46,11 @@ SPACE_CHALLENGE = b"trustchain/v1/space-challenge\x00"
 VOTE = b"trustchain/v1/vote\x00"
 REPLAY_FINGERPRINT = b"trustchain/v1/replay-fingerprint\x00"
 REGISTRATION = b"trustchain/v1/registration\x00"
+ASSET_RECORD = b"trustchain/v1/asset-record\x00"
 
 SEPARATORS = (REQUEST_DIGEST, ASSET_SIGNATURE, WORK, VDF_INPUT, VDF_PRIME, STAKE_RECORD,
-              SPACE_BLOCK, SPACE_CHALLENGE, VOTE, REPLAY_FINGERPRINT, REGISTRATION)  # fmt: skip
+              SPACE_BLOCK, SPACE_CHALLENGE, VOTE, REPLAY_FINGERPRINT, REGISTRATION,
+              ASSET_RECORD)  # fmt: skip
 ASSET_KEY_BYTES = 32  # a raw Ed25519 public key
 DIGEST_BYTES = 32
 

@@ -54,8 +54,9 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from ..sqlite import open_database
-from .errors import NotRegistered, TrustStoreUnavailable
+from .errors import NameTaken, NotRegistered, TrustStoreUnavailable
 from .formats import ASSET_KEY_BYTES, DIGEST_BYTES, asset_id
+from .records import AssetRecord
 from .scores import AssetHistory, FirstSeen, ValidatorScore
 from .votes import Decision, Equivocation, Vote
 
@@ -106,6 +107,15 @@ CREATE TABLE IF NOT EXISTS space_challenges (
     UNIQUE (asset_key, epoch)
 );
 CREATE INDEX IF NOT EXISTS space_challenges_by_epoch ON space_challenges (epoch);
+CREATE TABLE IF NOT EXISTS asset_records (
+    asset_key        BLOB NOT NULL,
+    epoch            INTEGER NOT NULL,
+    name             TEXT NOT NULL,             -- one DNS label under the zone's assets
+    addresses        TEXT NOT NULL,             -- JSON list of compressed IPv6 text
+    signature        BLOB NOT NULL,             -- the asset's, records.record_tbs
+    PRIMARY KEY (asset_key, epoch),
+    UNIQUE (epoch, name)
+);
 CREATE TABLE IF NOT EXISTS proof_fingerprints (
     fingerprint      BLOB PRIMARY KEY,          -- scores.proof_fingerprint
     digest           BLOB NOT NULL,             -- where it was first seen
@@ -451,6 +461,38 @@ class TrustStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (c.asset_key, c.epoch, c.challenge, c.commitment, c.n),
             )
+
+    @_typed
+    def put_asset_record(self, record: AssetRecord) -> None:
+        """Keep an asset's record for its epoch, replacing its earlier one; records of
+        past epochs are dropped. ``NameTaken`` if another asset holds the name then."""
+        r = record
+        with self._transaction() as db:
+            db.execute("DELETE FROM asset_records WHERE epoch < ?", (r.epoch,))
+            holder = db.execute(
+                "SELECT asset_key FROM asset_records WHERE epoch = ? AND name = ?",
+                (r.epoch, r.name),
+            ).fetchone()
+            if holder is not None and bytes(holder[0]) != r.asset_key:
+                raise NameTaken(
+                    f"asset {bytes(holder[0]).hex()} published {r.name!r} for epoch {r.epoch} "
+                    "first; choose another name",
+                    name=r.name,
+                )
+            db.execute("INSERT OR REPLACE INTO asset_records VALUES (?, ?, ?, ?, ?)",
+                       (r.asset_key, r.epoch, r.name, json.dumps(list(r.addresses)),
+                        r.signature))  # fmt: skip
+
+    @_typed
+    def asset_records(self, epoch: int) -> list[AssetRecord]:
+        """The records published for ``epoch``, by name."""
+        rows = self._db.execute(
+            "SELECT asset_key, name, addresses, signature FROM asset_records"
+            " WHERE epoch = ? ORDER BY name",
+            (epoch,),
+        ).fetchall()
+        return [AssetRecord(bytes(k), epoch, name, tuple(json.loads(a)), bytes(sig))
+                for k, name, a, sig in rows]  # fmt: skip
 
     @_typed
     def get_challenge(self, asset_key: bytes, epoch: int) -> PendingChallenge | None:

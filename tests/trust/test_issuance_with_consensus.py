@@ -206,3 +206,17 @@ def test_trust_asset_without_an_asset_key_yet_says_how_to_get_one(
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no ASSET given, and this machine has no asset key yet" in done.stderr
     assert "`trustchain issue` makes one" in done.stderr
+
+
+def test_trust_publish_puts_this_machines_asset_in_the_zone_and_records_lists_it(
+    running: Running,
+) -> None:
+    published = cli(running.config, "trust", "publish", "edge-1", "2001:db8::e1", "2001:DB8::E2")
+    assert published.returncode == 0, published.stderr
+    assert "name       edge-1" in published.stdout
+    assert "addresses  2001:db8::e1 2001:db8::e2" in published.stdout
+    records = json.loads(cli(running.config, "trust", "records", "--json").stdout)
+    (mine,) = [r for r in records if r["name"] == "edge-1"]
+    assert mine["addresses"] == ["2001:db8::e1", "2001:db8::e2"] and not mine["quarantined"]
+    bad = cli(running.config, "trust", "publish", "edge-1", "192.0.2.1")
+    assert bad.returncode == 2 and "[asset_record_invalid]" in bad.stderr
