@@ -33,7 +33,8 @@ STATUS = {
     "index_out_of_range": 400, "tree_size_out_of_range": 400, "malformed_ct_structure": 400,
     "not_found": 404, "tile_not_found": 404, "method_not_allowed": 405, "body_too_large": 413,
     "log_busy": 503, "actor_unavailable": 503, "timeout": 503,
-    "log_unavailable": 503, "hsm_unavailable": 503,
+    "log_unavailable": 503, "hsm_unavailable": 503, "ca_store_unavailable": 503,
+    "trust_store_unavailable": 503,
 }  # fmt: skip
 """HTTP status by error ``code``; any other code is a 500 that tells the client nothing."""
 
