@@ -130,15 +130,28 @@ class Silent(HonestValidator):
         return None
 
 
+@dataclass(frozen=True)
+class LateAnswers(Message):
+    """How many late answers a slow validator has scheduled (a test moves its clock
+    only once they are: one scheduled after the move would wait for the next)."""
+
+
 class Slow(HonestValidator):
     """Answers honestly, ``SLOW_S`` after it is asked (on the clock the test drives)."""
+
+    scheduled = 0
 
     def answer(self, digest: bytes, question: Question) -> bytes | None:
         vote = self.honest(question)
         if not self.misbehaving:
             return vote
         self.after(SLOW_S, _Late(self.defer(), vote))
+        self.scheduled += 1
         return None
+
+    @handles(LateAnswers)
+    def late_answers(self, msg: LateAnswers) -> int:
+        return self.scheduled
 
     @handles(_Late)
     def late(self, msg: _Late) -> None:

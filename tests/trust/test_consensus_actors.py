@@ -39,7 +39,6 @@ from trustchain.actors.detector import (
     TrustScores,
     ValidateAssetTrust,
 )
-from trustchain.actors.hsm import HSMActor
 from trustchain.actors.trust import requests, space, work
 from trustchain.actors.trust.errors import (
     NotApproved,
@@ -58,7 +57,7 @@ from trustchain.actors.trust.votes import (
     quorum,
 )
 from trustchain.actors.validator import GetValidatorKey
-from trustchain.config import HsmConfig, TrustConfig
+from trustchain.config import TrustConfig
 from trustchain.supervisors import (
     ChildSpec,
     FakeClock,
@@ -69,12 +68,20 @@ from trustchain.supervisors import (
     start_root,
 )
 
-from .byzantine import BEHAVIOURS, SLOW_S, Crash, HonestValidator, KillProcess, Misbehave
+from .byzantine import (
+    BEHAVIOURS,
+    SLOW_S,
+    Crash,
+    HonestValidator,
+    KillProcess,
+    LateAnswers,
+    Misbehave,
+)
+from .conftest import ASSET as ASSET
+from .conftest import ASSET_ID as ASSET_ID
+from .conftest import ASSET_KEY as ASSET_KEY
 
 DEADLINE_S = 2.0
-ASSET = ed25519.Ed25519PrivateKey.generate()
-ASSET_KEY = requests.asset_key_of(ASSET)
-ASSET_ID = ASSET_KEY.hex()
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
@@ -91,22 +98,6 @@ def small_config(directory: Path, n: int, label: str, epoch_s: int) -> TrustConf
                        space_challenges=4, decision_timeout_s=DEADLINE_S,
                        database=directory / "trust.sqlite3",
                        key_dir=directory / "validators")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def hsm(softhsm: HsmConfig) -> Iterator[Registry]:
-    """One HSM actor for the module's trees (each tree a root of its own beside it)."""
-    registry = Registry()
-    root = start_root(registry, "hsm-root", [
-        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, softhsm), start_timeout_s=60),
-    ])  # fmt: skip
-    yield registry
-    root.stop(block=True, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def plot() -> space.Plot:
-    return space.plot(ASSET_KEY, 32, space.SpaceParams(cost=16, min_blocks=32))
 
 
 class Consensus:
@@ -313,8 +304,11 @@ def test_with_up_to_f_byzantine_validators_every_decision_is_the_honest_one(
     else:
         assert tree.ask(Evidence()) == []
     if behaviour == "slow":  # their votes come after the answers, and are scored still
-        tree.clock.advance(SLOW_S)
         slow = tree.names[:f]
+        asked = 5  # the registration, three requests, the forgery
+        wait_until(lambda: all(tree.registry.ask(name, LateAnswers()) == asked for name in slow),
+                   "every late answer scheduled")  # fmt: skip
+        tree.clock.advance(SLOW_S)
         wait_until(lambda: all(s["agreed"] >= 5 for s in tree.ask(TrustScores())
                                if s["validator"] in slow), "the late votes scored")  # fmt: skip
     trust = tree.ask(ValidateAssetTrust(ASSET_ID))

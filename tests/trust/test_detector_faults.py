@@ -39,32 +39,15 @@ from trustchain.actors.detector import (
     TrustScores,
     ValidateAssetTrust,
 )
-from trustchain.actors.hsm import HSMActor
-from trustchain.actors.trust import space
 from trustchain.actors.trust.errors import ProofReplayed, TrustStoreUnavailable
 from trustchain.actors.trust.store import TrustStore
 from trustchain.config import HsmConfig
-from trustchain.supervisors import ChildSpec, Registry, start_root
+from trustchain.supervisors import Registry
 
 from ..actors.test_faults import fill, mounted_tmpfs
 from ..protocols.conftest import TRUSTCHAIN, cli, free_port, wait_for, write_config
 from .byzantine import BEHAVIOURS
 from .test_consensus_actors import ASSET_ID, ASSET_KEY, Consensus, approved, refused, wait_until
-
-
-@pytest.fixture(scope="module")
-def hsm(softhsm: HsmConfig) -> Iterator[Registry]:
-    registry = Registry()
-    root = start_root(registry, "hsm-root", [
-        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, softhsm), start_timeout_s=60),
-    ])  # fmt: skip
-    yield registry
-    root.stop(block=True, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def plot() -> space.Plot:
-    return space.plot(ASSET_KEY, 32, space.SpaceParams(cost=16, min_blocks=32))
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from trustchain.actors.trust import space
 from trustchain.supervisors import Registry
 
 from .test_consensus_actors import Consensus, approved
-from .test_consensus_actors import hsm as hsm  # the module's fixtures, shared
-from .test_consensus_actors import plot as plot
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from trustchain.actors.trust.store import TrustStore
 from trustchain.supervisors import Registry
 
 from .test_consensus_actors import ASSET, ASSET_ID, Consensus, approved, refused
-from .test_consensus_actors import hsm as hsm  # the module's fixtures, shared
-from .test_consensus_actors import plot as plot
 
 OTHER = ed25519.Ed25519PrivateKey.generate()
 
