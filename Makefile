@@ -24,6 +24,10 @@ bench: $(INSTALLED) system-deps
 	$(BIN)/python bench/issuance.py --no-ct
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/ctlog.py
+	$(BIN)/python bench/vdf.py
+	$(BIN)/python bench/trust.py
+	$(BIN)/python bench/issuance.py --consensus
+	$(BIN)/python bench/doq.py
 
 # System packages, installed with apt when we are root; otherwise the exact commands
 # are printed and make stops. $(call ensure,COMMAND:PACKAGE ...,BREW FORMULAS) installs
