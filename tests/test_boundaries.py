@@ -158,7 +158,7 @@ def test_no_import_cycles_among_trustchain_modules() -> None:
 
 
 # actors/<name>/actor.py each
-ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal", "validator", "detector")
+ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal", "validator", "detector", "resolver")
 COMPOSITION = "trustchain.actors.composition"
 
 
@@ -187,6 +187,7 @@ DOMAIN = (
     "trustchain.actors.trust.errors",
     "trustchain.actors.trust.formats",
     "trustchain.actors.trust.params",
+    "trustchain.actors.trust.records",
     "trustchain.actors.trust.requests",
     "trustchain.actors.trust.rounds",
     "trustchain.actors.trust.scores",
@@ -196,6 +197,13 @@ DOMAIN = (
     "trustchain.actors.trust.vdf",
     "trustchain.actors.trust.votes",
     "trustchain.actors.trust.work",
+    "trustchain.actors.validator.core",
+    "trustchain.actors.resolver.zone",
+    "trustchain.actors.resolver.upstream",
+    "trustchain.actors.resolver.cache",
+    "trustchain.actors.resolver.wire",
+    "trustchain.actors.resolver.core",
+    "trustchain.actors.resolver.messages",
     "trustchain.supervisors.errors",
 )
 
