@@ -20,10 +20,10 @@ upstream I/O and the detector:
   detector is not told yet: it has no message for upstream faults.
 * When every upstream fails a question, the fault ``upstreams`` shows in status and
   ``/ready`` until an answer is accepted again; the zone is served throughout.
-* Assets: when the tree has a detector and the detector's vocabulary has
-  ``AssetRecords``, the actor asks it every ``ASSET_REFRESH_S`` (a ``request``; the
-  answer rebuilds the zone, its SOA serial moving on when the content changed). No
-  detector, or a detector without that message, means no asset records; a detector
+* Assets: when the tree has a detector, the actor asks it for ``AssetRecords`` (what
+  assets published with ``publish_asset_record``, with their trust) every
+  ``ASSET_REFRESH_S`` (a ``request``; the answer rebuilds the zone, its SOA serial
+  moving on when the content changed). No detector means no asset records; a detector
   that fails to answer (restarting) leaves the last records in place.
 
 Not durable: the cache and the counters start empty after a restart.
@@ -43,7 +43,7 @@ import outcome
 import pykka
 from loguru import logger
 
-from trustchain.actors.detector import messages as detector_messages
+from trustchain.actors.detector.messages import AssetRecords
 from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
 from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
 from trustchain.actors.resolver.upstream import Upstream
@@ -66,8 +66,6 @@ from trustchain.supervisors import (
 from trustchain.supervisors.registry import Envelope, Reply
 
 ASSET_REFRESH_S = 10.0
-# The detector's message for its assets' names and addresses, once it has one.
-AssetRecords: type[Message] | None = getattr(detector_messages, "AssetRecords", None)
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ class ResolverActor(SupervisedActor):
                 c.upstream_timeout_s, self._from_worker(), doq_verify=self.doq_verify
             )
             self.worker.start()
-        if self.detector is not None and AssetRecords is not None:
+        if self.detector is not None:
             self.asset_source = "detector"
             self.actor_ref.tell(Envelope(_RefreshAssets(), None))
             self.every(ASSET_REFRESH_S, _RefreshAssets())
@@ -263,22 +261,17 @@ class ResolverActor(SupervisedActor):
 
     @handles(_RefreshAssets)
     def refresh_assets(self, msg: _RefreshAssets) -> None:
-        if self._refreshing or self.detector is None or AssetRecords is None:
-            return
-        try:
-            ask = AssetRecords()
-        except (TypeError, TrustChainError) as exc:  # the message grew arguments: say so once
-            self.asset_source = f"none (AssetRecords() cannot be built: {exc})"
+        if self._refreshing or self.detector is None:
             return
         self._refreshing = True
-        self.request(self.detector, ask, self._assets_answered)
+        self.request(self.detector, AssetRecords(), self._assets_answered)
 
     def _assets_answered(self, result: outcome.Outcome) -> None:
         self._refreshing = False
         try:
             value = result.unwrap()
         except (UnknownActor, UnknownMessage):
-            value = []  # no detector here, or one that does not know the message
+            value = []  # no detector here (trust.enabled = false)
         except TrustChainError as exc:  # restarting, say: keep what we had
             self.asset_refresh_failures += 1
             logger.debug("resolver: asset records not refreshed: {}", exc)
