@@ -186,7 +186,7 @@ class TrustConfig:
 class ResolverConfig:
     """The TrustChain zone over DNS-over-QUIC (RFC 9250), IPv6 only (issue 10)."""
 
-    enabled: bool = _f(False)  # on once the resolver and its DoQ server run in the tree
+    enabled: bool = _f(True)  # the resolver actor and its DoQ listener
     host: str = _f("::1")  # IPv6 only: IPV6_V6ONLY is set, IPv4 is never answered
     port: int = _f(8853, min=0, max=65_535)  # 853 in production; 0: any free port
     certificate: str = _f("doq")  # the [renewal] name of its certificate

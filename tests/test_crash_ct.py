@@ -84,6 +84,8 @@ enabled = false  # this is about the log's durability; its requests carry no pro
 database = "{directory}/trust/trust.sqlite3"
 key_dir = "{directory}/trust/validators"
 asset_key = "{directory}/trust/asset.key"
+[resolver]
+enabled = false
 """)
     return config
 

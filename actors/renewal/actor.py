@@ -146,6 +146,8 @@ class RenewalActor(SupervisedActor):
         super().__init__(context)
         self.config, self.issuer, self.detector = config, issuer, detector
         self._asset: Asset | None = None  # TrustChain as an asset of its consensus
+        # requests waiting for the asset's registration under way (None: none under way)
+        self._registering: list[Callable[[outcome.Outcome], None]] | None = None
         self.managed: dict[str, _Managed] = {}
         self._attempts = itertools.count(1)
 
@@ -268,15 +270,22 @@ class RenewalActor(SupervisedActor):
         assert self.detector is not None
         detector = self.detector
 
-        def step(on: Callable[[Any], None]) -> Callable[[outcome.Outcome], None]:
+        def step(
+            on: Callable[[Any], None], registering: bool = False
+        ) -> Callable[[outcome.Outcome], None]:
             def go(result: outcome.Outcome) -> None:
                 if isinstance(result, outcome.Error):
+                    if registering:
+                        self._registered(result)
                     then(result)
                     return
                 try:
                     on(result.unwrap())
                 except (TrustChainError, ValueError, KeyError) as exc:
-                    then(outcome.Error(RenewalFailed(f"proving as an asset failed: {exc}")))
+                    failed = outcome.Error(RenewalFailed(f"proving as an asset failed: {exc}"))
+                    if registering:
+                        self._registered(failed)
+                    then(failed)
 
             return go
 
@@ -285,26 +294,41 @@ class RenewalActor(SupervisedActor):
 
         def registered(_: Any) -> None:
             asset.registered_epoch = asset.epoch
+            self._registered(outcome.Value(None))
             proved()
 
         def challenged(stake: dict[str, Any], answer: dict[str, Any]) -> None:
             register = RegisterAsset(asset.asset, stake, asset.answer(answer["challenge"]))
-            self.request(detector, register, step(registered))
+            self.request(detector, register, step(registered, registering=True))
 
         def staked(stake: dict[str, Any]) -> None:
             challenge = SpaceChallenge(**asset.commitment())
-            self.request(detector, challenge, step(lambda answer: challenged(stake, answer)))
+            answered = step(lambda answer: challenged(stake, answer), registering=True)
+            self.request(detector, challenge, answered)
 
         def learned(answer: dict[str, Any]) -> None:
             asset.learn(answer)
             if asset.registered:
                 proved()
                 return
+            if self._registering is not None:  # another certificate's request registers it:
+                # a second challenge would make the first one's answer stale (rejected)
+                self._registering.append(
+                    lambda done: proved() if isinstance(done, outcome.Value) else then(done)
+                )
+                return
+            self._registering = []
             assert asset.params is not None
             grant = GrantStake(asset.asset, asset.params.min_stake)
-            self.request(detector, grant, step(staked))
+            self.request(detector, grant, step(staked, registering=True))
 
         self.request(detector, GetTrustParams(), step(learned))
+
+    def _registered(self, result: outcome.Outcome) -> None:
+        """The asset's registration ended: the requests that waited for it go on."""
+        waiting, self._registering = self._registering or [], None
+        for go_on in waiting:
+            go_on(result)
 
     def _issued(
         self,

@@ -17,6 +17,12 @@ import pytest
 from trustchain.config import HsmConfig
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+        probe.bind(("::1", 0))
+        return int(probe.getsockname()[1])
+
+
 def free_port() -> int:
     """A TCP port on [::1] that was free a moment ago (for listeners that need a number)."""
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
@@ -40,13 +46,16 @@ def write_config(
     hsm: HsmConfig,
     http: dict[str, object] | None = None,
     trust: dict[str, object] | None = None,
+    resolver: dict[str, object] | None = None,
     **runtime: object,
 ) -> Path:
     """``http``: the [http] keys; without them the HTTP edge is off (no port to share).
     ``trust``: the [trust] keys; without them the consensus is off (it is on by default:
     a test of something else then needs no proofs), ``trust={}`` leaves it on as shipped.
     Its state (database, validators' keys, the CLI's asset key) is under ``directory``
-    unless ``trust`` names other paths: no test writes under the checkout's var/."""
+    unless ``trust`` names other paths: no test writes under the checkout's var/.
+    ``resolver``: the [resolver] keys (a dict value, e.g. ``records``, is its own
+    table); without them the resolver and its DoQ listener are off (no port to share)."""
     config = directory / "trustchain.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
     http_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (http or {"enabled": False}).items())
@@ -57,6 +66,13 @@ def write_config(
         **({"enabled": False} if trust is None else trust),  # trust={}: the default, on
     }
     trust_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in trust_table.items())
+    resolver_table = resolver if resolver is not None else {"enabled": False}
+    resolver_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in resolver_table.items()
+                            if not isinstance(v, dict))  # fmt: skip
+    resolver_keys += "".join(
+        f"\n[resolver.{k}]\n" + "".join(f"{n} = {json.dumps(x)}\n" for n, x in v.items())
+        for k, v in resolver_table.items() if isinstance(v, dict)
+    )  # fmt: skip
     config.write_text(
         f"""
 [runtime]
@@ -88,7 +104,9 @@ directory = "{directory}/tls"
 [http]
 {http_keys}
 [trust]
-{trust_keys}"""
+{trust_keys}
+[resolver]
+{resolver_keys}"""
     )
     return config
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 from trustchain.config import HsmConfig
 from trustchain.protocols.cli import main
 
-from .conftest import TRUSTCHAIN, cli, wait_for, write_config
+from .conftest import TRUSTCHAIN, cli, free_udp_port, wait_for, write_config
 from .doq_fixtures import ZONE, DoqServer, DoqTree, doq_config, serving
 from .test_doq import other_root
 
@@ -106,28 +105,13 @@ def test_dig_against_another_root_fails_in_one_line(server: DoqServer, tmp_path:
     assert bad.exit_code == 2 and "not a DNS name" in bad.output
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-        probe.bind(("::1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_trustchain_run_serves_doq_when_resolver_is_enabled(
     short_tmp: Path, softhsm: HsmConfig
 ) -> None:
-    config = write_config(short_tmp, softhsm)
-    port = free_udp_port()
-    with config.open("a") as fh:
-        fh.write(f"""
-[resolver]
-enabled = true
-port = {port}
-origin = "pki.example.com"
-names = ["dns.pki.example.com", "::1"]
-
-[resolver.records]
-hypermesh = ["2001:db8::10"]
-""")
+    resolver = {"enabled": True, "port": free_udp_port(), "origin": "pki.example.com",
+                "names": ["dns.pki.example.com", "::1"],
+                "records": {"hypermesh": ["2001:db8::10"]}}  # fmt: skip
+    config = write_config(short_tmp, softhsm, resolver=resolver)
     process = subprocess.Popen(
         [TRUSTCHAIN, "--config", str(config), "run"], stderr=subprocess.PIPE, text=True
     )

@@ -31,7 +31,7 @@ from trustchain.actors.trust.votes import Decision, check_decision
 from trustchain.config import HsmConfig
 
 from ..conftest import wait_until
-from ..protocols.conftest import TRUSTCHAIN, cli, free_port, wait_for, write_config
+from ..protocols.conftest import TRUSTCHAIN, cli, free_port, free_udp_port, wait_for, write_config
 
 ZONE = "pki.example.com"  # write_config's permitted zone
 
@@ -99,7 +99,10 @@ def running(softhsm: HsmConfig) -> Iterator[Running]:
     directory = Path(tempfile.mkdtemp(prefix="tc-"))  # a short path: the control socket's
     port = free_port()
     http = {"port": port, "plain_port": -1, "names": [f"ct.{ZONE}", "::1"]}
-    config = write_config(directory, softhsm, http=http, trust={})  # the consensus as shipped
+    resolver = {"enabled": True, "port": free_udp_port(), "origin": ZONE,
+                "names": [f"dns.{ZONE}", "::1"]}  # fmt: skip
+    # the consensus as shipped; two of TrustChain's own certificates (HTTPS and DoQ)
+    config = write_config(directory, softhsm, http=http, trust={}, resolver=resolver)
     log = directory / "stderr.log"
     with log.open("wb") as stderr:  # a file, not a pipe: nobody reads it while it runs
         process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"], stderr=stderr)
@@ -121,6 +124,20 @@ def test_the_tree_runs_the_validators_and_the_detector_by_default(running: Runni
         assert actors[name]["supervisor"] == "trust" and actors[name]["state"] == "running"
     table = cli(running.config, "status")
     assert "trust: N=4 f=1; decisions:" in table.stdout, table.stdout
+
+
+def test_trustchains_two_certificates_register_its_asset_once_and_nothing_is_refused(
+    running: Running,
+) -> None:
+    running.https_certificate()
+    wait_until(lambda: dig_ok(running), "the DoQ listener's certificate")
+    trust = cli(running.config, "send", "detector", "get_trust_status")
+    status = json.loads(trust.stdout)
+    assert status["decisions"]["reject"] == 0 and status["alerts_total"] == 0, status
+
+
+def dig_ok(running: Running) -> bool:
+    return cli(running.config, "dig", "hypermesh", "--timeout", "1").returncode == 0
 
 
 def test_issue_registers_proves_and_gets_a_certificate_the_validators_approved(
