@@ -451,9 +451,9 @@ def test_until_the_detector_has_the_message_the_resolver_does_not_ask() -> None:
 # Its place in the tree and its imports -----------------------------------------------------
 
 
-def test_the_tree_has_a_resolver_only_when_enabled() -> None:
-    off = Config()
-    on = replace(off, resolver=replace(off.resolver, enabled=True))
+def test_the_tree_has_a_resolver_unless_disabled() -> None:
+    on = Config()  # on by default
+    off = replace(on, resolver=replace(on.resolver, enabled=False))
     assert "resolver" not in [c.name for c in trustchain_children(off)]
     names = [c.name for c in trustchain_children(on)]
     assert names[-1] == "resolver" and names.index("issuer") < names.index("resolver")
