@@ -231,7 +231,7 @@ def main() -> None:
                 vdf_modulus=params.modulus), start_timeout_s=120),
         ])  # fmt: skip
         path = "no CT log" if args.no_ct else "CT log in the path"
-        n, consensus = args.validators, "consensus not yet"
+        n, consensus = args.validators, "no consensus (--consensus adds it)"
         if args.consensus:
             registrations, authority = register_fleet(registry, fleet)
             consensus = (f"consensus N = {n}, work {params.work_bits} bits, VDF t = {params.vdf_t}"

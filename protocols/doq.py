@@ -22,25 +22,26 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from contextlib import suppress
 from typing import Any
 
 import trio
 from aioquic.quic.configuration import QuicConfiguration
 from loguru import logger
 
-from trustchain.actors.ca.names import zone_of
-from trustchain.actors.renewal.messages import RegisterCertificate, Subscribe, Unsubscribe
 from trustchain.actors.resolver.messages import Query
 from trustchain.config import Config
 from trustchain.config.schema import ResolverConfig
 from trustchain.protocols.doq_framing import ALPN, MAX_MESSAGE, PADDING_BLOCK
 from trustchain.protocols.doq_server import CID_LENGTH, DoqEndpoint
 from trustchain.protocols.doq_session import Limits
+from trustchain.protocols.own_certificate import (
+    FIRST_CERTIFICATE_TIMEOUT_S,
+    follow,
+    outside_zones,
+    unfollow,
+)
 from trustchain.protocols.tls_reload import CertificateFiles, Reloading
 from trustchain.supervisors import Registry, TrustChainError, ask
-
-FIRST_CERTIFICATE_TIMEOUT_S = 30.0
 
 
 class DoqStartFailed(TrustChainError):
@@ -91,16 +92,10 @@ def quic_configuration(files: CertificateFiles, resolver: ResolverConfig) -> Qui
 
 def check_names(names: list[str], zones: list[str]) -> None:
     """Refuse, before asking for it, a certificate the CA's policy would refuse."""
-    suffixes = [z.strip(".").lower() for z in zones]
-    for name in names:
-        with suppress(ValueError):
-            ipaddress.IPv6Address(name)
-            continue
-        if zone_of(name.strip(".").lower(), suffixes) is None:  # the CA's own zone rule
-            raise DoqStartFailed(
-                f"resolver.names: {name!r} is neither an IPv6 address nor "
-                f"inside ca.permitted_zones ({', '.join(zones)})"
-            )
+    bad = outside_zones(names, zones)
+    if bad is not None:
+        raise DoqStartFailed(f"resolver.names: {bad!r} is neither an IPv6 address nor "
+                             f"inside ca.permitted_zones ({', '.join(zones)})")  # fmt: skip
 
 
 async def serve_doq(
@@ -142,36 +137,17 @@ async def serve_doq(
         await endpoint.serve(task_status)
     finally:
         sock.close()
-        if subscription is not None:
-            with suppress(TrustChainError):
-                registry.tell("renewal", Unsubscribe(subscription))
+        unfollow(registry, subscription)
 
 
 async def _certificate(
     config: Config, registry: Registry
 ) -> tuple[Reloading[QuicConfiguration], int]:
-    """Register the listener's certificate with the renewal actor, follow its renewals,
-    and wait (bounded) for the first one."""
+    """The listener's certificate, followed through its renewals (``own_certificate``)."""
     resolver, timeout = config.resolver, config.runtime.request_timeout_s
     reloading = Reloading(lambda files: quic_configuration(files, resolver), resolver.certificate)
-    arrived = trio.Event()
-    token = trio.lowlevel.current_trio_token()
-
-    def on_bundle(bundle: Any) -> None:  # on the renewal actor's thread
-        reloading(bundle)
-        with suppress(trio.RunFinishedError):
-            token.run_sync_soon(arrived.set)
-
-    names = RegisterCertificate(resolver.certificate, list(resolver.names))
-    await ask(registry, "renewal", names, timeout)
-    subscription = await ask(
-        registry, "renewal", Subscribe(resolver.certificate, on_bundle), timeout
-    )
-    with trio.move_on_after(FIRST_CERTIFICATE_TIMEOUT_S):
-        await arrived.wait()
-    if reloading.bundle is None:
-        with suppress(TrustChainError):
-            registry.tell("renewal", Unsubscribe(subscription))
+    subscription = await follow(registry, reloading, resolver.certificate, resolver.names, timeout)
+    if subscription is None:
         raise DoqStartFailed(
             f"no certificate {resolver.certificate!r} after {FIRST_CERTIFICATE_TIMEOUT_S:g} s; "
             "see `trustchain send renewal get_renewal_status`"

@@ -19,7 +19,6 @@ import json
 import logging
 import socket
 import ssl
-from contextlib import suppress
 from typing import Any
 
 import hypercorn.config
@@ -27,16 +26,19 @@ import hypercorn.trio
 import trio
 from loguru import logger
 
-from trustchain.actors.ca.names import zone_of
-from trustchain.actors.renewal.messages import RegisterCertificate, Subscribe, Unsubscribe
 from trustchain.config import Config
 from trustchain.protocols.http_app import HttpApp
 from trustchain.protocols.http_plumbing import error_body
+from trustchain.protocols.own_certificate import (
+    FIRST_CERTIFICATE_TIMEOUT_S,
+    follow,
+    outside_zones,
+    unfollow,
+)
 from trustchain.protocols.tls_reload import CertificateFiles, ReloadingSSLContext, server_context
-from trustchain.supervisors import Registry, TrustChainError, ask
+from trustchain.supervisors import Registry, TrustChainError
 
 ALPN = ("h2", "http/1.1")
-FIRST_CERTIFICATE_TIMEOUT_S = 30.0
 
 
 class HttpStartFailed(TrustChainError):
@@ -109,15 +111,10 @@ def _edge_context(files: CertificateFiles, ciphers: str) -> ssl.SSLContext:
 
 def check_names(names: list[str], zones: list[str]) -> None:
     """Refuse, before asking for it, a certificate the CA's policy would refuse."""
-    suffixes = [z.strip(".").lower() for z in zones]
-    for name in names:
-        with suppress(ValueError):
-            ipaddress.IPv6Address(name)
-            continue
-        n = name.strip(".").lower()
-        if zone_of(n, suffixes) is None:  # the CA's own zone rule
-            raise HttpStartFailed(f"http.names: {name!r} is neither an IPv6 address nor inside "
-                                  f"ca.permitted_zones ({', '.join(zones)})")  # fmt: skip
+    bad = outside_zones(names, zones)
+    if bad is not None:
+        raise HttpStartFailed(f"http.names: {bad!r} is neither an IPv6 address nor inside "
+                              f"ca.permitted_zones ({', '.join(zones)})")  # fmt: skip
 
 
 class PublicOnly:
@@ -184,9 +181,7 @@ async def serve_http(
         sock.close()
         if plain is not None:
             plain.close()
-        if subscription is not None:
-            with suppress(TrustChainError):
-                registry.tell("renewal", Unsubscribe(subscription))
+        unfollow(registry, subscription)
 
 
 async def _hypercorn(app: HttpApp, hyper: HypercornConfig, stopping: trio.Event, drain_s: float,
@@ -204,25 +199,11 @@ async def _hypercorn(app: HttpApp, hyper: HypercornConfig, stopping: trio.Event,
 
 
 async def _certificate(config: Config, registry: Registry) -> tuple[EdgeTLS, int]:
-    """Register the edge's certificate with the renewal actor, follow its renewals, and
-    wait (bounded) for the first one."""
+    """The edge's certificate, followed through its renewals (``own_certificate``)."""
     http, timeout = config.http, config.runtime.request_timeout_s
     reloading = EdgeTLS(http.certificate, hypercorn.config.Config.ciphers)
-    arrived = trio.Event()
-    token = trio.lowlevel.current_trio_token()
-
-    def on_bundle(bundle: Any) -> None:  # on the renewal actor's thread
-        reloading(bundle)
-        with suppress(trio.RunFinishedError):
-            token.run_sync_soon(arrived.set)
-
-    await ask(registry, "renewal", RegisterCertificate(http.certificate, list(http.names)), timeout)
-    subscription = await ask(registry, "renewal", Subscribe(http.certificate, on_bundle), timeout)
-    with trio.move_on_after(FIRST_CERTIFICATE_TIMEOUT_S):
-        await arrived.wait()
-    if reloading.bundle is None:
-        with suppress(TrustChainError):
-            registry.tell("renewal", Unsubscribe(subscription))
+    subscription = await follow(registry, reloading, http.certificate, http.names, timeout)
+    if subscription is None:
         raise HttpStartFailed(
             f"no certificate {http.certificate!r} after {FIRST_CERTIFICATE_TIMEOUT_S:g} s; "
             "see `trustchain send renewal get_renewal_status`"
