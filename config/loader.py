@@ -181,4 +181,15 @@ def check_semantics(config: Config) -> Config:
     modulus = config.trust.vdf_modulus
     if modulus and (not modulus.isdigit() or int(modulus).bit_length() < 1024):
         raise ConfigError("trust.vdf_modulus must be a decimal RSA modulus of at least 1024 bits")
+    resolver = config.resolver
+    if resolver.upstream_quorum > len(resolver.upstreams):
+        raise ConfigError(
+            f"resolver.upstream_quorum ({resolver.upstream_quorum}) is more than the "
+            f"{len(resolver.upstreams)} resolver.upstreams: no answer could be accepted"
+        )
+    if resolver.upstreams and resolver.upstream_timeout_s >= config.runtime.request_timeout_s:
+        raise ConfigError(
+            "resolver.upstream_timeout_s must be under runtime.request_timeout_s: the DoQ "
+            "listener stops waiting for the resolver after runtime.request_timeout_s"
+        )
     return config

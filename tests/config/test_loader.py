@@ -55,6 +55,14 @@ def test_the_hsm_pin_variable_is_not_mistaken_for_an_override(tmp_path: Path) ->
         ("[runtime\n", "is not valid TOML"),
         ("[trust]\nvdf_modulus = '12345'\n", "trust.vdf_modulus must be a decimal RSA modulus"),
         ("[trust]\nvalidators = 3\n", "trust.validators must be at least 4"),
+        (
+            "[resolver]\nupstream_quorum = 2\nupstreams = ['udp://[::1]:53']\n",
+            "is more than the 1 resolver.upstreams: no answer could be accepted",
+        ),
+        (
+            "[resolver]\nupstreams = ['udp://[::1]:53']\nupstream_timeout_s = 10.0\n",
+            "resolver.upstream_timeout_s must be under runtime.request_timeout_s",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_dotted_key(tmp_path: Path, text: str, message: str):
