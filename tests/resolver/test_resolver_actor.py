@@ -28,8 +28,8 @@ import pytest
 from loguru import logger
 
 from trustchain.actors.composition import trustchain_children
+from trustchain.actors.detector.messages import AssetRecords
 from trustchain.actors.resolver import Query, Resolve, ResolverStatus, Zone
-from trustchain.actors.resolver import actor as resolver_actor
 from trustchain.actors.resolver.actor import ASSET_REFRESH_S, ResolverActor
 from trustchain.config import Config
 from trustchain.config.schema import ResolverConfig
@@ -364,12 +364,7 @@ def test_a_config_that_cannot_be_served_fails_the_start(tree: Tree) -> None:
         tree.start(ResolverConfig(upstreams=["udp://192.0.2.53:53"]))
 
 
-# Assets (the detector's seam) --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AssetRecords(Message):
-    """The message the detector will answer (stands in until it exists)."""
+# Assets (the detector's AssetRecords; with the real detector: tests/trust/test_zone_records.py)
 
 
 @dataclass(frozen=True)
@@ -378,7 +373,8 @@ class SetRecords(Message):
 
 
 class AssetsPeer(SupervisedActor):
-    """A test actor answering ``AssetRecords`` with what the test sets."""
+    """Answers the detector's ``AssetRecords`` with what the test sets: scores and
+    malformed records the real detector would take weeks of history to show."""
 
     def __init__(self, context: ActorContext) -> None:
         super().__init__(context)
@@ -399,10 +395,7 @@ def record(n: int, name: str, address: str, score: float, quarantined: bool = Fa
             "quarantined": quarantined}  # fmt: skip
 
 
-def test_assets_from_the_detector_are_served_trusted_first(
-    tree: Tree, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(resolver_actor, "AssetRecords", AssetRecords)
+def test_assets_from_the_detector_are_served_trusted_first(tree: Tree) -> None:
     clock = FakeClock()
     peer = ChildSpec("detector", AssetsPeer.start)
     registry = tree.start(ResolverConfig(min_asset_trust=0.5), clock=clock,
@@ -432,20 +425,11 @@ def test_assets_from_the_detector_are_served_trusted_first(
     assert status(registry)["zone"]["serial"] == serial
 
 
-def test_no_detector_means_no_assets_and_no_harm(
-    tree: Tree, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(resolver_actor, "AssetRecords", AssetRecords)
+def test_no_detector_means_no_assets_and_no_harm(tree: Tree) -> None:
     registry = tree.start(ResolverConfig(), detector="detector")  # none in this tree
     wait_until(lambda: status(registry)["assets"]["refreshed_at"] is not None, "a refresh")
     assert status(registry)["assets"]["records"] == 0
     assert ask_wire(registry, "hypermesh.trust.example.com.").rcode() == dns.rcode.NOERROR
-
-
-def test_until_the_detector_has_the_message_the_resolver_does_not_ask() -> None:
-    from trustchain.actors.detector import messages
-
-    assert resolver_actor.AssetRecords is getattr(messages, "AssetRecords", None)
 
 
 # Its place in the tree and its imports -----------------------------------------------------
