@@ -5,8 +5,8 @@ equivocation, registers assets and scores their trust.
 - ``messages``: its vocabulary (``Decide`` for the issuer; ``GrantStake``,
   ``SpaceChallenge``, ``RegisterAsset``, ``RegistrationStatus``, ``GetTrustParams``,
   ``ValidateAssetTrust``, ``TrustScores``, ``Evidence``, ``GetTrustStatus``,
-  ``PublishAssetRecord`` for the control socket and the CLI; ``AssetRecords`` for the
-  resolver), what peers import;
+  ``PublishAssetRecord`` for the control socket and the CLI; ``AssetRecords`` and
+  ``UpstreamDisagreed`` for the resolver), what peers import;
 - ``actor``: ``ByzantineDetectorActor``, started only by the composition root (with
   ``base``, ``faults`` and ``registration``, its parts). Its bookkeeping is sans-IO, in
   ``trustchain.actors.trust`` (``rounds``, ``votes``, ``scores``, ``store``).
@@ -31,6 +31,7 @@ from trustchain.actors.detector.messages import (
     RegistrationStatus,
     SpaceChallenge,
     TrustScores,
+    UpstreamDisagreed,
     ValidateAssetTrust,
 )
 from trustchain.supervisors.lazy import lazy_names
@@ -55,5 +56,6 @@ __all__ = [
     "RegistrationStatus",
     "SpaceChallenge",
     "TrustScores",
+    "UpstreamDisagreed",
     "ValidateAssetTrust",
 ]

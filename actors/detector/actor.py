@@ -63,13 +63,19 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from trustchain.actors.detector.base import ALERT_KINDS, PROOF_REBOUND, PROOF_REPLAYED
+from trustchain.actors.detector.base import (
+    ALERT_KINDS,
+    PROOF_REBOUND,
+    PROOF_REPLAYED,
+    UPSTREAM_DISAGREED,
+)
 from trustchain.actors.detector.messages import (
     Decide,
     Evidence,
     GetTrustParams,
     GetTrustStatus,
     TrustScores,
+    UpstreamDisagreed,
     ValidateAssetTrust,
 )
 from trustchain.actors.detector.registration import RegistrationPart, asset_key_of
@@ -80,7 +86,7 @@ from trustchain.actors.trust.rounds import asset_factors
 from trustchain.actors.trust.scores import REBOUND, REPLAYED, asset_trust, proof_fingerprint
 from trustchain.actors.trust.votes import Decision
 from trustchain.actors.validator.messages import CheckRequest
-from trustchain.supervisors import handles
+from trustchain.supervisors import TrustChainError, handles
 
 
 class ByzantineDetectorActor(RegistrationPart):
@@ -172,6 +178,18 @@ class ByzantineDetectorActor(RegistrationPart):
         with self.storing(writes=False) as store:
             return [e.to_json() for e in store.equivocations()]
 
+    @handles(UpstreamDisagreed)
+    def upstream_disagreed(self, msg: UpstreamDisagreed) -> int:
+        """The resolver's report of an upstream that answered otherwise than the quorum:
+        a fault of that upstream, counted on disk and alerted."""
+        with self.storing("the report was not kept") as store:
+            count = store.add_upstream_fault(msg.upstream, msg.question, self.clock.time())
+        self.alert(UPSTREAM_DISAGREED,
+                   f"upstream {msg.upstream[:200]} answered {msg.question[:200]} with "
+                   f"{msg.theirs[:200]}; the quorum of upstreams said {msg.accepted[:200]} "
+                   f"({count} disagreements so far)", upstream=msg.upstream[:200])  # fmt: skip
+        return count
+
     @handles(GetTrustStatus)
     def get_trust_status(self, msg: GetTrustStatus) -> dict[str, Any]:
         total = sum(self.alerts.values())
@@ -185,7 +203,15 @@ class ByzantineDetectorActor(RegistrationPart):
             "decisions": dict(self.outcomes),
             "rounds_open": self.rounds_open(),  # each: digest, asked, answered
             "commits": dict(self.commits),  # group commits and the decisions they held
+            "upstream_faults": self._upstream_faults(),
             "alerts": {kind: self.alerts[kind] for kind in ALERT_KINDS},
             "alerts_total": total,
             "last_alert": self.last_alert,
         }
+
+    def _upstream_faults(self) -> dict[str, Any]:
+        try:
+            with self.storing(writes=False) as store:
+                return store.upstream_faults()
+        except TrustChainError:  # the store's fault is shown already; status still answers
+            return {}

@@ -50,8 +50,9 @@ VALIDATOR_BELOW_MINIMUM = "validator_below_minimum"
 ASSET_PROOF_FAILED = "asset_proof_failed"
 PROOF_REPLAYED = "proof_replayed"
 PROOF_REBOUND = "proof_rebound"
+UPSTREAM_DISAGREED = "upstream_disagreed"
 ALERT_KINDS = (EQUIVOCATION, VALIDATOR_BELOW_MINIMUM, ASSET_PROOF_FAILED, PROOF_REPLAYED,
-               PROOF_REBOUND)  # fmt: skip
+               PROOF_REBOUND, UPSTREAM_DISAGREED)  # fmt: skip
 LATE_VOTES_FOR = 4.0  # after its deadline a round waits this many deadlines for late votes
 MIN_RETRY_S = 0.01  # asking a validator for its key again, at the least
 

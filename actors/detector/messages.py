@@ -145,3 +145,19 @@ class AssetRecords(Message):
     or more, decaying with the scores' half-life): the resolver leaves those out."""
 
     query = True  # a read: answered ahead of the votes queued (Message.query)
+
+
+Text = Annotated[str, Bounds(max_length=4096)]
+
+
+@dataclass(frozen=True)
+class UpstreamDisagreed(Message):
+    """The resolver's report: ``upstream`` answered ``question`` otherwise than the
+    quorum of upstreams did (``theirs`` against ``accepted``, as text). Kept as a fault
+    of that upstream (counted on disk, shown in ``get_trust_status``) and alerted
+    (``trust.upstream_disagreed``); answered with the upstream's count so far."""
+
+    upstream: Text
+    question: Text
+    theirs: Text
+    accepted: Text

@@ -16,8 +16,9 @@ upstream I/O and the detector:
   included, is a DNS response (FORMERR, REFUSED, SERVFAIL with an EDE...).
 * Disagreeing upstreams are counted (``resolver_status``) and logged as WARNING lines
   whose ``event`` is ``resolver.upstream_disagreed`` (an upstream's answer differs from
-  the one the quorum accepted) or ``resolver.no_quorum`` (the answers split). The
-  detector is not told yet: it has no message for upstream faults.
+  the one the quorum accepted) or ``resolver.no_quorum`` (the answers split). A
+  disagreeing upstream is reported to the detector (``UpstreamDisagreed``), which keeps
+  it as a fault of that upstream and raises an alert.
 * When every upstream fails a question, the fault ``upstreams`` shows in status and
   ``/ready`` until an answer is accepted again; the zone is served throughout.
 * Assets: when the tree has a detector, the actor asks it for ``AssetRecords`` (what
@@ -43,7 +44,7 @@ import outcome
 import pykka
 from loguru import logger
 
-from trustchain.actors.detector.messages import AssetRecords
+from trustchain.actors.detector.messages import AssetRecords, UpstreamDisagreed
 from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
 from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
 from trustchain.actors.resolver.upstream import Upstream
@@ -137,6 +138,7 @@ class ResolverActor(SupervisedActor):
         self.assets_refreshed_at: float | None = None
         self.asset_refresh_failures = 0
         self._refreshing = False
+        self.upstream_reports_failed = 0
 
     # Start and stop -----------------------------------------------------------------------
 
@@ -245,10 +247,25 @@ class ResolverActor(SupervisedActor):
                 "resolver: upstream {} disagrees on {}: it said {}, the quorum {}",
                 event.upstream, event.question, event.theirs, event.accepted,
             )  # fmt: skip
+            self._report(event)
         else:
             logger.bind(event="resolver.no_quorum", question=event.question).warning(
                 "resolver: no quorum on {}: {}", event.question, event.text
             )
+
+    def _report(self, event: Disagreement) -> None:
+        """Tell the detector (when the tree has one): a fault of that upstream."""
+        if self.detector is None:
+            return
+        report = UpstreamDisagreed(event.upstream[:4096], event.question[:4096],
+                                   event.theirs[:4096], event.accepted[:4096])  # fmt: skip
+        self.request(self.detector, report, self._reported)
+
+    def _reported(self, result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):  # no detector (trust off), or its disk: logged
+            self.upstream_reports_failed += 1
+            logger.debug("resolver: the detector did not take an upstream's fault: {}",
+                         result.error)  # fmt: skip
 
     def _upstream_health(self) -> None:
         down = self.core.upstreams_down

@@ -127,6 +127,12 @@ CREATE TABLE IF NOT EXISTS replay_epoch (      -- the newest epoch the guard has
     id               INTEGER PRIMARY KEY CHECK (id = 0),
     newest           INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS upstream_faults (     -- the resolver's upstreams that disagreed
+    upstream         TEXT PRIMARY KEY,
+    disagreements    INTEGER NOT NULL,
+    last_at          REAL NOT NULL,
+    last_question    TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS probe (             -- a durable write that says the disk takes writes
     id               INTEGER PRIMARY KEY CHECK (id = 0),
     at               REAL NOT NULL
@@ -378,6 +384,31 @@ class TrustStore:
         return AssetHistory(asset, row[0], json.loads(row[1]), json.loads(row[2]))
 
     # -- evidence --------------------------------------------------------------------
+
+    @_typed
+    def add_upstream_fault(self, upstream: str, question: str, at_s: float) -> int:
+        """Count one disagreement of ``upstream`` with the quorum; the count so far."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO upstream_faults VALUES (?, 1, ?, ?) ON CONFLICT (upstream) DO"
+                " UPDATE SET disagreements = disagreements + 1, last_at = excluded.last_at,"
+                " last_question = excluded.last_question",
+                (upstream, at_s, question),
+            )
+            (count,) = db.execute(
+                "SELECT disagreements FROM upstream_faults WHERE upstream = ?", (upstream,)
+            ).fetchone()
+        return int(count)
+
+    @_typed
+    def upstream_faults(self) -> dict[str, dict[str, Any]]:
+        """Each upstream that disagreed: how often, when last, on what."""
+        rows = self._db.execute(
+            "SELECT upstream, disagreements, last_at, last_question FROM upstream_faults"
+            " ORDER BY upstream"
+        ).fetchall()
+        return {u: {"disagreements": n, "last_at": at, "last_question": q}
+                for u, n, at, q in rows}  # fmt: skip
 
     @_typed
     def add_equivocation(

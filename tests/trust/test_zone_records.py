@@ -1,5 +1,6 @@
-"""The resolver's zone with the real detector: an asset that published its record is
-answered under assets.<origin>, and one whose trust fails is left out."""
+"""The resolver with the real detector: an asset that published its record is answered
+under assets.<origin>, and one whose trust fails is left out; an upstream that answers
+otherwise than the quorum is reported to the detector as a fault of that upstream."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from trustchain.config import ResolverConfig
 from trustchain.supervisors import ChildSpec, Registry, start_root
 
 from ..conftest import wait_until
+from ..resolver.upstreams import UpstreamServer
 from .conftest import ASSET
 from .test_consensus_actors import Consensus, approved, refused
 
@@ -31,12 +33,16 @@ def tree(hsm: Registry, tmp_path: Path) -> Iterator[Consensus]:
     made.stop()
 
 
+def start_resolver(tree: Consensus, config: ResolverConfig) -> tuple[str, Any]:
+    name = f"resolver-{uuid.uuid4().hex[:8]}"
+    spec = ChildSpec(name, lambda ctx: ResolverActor.start(ctx, config, detector=tree.detector))
+    return name, start_root(tree.registry, f"dns-{name}", [spec], clock=tree.clock)
+
+
 @pytest.fixture
 def resolver(tree: Consensus) -> Iterator[str]:
-    name = f"resolver-{uuid.uuid4().hex[:8]}"
     config = ResolverConfig(enabled=True, origin="trust.example.com", records={})
-    spec = ChildSpec(name, lambda ctx: ResolverActor.start(ctx, config, detector=tree.detector))
-    root = start_root(tree.registry, f"dns-{name}", [spec], clock=tree.clock)
+    name, root = start_resolver(tree, config)
     yield name
     root.stop(block=True, timeout=30)
 
@@ -66,3 +72,28 @@ def test_a_published_asset_is_answered_and_leaves_the_zone_when_it_misuses_proof
     refused(tree.decide(csr, proofs), ProofReplayed)  # quarantined while that weighs
     tree.clock.advance(ASSET_REFRESH_S)
     wait_until(lambda: answer(tree, resolver, web)["answer"] == [], "the asset left out")
+
+
+def test_an_upstream_outvoted_by_the_others_is_a_fault_the_detector_keeps(
+    tree: Consensus,
+) -> None:
+    question = "www.example.org."
+    truth, lie = {f"{question} AAAA": ["2001:db8::1"]}, {f"{question} AAAA": ["2001:db8::bad"]}
+    upstreams = [UpstreamServer("udp", truth), UpstreamServer("tcp", truth),
+                 UpstreamServer("udp", lie)]  # fmt: skip
+    liar = upstreams[2].url
+    config = ResolverConfig(enabled=True, upstreams=[u.url for u in upstreams],
+                            upstream_timeout_s=1.0)  # fmt: skip
+    name, root = start_resolver(tree, config)
+    try:
+        got = answer(tree, name, question)
+        assert got["rcode"] == "NOERROR" and got["answer"][0].endswith("2001:db8::1")
+        wait_until(lambda: liar in tree.status()["upstream_faults"], "the liar reported")
+        status = tree.status()
+        assert status["upstream_faults"][liar]["disagreements"] == 1
+        assert list(status["upstream_faults"]) == [liar]  # the honest ones are not faulted
+        assert status["alerts"]["upstream_disagreed"] == 1
+    finally:
+        root.stop(block=True, timeout=30)
+        for upstream in upstreams:
+            upstream.close()
