@@ -402,6 +402,9 @@ class DetectorBase(StoreFaults):
         return changed
 
     def _caught(self, evidence: Equivocation) -> None:
+        # The open group's fate first: a group that fails puts the scores back as they
+        # were when it opened, which must not undo this quarantine.
+        self.commit_group()
         now = self.clock.time()
         quarantined = self.scores.quarantine(evidence.validator, now)
         if self.keep_evidence(evidence, now, quarantined):  # (held if the store fails)
