@@ -33,7 +33,12 @@ What is kept, and how:
   are kept (the oldest given dropped first);
 - proof fingerprints (``scores.ReplayGuard``'s memory, ``fingerprints``): per
   fingerprint the digest, asset and epoch it was first seen with, and the newest
-  epoch seen; fingerprints of epochs older than the guard keeps are dropped.
+  epoch seen; fingerprints of epochs older than the guard keeps are dropped;
+- asset records (``records.AssetRecord``): per (asset key, epoch) the name and IPv6
+  addresses an asset published, signed; a name belongs to its first asset in an
+  epoch; records of past epochs are dropped as new ones come;
+- upstream faults: per resolver upstream, how often the quorum outvoted it, when
+  last and on what question.
 Stored votes are parsed strictly on the way out; their signatures are not checked
 here (``votes.check_decision`` / ``check_equivocation`` do that, with the keys).
 Times are seconds since 1970 as numbers, passed in.
@@ -386,31 +391,6 @@ class TrustStore:
     # -- evidence --------------------------------------------------------------------
 
     @_typed
-    def add_upstream_fault(self, upstream: str, question: str, at_s: float) -> int:
-        """Count one disagreement of ``upstream`` with the quorum; the count so far."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO upstream_faults VALUES (?, 1, ?, ?) ON CONFLICT (upstream) DO"
-                " UPDATE SET disagreements = disagreements + 1, last_at = excluded.last_at,"
-                " last_question = excluded.last_question",
-                (upstream, at_s, question),
-            )
-            (count,) = db.execute(
-                "SELECT disagreements FROM upstream_faults WHERE upstream = ?", (upstream,)
-            ).fetchone()
-        return int(count)
-
-    @_typed
-    def upstream_faults(self) -> dict[str, dict[str, Any]]:
-        """Each upstream that disagreed: how often, when last, on what."""
-        rows = self._db.execute(
-            "SELECT upstream, disagreements, last_at, last_question FROM upstream_faults"
-            " ORDER BY upstream"
-        ).fetchall()
-        return {u: {"disagreements": n, "last_at": at, "last_question": q}
-                for u, n, at, q in rows}  # fmt: skip
-
-    @_typed
     def add_equivocation(
         self,
         evidence: Equivocation,
@@ -494,6 +474,35 @@ class TrustStore:
             )
 
     @_typed
+    def get_challenge(self, asset_key: bytes, epoch: int) -> PendingChallenge | None:
+        row = self._db.execute(
+            "SELECT challenge, commitment, n FROM space_challenges"
+            " WHERE asset_key = ? AND epoch = ?",
+            (asset_key, epoch),
+        ).fetchone()
+        if row is None:
+            return None
+        return PendingChallenge(asset_key, epoch, bytes(row[0]), bytes(row[1]), row[2])
+
+    @_typed
+    def use_challenge(self, pending: PendingChallenge) -> bool:
+        """The challenge is used up (its openings are public now); False if it was not
+        kept any more (replaced by a newer one for the asset, or dropped)."""
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM space_challenges WHERE asset_key = ? AND epoch = ? AND challenge = ?",
+                (pending.asset_key, pending.epoch, pending.challenge),
+            ).rowcount
+        return bool(deleted)
+
+    @_typed
+    def challenges_kept(self) -> int:
+        (kept,) = self._db.execute("SELECT COUNT(*) FROM space_challenges").fetchone()
+        return int(kept)
+
+    # -- asset records (the resolver's zone) -------------------------------------------
+
+    @_typed
     def put_asset_record(self, record: AssetRecord) -> None:
         """Keep an asset's record for its epoch, replacing its earlier one; records of
         past epochs are dropped. ``NameTaken`` if another asset holds the name then."""
@@ -525,32 +534,32 @@ class TrustStore:
         return [AssetRecord(bytes(k), epoch, name, tuple(json.loads(a)), bytes(sig))
                 for k, name, a, sig in rows]  # fmt: skip
 
-    @_typed
-    def get_challenge(self, asset_key: bytes, epoch: int) -> PendingChallenge | None:
-        row = self._db.execute(
-            "SELECT challenge, commitment, n FROM space_challenges"
-            " WHERE asset_key = ? AND epoch = ?",
-            (asset_key, epoch),
-        ).fetchone()
-        if row is None:
-            return None
-        return PendingChallenge(asset_key, epoch, bytes(row[0]), bytes(row[1]), row[2])
+    # -- upstream faults (the resolver's reports) ----------------------------------------
 
     @_typed
-    def use_challenge(self, pending: PendingChallenge) -> bool:
-        """The challenge is used up (its openings are public now); False if it was not
-        kept any more (replaced by a newer one for the asset, or dropped)."""
+    def add_upstream_fault(self, upstream: str, question: str, at_s: float) -> int:
+        """Count one disagreement of ``upstream`` with the quorum; the count so far."""
         with self._transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM space_challenges WHERE asset_key = ? AND epoch = ? AND challenge = ?",
-                (pending.asset_key, pending.epoch, pending.challenge),
-            ).rowcount
-        return bool(deleted)
+            db.execute(
+                "INSERT INTO upstream_faults VALUES (?, 1, ?, ?) ON CONFLICT (upstream) DO"
+                " UPDATE SET disagreements = disagreements + 1, last_at = excluded.last_at,"
+                " last_question = excluded.last_question",
+                (upstream, at_s, question),
+            )
+            (count,) = db.execute(
+                "SELECT disagreements FROM upstream_faults WHERE upstream = ?", (upstream,)
+            ).fetchone()
+        return int(count)
 
     @_typed
-    def challenges_kept(self) -> int:
-        (kept,) = self._db.execute("SELECT COUNT(*) FROM space_challenges").fetchone()
-        return int(kept)
+    def upstream_faults(self) -> dict[str, dict[str, Any]]:
+        """Each upstream that disagreed: how often, when last, on what."""
+        rows = self._db.execute(
+            "SELECT upstream, disagreements, last_at, last_question FROM upstream_faults"
+            " ORDER BY upstream"
+        ).fetchall()
+        return {u: {"disagreements": n, "last_at": at, "last_question": q}
+                for u, n, at, q in rows}  # fmt: skip
 
 
 class StoredFingerprints:
