@@ -6,6 +6,7 @@ from trustchain.config.loader import ConfigError, default_config_path, load_conf
 from trustchain.config.schema import (
     CA_KEY_TYPES,
     SUBSCRIBER_KEY_TYPES,
+    AcmeConfig,
     CaConfig,
     Config,
     CtLogConfig,
@@ -22,6 +23,7 @@ from trustchain.config.schema import (
 __all__ = [
     "CA_KEY_TYPES",
     "SUBSCRIBER_KEY_TYPES",
+    "AcmeConfig",
     "CaConfig",
     "Config",
     "ConfigError",

@@ -192,4 +192,33 @@ def check_semantics(config: Config) -> Config:
             "resolver.upstream_timeout_s must be under runtime.request_timeout_s: the DoQ "
             "listener stops waiting for the resolver after runtime.request_timeout_s"
         )
+    _check_acme(config)
     return config
+
+
+ACME_CHALLENGE_TYPES = ("http-01", "dns-01", "tls-alpn-01")
+
+
+def _check_acme(config: Config) -> None:
+    acme, ca = config.acme, config.ca
+    for kind in acme.challenge_types:
+        if kind not in ACME_CHALLENGE_TYPES:
+            raise ConfigError(
+                f"acme.challenge_types: {kind!r} is not one of {ACME_CHALLENGE_TYPES}"
+            )
+    if not acme.challenge_types:
+        raise ConfigError("acme.challenge_types must name at least one challenge type")
+    if not acme.profiles:
+        raise ConfigError("acme.profiles must name at least one profile")
+    for name, lifetime in acme.profiles.items():
+        if not ca.min_validity_s <= lifetime <= ca.max_validity_s:
+            raise ConfigError(
+                f"acme.profiles.{name} ({lifetime} s) must lie between ca.min_validity_s "
+                f"({ca.min_validity_s}) and ca.max_validity_s ({ca.max_validity_s})"
+            )
+    if acme.default_profile not in acme.profiles:
+        raise ConfigError(f"acme.default_profile {acme.default_profile!r} is not in acme.profiles")
+    if acme.eab_required and not acme.eab_keys:
+        raise ConfigError("acme.eab_required needs at least one key in acme.eab_keys")
+    if acme.base_url and not acme.base_url.startswith("https://"):
+        raise ConfigError("acme.base_url must be an https:// URL (RFC 8555 §6.1), or empty")

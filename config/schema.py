@@ -212,6 +212,36 @@ class ResolverConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AcmeConfig:
+    """ACME (RFC 8555) on the HTTPS edge under ``/acme/`` (issue 11): certbot, lego, Caddy
+    and cert-manager get certificates unchanged, domain control corroborated by 2f+1
+    validators (which needs ``[trust] enabled``)."""
+
+    enabled: bool = _f(True)
+    database: Path = _f(Path("var/acme/acme.sqlite3"))  # accounts, orders, authorizations
+    # The URLs the directory gives; "" = from the request (https://<Host>/acme/...)
+    base_url: str = _f("")
+    terms_of_service: str = _f("")  # a URL; when set, newAccount must agree to it
+    website: str = _f("")
+    eab_required: bool = _f(False)  # External Account Binding (RFC 8555 §7.3.4)
+    eab_keys: dict[str, str] = _f({})  # key id -> base64url HMAC key (the operator hands out)
+    challenge_types: list[str] = _f(["http-01", "dns-01", "tls-alpn-01"])
+    http01_port: int = _f(80, min=1, max=65_535)  # where validators fetch (RFC 8555 §8.3)
+    tls_alpn01_port: int = _f(443, min=1, max=65_535)  # where validators connect (RFC 8737)
+    challenge_timeout_s: float = _f(5.0, min=0.1, max=60.0)  # one validator's one check
+    nonces: int = _f(65_536, min=16, max=10_000_000)  # unused nonces kept; older: badNonce
+    order_lifetime_s: int = _f(86_400, min=60, max=30 * 86_400)  # a pending order expires
+    authorization_reuse_s: int = _f(8 * 3_600, min=0, max=30 * 86_400)  # valid authz reused
+    # profiles in the directory's meta: name -> certificate lifetime (s), each at most
+    # ca.max_validity_s; orders without a profile get default_profile
+    profiles: dict[str, int] = _f({"default": 86_400, "short": 21_600})
+    default_profile: str = _f("default")
+    rate_window_s: int = _f(3_600, min=1, max=30 * 86_400)
+    max_orders_per_account: int = _f(300, min=1)  # per rate_window_s; then rateLimited
+    max_certificates_per_name: int = _f(50, min=1)  # per rate_window_s; then rateLimited
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
@@ -223,3 +253,4 @@ class Config:
     renewal: RenewalConfig = dataclasses.field(default_factory=RenewalConfig)
     trust: TrustConfig = dataclasses.field(default_factory=TrustConfig)
     resolver: ResolverConfig = dataclasses.field(default_factory=ResolverConfig)
+    acme: AcmeConfig = dataclasses.field(default_factory=AcmeConfig)

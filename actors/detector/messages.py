@@ -161,3 +161,42 @@ class UpstreamDisagreed(Message):
     question: Text
     theirs: Text
     accepted: Text
+
+
+AccountId = Annotated[str, Bounds(min_length=1, max_length=128)]
+
+
+@dataclass(frozen=True)
+class ValidateChallenge(Message):
+    """In-process only (the ACME actor): put an ACME challenge to the validators
+    (``CheckChallenge``; the detector's round, as for ``Decide``). With 2f+1 approving
+    votes the identifier's control by ``account`` is recorded, votes and all, valid for
+    ``valid_for_s`` (``ConfirmDomainControl`` finds it at issuance), and the answer is
+    ``{"digest", "votes": [vote bytes as base64], "validated_at", "expires"}``;
+    ``not_approved`` with the reasons f+1 of the quorum agree on when they find the
+    challenge unmet; ``quorum_not_reached`` when too few agree in time."""
+
+    account: AccountId  # the ACME account's id (stable across key changes)
+    kind: Annotated[str, Bounds(min_length=6, max_length=16)]
+    identifier_type: Annotated[str, Bounds(min_length=2, max_length=3)]
+    identifier: Annotated[str, Bounds(min_length=1, max_length=253)]
+    token: Annotated[str, Bounds(min_length=22, max_length=128)]
+    key_authorization: Annotated[str, Bounds(min_length=24, max_length=256)]
+    port: Annotated[int, Bounds(min=1, max=65_535)] = 80
+    timeout_s: Annotated[float, Bounds(min=0.01, max=60.0)] = 5.0
+    valid_for_s: Annotated[int, Bounds(min=1, max=400 * 86_400)] = 28_800
+
+
+@dataclass(frozen=True)
+class ConfirmDomainControl(Message):
+    """In-process only (the issuer's gate for ACME orders): has ``account`` control of
+    every name (DNS names, ``*.`` wildcards by their base name with dns-01, IPv6
+    addresses), corroborated by 2f+1 validators and not expired? Answered with the
+    evidence, ``[{"identifier", "type", "kind", "digest", "votes", "validated_at"}]``,
+    or ``not_approved`` naming what is not corroborated."""
+
+    query = True  # a read
+
+    account: AccountId
+    names: Annotated[list[str], Bounds(min_length=1, max_length=100,
+                                       items=Bounds(min_length=1, max_length=253))]  # fmt: skip

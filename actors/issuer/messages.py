@@ -29,6 +29,9 @@ class IssueCertificate(Message):
     client_auth: bool = False
     # With trust.enabled: the request's proofs (trust.requests.RequestProofs as JSON)
     proofs: Annotated[dict[str, Any] | None, Bounds(max_length=16)] = None
+    # Or, for an ACME order: the ACME account whose domain control over every name the
+    # validators corroborated (detector.messages.ConfirmDomainControl)
+    acme_account: Annotated[str | None, Bounds(min_length=1, max_length=128)] = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ equivocation, whoever asks.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -56,3 +58,42 @@ class CheckRegistration(Message):
     proof: SpaceProof
     challenge: bytes
     authority_key: AuthorityKey  # the stake authority's SPKI (DER)
+
+
+ChallengeKind = Annotated[str, Bounds(min_length=6, max_length=16)]  # http-01, dns-01, tls-alpn-01
+IdentifierType = Annotated[str, Bounds(min_length=2, max_length=3)]  # dns, ip (RFC 8738)
+Identifier = Annotated[str, Bounds(min_length=1, max_length=253)]
+Token = Annotated[str, Bounds(min_length=22, max_length=128)]  # base64url, >= 128 bits
+KeyAuthorization = Annotated[str, Bounds(min_length=24, max_length=256)]
+CHALLENGE_DIGEST_CONTEXT = b"trustchain-acme-challenge-v1\x00"
+
+
+def challenge_digest(
+    kind: str, identifier_type: str, identifier: str, token: str, key_authorization: str
+) -> bytes:
+    """What a challenge's votes are signed over: SHA-256 of a context string and the
+    challenge as canonical JSON (kind, identifier type, identifier, token, key
+    authorization). Where and how long to look are not part of it."""
+    text = json.dumps([kind, identifier_type, identifier, token, key_authorization])
+    return hashlib.sha256(CHALLENGE_DIGEST_CONTEXT + text.encode()).digest()
+
+
+@dataclass(frozen=True)
+class CheckChallenge(Message):
+    """In-process only: check an ACME challenge (RFC 8555 §8) from this validator's own
+    perspective -- the name resolved through TrustChain's resolver (IPv6 only), then its
+    own HTTP fetch (``http-01``, RFC 8555 §8.3), TXT lookup (``dns-01``, §8.4) or
+    TLS-ALPN handshake (``tls-alpn-01``, RFC 8737); answered with the signed vote's bytes
+    over ``challenge_digest`` (``approve``, or ``reject`` with what was found)."""
+
+    kind: ChallengeKind
+    identifier_type: IdentifierType
+    identifier: Identifier  # a lower-case A-label DNS name, or an IPv6 address (RFC 8738)
+    token: Token
+    key_authorization: KeyAuthorization  # token "." base64url(JWK thumbprint)
+    port: Annotated[int, Bounds(min=1, max=65_535)] = 80  # http-01's or tls-alpn-01's
+    timeout_s: Annotated[float, Bounds(min=0.01, max=60.0)] = 5.0  # the whole check
+
+    def digest(self) -> bytes:
+        return challenge_digest(self.kind, self.identifier_type, self.identifier, self.token,
+                                self.key_authorization)  # fmt: skip
