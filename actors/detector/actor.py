@@ -52,7 +52,9 @@ space challenges and the replay guard's fingerprints (current and previous epoch
 In memory: rounds in flight, the vote log (current and previous epoch) and the alert
 counters.
 
-Registration (stakes, challenges, ``register_asset``) is ``registration.py``; rounds,
+Registration (stakes, challenges, ``register_asset``) is ``registration.py``; ACME
+challenges and the issuer's gate for ACME orders (domain control corroborated by the
+quorum) are ``challenges.py``; rounds,
 scoring, evidence and alerts are ``base.py``; the store's faults ``faults.py``; the
 bookkeeping itself is sans-IO, in ``trustchain.actors.trust.rounds``.
 """
@@ -69,6 +71,7 @@ from trustchain.actors.detector.base import (
     PROOF_REPLAYED,
     UPSTREAM_DISAGREED,
 )
+from trustchain.actors.detector.challenges import ChallengePart
 from trustchain.actors.detector.messages import (
     Decide,
     Evidence,
@@ -78,7 +81,7 @@ from trustchain.actors.detector.messages import (
     UpstreamDisagreed,
     ValidateAssetTrust,
 )
-from trustchain.actors.detector.registration import RegistrationPart, asset_key_of
+from trustchain.actors.detector.registration import asset_key_of
 from trustchain.actors.trust import vdf
 from trustchain.actors.trust.errors import NotRegistered, ProofReplayed, RegistrationStale
 from trustchain.actors.trust.requests import RequestProofs
@@ -89,7 +92,7 @@ from trustchain.actors.validator.messages import CheckRequest
 from trustchain.supervisors import TrustChainError, handles
 
 
-class ByzantineDetectorActor(RegistrationPart):
+class ByzantineDetectorActor(ChallengePart):
     # Decisions --------------------------------------------------------------------------
 
     @handles(Decide)

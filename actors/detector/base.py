@@ -89,6 +89,7 @@ class _Pending:
     round: Round
     reply: Reply
     conclude: Conclude
+    timeout_s: float  # its deadline, from when it opened
 
 
 @dataclass
@@ -205,16 +206,20 @@ class DetectorBase(StoreFaults):
 
     # Rounds ---------------------------------------------------------------------------
 
-    def open_round(self, digest: bytes, question: Message, conclude: Conclude) -> None:
+    def open_round(
+        self, digest: bytes, question: Message, conclude: Conclude, timeout_s: float | None = None
+    ) -> None:
         """Put ``question`` to every validator but the quarantined, and answer the current
         request (deferred) with ``conclude(decision, first)`` once the votes decide, or
-        with ``quorum_not_reached`` once they cannot or the deadline passes."""
+        with ``quorum_not_reached`` once they cannot or the deadline passes
+        (``timeout_s``, by default ``trust.decision_timeout_s``)."""
+        timeout_s = self.config.decision_timeout_s if timeout_s is None else timeout_s
         reply = self.defer()
         quarantined = self.quarantined()
         asked = [name for name in self.validator_names if self.ids[name] not in quarantined]
         round_ = Round(digest, self.keys, self.f, frozenset(self.ids[n] for n in asked))
         round_id = next(self._round_ids)
-        pending = _Pending(round_, reply, conclude)
+        pending = _Pending(round_, reply, conclude, timeout_s)
         self._rounds[round_id] = pending
         self._settle(pending)  # too few validators left to ask: refused at once
         if round_.closed:
@@ -222,7 +227,7 @@ class DetectorBase(StoreFaults):
             return
         for name in asked:
             self.request(name, question, self._answer_of(round_id, name))
-        self.after(self.config.decision_timeout_s, _Deadline(round_id))
+        self.after(timeout_s, _Deadline(round_id))
 
     def _answer_of(self, round_id: int, name: str) -> Callable[[outcome.Outcome], None]:
         return lambda result: self._answered(round_id, name, result)
@@ -366,11 +371,11 @@ class DetectorBase(StoreFaults):
         if not round_.closed:
             self._settle(pending)
         if not round_.closed:
-            self._refuse(pending, round_.expire(self.ignored(), self.config.decision_timeout_s))
+            self._refuse(pending, round_.expire(self.ignored(), pending.timeout_s))
         if round_.complete:
             self._rounds.pop(msg.round_id, None)
         else:  # wait a while for late votes (scored, and checked for equivocation)
-            self.after(LATE_VOTES_FOR * self.config.decision_timeout_s, _Forget(msg.round_id))
+            self.after(LATE_VOTES_FOR * pending.timeout_s, _Forget(msg.round_id))
 
     @handles(_Forget)
     def forget(self, msg: _Forget) -> None:

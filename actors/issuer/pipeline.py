@@ -5,7 +5,10 @@ Issuance is a pipeline of steps on the issuer's thread, none of which waits:
 1. policy: parse the CSR, check proof of possession, key, names, validity
    (``actors.ca.policy``); with a detector (``trust.enabled``), the four-proof
    consensus decides next: ``Decide`` to the detector, whose approval (2f+1 signed
-   votes) is kept with the issuance record; no approval, no certificate;
+   votes) is kept with the issuance record; no approval, no certificate; an ACME
+   order's request (``acme_account``) needs instead the account's domain control of
+   every name, corroborated by 2f+1 validators (``ConfirmDomainControl``), whose
+   votes are kept with the record the same way;
    (``actors.ca.policy``); a refusal is a typed error and nothing is written;
 2. build the precertificate's TBS (CT poison) under the current intermediate
    and queue it for signing; the queue goes to the HSMActor as one
@@ -64,7 +67,7 @@ from trustchain.actors.ct import (
     sct_list_extension_value,
 )
 from trustchain.actors.ctlog.messages import LogIssued
-from trustchain.actors.detector.messages import Decide
+from trustchain.actors.detector.messages import ConfirmDomainControl, Decide
 from trustchain.actors.hsm.messages import SignBatch
 from trustchain.actors.issuer.base import STORE_FAULTS
 from trustchain.actors.issuer.faults import StoreFaults
@@ -165,12 +168,19 @@ class IssuancePipeline(StoreFaults):
         if self.detector is None:
             self._build(_Job(self.defer(), approved, issuer, new_serial(), now))
             return
+        if msg.acme_account is not None:
+            # An ACME order's gate: the account's control of every name, corroborated by
+            # 2f+1 validators (the detector keeps their votes), before anything is built.
+            job = _Job(self.defer(), approved, issuer, new_serial(), now)
+            confirm = ConfirmDomainControl(msg.acme_account, list(approved.san_names))
+            self.request(self.detector, confirm, functools.partial(self._confirmed, job))
+            return
         # The four-proof consensus's gate: a quorum of validators approves the request
         # (its proofs bound to this CSR) before anything is built or signed.
         if msg.proofs is None:
             raise ProofsRequired(
                 "this CA issues only with the four-proof consensus's approval: send the "
-                "request's proofs (`trustchain issue` computes them)"
+                "request's proofs (`trustchain issue` computes them), or order it over ACME"
             )
         proofs = RequestProofs.from_json(msg.proofs, self.vdf_modulus)
         job = _Job(self.defer(), approved, issuer, new_serial(), now)
@@ -183,6 +193,13 @@ class IssuancePipeline(StoreFaults):
             job.reply(result)  # not_approved, quorum_not_reached: nothing was issued
             return
         job.decision = result.unwrap().to_json()
+        self._build(job)
+
+    def _confirmed(self, job: _Job, result: outcome.Outcome) -> None:
+        if isinstance(result, outcome.Error):
+            job.reply(result)  # not_approved: a name without corroborated control
+            return
+        job.decision = {"domain_control": result.unwrap()}
         self._build(job)
 
     def _build(self, job: _Job) -> None:

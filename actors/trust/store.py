@@ -38,7 +38,10 @@ What is kept, and how:
   addresses an asset published, signed; a name belongs to its first asset in an
   epoch; records of past epochs are dropped as new ones come;
 - upstream faults: per resolver upstream, how often the quorum outvoted it, when
-  last and on what question.
+  last and on what question;
+- domain control (``domain_control``): per ACME account, identifier and challenge
+  kind, the quorum's approving decision and until when it holds; expired ones are
+  dropped as new ones come.
 Stored votes are parsed strictly on the way out; their signatures are not checked
 here (``votes.check_decision`` / ``check_equivocation`` do that, with the keys).
 Times are seconds since 1970 as numbers, passed in.
@@ -59,6 +62,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from ..sqlite import open_database
+from .domain_control import SCHEMA as DOMAIN_CONTROL_SCHEMA
+from .domain_control import DomainControlRecord, StoredDomainControl, Wanted
 from .errors import NameTaken, NotRegistered, TrustStoreUnavailable
 from .formats import ASSET_KEY_BYTES, DIGEST_BYTES, asset_id
 from .records import AssetRecord
@@ -232,7 +237,7 @@ class TrustStore:
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         try:
-            self._db = open_database(path, _SCHEMA)
+            self._db = open_database(path, _SCHEMA + DOMAIN_CONTROL_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             if not is_store_fault(exc):
                 raise
@@ -240,6 +245,7 @@ class TrustStore:
         self._in_batch = False
         self._spoiled = False  # a write failed in the batch under way: it rolls back
         self.fingerprints = StoredFingerprints(self)
+        self._domain_control = StoredDomainControl(self)
 
     def close(self) -> None:
         self._db.close()
@@ -560,6 +566,22 @@ class TrustStore:
         ).fetchall()
         return {u: {"disagreements": n, "last_at": at, "last_question": q}
                 for u, n, at, q in rows}  # fmt: skip
+
+    # -- domain control (ACME challenges the quorum corroborated) --------------------------
+
+    @_typed
+    def add_domain_control(self, record: DomainControlRecord) -> None:
+        self._domain_control.add(record)
+
+    @_typed
+    def find_domain_control(
+        self, account: str, wanted: Wanted, now: float
+    ) -> DomainControlRecord | None:
+        return self._domain_control.find(account, wanted, now)
+
+    @_typed
+    def domain_control_count(self, now: float) -> int:
+        return self._domain_control.count(now)
 
 
 class StoredFingerprints:
