@@ -195,7 +195,7 @@ class ResolverConfig:
     ttl_s: int = _f(300, min=0, max=86_400)
     # relative name ("@" is the origin) -> its IPv6 addresses (AAAA only)
     records: dict[str, list[str]] = _f({
-        "hypermesh": ["2001:db8::10"], "caesar": ["2001:db8::20"],
+        "laptop": ["::1"], "hypermesh": ["2001:db8::10"], "caesar": ["2001:db8::20"],
         "trust": ["2001:db8::30"], "assets": ["2001:db8::40"],
     })  # fmt: skip
     cnames: dict[str, str] = _f({})  # relative name -> target (absolute, with its dot)
