@@ -47,6 +47,7 @@ def write_config(
     http: dict[str, object] | None = None,
     trust: dict[str, object] | None = None,
     resolver: dict[str, object] | None = None,
+    acme: dict[str, object] | None = None,
     **runtime: object,
 ) -> Path:
     """``http``: the [http] keys; without them the HTTP edge is off (no port to share).
@@ -55,7 +56,9 @@ def write_config(
     Its state (database, validators' keys, the CLI's asset key) is under ``directory``
     unless ``trust`` names other paths: no test writes under the checkout's var/.
     ``resolver``: the [resolver] keys (a dict value, e.g. ``records``, is its own
-    table); without them the resolver and its DoQ listener are off (no port to share)."""
+    table); without them the resolver and its DoQ listener are off (no port to share).
+    ``acme``: the [acme] keys (``profiles``/``eab_keys`` as tables); without them ACME is
+    off; its database is under ``directory`` unless named."""
     config = directory / "trustchain.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in runtime.items())
     http_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (http or {"enabled": False}).items())
@@ -72,6 +75,14 @@ def write_config(
     resolver_keys += "".join(
         f"\n[resolver.{k}]\n" + "".join(f"{n} = {json.dumps(x)}\n" for n, x in v.items())
         for k, v in resolver_table.items() if isinstance(v, dict)
+    )  # fmt: skip
+    acme_table = {"database": f"{directory}/acme/acme.sqlite3",
+                  **({"enabled": False} if acme is None else acme)}  # fmt: skip
+    acme_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in acme_table.items()
+                        if not isinstance(v, dict))  # fmt: skip
+    acme_keys += "".join(
+        f"\n[acme.{k}]\n" + "".join(f"{json.dumps(n)} = {json.dumps(x)}\n" for n, x in v.items())
+        for k, v in acme_table.items() if isinstance(v, dict)
     )  # fmt: skip
     config.write_text(
         f"""
@@ -106,7 +117,9 @@ directory = "{directory}/tls"
 [trust]
 {trust_keys}
 [resolver]
-{resolver_keys}"""
+{resolver_keys}
+[acme]
+{acme_keys}"""
     )
     return config
 
