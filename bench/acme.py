@@ -1,0 +1,659 @@
+"""Benchmark ACME (RFC 8555): complete orders/s; prints figures, asserts nothing.
+
+    .venv/bin/python bench/acme.py [--runs 3] [--clients 1,8,32] [--orders-per-client 16]
+                                   [--no-pebble] [--no-trustchain]
+
+Each client is the ``acme`` library (``acme.client.ClientV2`` over ``ClientNetwork``,
+EC P-256 account key, ES256), registered once and reused for all its orders. An order
+is complete when its certificate is downloaded: newOrder for a fresh name (the library
+fetches the authorization), the http-01 challenge answered, the authorization polled
+until valid, finalize with a CSR made before timing, the order polled until valid, the
+certificate downloaded. Polling starts at 10 ms and grows by half up to 250 ms; the
+library's own ``poll_and_finalize`` sleeps a whole second between polls, which would
+measure its sleep, not the server, and Retry-After (whole seconds) is not waited for.
+The clients run as threads spread over one process per core, all released together
+after their accounts and one warm-up order each.
+
+One http-01 responder serves every token: a threaded HTTP server on [::1] in the
+bench's own process, in stateless mode (as acme.sh's or an nginx ``return 200
+"$token.$thumbprint"``): it knows which account owns each name (every name belongs to
+one client), and answers ``/.well-known/acme-challenge/<token>`` with the key
+authorization of that account.
+
+Servers, both measured in the same run with the same clients:
+
+- trustchain: ``trustchain run`` in a temporary directory (``hsm init`` first), from
+  ``config/default.toml`` with the HTTPS edge, the resolver (whose zone maps every
+  bench name to ::1: the validators resolve through it), the CA, the CT log in the
+  path, N = 4 validators each fetching http-01 itself and 2f+1 corroborating votes;
+  ``authorization_reuse_s = 0`` so that every order is validated by the quorum, rate
+  limits out of the way. Stopped with ``trustchain stop``.
+- pebble: Let's Encrypt's reference test server (Debian package ``pebble``) with
+  ``PEBBLE_VA_NOSLEEP=1`` and ``PEBBLE_WFE_NONCEREJECT=0``, a TLS certificate made
+  here, and ``pebble-challtestsrv`` as its DNS (every name -> ::1 / 127.0.0.1).
+
+Figures per client count: orders/s (orders / time from release to the last
+certificate), median and p99 of one order's time, failed orders (the first error is
+printed); each the median over ``--runs``. The ceiling beside them: CPU time per order
+(server process tree, clients, responder) read from /proc and rusage, and the
+orders/s the machine's cores would allow at that cost.
+
+Aim (issue 11): >= 100 complete orders/s on a 2-core machine, ahead of pebble, with
+CT, the HSM and the quorum in the path.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the `acme` library; run as a script, its folder is first on
+# sys.path and `import acme` would import this file. Take the folder off first.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime as dt  # noqa: E402
+import importlib.metadata  # noqa: E402
+import ipaddress  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import tomllib  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from typing import Any  # noqa: E402
+
+import josepy as jose  # noqa: E402
+import requests  # noqa: E402
+from acme import challenges, client, crypto_util, messages  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+ROOT = _HERE.parent
+TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
+ZONE = "trust.example.com"  # config/default.toml's permitted zone and resolver origin
+CHALLENGE_PATH = "/.well-known/acme-challenge/"
+POLL_FIRST_S, POLL_MAX_S = 0.01, 0.25
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET6, kind) as probe:
+        probe.bind(("::1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- the http-01 responder (stateless: name -> account thumbprint) ----------------------
+
+
+class Responder(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self) -> None:
+        self.thumbprints: dict[str, str] = {}  # name -> base64url SHA-256 JWK thumbprint
+        self.served = 0
+        super().__init__(("::1", 0), _ResponderHandler)
+        self.port = int(self.server_address[1])
+
+
+class _ResponderHandler(BaseHTTPRequestHandler):
+    server: Responder
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].rstrip(".").lower()
+        thumbprint = self.server.thumbprints.get(host)
+        if not self.path.startswith(CHALLENGE_PATH) or thumbprint is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = f"{self.path[len(CHALLENGE_PATH) :]}.{thumbprint}".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.server.served += 1
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# -- CPU of a process tree (servers run validators in processes of their own) ----------
+
+
+def tree_cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` and every live descendant, in seconds."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
+
+
+# -- the clients (threads in worker processes) -----------------------------------------
+
+
+def post_as_get(acme: client.ClientV2, url: str) -> requests.Response:
+    return acme.net.post(url, None, new_nonce_url=acme.directory["newNonce"])
+
+
+def backoff() -> Iterator[float]:
+    delay = POLL_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 1.5, POLL_MAX_S)
+
+
+def complete_order(acme: client.ClientV2, key: jose.JWK, csr_pem: bytes) -> str:
+    """One order from newOrder to the downloaded certificate (PEM chain)."""
+    orderr = acme.new_order(csr_pem)
+    pending = []
+    for authzr in orderr.authorizations:
+        if authzr.body.status == messages.STATUS_VALID:
+            continue
+        challb = next(c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01))
+        acme.answer_challenge(challb, challb.chall.response(key))
+        pending.append(authzr)
+    for authzr in pending:
+        for delay in backoff():
+            time.sleep(delay)
+            authzr, _ = acme.poll(authzr)
+            if authzr.body.status not in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
+                break
+        if authzr.body.status != messages.STATUS_VALID:
+            errors = [c.error for c in authzr.body.challenges if c.error is not None]
+            raise RuntimeError(f"authorization {authzr.body.status}: {errors}")
+    body = acme.begin_finalization(orderr).body
+    waits = backoff()
+    while body.status in (messages.STATUS_PROCESSING, messages.STATUS_READY):
+        time.sleep(next(waits))
+        body = messages.Order.from_json(post_as_get(acme, orderr.uri).json())
+    if body.status != messages.STATUS_VALID or body.certificate is None:
+        raise RuntimeError(f"order {body.status}: {body.error}")
+    chain = post_as_get(acme, body.certificate).text
+    x509.load_pem_x509_certificate(chain.encode())
+    return chain
+
+
+def client_thread(
+    job: dict[str, Any], directory_url: str, ca: str, barrier: Any, out: list[Any]
+) -> None:
+    key = jose.JWKEC.load(job["key_pem"].encode())
+    acme: client.ClientV2 | None = None
+    try:
+        net = client.ClientNetwork(
+            key, alg=jose.ES256, verify_ssl=ca, user_agent="trustchain-bench", timeout=60
+        )
+        acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
+        acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+        complete_order(acme, key, job["csrs"][0].encode())  # warm-up: TLS, nonce, paths
+    except Exception as error:  # the run cannot start: say why, everywhere
+        out.append(("setup", f"{type(error).__name__}: {error}"))
+        barrier.abort()
+        return
+    barrier.wait()
+    for csr in job["csrs"][1:]:
+        started = time.perf_counter()
+        try:
+            complete_order(acme, key, csr.encode())
+            out.append(("ok", started, time.perf_counter()))
+        except Exception as error:
+            out.append(("failed", started, time.perf_counter(), f"{type(error).__name__}: {error}"))
+
+
+def worker(
+    jobs: list[dict[str, Any]], directory_url: str, ca: str, barrier: Any, results: Any
+) -> None:
+    out: list[Any] = []
+    threads = [
+        threading.Thread(target=client_thread, args=(job, directory_url, ca, barrier, out))
+        for job in jobs
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+    cpu0 = time.process_time()
+    for thread in threads:
+        thread.join()
+    results.put({"orders": out, "cpu_s": time.process_time() - cpu0})
+
+
+# -- one measurement -------------------------------------------------------------------
+
+
+def measure(
+    directory_url: str,
+    ca: str,
+    server_pid: int,
+    responder: Responder,
+    names: Iterator[str],
+    clients: int,
+    orders: int,
+) -> dict[str, Any]:
+    jobs = []
+    for _ in range(clients):
+        account = ec.generate_private_key(ec.SECP256R1())
+        cert_key = ec.generate_private_key(ec.SECP256R1())
+        cert_key_pem = cert_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        mine = [next(names) for _ in range(orders + 1)]
+        thumbprint = jose.b64encode(jose.JWKEC(key=account).thumbprint()).decode()
+        for name in mine:
+            responder.thumbprints[name] = thumbprint
+        jobs.append(
+            {
+                "key_pem": account.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ).decode(),
+                "csrs": [crypto_util.make_csr(cert_key_pem, [n]).decode() for n in mine],
+            }
+        )
+    context = multiprocessing.get_context("spawn")
+    processes = min(clients, os.cpu_count() or 1)
+    barrier = context.Barrier(clients + processes + 1)
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=worker, args=(jobs[w::processes], directory_url, ca, barrier, results)
+        )
+        for w in range(processes)
+    ]
+    for process in workers:
+        process.start()
+    try:
+        barrier.wait(timeout=300)
+    except threading.BrokenBarrierError:
+        pass
+    started = time.perf_counter()
+    server_cpu0, own_cpu0 = tree_cpu_s(server_pid), time.process_time()
+    gathered = [results.get(timeout=3600) for _ in workers]
+    server_cpu = tree_cpu_s(server_pid) - server_cpu0
+    own_cpu = time.process_time() - own_cpu0
+    for process in workers:
+        process.join()
+    rows = [row for part in gathered for row in part["orders"]]
+    setup = [row[1] for row in rows if row[0] == "setup"]
+    if setup:
+        return {"error": setup[0]}
+    done = [row for row in rows if row[0] == "ok"]
+    failed = [row for row in rows if row[0] == "failed"]
+    elapsed = max(row[2] for row in rows) - started
+    ms = [(row[2] - row[1]) * 1000 for row in done] or [float("nan")]
+    n = max(len(done), 1)
+    return {
+        "orders/s": len(done) / elapsed,
+        "median ms": statistics.median(ms),
+        "p99 ms": pct(ms, 0.99),
+        "failed": len(failed),
+        "first failure": failed[0][3] if failed else "",
+        "server cpu ms": server_cpu * 1000 / n,
+        "client cpu ms": sum(p["cpu_s"] for p in gathered) * 1000 / n,
+        "responder cpu ms": own_cpu * 1000 / n,
+    }
+
+
+# -- the servers -----------------------------------------------------------------------
+
+
+def self_signed(directory: Path, names: list[str]) -> None:
+    """A test CA and a leaf for ``names`` (DNS names and IP addresses): root.pem,
+    cert.pem, key.pem under ``directory`` (pebble's package ships no test certificate)."""
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    root_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(name("Bench pebble root"))
+        .issuer_name(name("Bench pebble root"))
+        .public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name(names[0]))
+        .issuer_name(root.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (directory / "root.pem").write_bytes(root.public_bytes(pem))
+    (directory / "cert.pem").write_bytes(leaf.public_bytes(pem))
+    (directory / "key.pem").write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+def wait_http(url: str, ca: str | bool, process: subprocess.Popen[Any], what: str) -> int:
+    """Poll ``url`` until it answers 200 (or the process dies); returns the last status."""
+    deadline = time.monotonic() + 120
+    status = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited early ({process.returncode})")
+        try:
+            status = requests.get(url, verify=ca, timeout=5).status_code
+            if status == 200:
+                return status
+        except (requests.ConnectionError, requests.Timeout, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what}: {url} never answered 200 (last {status})")
+
+
+@contextlib.contextmanager
+def pebble(directory: Path, http01_port: int) -> Iterator[tuple[str, str, int]]:
+    """pebble and pebble-challtestsrv (its DNS); yields (directory URL, CA path, pid)."""
+    directory.mkdir()
+    self_signed(directory, ["localhost", "::1", "127.0.0.1"])
+    port, dns_port = free_port(), free_port(socket.SOCK_DGRAM)
+    config = {
+        "pebble": {
+            "listenAddress": f"[::1]:{port}",
+            "managementListenAddress": f"[::1]:{free_port()}",
+            "certificate": str(directory / "cert.pem"),
+            "privateKey": str(directory / "key.pem"),
+            "httpPort": http01_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    (directory / "pebble.json").write_text(json.dumps(config))
+    dns = subprocess.Popen(
+        [
+            "pebble-challtestsrv",
+            "-dns01",
+            f"[::1]:{dns_port}",
+            "-management",
+            f"[::1]:{free_port()}",
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    log = (directory / "pebble.log").open("w")
+    server = subprocess.Popen(
+        ["pebble", "-config", str(directory / "pebble.json"), "-dnsserver", f"[::1]:{dns_port}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"https://[::1]:{port}/dir"
+    try:
+        wait_http(url, str(directory / "root.pem"), server, "pebble")
+        yield url, str(directory / "root.pem"), server.pid
+    finally:
+        for process in (server, dns):
+            process.terminate()
+            process.wait(10)
+        log.close()
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    return repr(value)
+
+
+def to_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """The subset of TOML config/default.toml uses: tables of scalars and lists."""
+    lines = [
+        f"{json.dumps(k)} = {toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)
+    ]
+    out = (f"[{prefix}]\n" if prefix else "") + "".join(line + "\n" for line in lines)
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out += "\n" + to_toml(v, f"{prefix}.{json.dumps(k)}" if prefix else json.dumps(k))
+    return out
+
+
+def trustchain_config(directory: Path, http01_port: int, names: list[str]) -> Path:
+    """config/default.toml with free ports, the bench's names in the zone, every order
+    validated (no authorization reuse) and no rate limit in the way."""
+    config = tomllib.loads((ROOT / "config" / "default.toml").read_text())
+    config["runtime"]["log_level"] = "WARNING"
+    config["http"].update(port=free_port(), plain_port=free_port())
+    config["resolver"].update(port=free_port(socket.SOCK_DGRAM))
+    config["resolver"]["records"] = {n.removesuffix("." + ZONE): ["::1"] for n in names}
+    config["acme"].update(
+        http01_port=http01_port,
+        authorization_reuse_s=0,
+        max_orders_per_account=10_000_000,
+        max_certificates_per_name=10_000_000,
+    )
+    path = directory / "trustchain.toml"
+    path.write_text(to_toml(config))
+    return path
+
+
+@contextlib.contextmanager
+def trustchain(
+    directory: Path, http01_port: int, names: list[str]
+) -> Iterator[tuple[str, str, int]]:
+    """``trustchain run`` in ``directory``; yields (directory URL, root CA path, pid)."""
+    directory.mkdir()
+    config = trustchain_config(directory, http01_port, names)
+    port = tomllib.loads(config.read_text())["http"]["port"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TRUSTCHAIN, "--config", str(config), *args],
+            cwd=directory, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    init = cli("hsm", "init")
+    if init.returncode != 0:
+        raise RuntimeError(f"trustchain hsm init failed: {init.stderr or init.stdout}")
+    log = (directory / "trustchain.log").open("w")
+    server = subprocess.Popen(
+        [TRUSTCHAIN, "--config", str(config), "run"], cwd=directory, stdout=log, stderr=log
+    )
+    root = directory / "var" / "ca" / "root.pem"
+    try:
+        deadline = time.monotonic() + 120
+        while not root.exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"trustchain run did not start; see {directory}/trustchain.log")
+            time.sleep(0.1)
+        wait_http(f"https://[::1]:{port}/ready", str(root), server, "trustchain run")
+        yield f"https://[::1]:{port}/acme/directory", str(root), server.pid
+    finally:
+        if server.poll() is None:
+            stop = cli("stop")
+            try:
+                server.wait(60 if stop.returncode == 0 else 1)
+            except subprocess.TimeoutExpired:
+                server.send_signal(signal.SIGTERM)
+                server.wait(60)
+        log.close()
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--orders-per-client", type=int, default=16)
+    parser.add_argument("--no-pebble", action="store_true", help="leave out the peer row")
+    parser.add_argument("--no-trustchain", action="store_true", help="only pebble")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+    servers = [
+        s for s, off in (("trustchain", args.no_trustchain), ("pebble", args.no_pebble)) if not off
+    ]
+    if "pebble" in servers and not shutil.which("pebble"):
+        print("pebble is not installed (apt-get install -y pebble): no peer row", file=sys.stderr)
+        servers.remove("pebble")
+    per_run = sum(c * (args.orders_per_client + 1) for c in counts)
+    names = [f"b{i}.{ZONE}" for i in range(per_run * args.runs)]
+
+    responder = Responder()
+    threading.Thread(target=responder.serve_forever, daemon=True).start()
+    tmp = Path(tempfile.mkdtemp(prefix="tc-acme-"))
+    figures: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            started: dict[str, tuple[str, str, int]] = {}
+            for server in servers:
+                try:
+                    if server == "trustchain":
+                        started[server] = stack.enter_context(
+                            trustchain(tmp / server, responder.port, names)
+                        )
+                    else:
+                        started[server] = stack.enter_context(pebble(tmp / server, responder.port))
+                except Exception as error:
+                    print(f"{server} did not start: {error}", file=sys.stderr)
+            for server, (url, ca, _) in list(started.items()):
+                status = requests.get(url, verify=ca, timeout=10).status_code
+                if status != 200:
+                    print(f"{server}: {url} answered {status}: no ACME there", file=sys.stderr)
+                    del started[server]
+            for run in range(args.runs):
+                # each server gets the same names: they are separate CAs
+                streams = {s: iter(names[run * per_run : (run + 1) * per_run]) for s in started}
+                for count in counts:
+                    for server, (url, ca, pid) in started.items():
+                        result = measure(
+                            url, ca, pid, responder, streams[server], count, args.orders_per_client
+                        )
+                        figures.setdefault((server, count), []).append(result)
+                        if "error" in result:
+                            print(f"{server}, {count} clients: {result['error']}", file=sys.stderr)
+                        elif result["failed"]:
+                            print(
+                                f"{server}, {count} clients: {result['failed']} failed, first: "
+                                f"{result['first failure']}",
+                                file=sys.stderr,
+                            )
+                print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
+    finally:
+        responder.shutdown()
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report(figures, counts, args)
+
+
+def report(
+    figures: dict[tuple[str, int], list[dict[str, Any]]], counts: list[int], args: Any
+) -> None:
+    cores = os.cpu_count() or 1
+    print(
+        f"ACME orders on [::1], {cores} cores, medians of {args.runs} runs, "
+        f"{args.orders_per_client} orders per client (acme {importlib.metadata.version('acme')}, "
+        f"http-01, clients, responder and server on one machine)"
+    )
+    keys = ["orders/s", "median ms", "p99 ms", "failed"]
+    cpu = ["server cpu ms", "client cpu ms", "responder cpu ms"]
+    print(
+        f"{'clients':>7} {'server':<11}" + "".join(f"{k:>11}" for k in keys)
+        + "   CPU ms/order: server  clients  responder   ceiling orders/s"
+    )  # fmt: skip
+    for count in counts:
+        for server in ("trustchain", "pebble"):
+            rows = [r for r in figures.get((server, count), []) if "error" not in r]
+            if not rows:
+                if (server, count) in figures:
+                    print(f"{count:>7} {server:<11}   did not run")
+                continue
+            med = {k: statistics.median(r[k] for r in rows) for k in keys + cpu}
+            ceiling = cores * 1000 / max(sum(med[k] for k in cpu), 1e-9)
+            print(
+                f"{count:>7} {server:<11}{med['orders/s']:>11.1f}{med['median ms']:>11.1f}"
+                f"{med['p99 ms']:>11.1f}{med['failed']:>11.0f}"
+                f"{med['server cpu ms']:>24.1f}{med['client cpu ms']:>9.1f}"
+                f"{med['responder cpu ms']:>11.1f}{ceiling:>20.0f}"
+            )
+    for count in counts:
+        ours = [r["orders/s"] for r in figures.get(("trustchain", count), []) if "error" not in r]
+        peer = [r["orders/s"] for r in figures.get(("pebble", count), []) if "error" not in r]
+        if ours and peer:
+            ratio = statistics.median(ours) / statistics.median(peer)
+            print(f"trustchain / pebble, orders/s with {count} clients: {ratio:.2f}x")
+    print(
+        "ceiling: the machine's cores / (CPU per order of the server's process tree, the "
+        "clients and the responder), i.e. the orders/s if CPU were the only limit"
+    )
+
+
+if __name__ == "__main__":
+    main()
