@@ -2,9 +2,13 @@
 independent checkers of the four-proof consensus.
 
 - ``messages``: its vocabulary (``GetValidatorKey``, ``CheckRequest``,
-  ``CheckRegistration``), what the detector imports;
+  ``CheckRegistration``, ``CheckChallenge`` and its ``challenge_digest``), what the
+  detector imports;
 - ``actor``: ``ValidatorActor``, started only by the composition root. What it checks
-  is sans-IO, in ``trustchain.actors.trust.requests``; its votes in ``trust.votes``.
+  is sans-IO, in ``trustchain.actors.trust.requests``; its votes in ``trust.votes``;
+- ``challenges``: the ACME challenges it checks itself (http-01, dns-01, tls-alpn-01),
+  and the values an applicant presents for them (``dns01_value``,
+  ``acme_identifier_value``), which responders and tests reuse.
 
 The messages are imported eagerly; ``ValidatorActor`` on first use (PEP 562), so that a
 peer that imports the vocabulary does not load the actor with it.
@@ -15,9 +19,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trustchain.actors.validator.messages import (
+    CheckChallenge,
     CheckRegistration,
     CheckRequest,
     GetValidatorKey,
+    challenge_digest,
 )
 from trustchain.supervisors.lazy import lazy_names
 
@@ -29,8 +35,10 @@ __getattr__, __dir__ = lazy_names(__name__, {"ValidatorActor": "actor"})
 
 
 __all__ = [
+    "CheckChallenge",
     "CheckRegistration",
     "CheckRequest",
     "GetValidatorKey",
     "ValidatorActor",
+    "challenge_digest",
 ]

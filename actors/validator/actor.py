@@ -8,7 +8,16 @@ the detector's questions with signed votes (``votes.sign_vote``):
 * ``CheckRequest``: ``requests.check_request`` on a certificate request's proofs,
   against the registration the detector holds; the vote is over the request digest;
 * ``CheckRegistration``: ``requests.check_registration`` on an asset's stake and
-  space proof; the vote is over ``requests.registration_digest``.
+  space proof; the vote is over ``requests.registration_digest``;
+* ``CheckChallenge``: an ACME challenge (``challenges.py``: http-01, dns-01, tls-alpn-01)
+  checked from here; the vote is over ``CheckChallenge.digest``. The name is resolved
+  first through the ``resolver`` actor (AAAA, or the TXT of ``_acme-challenge.<name>``),
+  without blocking this thread: the handler defers its reply and goes on in the
+  continuation, which hands the challenge and its resolution to the validator's process.
+  A name that does not resolve (NXDOMAIN, no record, SERVFAIL) fails the challenge: a
+  signed reject with a ``dns:`` reason. A resolver that cannot be asked (not running, no
+  answer within ``RESOLVE_TIMEOUT_S``) is our fault, not the applicant's: that error is
+  the answer, and no vote.
 
 A vote approves when the check gives no reason, and rejects with the reasons
 otherwise. The parameters are the config's (``trust.params.consensus_params``), the
@@ -37,25 +46,61 @@ supervisor restarts it with a new process; the votes on disk carry over.
 
 The hooks ``answer`` (what is sent back), ``vote`` and ``sign`` exist so that tests can
 make Byzantine validators (``tests/trust/byzantine.py``); the honest one is this class.
+For a challenge they are called in the resolver's continuation with a
+``ResolvedChallenge`` (the challenge and its resolution) as the question, and ``defer()``
+there hands out the reply deferred by the handler, so a hook that defers (a silent or
+slow validator) works as it does for the other questions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import outcome
+
 from trustchain.actors import child
+from trustchain.actors.resolver.messages import Resolve
 from trustchain.actors.trust import requests
 from trustchain.actors.trust.params import consensus_params
 from trustchain.actors.trust.votes import Verdict, Vote
+from trustchain.actors.validator import challenges
+from trustchain.actors.validator.challenges import Resolution
 from trustchain.actors.validator.core import ValidatorCore
-from trustchain.actors.validator.messages import CheckRegistration, CheckRequest, GetValidatorKey
+from trustchain.actors.validator.messages import (
+    CheckChallenge,
+    CheckRegistration,
+    CheckRequest,
+    GetValidatorKey,
+)
 from trustchain.config import TrustConfig
-from trustchain.supervisors import ActorContext, SupervisedActor, handles
+from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
+from trustchain.supervisors.errors import RequestTimeout, TrustChainError
+from trustchain.supervisors.registry import Reply
 
 CALL_TIMEOUT_S = 10.0  # a check takes milliseconds: a process silent this long is hung
+RESOLVER = "resolver"  # the resolver actor's name in the tree
+RESOLVE_TIMEOUT_S = 35.0  # the resolver answers (SERVFAIL at worst) within its upstream timeout
 child.preload("trustchain.actors.validator.core")
 
-Question = CheckRequest | CheckRegistration
+
+@dataclass(frozen=True)
+class ResolvedChallenge:
+    """The question of a challenge once its name is resolved: what ``answer``,
+    ``honest`` and ``vote`` are given for a ``CheckChallenge``."""
+
+    challenge: CheckChallenge
+    resolution: Resolution
+
+
+Question = CheckRequest | CheckRegistration | ResolvedChallenge
+
+
+@dataclass(frozen=True)
+class _ResolveTimedOut(Message):
+    """The resolver has not answered a challenge's lookup in time (sent to itself)."""
+
+    lookup: int
 
 
 class ValidatorActor(SupervisedActor):
@@ -66,6 +111,10 @@ class ValidatorActor(SupervisedActor):
         self.params = consensus_params(config)
         self.core: child.Child | None = None
         self.public_key = b""
+        self._lookups: dict[int, Reply] = {}  # challenges waiting on the resolver
+        self._next_lookup = 0
+        self._held: Reply | None = None  # what defer() hands out in a continuation
+        self._held_taken = False
 
     def setup(self) -> None:
         key_dir = self.config.key_dir
@@ -81,9 +130,9 @@ class ValidatorActor(SupervisedActor):
             self.core.close()
             self.core = None
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, method: str, *args: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         assert self.core is not None
-        return self.core.call(method, *args, timeout_s=CALL_TIMEOUT_S)
+        return self.core.call(method, *args, timeout_s=timeout_s)
 
     @property
     def pid(self) -> int | None:
@@ -107,6 +156,61 @@ class ValidatorActor(SupervisedActor):
         )
         return self.answer(digest, msg)
 
+    @handles(CheckChallenge)
+    def check_challenge(self, msg: CheckChallenge) -> bytes | None:
+        lookup = challenges.lookup_of(msg)
+        if lookup is None:  # an ip identifier: nothing to resolve
+            return self.answer(
+                msg.digest(), ResolvedChallenge(msg, challenges.resolve_locally(msg))
+            )
+        name, rdtype = lookup
+        key = self._next_lookup
+        self._next_lookup += 1
+        self._lookups[key] = self.defer()
+
+        def resolved(result: outcome.Outcome) -> None:
+            reply = self._lookups.pop(key, None)
+            if reply is None:
+                return  # timed out meanwhile, and answered so
+            if isinstance(result, outcome.Error):
+                reply(result)  # the resolver could not be asked: our fault, no vote
+                return
+            resolution = challenges.resolution_of(msg, result.unwrap())
+            self._answer_later(reply, msg.digest(), ResolvedChallenge(msg, resolution))
+
+        self.request(RESOLVER, Resolve(name, rdtype), resolved)
+        self.after(RESOLVE_TIMEOUT_S, _ResolveTimedOut(key))
+        return None
+
+    @handles(_ResolveTimedOut)
+    def resolve_timed_out(self, msg: _ResolveTimedOut) -> None:
+        reply = self._lookups.pop(msg.lookup, None)
+        if reply is not None:
+            reply(outcome.Error(RequestTimeout(
+                f"{RESOLVER!r} did not answer {self.validator_id}'s lookup within "
+                f"{RESOLVE_TIMEOUT_S:g} s"
+            )))  # fmt: skip
+
+    def _answer_later(self, reply: Reply, digest: bytes, question: Question) -> None:
+        """``answer`` in a continuation: its value (or typed error) goes to ``reply``,
+        unless it deferred (``defer()`` hands out ``reply`` meanwhile)."""
+        self._held, self._held_taken = reply, False
+        try:
+            answered = self.answer(digest, question)
+        except TrustChainError as exc:
+            reply(outcome.Error(exc))
+            return
+        finally:
+            taken, self._held, self._held_taken = self._held_taken, None, False
+        if not taken:
+            reply(outcome.Value(answered))
+
+    def defer(self) -> Reply:
+        if self._held is not None:  # in a continuation: the reply deferred by the handler
+            self._held_taken = True
+            return self._held
+        return super().defer()
+
     # What is said, and the hooks a misbehaving validator overrides ------------------
 
     def answer(self, digest: bytes, question: Question) -> bytes | None:
@@ -116,8 +220,14 @@ class ValidatorActor(SupervisedActor):
 
     def honest(self, question: Question) -> bytes:
         """The honest vote's bytes, from this validator's process (see ``core.py``)."""
+        vote: bytes
+        if isinstance(question, ResolvedChallenge):
+            challenge = question.challenge  # the process looks for up to its timeout_s
+            vote = self._call("vote_challenge", challenge, question.resolution, self.clock.time(),
+                              timeout_s=CALL_TIMEOUT_S + challenge.timeout_s)  # fmt: skip
+            return vote
         method = "vote_request" if isinstance(question, CheckRequest) else "vote_registration"
-        vote: bytes = self._call(method, question, self.clock.time())
+        vote = self._call(method, question, self.clock.time())
         return vote
 
     def vote(self, question: Question) -> Vote:

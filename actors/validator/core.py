@@ -14,6 +14,14 @@ another machine is the next step).
 ``vote`` keeps the invariant written in ``actor.py`` (never two different statements
 on one digest) with the votes given on disk (``VoteMemo``).
 
+ACME challenges (``vote_challenge``) go through the same ``vote``: the digest is the
+challenge's (``CheckChallenge.digest``), and the inputs are everything the check depends
+on besides it -- the port, the time allowed and what the name resolved to -- so the same
+challenge with the same resolution gets the vote given before without another look
+(a challenge is checked once, RFC 8555 §7.5.1), and a changed resolution is checked again
+and answered the same vote or ``already_voted``. Its check does network IO here, in the
+validator's process (``challenges.py``), within the challenge's ``timeout_s``.
+
 Nothing here imports pykka or loguru; time is the caller's (``now_s``), so tests drive it.
 """
 
@@ -37,7 +45,9 @@ from trustchain.actors.trust import requests, stake
 from trustchain.actors.trust.errors import AlreadyVoted, TrustError
 from trustchain.actors.trust.requests import ConsensusParams
 from trustchain.actors.trust.votes import Verdict, Vote, sign_vote
-from trustchain.actors.validator.messages import CheckRegistration, CheckRequest
+from trustchain.actors.validator import challenges
+from trustchain.actors.validator.challenges import Resolution
+from trustchain.actors.validator.messages import CheckChallenge, CheckRegistration, CheckRequest
 
 Check = Callable[[], list[str]]  # a validator's own check: the reasons to reject
 MAX_AUTHORITIES = 16  # stake authorities' parsed keys kept (one in practice)
@@ -208,6 +218,10 @@ class ValidatorCore:
     def vote_registration(self, msg: CheckRegistration, now_s: float) -> bytes:
         return self.vote(*self.registration_question(msg, now_s), now_s).to_bytes()
 
+    def vote_challenge(self, msg: CheckChallenge, resolved: Resolution, now_s: float) -> bytes:
+        """The vote on an ACME challenge whose name resolved to ``resolved``."""
+        return self.vote(*self.challenge_question(msg, resolved), now_s).to_bytes()
+
     def request_question(self, msg: CheckRequest, now_s: float) -> tuple[bytes, bytes, Check]:
         """(digest, inputs, check) of a request's question."""
         digest = msg.proofs.digest(msg.csr_der)
@@ -243,6 +257,21 @@ class ValidatorCore:
             )  # fmt: skip
 
         return digest, inputs, check
+
+    def challenge_question(
+        self, msg: CheckChallenge, resolved: Resolution
+    ) -> tuple[bytes, bytes, Check]:
+        """(digest, inputs, check) of an ACME challenge's question."""
+        inputs = inputs_digest(
+            "challenge", msg.kind, msg.identifier_type, msg.identifier, msg.token,
+            msg.key_authorization, msg.port, repr(msg.timeout_s),
+            list(resolved.addresses), list(resolved.txt), resolved.problem,
+        )  # fmt: skip
+
+        def check() -> list[str]:
+            return challenges.check_challenge(msg, resolved)
+
+        return msg.digest(), inputs, check
 
     def vote(self, digest: bytes, inputs: bytes, check: Check, now_s: float) -> Vote:
         """The vote on ``digest``: the one given before (see the module's invariant), or
