@@ -418,7 +418,15 @@ def check_eab(eab: Any, account_jwk: dict[str, Any], url: str, keys: dict[str, s
     secret = keys.get(kid)
     if secret is None:
         raise AcmeProblem("unauthorized", f"no external account key {kid!r}")
-    hmac_key = JWK(kty="oct", k=b64url_encode(b64url_decode(secret, "the EAB key")))
+    raw_key = b64url_decode(secret, "the EAB key")
+    needed = int(alg[2:])  # RFC 7518 §3.2: a key at least as long as the hash
+    if len(raw_key) * 8 < needed:
+        raise AcmeProblem(
+            "malformed",
+            f"external account key {kid!r} has {len(raw_key) * 8} bits, too short for {alg} "
+            f"(RFC 7518 §3.2); MAC the binding with HS256",
+        )
+    hmac_key = JWK(kty="oct", k=b64url_encode(raw_key))
     try:
         JWA.signing_alg(alg).verify(hmac_key, jws.signing_input(), jws.signature)
     except Exception:
