@@ -5,7 +5,8 @@ trust-aware, and a Byzantine-tolerant forwarder (a quorum of upstreams) for the 
   ``Zone``, ``ResolverStatus`` for the control socket and the CLI), what peers import;
 - ``actor``: ``ResolverActor``, started only by the composition root. Its logic is
   sans-IO: ``zone`` (the zone and its assets), ``upstream`` (the quorum), ``cache``,
-  ``wire`` (queries in, responses out) and ``core`` (``Resolver``, which joins them);
+  ``chase`` (CNAMEs out of the zone followed through the quorum), ``wire`` (queries
+  in, responses out) and ``core`` (``Resolver``, which joins them);
   ``worker`` runs the upstream queries on a thread of its own.
 
 The messages are imported eagerly; ``ResolverActor`` on first use (PEP 562), so that a

@@ -16,8 +16,15 @@ Waiters are the caller's (the actor's deferred replies): they come back in
 line (an upstream disagreeing with the accepted answer, a split with no quorum)
 come back in ``Step.events``.
 
+A CNAME in the zone whose target is outside it is chased through the upstreams
+(``chase.py``): the answer is the CNAME and then the target's records, each step a
+question like any other here (rounds, cache, disagreements), at most ``MAX_CHAIN``
+CNAMEs and no loop (SERVFAIL with an EDE otherwise). A question outside the zone is
+answered as the quorum answered it (its upstreams are recursive: they chase).
+
 Without upstreams the resolver is the zone's server only: a name outside it is
-REFUSED with EDE 20 (Not Authoritative). Rounds in flight are bounded
+REFUSED with EDE 20 (Not Authoritative), and a CNAME out of the zone is answered
+alone (the client chases it). Rounds in flight are bounded
 (``max_rounds``): past the bound a new question gets SERVFAIL with an EDE at once,
 never an unbounded queue.
 """
@@ -36,8 +43,10 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 
 from trustchain.actors.resolver.cache import Cache, Key, key_of
+from trustchain.actors.resolver.chase import Broken, Chain, dangling
 from trustchain.actors.resolver.upstream import (
     ANSWER_RCODES,
     Accepted,
@@ -90,13 +99,23 @@ class Step(Generic[W]):
     events: list[Disagreement | NoQuorum] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Pending(Generic[W]):
+    """A query waiting on a round: its own question (``chain`` None) or a step of a
+    CNAME chain it is following (``chain``: its answer so far)."""
+
+    waiter: W
+    query: dns.message.Message
+    chain: Chain | None = None
+
+
 @dataclass
 class _Round(Generic[W]):
     key: Key
     qname: dns.name.Name
     rdtype: dns.rdatatype.RdataType
     ballot: Ballot
-    waiters: list[tuple[W, dns.message.Message]]
+    waiters: list[_Pending[W]]
 
     @property
     def question(self) -> str:
@@ -153,6 +172,14 @@ class Resolver(Generic[W]):
         question = parsed.question[0]
         qname, rdtype = question.name, question.rdtype
         found = self.zone.lookup(qname, rdtype)
+        if found is not None and found.target is not None and self.upstreams:
+            pending: _Pending[W] = _Pending(waiter, parsed)
+            chain = Chain(qname).extend(found.answer)
+            if isinstance(chain, Broken):  # the zone's own chain is longer than the bound
+                self._broken(step, pending, chain)
+            else:
+                self._chase(step, _Pending(waiter, parsed, chain), found.target, now)
+            return step
         if found is not None:
             response = respond(parsed, found.rcode, recursion=bool(self.upstreams))
             response.flags |= dns.flags.AA
@@ -169,31 +196,108 @@ class Resolver(Generic[W]):
             )
             self._reply(step, waiter, response, "refused")
             return step
+        self._ask(step, _Pending(waiter, parsed), qname, now)
+        return step
+
+    def _ask(self, step: Step[W], pending: _Pending[W], qname: dns.name.Name, now: float) -> None:
+        """Ask the upstreams ``qname`` (of the query's type) for ``pending``: from the
+        cache, by joining the round in flight for it, or in a new round."""
+        rdtype = pending.query.question[0].rdtype
         key = key_of(qname, rdtype)
         cached = self.cache.get(key, now)
         if cached is not None:
-            self._reply(step, waiter, self._forwarded(parsed, cached, cached=True), "cache")
-            return step
+            self._answer(step, pending, cached, now, cached=True)
+            return
         waiting = sum(len(r.waiters) for r in self._rounds.values())
         round_id = self._open.get(key)
         full = round_id is None and len(self._rounds) >= self.max_rounds
         if full or waiting >= self.max_waiters:
-            response = respond(parsed, dns.rcode.SERVFAIL, recursion=True)
+            response = respond(pending.query, dns.rcode.SERVFAIL, recursion=True)
             add_ede(
                 response,
                 dns.edns.EDECode.OTHER,
                 f"too many questions in flight ({len(self._rounds)}); try again",
             )
-            self._reply(step, waiter, response, "busy")
-            return step
+            self._reply(step, pending.waiter, response, "busy")
+            return
         if round_id is None:
             round_id = next(self._ids)
             names = tuple(str(u) for u in self.upstreams)
             self._rounds[round_id] = _Round(key, qname, rdtype, Ballot(names, self.quorum), [])
             self._open[key] = round_id
             step.sends.extend(Send(round_id, u, qname, rdtype) for u in self.upstreams)
-        self._rounds[round_id].waiters.append((waiter, parsed))
-        return step
+        self._rounds[round_id].waiters.append(pending)
+
+    # Chasing CNAMEs out of the zone -------------------------------------------------------
+
+    def _chase(
+        self, step: Step[W], pending: _Pending[W], target: dns.name.Name, now: float
+    ) -> None:
+        """Follow ``pending``'s chain on to ``target``: in the zone at once (and on while
+        it leads out again), else through the upstreams (``_answer`` goes on)."""
+        rdtype = pending.query.question[0].rdtype
+        chain = pending.chain
+        assert chain is not None
+        while True:
+            found = self.zone.lookup(target, rdtype)
+            if found is None:
+                self._ask(step, _Pending(pending.waiter, pending.query, chain), target, now)
+                return
+            extended = chain.extend(found.answer)
+            if isinstance(extended, Broken):
+                self._broken(step, pending, extended)
+                return
+            chain = extended
+            if found.target is None:
+                self._chased(step, pending, chain, found.rcode, found.authority)
+                return
+            target = found.target
+
+    def _answer(
+        self,
+        step: Step[W],
+        pending: _Pending[W],
+        value: Answer | Failed,
+        now: float,
+        cached: bool = False,
+    ) -> None:
+        """The upstreams' answer (or failure) to the question ``pending`` asked."""
+        if pending.chain is None:
+            source = "cache" if cached else "upstreams"
+            self._reply(step, pending.waiter, self._forwarded(pending.query, value, cached), source)
+            return
+        if isinstance(value, Failed):
+            response = self._forwarded(pending.query, value, cached)
+            self._reply(step, pending.waiter, response, "chased")
+            return
+        chain = pending.chain.extend(value.answer)
+        if isinstance(chain, Broken):
+            self._broken(step, pending, chain)
+            return
+        target = dangling(value.answer)
+        if target is not None and value.rcode == dns.rcode.NOERROR and not value.authority:
+            # a CNAME its upstreams did not follow (nor said its target has no data)
+            self._chase(step, _Pending(pending.waiter, pending.query, chain), target, now)
+            return
+        self._chased(step, pending, chain, value.rcode, value.authority)
+
+    def _chased(
+        self,
+        step: Step[W],
+        pending: _Pending[W],
+        chain: Chain,
+        rcode: dns.rcode.Rcode,
+        authority: Sequence[dns.rrset.RRset],
+    ) -> None:
+        response = respond(pending.query, rcode, recursion=True)  # not AA: upstreams' data
+        response.answer = list(chain.answer)
+        response.authority = list(authority)
+        self._reply(step, pending.waiter, response, "chased")
+
+    def _broken(self, step: Step[W], pending: _Pending[W], broken: Broken) -> None:
+        response = respond(pending.query, dns.rcode.SERVFAIL, recursion=True)
+        add_ede(response, dns.edns.EDECode.OTHER, broken.text)
+        self._reply(step, pending.waiter, response, "chased")
 
     def answered(
         self, round_id: int, upstream: str, result: dns.message.Message | str, now: float
@@ -253,9 +357,9 @@ class Resolver(Generic[W]):
             round_.key, verdict.answer if isinstance(verdict, Accepted) else verdict, now
         )
         value = verdict.answer if isinstance(verdict, Accepted) else verdict
-        for waiter, query in round_.waiters:
-            self._reply(step, waiter, self._forwarded(query, value), "upstreams")
-        round_.waiters.clear()
+        waiters, round_.waiters = round_.waiters, []
+        for pending in waiters:
+            self._answer(step, pending, value, now)
 
     def _disagreed(self, step: Step[W], round_: _Round[W], upstream: str) -> None:
         verdict = round_.ballot.verdict

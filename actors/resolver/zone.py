@@ -10,17 +10,23 @@ the origin, each a set of RRsets; nothing else is ever in it:
   in config and skipped from an asset, so no answer ever carries IPv4.
 * CNAMEs from config (``[resolver] cnames``): a CNAME name holds nothing else, the
   apex holds none, and chains never loop (each checked when the zone is built).
+* TXT records of ACME dns-01 challenges (RFC 8555 §8.4), given by the actor from its
+  challenge store: at ``_acme-challenge.<a name at or under the origin>``, with the
+  short TTL ``CHALLENGE_TTL_S`` (at most ``ttl_s``) so a validator sees a new value
+  soon. One at a configured CNAME is skipped (``self.skipped``): a CNAME stands alone.
 * SOA and NS at the apex; the NS is the DoQ server's name, and when that name is
   inside the zone without an address of its own, the address it listens on.
 
-A lookup walks CNAMEs inside the zone (a target outside it ends the chain: the
-client resolves it, as with any authoritative server), then answers the type asked
-for: the RRset; NODATA (NOERROR, nothing in the answer) when the name exists without
-that type, so an A query never gets an address; NXDOMAIN when no name exists there
--- a name with names below it exists even without records of its own (an empty
-non-terminal, RFC 8020). NXDOMAIN and NODATA carry the SOA in the authority section,
-whose TTL and MINIMUM are the negative-caching TTL (RFC 2308 §3). Every TTL is
-``ttl_s``; names compare case-insensitively (dnspython's ``Name``).
+A lookup walks CNAMEs inside the zone (a target outside it ends the chain, and
+``ZoneAnswer.target`` names it: the caller chases it through its upstreams, or the
+client does, as with any authoritative server), then answers the type asked for:
+the RRset; NODATA (NOERROR, nothing in the answer) when the name exists without that
+type, so an A query never gets an address; NXDOMAIN when no name exists there -- a
+name with names below it exists even without records of its own (an empty
+non-terminal, RFC 8020: ``_acme-challenge`` alone, say). NXDOMAIN and NODATA carry
+the SOA in the authority section, whose TTL and MINIMUM are the negative-caching TTL
+(RFC 2308 §3). Every TTL is ``ttl_s`` but the challenges'; names compare
+case-insensitively (dnspython's ``Name``).
 
 Trust: an asset that is quarantined or scores below ``min_asset_trust`` gives no
 address (its name still exists: NODATA); the addresses that remain at a name are
@@ -43,17 +49,20 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 ASSETS_LABEL = "assets"  # assets' names live under assets.<origin>
 SOA_REFRESH_S, SOA_RETRY_S, SOA_EXPIRE_S = 3_600, 600, 604_800
-IN, AAAA, CNAME, SOA, NS, ANY = (
+CHALLENGE_TTL_S = 60  # TXT of ACME challenges: short, the value changes per order
+IN, AAAA, CNAME, SOA, NS, ANY, TXT = (
     dns.rdataclass.IN,
     dns.rdatatype.AAAA,
     dns.rdatatype.CNAME,
     dns.rdatatype.SOA,
     dns.rdatatype.NS,
     dns.rdatatype.ANY,
+    dns.rdatatype.TXT,
 )
 
 
@@ -116,6 +125,7 @@ class ZoneAnswer:
     rcode: dns.rcode.Rcode
     answer: tuple[dns.rrset.RRset, ...] = ()
     authority: tuple[dns.rrset.RRset, ...] = ()
+    target: dns.name.Name | None = None  # the answer ends at a CNAME to this outside name
 
 
 def ipv6_address(text: str) -> str:
@@ -148,6 +158,7 @@ class _Node:
     addresses: list[tuple[str, float | None]] = field(default_factory=list)  # (address, score)
     cname: dns.name.Name | None = None
     apex: bool = False
+    txt: list[str] = field(default_factory=list)  # ACME challenge values
 
 
 class Zone:
@@ -162,6 +173,7 @@ class Zone:
         *,
         assets: Iterable[AssetRecord] = (),
         min_asset_trust: float = 0.0,
+        challenges: Mapping[dns.name.Name, Sequence[str]] | None = None,
         nameserver: str | None = None,
         nameserver_address: str | None = None,
         serial: int = 1,
@@ -187,6 +199,7 @@ class Zone:
         except ValueError as exc:
             raise ZoneError(str(exc)) from None
         self._add_assets(assets, min_asset_trust)
+        self._add_challenges(challenges or {})
         self._rrsets = self._build_rrsets()
         self._existing = {a for name in self._nodes for a in self._ancestors(name)}
 
@@ -271,6 +284,17 @@ class Zone:
             node.addresses.extend((a, record.score) for a in addresses if a not in known)
             known.update(addresses)
 
+    def _add_challenges(self, challenges: Mapping[dns.name.Name, Sequence[str]]) -> None:
+        for name, values in sorted(challenges.items()):
+            existing = self._nodes.get(name)
+            if not name.is_subdomain(self.origin):
+                self.skipped.append(f"challenge TXT {name} is outside {self.origin}")
+            elif existing is not None and existing.cname is not None:
+                self.skipped.append(f"challenge TXT {name}: the name is a CNAME in the config")
+            else:
+                node = self._node(name)
+                node.txt.extend(v for v in values if v not in node.txt)
+
     def _ancestors(self, name: dns.name.Name) -> Iterable[dns.name.Name]:
         """``name`` and every name between it and the origin: all exist (RFC 8020)."""
         while name != self.origin and name.is_subdomain(self.origin):
@@ -290,6 +314,11 @@ class Zone:
             if node.addresses:
                 texts = [a for a, _ in node.addresses]
                 sets[AAAA] = dns.rrset.from_text_list(name, self.ttl, IN, AAAA, texts)
+            if node.txt:
+                txt = sets[TXT] = dns.rrset.RRset(name, IN, TXT)
+                for value in node.txt:  # one string each (a value is at most 255 octets)
+                    txt.add(dns.rdtypes.ANY.TXT.TXT(IN, TXT, [value.encode()]))
+                txt.ttl = min(CHALLENGE_TTL_S, self.ttl)
             built[name] = sets
         return built
 
@@ -322,7 +351,7 @@ class Zone:
             target = self._nodes[name].cname
             assert target is not None
             if target not in self:
-                return ZoneAnswer(dns.rcode.NOERROR, tuple(answer))
+                return ZoneAnswer(dns.rcode.NOERROR, tuple(answer), target=target)
             name = target
         if sets is None:
             rcode = dns.rcode.NOERROR if name in self._existing else dns.rcode.NXDOMAIN

@@ -34,7 +34,9 @@ Behaviour = Literal["answer", "servfail", "silent"]
 
 
 class Answerer:
-    """An upstream resolver's answers: ``records`` maps "name. TYPE" to rdata texts."""
+    """An upstream resolver's answers: ``records`` maps "name. TYPE" to rdata texts; a
+    name with a "name. CNAME" entry and none of the type asked is answered with its
+    CNAME alone (not followed, as an authoritative server answers)."""
 
     def __init__(
         self, records: Mapping[str, list[str]], ttl: int = 300, negative_ttl: int = 60
@@ -59,6 +61,12 @@ class Answerer:
         if rdatas:
             response.answer.append(
                 dns.rrset.from_text_list(question.name, self.ttl, "IN", question.rdtype, rdatas)
+            )
+            return response
+        cname = self.records.get(f"{question.name.to_text().lower()} CNAME")
+        if cname:  # as an authoritative server does: the CNAME alone, not followed
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, self.ttl, "IN", "CNAME", cname)
             )
             return response
         exists = any(k.split()[0] == question.name.to_text().lower() for k in self.records)
