@@ -221,7 +221,10 @@ def csr_identifiers(
                 "badCSR",
                 f"the CSR asks for a {type(general_name).__name__}: dNSName and iPAddress only",
             )
-    common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except Exception:  # a subject cryptography cannot decode
+        raise AcmeProblem("badCSR", "the CSR's subject cannot be parsed") from None
     if len(common_names) > 1:
         raise AcmeProblem("badCSR", "the CSR's subject has more than one CN")
     if common_names:

@@ -128,7 +128,9 @@ def loads_object(data: bytes | str, what: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    except RecursionError:
+        raise AcmeProblem("malformed", f"{what} is nested too deep") from None
+    except (UnicodeDecodeError, ValueError) as e:
         raise AcmeProblem("malformed", f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise AcmeProblem("malformed", f"{what} must be a JSON object")

@@ -527,3 +527,43 @@ def test_key_change_inner_with_nonce_or_other_url_is_malformed(nonces: NonceStor
         with pytest.raises(AcmeProblem) as caught:
             check_key_change(outer, ACCOUNT, public(EC256))
         assert caught.value.type == "malformed"
+
+
+# --- robustness: any damage to a body is a problem document, never a crash ------------------
+
+
+class EveryNonceFresh(NonceStore):
+    """Lets damaged copies of one request reach the checks after the nonce."""
+
+    def use(self, nonce: str) -> bool:
+        return True
+
+
+def test_every_single_bit_flip_or_truncation_of_a_request_is_refused_cleanly() -> None:
+    nonces = EveryNonceFresh(capacity=1)
+    body = certbot_sign(b'{"a": [1]}', EC256, jose.ES256, b64(b"n" * 16), NEW_ORDER, ACCOUNT)
+    account_key = accounts(**{"1": public(EC256)})
+    damaged = [body[:i] for i in range(len(body))]
+    damaged += [body[:i] + bytes([body[i] ^ 0x01]) + body[i + 1 :] for i in range(len(body))]
+    outcomes = set()
+    for candidate in damaged:
+        try:
+            check_request(candidate, NEW_ORDER, nonces, account_key, jwk_allowed=False)
+            outcomes.add("accepted")
+        except AcmeProblem as problem:
+            outcomes.add(problem.type)
+    # a flip in JSON whitespace or in a base64url character's unused bits could pass;
+    # the signature and canonical base64url make every other change a refusal
+    assert outcomes <= {"accepted", "malformed", "badSignatureAlgorithm", "unauthorized",
+                        "badNonce", "accountDoesNotExist"}  # fmt: skip
+    assert "malformed" in outcomes
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 5, [], {"protected": 5, "payload": "", "signature": ""},
+     {"protected": b64(b'{"alg": "HS256", "kid": 7, "url": "u"}'), "payload": "", "signature": ""}],
+)  # fmt: skip
+def test_eab_of_any_shape_is_refused_cleanly(value: Any) -> None:
+    with pytest.raises(AcmeProblem):
+        check_eab(value, public(EC256), NEW_ACCOUNT, EAB_KEYS)
