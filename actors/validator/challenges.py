@@ -273,7 +273,7 @@ def _network_reason(exc: BaseException, where: str, timeout_s: float) -> str:
         return f"connection: {where} reset the connection"
     if isinstance(exc, ssl.SSLError):
         return f"tls: handshake with {where} failed: {exc.reason or type(exc).__name__}"
-    if isinstance(exc, http.client.HTTPException):
+    if isinstance(exc, http.client.HTTPException | ValueError):  # what the peer sent
         return f"incorrectResponse: {where} did not answer valid HTTP ({type(exc).__name__})"
     if isinstance(exc, OSError):
         return f"connection: {where} unreachable: {exc.strerror or type(exc).__name__}"
@@ -316,7 +316,7 @@ class _Http01:
             url = f"{scheme}://{self.host(scheme, port)}{path}"
             try:
                 status, location, body = self.fetch(address, port, scheme, path)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 return _network_reason(exc, where, self.deadline.timeout_s)
             if status in REDIRECT_STATUSES and location:
                 if hop == MAX_REDIRECTS:
