@@ -482,13 +482,13 @@ class _Wire:
                 tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                self._flush(tls)
+                self._flush()
                 self._fill()
-        self._flush(tls)
+        self._flush()
         self.tls = tls
         return tls
 
-    def _flush(self, tls: ssl.SSLObject) -> None:
+    def _flush(self) -> None:
         data = self._outgoing.read()
         if data:
             self.sock.settimeout(self.deadline.left())
@@ -508,7 +508,7 @@ class _Wire:
             self.sock.sendall(data)
             return
         self.tls.write(data)
-        self._flush(self.tls)
+        self._flush()
 
     def recv_into(self, buffer: Any) -> int:
         if self.tls is None:
@@ -518,7 +518,7 @@ class _Wire:
             try:
                 return cast(int, self.tls.read(len(buffer), buffer))  # a count, given a buffer
             except ssl.SSLWantReadError:
-                self._flush(self.tls)
+                self._flush()
                 self._fill()
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return 0  # closed, with or without close_notify: the length tells
