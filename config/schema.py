@@ -209,6 +209,8 @@ class ResolverConfig:
     idle_timeout_s: float = _f(30.0, min=1.0, max=3_600.0)
     max_buffered_bytes: int = _f(65_536, min=1_024, max=16 * 1_048_576)  # per connection
     retry: bool = _f(False)  # QUIC Retry: validate client addresses before any state
+    # ACME dns-01 TXT records published with `trustchain dns txt add` (created on first use)
+    challenge_db: Path = _f(Path("var/resolver/challenges.sqlite3"))
 
 
 @dataclasses.dataclass(frozen=True)
