@@ -69,7 +69,8 @@ def write_config(
         **({"enabled": False} if trust is None else trust),  # trust={}: the default, on
     }
     trust_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in trust_table.items())
-    resolver_table = resolver if resolver is not None else {"enabled": False}
+    resolver_table = {"challenge_db": f"{directory}/resolver/challenges.sqlite3", **resolver} \
+        if resolver is not None else {"enabled": False}  # fmt: skip
     resolver_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in resolver_table.items()
                             if not isinstance(v, dict))  # fmt: skip
     resolver_keys += "".join(
