@@ -1,0 +1,528 @@
+"""The ACME server's durable state in SQLite (``acme.database``): accounts, orders,
+authorizations, challenges and certificates (``records``).
+
+Like the CA's and the trust store: WAL with synchronous=FULL (``sqlite.open_database``),
+so a write that returned is on disk; every write is one transaction, and ``batch()``
+makes several writes one (a challenge's result with its authorization and the orders
+it readies), all or nothing. The core writes before it answers, so nothing a client
+was told is lost by a crash.
+
+A fault of the environment (a full disk, an I/O error, a read-only or locked file:
+SQLite's FULL, IOERR, READONLY, ... and ``OSError``) raises ``AcmeStoreUnavailable``
+with nothing changed (a failed write inside a batch spoils the batch: it rolls back
+whole); any other SQLite error is a bug and goes through as it is.
+
+Records are replaced whole (``put_*``): the core computes the new record, the store
+keeps it. Orders list their authorizations (an authorization is shared by the orders
+of one account that reuse it; ``order_authorizations`` finds the orders to update).
+Certificates keep their names apart (``certificate_names``) for the per-name rate limit.
+
+The connection belongs to the thread that opened it: the actor opens the store in
+``setup()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from trustchain.actors.acme.records import (
+    Account,
+    Authorization,
+    Certificate,
+    Challenge,
+    Order,
+)
+from trustchain.actors.sqlite import open_database
+from trustchain.supervisors.errors import TrustChainError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id            TEXT PRIMARY KEY,
+    jwk           TEXT NOT NULL,             -- JSON (RFC 7517)
+    thumbprint    TEXT NOT NULL UNIQUE,      -- RFC 7638: one account per key
+    contact       TEXT NOT NULL,             -- JSON list of URLs
+    status        TEXT NOT NULL,
+    created       REAL NOT NULL,             -- seconds since 1970
+    terms_agreed  INTEGER NOT NULL,
+    eab_kid       TEXT
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id            TEXT PRIMARY KEY,
+    account       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    identifiers   TEXT NOT NULL,             -- JSON [[type, value], ...]
+    profile       TEXT NOT NULL,
+    created       REAL NOT NULL,
+    expires       REAL NOT NULL,
+    error         TEXT,                      -- JSON problem document
+    csr           TEXT,                      -- PEM, once finalized
+    certificate   TEXT,
+    replaces      TEXT
+);
+CREATE INDEX IF NOT EXISTS orders_by_account ON orders (account, created);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
+CREATE TABLE IF NOT EXISTS order_authorizations (
+    order_id      TEXT NOT NULL,
+    position      INTEGER NOT NULL,
+    authz         TEXT NOT NULL,
+    PRIMARY KEY (order_id, position)
+);
+CREATE INDEX IF NOT EXISTS order_authorizations_by_authz ON order_authorizations (authz);
+CREATE TABLE IF NOT EXISTS authorizations (
+    id            TEXT PRIMARY KEY,
+    account       TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    wildcard      INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    created       REAL NOT NULL,
+    expires       REAL NOT NULL,
+    validated     REAL,
+    evidence      TEXT                       -- JSON: the validators' votes
+);
+CREATE INDEX IF NOT EXISTS authorizations_by_identifier
+    ON authorizations (account, type, value, wildcard, status);
+CREATE TABLE IF NOT EXISTS challenges (
+    id            TEXT PRIMARY KEY,
+    authz         TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    token         TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    validated     REAL,
+    error         TEXT
+);
+CREATE INDEX IF NOT EXISTS challenges_by_authz ON challenges (authz);
+CREATE INDEX IF NOT EXISTS challenges_by_status ON challenges (status);
+CREATE TABLE IF NOT EXISTS certificates (
+    id            TEXT PRIMARY KEY,
+    serial        TEXT NOT NULL UNIQUE,
+    cert_id       TEXT NOT NULL UNIQUE,      -- RFC 9773
+    account       TEXT NOT NULL,
+    order_id      TEXT NOT NULL,
+    chain         TEXT NOT NULL,             -- PEM, leaf first
+    names         TEXT NOT NULL,             -- JSON list
+    issued        REAL NOT NULL,
+    not_before    REAL NOT NULL,
+    not_after     REAL NOT NULL,
+    revoked       REAL,
+    reason        TEXT
+);
+CREATE TABLE IF NOT EXISTS certificate_names (
+    name          TEXT NOT NULL,
+    issued        REAL NOT NULL,
+    certificate   TEXT NOT NULL,
+    PRIMARY KEY (name, certificate)
+);
+CREATE INDEX IF NOT EXISTS certificate_names_by_time ON certificate_names (name, issued);
+CREATE TABLE IF NOT EXISTS probe (             -- a durable write that says the disk takes writes
+    id            INTEGER PRIMARY KEY CHECK (id = 0),
+    at            REAL NOT NULL
+);
+"""
+
+# SQLite's primary result codes that are faults of the environment, not bugs.
+_FAULT_CODES = frozenset({
+    sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_PERM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOLFS,
+})  # fmt: skip
+
+
+# Each table's columns, in order: a record is written whole by an upsert, which keeps the
+# row's rowid (the order records were first written in, which listings follow).
+_COLUMNS = {
+    "accounts": "id jwk thumbprint contact status created terms_agreed eab_kid",
+    "orders": "id account status identifiers profile created expires error csr certificate "
+    "replaces",
+    "authorizations": "id account type value wildcard status created expires validated evidence",
+    "challenges": "id authz type token status validated error",
+    "certificates": "id serial cert_id account order_id chain names issued not_before "
+    "not_after revoked reason",
+}
+
+
+def _upsert(table: str) -> str:
+    columns = _COLUMNS[table].split()
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}"
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class AcmeStoreUnavailable(TrustChainError):
+    """The ACME database cannot be read or written (a full disk, an I/O error, a
+    read-only file): a fault of the environment. Nothing was changed; the actor probes
+    with backoff and shows the fault in status and /ready. Ask again after
+    ``retry_after_s``."""
+
+    code = "acme_store_unavailable"
+
+
+def is_store_fault(exc: BaseException) -> bool:
+    """A fault of the disk or the file (retry later), not a bug in the statements."""
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _FAULT_CODES
+
+
+def _unavailable(exc: BaseException) -> AcmeStoreUnavailable:
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    return AcmeStoreUnavailable(
+        f"the ACME database cannot be read or written ({name}: {exc}); nothing was "
+        "changed: try again shortly",
+        cause=f"{name}: {exc}",
+        retry_after_s=1,
+    )
+
+
+def _typed(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """A fault of the environment in ``method`` raises ``AcmeStoreUnavailable`` (and
+    spoils the batch it happened in); other errors go through as they are."""
+
+    @functools.wraps(method)
+    def typed(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except AcmeStoreUnavailable:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            store = args[0]
+            assert isinstance(store, AcmeStore)
+            store._spoil()
+            if not is_store_fault(exc):
+                raise
+            raise _unavailable(exc) from exc
+
+    return typed
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class AcmeStore:
+    """The ACME server's records in one SQLite database (a path, or ":memory:")."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = open_database(path, _SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            if not is_store_fault(exc):
+                raise
+            raise _unavailable(exc) from exc
+        self._in_batch = False
+        self._spoiled = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _spoil(self) -> None:
+        if self._in_batch:
+            self._spoiled = True
+
+    def _rolled_back(self) -> AcmeStoreUnavailable:
+        return AcmeStoreUnavailable(
+            "a write of this transaction failed: it is rolled back whole",
+            cause="rolled back",
+            retry_after_s=1,
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, or a part of the batch under way."""
+        if self._in_batch:
+            if self._spoiled:
+                raise self._rolled_back()
+            yield self._db
+            return
+        db = self._db
+        if db.in_transaction:  # left open by a failure whose ROLLBACK failed too
+            db.execute("ROLLBACK")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # (SQLite may have rolled back already: a full disk)
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside the block is one transaction: all commit when it ends,
+        none if it raises or any write in it failed (``AcmeStoreUnavailable`` then, even
+        if the block swallowed the write's error). Nested batches join the outer one."""
+        if self._in_batch:
+            yield
+            return
+        try:
+            with self._transaction():
+                self._in_batch, self._spoiled = True, False
+                try:
+                    yield
+                finally:
+                    self._in_batch = False
+                if self._spoiled:
+                    raise self._rolled_back()
+        except (sqlite3.Error, OSError) as exc:
+            if not is_store_fault(exc):
+                raise
+            raise _unavailable(exc) from exc
+        finally:
+            self._spoiled = False
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return self._db.execute(sql, args).fetchall()
+
+    @_typed
+    def probe(self, now: float) -> None:
+        """A small durable write: it succeeds once the disk takes writes again."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO probe VALUES (0, ?)", (now,))
+
+    # Accounts -------------------------------------------------------------------------
+
+    @_typed
+    def put_account(self, a: Account) -> None:
+        with self._transaction() as db:
+            db.execute(
+                _upsert("accounts"),
+                (a.id, _json(a.jwk), a.thumbprint, _json(list(a.contact)), a.status,
+                 a.created, int(a.terms_agreed), a.eab_kid),
+            )  # fmt: skip
+
+    @_typed
+    def account(self, account_id: str) -> Account | None:
+        rows = self._read("SELECT * FROM accounts WHERE id = ?", (account_id,))
+        return _account(rows[0]) if rows else None
+
+    @_typed
+    def account_by_thumbprint(self, thumbprint: str) -> Account | None:
+        rows = self._read("SELECT * FROM accounts WHERE thumbprint = ?", (thumbprint,))
+        return _account(rows[0]) if rows else None
+
+    # Orders ---------------------------------------------------------------------------
+
+    @_typed
+    def put_order(self, o: Order) -> None:
+        with self._transaction() as db:
+            db.execute(
+                _upsert("orders"),
+                (o.id, o.account, o.status, _json([list(i) for i in o.identifiers]), o.profile,
+                 o.created, o.expires, _json(o.error), o.csr, o.certificate, o.replaces),
+            )  # fmt: skip
+            db.execute("DELETE FROM order_authorizations WHERE order_id = ?", (o.id,))
+            db.executemany(
+                "INSERT INTO order_authorizations VALUES (?, ?, ?)",
+                [(o.id, i, authz) for i, authz in enumerate(o.authorizations)],
+            )
+
+    @_typed
+    def order(self, order_id: str) -> Order | None:
+        rows = self._read("SELECT * FROM orders WHERE id = ?", (order_id,))
+        return self._order(rows[0]) if rows else None
+
+    def _order(self, row: Any) -> Order:
+        authzs = self._read(
+            "SELECT authz FROM order_authorizations WHERE order_id = ? ORDER BY position",
+            (row[0],),
+        )
+        return Order(
+            id=row[0], account=row[1], status=row[2],
+            identifiers=tuple((t, v) for t, v in json.loads(row[3])),
+            authorizations=tuple(a for (a,) in authzs), profile=row[4], created=row[5],
+            expires=row[6], error=_loads(row[7]), csr=row[8], certificate=row[9],
+            replaces=row[10],
+        )  # fmt: skip
+
+    @_typed
+    def orders_of(self, account_id: str) -> list[Order]:
+        rows = self._read("SELECT * FROM orders WHERE account = ? ORDER BY created, rowid",
+                          (account_id,))  # fmt: skip
+        return [self._order(row) for row in rows]
+
+    @_typed
+    def orders_in(self, status: str) -> list[Order]:
+        rows = self._read(
+            "SELECT * FROM orders WHERE status = ? ORDER BY created, rowid", (status,)
+        )
+        return [self._order(row) for row in rows]
+
+    @_typed
+    def orders_with(self, authz_id: str) -> list[Order]:
+        rows = self._read(
+            "SELECT o.* FROM orders o JOIN order_authorizations a ON a.order_id = o.id "
+            "WHERE a.authz = ? ORDER BY o.created, o.rowid",
+            (authz_id,),
+        )
+        return [self._order(row) for row in rows]
+
+    @_typed
+    def orders_created_since(self, account_id: str, since: float) -> list[float]:
+        """When each of the account's orders newer than ``since`` was created, oldest first."""
+        rows = self._read("SELECT created FROM orders WHERE account = ? AND created > ? "
+                          "ORDER BY created", (account_id, since))  # fmt: skip
+        return [created for (created,) in rows]
+
+    @_typed
+    def order_replacing(self, cert_id: str) -> Order | None:
+        """An order that renews the certificate ``cert_id`` and is not invalid."""
+        rows = self._read("SELECT * FROM orders WHERE replaces = ? AND status != 'invalid'",
+                          (cert_id,))  # fmt: skip
+        return self._order(rows[0]) if rows else None
+
+    # Authorizations and challenges ------------------------------------------------------
+
+    @_typed
+    def put_authorization(self, a: Authorization) -> None:
+        with self._transaction() as db:
+            db.execute(
+                _upsert("authorizations"),
+                (a.id, a.account, a.identifier[0], a.identifier[1], int(a.wildcard), a.status,
+                 a.created, a.expires, a.validated, _json(a.evidence)),
+            )  # fmt: skip
+
+    @_typed
+    def authorization(self, authz_id: str) -> Authorization | None:
+        rows = self._read("SELECT * FROM authorizations WHERE id = ?", (authz_id,))
+        return _authorization(rows[0]) if rows else None
+
+    @_typed
+    def reusable_authorization(
+        self, account_id: str, identifier: tuple[str, str], wildcard: bool, since: float,
+        now: float,
+    ) -> Authorization | None:  # fmt: skip
+        """The account's newest valid authorization for ``identifier`` validated after
+        ``since`` and not expired at ``now``."""
+        rows = self._read(
+            "SELECT * FROM authorizations WHERE account = ? AND type = ? AND value = ? "
+            "AND wildcard = ? AND status = 'valid' AND validated > ? AND expires > ? "
+            "ORDER BY validated DESC LIMIT 1",
+            (account_id, identifier[0], identifier[1], int(wildcard), since, now),
+        )
+        return _authorization(rows[0]) if rows else None
+
+    @_typed
+    def put_challenge(self, c: Challenge) -> None:
+        with self._transaction() as db:
+            db.execute(
+                _upsert("challenges"),
+                (c.id, c.authz, c.type, c.token, c.status, c.validated, _json(c.error)),
+            )
+
+    @_typed
+    def challenge(self, challenge_id: str) -> Challenge | None:
+        rows = self._read("SELECT * FROM challenges WHERE id = ?", (challenge_id,))
+        return _challenge(rows[0]) if rows else None
+
+    @_typed
+    def challenges_of(self, authz_id: str) -> list[Challenge]:
+        rows = self._read("SELECT * FROM challenges WHERE authz = ? ORDER BY rowid", (authz_id,))
+        return [_challenge(row) for row in rows]
+
+    @_typed
+    def challenges_in(self, status: str) -> list[Challenge]:
+        rows = self._read("SELECT * FROM challenges WHERE status = ? ORDER BY rowid", (status,))
+        return [_challenge(row) for row in rows]
+
+    # Certificates -----------------------------------------------------------------------
+
+    @_typed
+    def put_certificate(self, c: Certificate) -> None:
+        with self._transaction() as db:
+            db.execute(
+                _upsert("certificates"),
+                (c.id, c.serial, c.cert_id, c.account, c.order, c.chain, _json(list(c.names)),
+                 c.issued, c.not_before, c.not_after, c.revoked, c.reason),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT OR IGNORE INTO certificate_names VALUES (?, ?, ?)",
+                [(name, c.issued, c.id) for name in c.names],
+            )
+
+    @_typed
+    def certificate(self, certificate_id: str) -> Certificate | None:
+        rows = self._read("SELECT * FROM certificates WHERE id = ?", (certificate_id,))
+        return _certificate(rows[0]) if rows else None
+
+    @_typed
+    def certificate_by_serial(self, serial: str) -> Certificate | None:
+        rows = self._read("SELECT * FROM certificates WHERE serial = ?", (serial.lower(),))
+        return _certificate(rows[0]) if rows else None
+
+    @_typed
+    def certificate_by_cert_id(self, cert_id: str) -> Certificate | None:
+        rows = self._read("SELECT * FROM certificates WHERE cert_id = ?", (cert_id,))
+        return _certificate(rows[0]) if rows else None
+
+    @_typed
+    def certificates_named_since(self, name: str, since: float) -> list[float]:
+        """When each certificate for ``name`` newer than ``since`` was issued, oldest first."""
+        rows = self._read("SELECT issued FROM certificate_names WHERE name = ? AND issued > ? "
+                          "ORDER BY issued", (name, since))  # fmt: skip
+        return [issued for (issued,) in rows]
+
+    # Status -----------------------------------------------------------------------------
+
+    @_typed
+    def counts(self) -> dict[str, Any]:
+        """Accounts; orders, authorizations and challenges by status; certificates."""
+
+        def by_status(table: str) -> dict[str, int]:
+            rows = self._read(f"SELECT status, count(*) FROM {table} GROUP BY status")
+            return {status: n for status, n in rows}
+
+        (accounts,) = self._read("SELECT count(*) FROM accounts")[0]
+        (certificates,) = self._read("SELECT count(*) FROM certificates")[0]
+        return {
+            "accounts": accounts,
+            "orders": by_status("orders"),
+            "authorizations": by_status("authorizations"),
+            "challenges": by_status("challenges"),
+            "certificates": certificates,
+        }
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        id=row[0], jwk=json.loads(row[1]), thumbprint=row[2], contact=tuple(json.loads(row[3])),
+        status=row[4], created=row[5], terms_agreed=bool(row[6]), eab_kid=row[7],
+    )  # fmt: skip
+
+
+def _authorization(row: Any) -> Authorization:
+    return Authorization(
+        id=row[0], account=row[1], identifier=(row[2], row[3]), wildcard=bool(row[4]),
+        status=row[5], created=row[6], expires=row[7], validated=row[8],
+        evidence=_loads(row[9]),
+    )  # fmt: skip
+
+
+def _challenge(row: Any) -> Challenge:
+    return Challenge(id=row[0], authz=row[1], type=row[2], token=row[3], status=row[4],
+                     validated=row[5], error=_loads(row[6]))  # fmt: skip
+
+
+def _certificate(row: Any) -> Certificate:
+    return Certificate(
+        id=row[0], serial=row[1], cert_id=row[2], account=row[3], order=row[4], chain=row[5],
+        names=tuple(json.loads(row[6])), issued=row[7], not_before=row[8], not_after=row[9],
+        revoked=row[10], reason=row[11],
+    )  # fmt: skip
