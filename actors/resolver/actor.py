@@ -27,7 +27,12 @@ upstream I/O and the detector:
   moving on when the content changed). No detector means no asset records; a detector
   that fails to answer (restarting) leaves the last records in place.
 
-Not durable: the cache and the counters start empty after a restart.
+* ACME dns-01 TXT records (``AddChallengeTxt``, ``RemoveChallengeTxt``,
+  ``ListChallengeTxt``): ``dns01.Dns01Records``, durable in ``resolver.challenge_db``,
+  each in the zone for an hour at most.
+
+Not durable: the cache and the counters start empty after a restart (the challenge
+records are reloaded).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from loguru import logger
 
 from trustchain.actors.detector.messages import AssetRecords, UpstreamDisagreed
 from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
+from trustchain.actors.resolver.dns01 import Dns01Records
 from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
 from trustchain.actors.resolver.upstream import Upstream
 from trustchain.actors.resolver.wire import OUR_PAYLOAD, Rendered, describe, render
@@ -57,7 +63,6 @@ from trustchain.supervisors import (
     ActorContext,
     InvalidRequest,
     Message,
-    SupervisedActor,
     TrustChainError,
     UnknownActor,
     UnknownMessage,
@@ -117,7 +122,7 @@ def nameserver_of(config: ResolverConfig) -> str | None:
     return None
 
 
-class ResolverActor(SupervisedActor):
+class ResolverActor(Dns01Records):
     def __init__(
         self,
         context: ActorContext,
@@ -139,6 +144,7 @@ class ResolverActor(SupervisedActor):
         self.asset_refresh_failures = 0
         self._refreshing = False
         self.upstream_reports_failed = 0
+        self.challenges = {}  # loaded in setup (dns01)
 
     # Start and stop -----------------------------------------------------------------------
 
@@ -152,6 +158,7 @@ class ResolverActor(SupervisedActor):
             )
         except ValueError as exc:  # ZoneError too: the config cannot be served
             raise TrustChainError(f"[resolver] cannot be served: {exc}") from None
+        self._start_challenges()
         if upstreams:
             self.worker = UpstreamWorker(
                 c.upstream_timeout_s, self._from_worker(), doq_verify=self.doq_verify
@@ -165,14 +172,26 @@ class ResolverActor(SupervisedActor):
     def cleanup(self) -> None:
         if self.worker is not None:
             self.worker.close()
+        if hasattr(self, "challenge_store"):
+            self.challenge_store.close()
 
     def _zone(self, assets: list[AssetRecord], serial: int) -> ZoneData:
         c = self.config
+        challenges = self.challenges_by_name()
         return ZoneData(
             c.origin, c.ttl_s, c.records, c.cnames,
-            assets=assets, min_asset_trust=c.min_asset_trust,
+            assets=assets, min_asset_trust=c.min_asset_trust, challenges=challenges,
             nameserver=nameserver_of(c), nameserver_address=_unicast(c.host), serial=serial,
         )  # fmt: skip
+
+    def _rebuild_zone(self) -> None:
+        """The zone again from config, assets and challenges; its serial moves on when
+        its content changed."""
+        old = self.core.zone
+        zone = self._zone(self.assets, serial=old.serial)
+        if zone.content() != old.content():
+            zone = self._zone(self.assets, serial=max(old.serial + 1, int(self.clock.time())))
+        self.core.zone = zone
 
     def _from_worker(self) -> Any:
         ref = self.actor_ref
@@ -297,13 +316,9 @@ class ResolverActor(SupervisedActor):
         self._set_assets(records, problems)
 
     def _set_assets(self, records: list[AssetRecord], problems: list[str]) -> None:
-        old = self.core.zone
-        zone = self._zone(records, serial=old.serial)
-        if zone.content() != old.content():
-            zone = self._zone(records, serial=max(old.serial + 1, int(self.clock.time())))
-        self.core.zone = zone
         self.assets = records
-        self.asset_problems = problems + zone.skipped
+        self._rebuild_zone()
+        self.asset_problems = problems + self.core.zone.skipped
         self.assets_refreshed_at = self.clock.time()
 
     # Reading -------------------------------------------------------------------------------
@@ -327,6 +342,7 @@ class ResolverActor(SupervisedActor):
                 "refreshed_at": self.assets_refreshed_at,
                 "refresh_failures": self.asset_refresh_failures,
             },
+            "challenges": self._challenge_status(),
         }  # fmt: skip
 
 

@@ -6,8 +6,17 @@ response for a bad or unanswerable query, never an error reply). The rest are
 the control socket's and the CLI's (`trustchain send resolver resolve --args
 '{"name": "hypermesh.trust.example.com"}'`).
 
-Which are queries (answered ahead of the mailbox's queue): ``Zone`` and
-``ResolverStatus`` only read. ``Resolve`` is not one: it counts the query,
+``AddChallengeTxt``, ``RemoveChallengeTxt`` and ``ListChallengeTxt`` are ACME
+dns-01's (RFC 8555 §8.4): a TXT record at ``_acme-challenge.<name under the zone>``,
+published and removed by the client that owns the name (`trustchain dns txt add|del`,
+certbot's manual hooks); an addition is answered once it is on disk. No further
+authorization: the control socket is the operator's (mode 0600, same uid). Their
+errors: ``ChallengeTxtInvalid``, ``ChallengeTxtLimit`` (the caller's) and
+``ChallengeStoreUnavailable`` (the disk's: retried, shown as the ``challenge_db``
+fault).
+
+Which are queries (answered ahead of the mailbox's queue): ``Zone``,
+``ListChallengeTxt`` and ``ResolverStatus`` only read. ``Resolve`` is not one: it counts the query,
 reads and fills the cache and may start upstream requests, so it takes its turn
 like ``Query`` does (and sees every asset refresh queued before it).
 """
@@ -18,12 +27,38 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from trustchain.supervisors import Message
+from trustchain.supervisors.errors import TrustChainError
 from trustchain.supervisors.messages import Bounds
 
 Wire = Annotated[bytes, Bounds(min_length=0, max_length=65_535)]  # one DNS message
 PaddingBlock = Annotated[int, Bounds(min=0, max=65_535)]  # octets; 0: no padding
 Name = Annotated[str, Bounds(min_length=1, max_length=1_024)]  # text, escapes allowed
 RdType = Annotated[str, Bounds(min_length=1, max_length=16)]  # "AAAA", "A", "TXT", "TYPE65"
+# checked by the actor, which says what is wrong (ChallengeTxtInvalid) past these bounds
+TxtValue = Annotated[str, Bounds(min_length=0, max_length=1_024)]
+
+
+class ChallengeTxtInvalid(TrustChainError):
+    """Not a challenge TXT the zone can hold: the name is not ``_acme-challenge.`` and a
+    name in the zone (or is a CNAME there), or the value is not 1 to 255 printable
+    ASCII octets."""
+
+    code = "challenge_txt_invalid"
+
+
+class ChallengeTxtLimit(TrustChainError):
+    """Too many challenge TXT values at that name, or in all; remove some (or let them
+    expire, an hour after their addition)."""
+
+    code = "challenge_txt_limit"
+
+
+class ChallengeStoreUnavailable(TrustChainError):
+    """The challenge database (``resolver.challenge_db``) cannot be written (a full
+    disk, an I/O error): nothing was changed; retried, and shown in status and /ready
+    as the ``challenge_db`` fault until it works again."""
+
+    code = "challenge_store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -62,5 +97,31 @@ class Zone(Message):
 class ResolverStatus(Message):
     """Queries answered by rcode, cache hits and misses, upstream disagreements
     (per upstream), asset records and when they were last refreshed."""
+
+    query = True
+
+
+@dataclass(frozen=True)
+class AddChallengeTxt(Message):
+    """Publish ``value`` in a TXT record at ``name`` (``_acme-challenge.`` and the origin
+    or a name under it; absolute, the final dot optional) for an hour; answered
+    ``{"name", "value", "expires_at"}`` once it is on disk. Adding it again renews it."""
+
+    name: Name
+    value: TxtValue
+
+
+@dataclass(frozen=True)
+class RemoveChallengeTxt(Message):
+    """Remove ``value`` from the TXT record at ``name``; answered ``{"name", "value",
+    "removed"}`` once on disk (``removed`` false when it was not there)."""
+
+    name: Name
+    value: TxtValue
+
+
+@dataclass(frozen=True)
+class ListChallengeTxt(Message):
+    """Every challenge TXT value in the zone now: ``[{"name", "value", "expires_at"}]``."""
 
     query = True
