@@ -47,6 +47,7 @@ from trustchain.actors.detector.messages import GetTrustStatus
 from trustchain.actors.issuer.messages import GetCAStatus, GetCRL
 from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import Config
+from trustchain.protocols.http_acme import AcmeRoutes
 from trustchain.protocols.http_ct import CtRoutes
 from trustchain.protocols.http_metrics import BUCKETS_S, HealthSnapshot
 from trustchain.protocols.http_plumbing import (
@@ -89,6 +90,7 @@ class HttpApp:
             route("/health", "GET", self.health),
             route("/ready", "GET", self.ready),
             route("/metrics", "GET", self.metrics),
+            *(AcmeRoutes(self.ask, config).routes() if config.acme.enabled else []),
         ]
         self.requests = Counter("trustchain_http_requests", "HTTP requests answered",
                                 ["route", "method", "status"], registry=None)  # fmt: skip
