@@ -24,7 +24,7 @@ from rich.text import Text
 from trustchain.protocols.cli_ca import ca, crl, issue, revoke
 from trustchain.protocols.cli_common import Context, fail
 from trustchain.protocols.cli_ct import ct
-from trustchain.protocols.cli_dns import dig
+from trustchain.protocols.cli_dns import dig, dns_group
 from trustchain.protocols.cli_trust import stake, trust
 from trustchain.supervisors.errors import TrustChainError
 
@@ -292,7 +292,7 @@ def hsm_keys(obj: Context) -> None:
     Console().print(table)
 
 
-for command in (issue, revoke, crl, ca, ct, trust, stake, dig):
+for command in (issue, revoke, crl, ca, ct, trust, stake, dig, dns_group):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -1,5 +1,14 @@
-"""`trustchain dig NAME [TYPE] [NAME [TYPE]...]`: DNS over QUIC (RFC 9250) with
-dnspython's own DoQ client, printed as dig prints, with each query's round trip.
+r"""`trustchain dig NAME [TYPE] [NAME [TYPE]...]`: DNS over QUIC (RFC 9250) with
+dnspython's own DoQ client, printed as dig prints, with each query's round trip; and
+`trustchain dns txt add|del|list`: ACME dns-01 TXT records (RFC 8555 §8.4) in the
+zone, over the control socket (the resolver's ``AddChallengeTxt``...), shaped for
+certbot's manual hooks::
+
+    certbot certonly --manual --preferred-challenges dns \
+      --manual-auth-hook \
+        'trustchain dns txt add "_acme-challenge.$CERTBOT_DOMAIN" "$CERTBOT_VALIDATION"' \
+      --manual-cleanup-hook \
+        'trustchain dns txt del "_acme-challenge.$CERTBOT_DOMAIN" "$CERTBOT_VALIDATION"'
 
 Every name of one call goes over one QUIC connection (the first query's time
 includes the handshake). The server's certificate is checked against
@@ -11,6 +20,7 @@ is ``var/ca/root.pem``) for ``--server-name`` (default: the first DNS name of
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +39,23 @@ import dns.rdatatype
 from trustchain.protocols.cli_common import Context, fail
 
 CLIENT_PADDING_BLOCK = 128  # RFC 8467 §4.1: queries padded to a multiple of 128 octets
+
+
+# What unknown_actor means to the dns txt commands
+NO_RESOLVER = {
+    "unknown_actor": "the running TrustChain has no resolver (resolver.enabled = false in "
+    "its config)"
+}
+
+
+def zone_name(text: str, origin: str) -> str:
+    """``text`` relative to ``origin`` when it has no dot, as `trustchain dig` reads names;
+    any other is absolute."""
+    base = dns.name.from_text(origin) if "." not in text.rstrip(".") else dns.name.root
+    try:
+        return dns.name.from_text(text, base).to_text()
+    except dns.exception.DNSException as exc:
+        fail(f"{text!r} is not a DNS name: {exc}", 2)
 
 
 def parse_questions(args: tuple[str, ...], origin: str) -> list[tuple[dns.name.Name, str]]:
@@ -151,3 +178,54 @@ def dig(
                 click.echo()
             click.echo(f"; <<>> trustchain dig <<>> @{server} -p {port} {name} {rdtype} +quic")
             click.echo(dig_text(response, took, server, port))
+
+
+@click.group("dns")
+def dns_group() -> None:  # not ``dns``: that is dnspython here
+    """TrustChain's zone: records published over the control socket."""
+
+
+@dns_group.group()
+def txt() -> None:
+    """ACME dns-01 TXT records at _acme-challenge.<a name in the zone> (an hour each)."""
+
+
+def _until(expires_at: float) -> str:
+    return f"{datetime.fromtimestamp(expires_at, UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+@txt.command("add")
+@click.argument("name")
+@click.argument("value")
+@click.pass_obj
+def txt_add(obj: Context, name: str, value: str) -> None:
+    """Publish VALUE in the TXT record at NAME (relative to resolver.origin when it has
+    no dot; "_acme-challenge.www.trust.example.com" otherwise), once it is on disk."""
+    args = {"name": zone_name(name, obj.config().resolver.origin), "value": value}
+    added = obj.call("resolver", "add_challenge_txt", args, NO_RESOLVER)
+    click.echo(f'{added["name"]} TXT "{added["value"]}" until {_until(added["expires_at"])}')
+
+
+@txt.command("del")
+@click.argument("name")
+@click.argument("value")
+@click.pass_obj
+def txt_del(obj: Context, name: str, value: str) -> None:
+    """Remove VALUE from the TXT record at NAME (not there any more is not an error)."""
+    args = {"name": zone_name(name, obj.config().resolver.origin), "value": value}
+    removed = obj.call("resolver", "remove_challenge_txt", args, NO_RESOLVER)
+    state = "removed" if removed["removed"] else "not there (removed or expired already)"
+    click.echo(f'{removed["name"]} TXT "{removed["value"]}" {state}')
+
+
+@txt.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw answer as JSON.")
+@click.pass_obj
+def txt_list(obj: Context, as_json: bool) -> None:
+    """Every challenge TXT record in the zone, with when it expires."""
+    records = obj.call("resolver", "list_challenge_txt", explain=NO_RESOLVER)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for record in records:
+        click.echo(f'{record["name"]} TXT "{record["value"]}" until {_until(record["expires_at"])}')
