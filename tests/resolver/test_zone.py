@@ -156,10 +156,12 @@ def test_a_cname_query_gets_the_cname_alone() -> None:
     ]
 
 
-def test_a_cname_out_of_the_zone_ends_the_chain() -> None:
+def test_a_cname_out_of_the_zone_ends_the_chain_naming_the_target_to_chase() -> None:
     found = ask(zone(), "away.trust.example.com.")
     assert texts(found.answer) == ["away.trust.example.com. 300 IN CNAME example.net."]
     assert found.rcode == dns.rcode.NOERROR and found.authority == ()
+    assert found.target == dns.name.from_text("example.net.")
+    assert ask(zone(), "hypermesh.trust.example.com.").target is None
 
 
 def test_a_cname_to_a_missing_name_is_nxdomain_with_the_chain() -> None:
