@@ -33,6 +33,7 @@ from trustchain.supervisors import (
     ActorContext,
     ActorUnavailable,
     ChildSpec,
+    Clock,
     FakeClock,
     Message,
     Registry,
@@ -83,16 +84,17 @@ class Peer(SupervisedActor):
 
 
 class Tree:
-    def __init__(self, database: Path, clock: FakeClock | None = None, **acme: Any) -> None:
+    def __init__(self, database: Path, clock: Clock | None = None,
+                 peer: type[Peer] | None = None, **acme: Any) -> None:  # fmt: skip
         self.registry = Registry()
-        self.clock = clock or FakeClock()
+        self.clock: Any = clock or FakeClock()
         self.asked: dict[str, queue.Queue[tuple[Message, Reply]]] = {
             "detector": queue.Queue(), "issuer": queue.Queue()}  # fmt: skip
         config = AcmeConfig(database=database, **acme)
         ca = CaConfig(permitted_zones=[ZONE], allow_wildcards=True)
         children = [
-            ChildSpec("detector", lambda ctx: Peer.start(ctx, self.asked["detector"])),
-            ChildSpec("issuer", lambda ctx: Peer.start(ctx, self.asked["issuer"])),
+            ChildSpec("detector", lambda ctx: (peer or Peer).start(ctx, self.asked["detector"])),
+            ChildSpec("issuer", lambda ctx: (peer or Peer).start(ctx, self.asked["issuer"])),
             ChildSpec("acme", lambda ctx: AcmeActor.start(ctx, config, ca)),
         ]
         self.root = start_root(self.registry, "root", children, max_restarts=5, period_s=60,
