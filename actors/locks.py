@@ -183,7 +183,17 @@ def stores_of(config: Config) -> list[Store]:
     if config.trust.enabled:  # the consensus's state and the validators' keys
         stores.append(Store(config.trust.database, "trust.database", directory=False))
         stores.append(Store(config.trust.key_dir, "trust.key_dir", directory=True, mode=0o700))
+    if config.resolver.enabled:  # ACME dns-01 TXT records published in the zone
+        stores.append(Store(config.resolver.challenge_db, "resolver.challenge_db",
+                            directory=False))  # fmt: skip
+    if acme_runs(config):  # accounts, orders, authorizations, challenges, certificates
+        stores.append(Store(config.acme.database, "acme.database", directory=False))
     return stores
+
+
+def acme_runs(config: Config) -> bool:
+    """ACME is served with the HTTP edge and the validators' quorum (its domain control)."""
+    return config.acme.enabled and config.trust.enabled and config.http.enabled
 
 
 def lock_stores(config: Config) -> StoreLocks:

@@ -38,6 +38,8 @@ def config_under(directory: Path, softhsm2_conf: str = ""):
         trust=dataclasses.replace(  # on by default: its database and the validators' keys
             config.trust, database=directory / "trust.db", key_dir=directory / "validators"
         ),
+        resolver=dataclasses.replace(config.resolver, challenge_db=directory / "dns01.db"),
+        acme=dataclasses.replace(config.acme, database=directory / "acme/acme.db"),
     )
 
 
@@ -115,6 +117,8 @@ def test_lock_stores_takes_all_or_none(tmp_path: Path) -> None:
             "renewal.directory",
             "trust.database",
             "trust.key_dir",
+            "resolver.challenge_db",
+            "acme.database",
         ]
     assert not any(lock.held for lock in held.locks)
 
@@ -125,7 +129,7 @@ def test_two_keys_naming_one_directory_take_one_lock(tmp_path: Path) -> None:
         config, renewal=dataclasses.replace(config.renewal, directory=tmp_path / "crl")
     )
     with lock_stores(config) as held:
-        assert len(held.locks) == 6
+        assert len(held.locks) == 8
 
 
 def test_the_softhsm_token_directory_is_the_one_its_config_names(tmp_path: Path) -> None:
