@@ -94,6 +94,8 @@ def with_stores_under(directory: Path, config):
         trust=dataclasses.replace(
             config.trust, database=directory / "trust.db", key_dir=directory / "validators"
         ),
+        resolver=dataclasses.replace(config.resolver, challenge_db=directory / "dns01.db"),
+        acme=dataclasses.replace(config.acme, database=directory / "acme.db"),
     )
 
 
@@ -123,4 +125,5 @@ async def test_serve_releases_the_stores_when_it_ends(short_tmp: Path) -> None:
     finally:
         live.close()
     with lock_stores(config) as locks:  # free again: a later serve in this process can start
-        assert len(locks.locks) == 7 and all(lock.held for lock in locks.locks)  # trust's 2
+        # trust's 2, the resolver's dns-01 records, ACME's database
+        assert len(locks.locks) == 9 and all(lock.held for lock in locks.locks)
