@@ -63,6 +63,9 @@ class AccountsPart(CoreBase):
         existing = self.store.account_by_thumbprint(thumbprint(key))
         location = [["Location", ""]]
         if existing is not None:
+            if existing.status != VALID:  # §7.3.6: the key authorizes nothing any more
+                raise AcmeProblem("unauthorized", f"the account with this key is "
+                                  f"{existing.status}")  # fmt: skip
             location[0][1] = call.urls.account(existing.id)
             return json_answer(200, account_json(existing, call.urls), location), []
         if payload.get("onlyReturnExisting") is True:

@@ -76,9 +76,12 @@ class AuthorizationsPart(CoreBase):
                 self.store.put_authorization(authz)
                 for order in self.store.orders_with(authz.id):
                     self.current_order(order, call.now)
-        body = authz_json(authz, self.store.challenges_of(authz.id), call.urls)
+        challenges = self.store.challenges_of(authz.id)
+        if authz.status in (VALID, INVALID):  # final: the challenge that was used (§7.1.4)
+            challenges = [c for c in challenges if c.status != PENDING] or challenges
+        body = authz_json(authz, challenges, call.urls)
         headers = []
-        if any(c.status == PROCESSING for c in self.store.challenges_of(authz.id)):
+        if any(c.status == PROCESSING for c in challenges):
             headers.append(["Retry-After", "1"])
         return json_answer(200, body, headers), []
 

@@ -38,93 +38,9 @@ from trustchain.actors.acme.records import (
     Challenge,
     Order,
 )
+from trustchain.actors.acme.schema import SCHEMA, upsert
 from trustchain.actors.sqlite import open_database
 from trustchain.supervisors.errors import TrustChainError
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id            TEXT PRIMARY KEY,
-    jwk           TEXT NOT NULL,             -- JSON (RFC 7517)
-    thumbprint    TEXT NOT NULL UNIQUE,      -- RFC 7638: one account per key
-    contact       TEXT NOT NULL,             -- JSON list of URLs
-    status        TEXT NOT NULL,
-    created       REAL NOT NULL,             -- seconds since 1970
-    terms_agreed  INTEGER NOT NULL,
-    eab_kid       TEXT
-);
-CREATE TABLE IF NOT EXISTS orders (
-    id            TEXT PRIMARY KEY,
-    account       TEXT NOT NULL,
-    status        TEXT NOT NULL,
-    identifiers   TEXT NOT NULL,             -- JSON [[type, value], ...]
-    profile       TEXT NOT NULL,
-    created       REAL NOT NULL,
-    expires       REAL NOT NULL,
-    error         TEXT,                      -- JSON problem document
-    csr           TEXT,                      -- PEM, once finalized
-    certificate   TEXT,
-    replaces      TEXT
-);
-CREATE INDEX IF NOT EXISTS orders_by_account ON orders (account, created);
-CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
-CREATE TABLE IF NOT EXISTS order_authorizations (
-    order_id      TEXT NOT NULL,
-    position      INTEGER NOT NULL,
-    authz         TEXT NOT NULL,
-    PRIMARY KEY (order_id, position)
-);
-CREATE INDEX IF NOT EXISTS order_authorizations_by_authz ON order_authorizations (authz);
-CREATE TABLE IF NOT EXISTS authorizations (
-    id            TEXT PRIMARY KEY,
-    account       TEXT NOT NULL,
-    type          TEXT NOT NULL,
-    value         TEXT NOT NULL,
-    wildcard      INTEGER NOT NULL,
-    status        TEXT NOT NULL,
-    created       REAL NOT NULL,
-    expires       REAL NOT NULL,
-    validated     REAL,
-    evidence      TEXT                       -- JSON: the validators' votes
-);
-CREATE INDEX IF NOT EXISTS authorizations_by_identifier
-    ON authorizations (account, type, value, wildcard, status);
-CREATE TABLE IF NOT EXISTS challenges (
-    id            TEXT PRIMARY KEY,
-    authz         TEXT NOT NULL,
-    type          TEXT NOT NULL,
-    token         TEXT NOT NULL,
-    status        TEXT NOT NULL,
-    validated     REAL,
-    error         TEXT
-);
-CREATE INDEX IF NOT EXISTS challenges_by_authz ON challenges (authz);
-CREATE INDEX IF NOT EXISTS challenges_by_status ON challenges (status);
-CREATE TABLE IF NOT EXISTS certificates (
-    id            TEXT PRIMARY KEY,
-    serial        TEXT NOT NULL UNIQUE,
-    cert_id       TEXT NOT NULL UNIQUE,      -- RFC 9773
-    account       TEXT NOT NULL,
-    order_id      TEXT NOT NULL,
-    chain         TEXT NOT NULL,             -- PEM, leaf first
-    names         TEXT NOT NULL,             -- JSON list
-    issued        REAL NOT NULL,
-    not_before    REAL NOT NULL,
-    not_after     REAL NOT NULL,
-    revoked       REAL,
-    reason        TEXT
-);
-CREATE TABLE IF NOT EXISTS certificate_names (
-    name          TEXT NOT NULL,
-    issued        REAL NOT NULL,
-    certificate   TEXT NOT NULL,
-    PRIMARY KEY (name, certificate)
-);
-CREATE INDEX IF NOT EXISTS certificate_names_by_time ON certificate_names (name, issued);
-CREATE TABLE IF NOT EXISTS probe (             -- a durable write that says the disk takes writes
-    id            INTEGER PRIMARY KEY CHECK (id = 0),
-    at            REAL NOT NULL
-);
-"""
 
 # SQLite's primary result codes that are faults of the environment, not bugs.
 _FAULT_CODES = frozenset({
@@ -132,26 +48,6 @@ _FAULT_CODES = frozenset({
     sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
     sqlite3.SQLITE_PERM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOLFS,
 })  # fmt: skip
-
-
-# Each table's columns, in order: a record is written whole by an upsert, which keeps the
-# row's rowid (the order records were first written in, which listings follow).
-_COLUMNS = {
-    "accounts": "id jwk thumbprint contact status created terms_agreed eab_kid",
-    "orders": "id account status identifiers profile created expires error csr certificate "
-    "replaces",
-    "authorizations": "id account type value wildcard status created expires validated evidence",
-    "challenges": "id authz type token status validated error",
-    "certificates": "id serial cert_id account order_id chain names issued not_before "
-    "not_after revoked reason",
-}
-
-
-def _upsert(table: str) -> str:
-    columns = _COLUMNS[table].split()
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-    marks = ", ".join("?" for _ in columns)
-    return f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}"
 
 
 _P = ParamSpec("_P")
@@ -221,7 +117,7 @@ class AcmeStore:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = open_database(path, _SCHEMA)
+            self._db = open_database(path, SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             if not is_store_fault(exc):
                 raise
@@ -303,7 +199,7 @@ class AcmeStore:
     def put_account(self, a: Account) -> None:
         with self._transaction() as db:
             db.execute(
-                _upsert("accounts"),
+                upsert("accounts"),
                 (a.id, _json(a.jwk), a.thumbprint, _json(list(a.contact)), a.status,
                  a.created, int(a.terms_agreed), a.eab_kid),
             )  # fmt: skip
@@ -324,7 +220,7 @@ class AcmeStore:
     def put_order(self, o: Order) -> None:
         with self._transaction() as db:
             db.execute(
-                _upsert("orders"),
+                upsert("orders"),
                 (o.id, o.account, o.status, _json([list(i) for i in o.identifiers]), o.profile,
                  o.created, o.expires, _json(o.error), o.csr, o.certificate, o.replaces),
             )  # fmt: skip
@@ -394,7 +290,7 @@ class AcmeStore:
     def put_authorization(self, a: Authorization) -> None:
         with self._transaction() as db:
             db.execute(
-                _upsert("authorizations"),
+                upsert("authorizations"),
                 (a.id, a.account, a.identifier[0], a.identifier[1], int(a.wildcard), a.status,
                  a.created, a.expires, a.validated, _json(a.evidence)),
             )  # fmt: skip
@@ -423,7 +319,7 @@ class AcmeStore:
     def put_challenge(self, c: Challenge) -> None:
         with self._transaction() as db:
             db.execute(
-                _upsert("challenges"),
+                upsert("challenges"),
                 (c.id, c.authz, c.type, c.token, c.status, c.validated, _json(c.error)),
             )
 
@@ -448,7 +344,7 @@ class AcmeStore:
     def put_certificate(self, c: Certificate) -> None:
         with self._transaction() as db:
             db.execute(
-                _upsert("certificates"),
+                upsert("certificates"),
                 (c.id, c.serial, c.cert_id, c.account, c.order, c.chain, _json(list(c.names)),
                  c.issued, c.not_before, c.not_after, c.revoked, c.reason),
             )  # fmt: skip

@@ -153,6 +153,7 @@ def test_an_account_updates_its_contact_and_deactivates_for_good(client: Client)
     assert body(client.post(client.kid, {"status": "deactivated"}))["status"] == "deactivated"
     assert problem(client.order("a.example.com")) == "unauthorized"
     assert problem(client.post(pending)) == "unauthorized"
+    assert problem(client.post(ACCOUNT, {}, jwk=True)) == "unauthorized"
 
 
 def test_another_accounts_resources_are_unauthorized(client: Client) -> None:
@@ -316,12 +317,17 @@ def test_quorum_not_reached_fails_the_challenge_as_unauthorized(client: Client) 
     assert body(client.post(order["url"]))["status"] == "invalid"
 
 
-def test_a_failed_authorization_cannot_be_answered_again(client: Client) -> None:
-    order, validate = _answered(client, "g.example.com")
+def test_a_failed_authorization_shows_the_challenge_used_and_takes_no_other(
+    client: Client,
+) -> None:
+    order = body(client.order("g.example.com"))
+    challenges = body(client.post(order["authorizations"][0]))["challenges"]
+    (validate,) = client.answer_challenge(order)
     client.core.validated(validate.challenge_id, NotApproved("x", reasons=["dns"]), client.now)
     authz = body(client.post(order["authorizations"][0]))
-    pending = next(c for c in authz["challenges"] if c["status"] == "pending")
-    assert problem(client.post(pending["url"], {})) == "malformed"
+    assert [c["type"] for c in authz["challenges"]] == ["http-01"]
+    other = next(c for c in challenges if c["type"] == "dns-01")
+    assert problem(client.post(other["url"], {})) == "malformed"
 
 
 def test_a_deactivated_authorization_invalidates_its_order(client: Client) -> None:
