@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from trustchain.actors.acme.actor import AcmeActor
 from trustchain.actors.ctlog.actor import CTLogActor
 from trustchain.actors.detector.actor import ByzantineDetectorActor
 from trustchain.actors.hsm.actor import HSMActor
 from trustchain.actors.issuer.actor import IssuerActor
+from trustchain.actors.locks import acme_runs
 from trustchain.actors.monitor.actor import CTMonitorActor
 from trustchain.actors.renewal.actor import RenewalActor
 from trustchain.actors.resolver.actor import ResolverActor
@@ -70,6 +72,12 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
 
     resolvers = [ChildSpec("resolver", resolver)] if config.resolver.enabled else []
 
+    def acme(ctx: ActorContext) -> Any:  # its requests to the detector and issuer wait for them
+        return AcmeActor.start(ctx, config.acme, config.ca)
+
+    # ACME's domain control is the validators' quorum: served with [trust] and the HTTP edge
+    acmes = [ChildSpec("acme", acme)] if acme_runs(config) else []
+
     return [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, config.hsm), start_timeout_s=60),
         ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, config.ctlog), start_timeout_s=120),
@@ -78,4 +86,5 @@ def trustchain_children(config: Config) -> list[ChildSpec]:
         ChildSpec("monitor", lambda ctx: CTMonitorActor.start(ctx, config.monitor)),
         ChildSpec("renewal", renewal),
         *resolvers,
+        *acmes,
     ]

@@ -45,6 +45,7 @@ from trustchain.actors.ca import IssuerNotValid
 from trustchain.actors.ctlog.messages import GetLogInfo
 from trustchain.actors.detector.messages import GetTrustStatus
 from trustchain.actors.issuer.messages import GetCAStatus, GetCRL
+from trustchain.actors.locks import acme_runs
 from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import Config
 from trustchain.protocols.http_acme import AcmeRoutes
@@ -90,7 +91,7 @@ class HttpApp:
             route("/health", "GET", self.health),
             route("/ready", "GET", self.ready),
             route("/metrics", "GET", self.metrics),
-            *(AcmeRoutes(self.ask, config).routes() if config.acme.enabled else []),
+            *(AcmeRoutes(self.ask, config).routes() if acme_runs(config) else []),
         ]
         self.requests = Counter("trustchain_http_requests", "HTTP requests answered",
                                 ["route", "method", "status"], registry=None)  # fmt: skip
