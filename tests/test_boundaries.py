@@ -158,7 +158,8 @@ def test_no_import_cycles_among_trustchain_modules() -> None:
 
 
 # actors/<name>/actor.py each
-ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal", "validator", "detector", "resolver")
+ACTORS = ("hsm", "ctlog", "issuer", "monitor", "renewal", "validator", "detector", "resolver",
+          "acme")  # fmt: skip
 COMPOSITION = "trustchain.actors.composition"
 
 
@@ -204,6 +205,17 @@ DOMAIN = (
     "trustchain.actors.resolver.wire",
     "trustchain.actors.resolver.core",
     "trustchain.actors.resolver.messages",
+    "trustchain.actors.resolver.chase",
+    "trustchain.actors.resolver.challenges",
+    "trustchain.actors.trust.domain_control",
+    "trustchain.actors.validator.challenges",
+    "trustchain.actors.acme.core",
+    "trustchain.actors.acme.store",
+    "trustchain.actors.acme.jws",
+    "trustchain.actors.acme.nonces",
+    "trustchain.actors.acme.identifiers",
+    "trustchain.actors.acme.problems",
+    "trustchain.actors.acme.messages",
     "trustchain.supervisors.errors",
 )
 
