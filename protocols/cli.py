@@ -176,6 +176,18 @@ def trust_line(trust: dict[str, Any]) -> str:
     return line
 
 
+def acme_line(acme: dict[str, Any]) -> str:
+    """ACME under the table: accounts, orders by status, challenges, certificates."""
+    orders = ", ".join(f"{n} {s}" for s, n in sorted(acme["orders"].items()) if n)
+    challenges = acme["challenges"]
+    line = (f"acme: {acme['accounts']} accounts; orders: {orders or 'none'}; challenges: "
+            f"{challenges.get('validated', 0)} validated, {challenges.get('failed', 0)} failed; "
+            f"certificates: {acme['certificates']}")  # fmt: skip
+    if acme.get("store_fault"):
+        line += f"; store: {acme['store_fault']}"
+    return line
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option(
@@ -196,8 +208,11 @@ def status(obj: Context, as_json: bool, watch: float | None) -> None:
     if watch is None:
         status_now = obj.call("runtime", "status")
         console.print(status_table(status_now, console.width))
-        if any(actor["name"] == "detector" for actor in status_now["actors"]):
+        names = {actor["name"] for actor in status_now["actors"]}
+        if "detector" in names:
             console.print(trust_line(obj.call("detector", "get_trust_status")), highlight=False)
+        if "acme" in names:
+            console.print(acme_line(obj.call("acme", "get_acme_status")), highlight=False)
         return
     try:
         with obj.client() as client, Live(console=console, auto_refresh=False) as live:
