@@ -50,6 +50,7 @@ TRANSIENT = frozenset({
     "actor_unavailable", "actor_crashed", "timeout", "unknown_actor",
     "trust_store_unavailable", "ca_store_unavailable", "hsm_unavailable",
     "log_unavailable", "log_busy",
+    "quorum_not_reached",  # too few validators answered: not the applicant's failure
 })  # fmt: skip
 MAX_ATTEMPTS = 5  # of an effect that met a transient fault; then the resource is invalid
 MAX_RETRY_DELAY_S = 60.0

@@ -311,10 +311,25 @@ def test_the_validators_refusal_fails_challenge_authorization_and_order(
     assert final["status"] == "invalid" and final["error"] == challenge["error"]
 
 
-def test_quorum_not_reached_fails_the_challenge_as_unauthorized(client: Client) -> None:
+def test_quorum_not_reached_is_retried_then_fails_the_challenge_as_server_internal(
+    client: Client,
+) -> None:
+    """Too few validators answering is not the applicant's failure: asked again after a
+    backoff, and only after the last attempt invalid, as the server's problem."""
     order, validate = _answered(client, "q.example.com")
-    client.core.validated(validate.challenge_id, QuorumNotReached("2 of 4"), client.now)
+    for _ in range(10):
+        again = client.core.validated(validate.challenge_id, QuorumNotReached("2 of 4"),
+                                      client.now)  # fmt: skip
+        if not again:
+            break
+        (later,) = again
+        assert isinstance(later, Later) and isinstance(later.effect, Validate)
+        assert body(client.post(order["url"]))["status"] == "pending"
+    else:
+        raise AssertionError("retried without end")
     assert body(client.post(order["url"]))["status"] == "invalid"
+    authz = body(client.post(order["authorizations"][0]))
+    assert authz["challenges"][0]["error"]["type"].endswith(":serverInternal")
 
 
 def test_a_failed_authorization_shows_the_challenge_used_and_takes_no_other(

@@ -1,0 +1,169 @@
+"""ACME's challenges through the real quorum, as a client sees them: the ACME actor in
+front of the real detector and N = 4 validators (each in its own process, resolving
+through the real resolver and fetching http-01 itself from a responder on [::1]).
+
+A met challenge makes the authorization valid with the validators' signed votes; an
+unmet one makes it invalid with the reason f+1 of them agree on, as an RFC 8555 problem,
+even though one validator lies that it was met (outvoted, and scored); when too few
+validators answer, the authorization never becomes valid: after the ACME actor's
+retries it is invalid with a ``serverInternal`` problem.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustchain.actors.acme.actor import AcmeActor
+from trustchain.actors.acme.jws import thumbprint
+from trustchain.actors.acme.messages import AcmeRequest
+from trustchain.actors.detector import TrustScores
+from trustchain.actors.detector.messages import ConfirmDomainControl
+from trustchain.config import AcmeConfig, CaConfig
+from trustchain.supervisors import ChildSpec, FakeClock, Registry, start_root
+
+from ..acme.test_actor import ActorClient
+from ..acme.test_core import body, header
+from .acme_responders import serve_http01
+from .byzantine import AlwaysAccept, Silent
+from .test_challenge_quorum import resolver as resolver  # the module's resolver fixture
+from .test_consensus_actors import Consensus
+
+NAME = "www.trust.example.com"  # the resolver's zone maps it to ::1
+
+
+class AcmeTree:
+    """The ACME actor under a root of its own, asking the consensus's detector; its
+    clock is the consensus's, so that one ``advance`` moves every deadline."""
+
+    def __init__(self, registry: Registry, consensus: Consensus, directory: Path,
+                 http01_port: int) -> None:  # fmt: skip
+        self.registry = registry
+        self.clock = consensus.clock
+        self.name = f"acme-{uuid.uuid4().hex[:6]}"
+        config = AcmeConfig(database=directory / "acme.sqlite3", http01_port=http01_port,
+                            challenge_timeout_s=2.0)  # fmt: skip
+        ca = CaConfig(permitted_zones=["trust.example.com"])
+        spec = ChildSpec(self.name, lambda ctx: AcmeActor.start(
+            ctx, config, ca, detector=consensus.detector, issuer="no-issuer"))  # fmt: skip
+        self.root = start_root(registry, f"root-{self.name}", [spec], clock=self.clock)
+
+    def client(self) -> ActorClient:
+        client = _Client(self)
+        client.register()
+        return client
+
+    def stop(self) -> None:
+        self.root.stop(block=True, timeout=30)
+
+
+class _Client(ActorClient):
+    def send(self, method: str, url: str, body: bytes = b"",
+             content_type: str = "application/jose+json") -> dict[str, Any]:  # fmt: skip
+        answer: dict[str, Any] = self.tree.registry.ask(
+            self.tree.name, AcmeRequest(method, url, body, content_type)
+        )
+        self.nonce = header(answer, "Replay-Nonce")
+        self.last = answer
+        return answer
+
+
+def answer_http01(client: ActorClient) -> tuple[str, dict[str, Any], str]:
+    """Order NAME, POST its http-01 challenge: (authz url, challenge, key authorization)."""
+    order = body(client.order(NAME))
+    (authz_url,) = order["authorizations"]
+    authz = body(client.post(authz_url))
+    (challenge,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
+    key_authorization = f"{challenge['token']}.{thumbprint(client.key.public_key().to_json())}"
+    return authz_url, challenge, key_authorization
+
+
+def wait_for_authz(client: ActorClient, url: str, tick: Any = None) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        authz: dict[str, Any] = body(client.post(url))
+        if authz["status"] != "pending":
+            return authz
+        assert time.monotonic() < deadline, f"{url} stayed pending: {authz}"
+        if tick is not None:
+            tick()
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def lying(hsm: Registry, resolver: None, tmp_path: Path) -> Iterator[Consensus]:
+    made = Consensus(hsm, tmp_path, 4, {4: AlwaysAccept}, clock=FakeClock())
+    yield made
+    made.stop()
+
+
+def test_a_met_challenge_makes_the_authorization_valid_with_the_quorums_votes(
+    hsm: Registry, lying: Consensus, tmp_path: Path
+) -> None:
+    with serve_http01({}) as responder:
+        acme = AcmeTree(hsm, lying, tmp_path, responder.port)
+        try:
+            client = acme.client()
+            authz_url, challenge, key_authorization = answer_http01(client)
+            responder.tokens[challenge["token"]] = key_authorization
+            client.post(challenge["url"], {})
+            authz = wait_for_authz(client, authz_url)
+            assert authz["status"] == "valid", authz
+            assert len(responder.requests) >= 3  # the honest validators fetched it themselves
+            account = client.kid.rsplit("/", 1)[-1] if client.kid else ""
+            evidence = lying.ask(ConfirmDomainControl(account, [NAME]))
+            assert evidence[0]["identifier"] == NAME
+        finally:
+            acme.stop()
+
+
+def test_an_unmet_challenge_is_invalid_with_the_agreed_reason_and_the_liar_is_scored(
+    hsm: Registry, lying: Consensus, tmp_path: Path
+) -> None:
+    with serve_http01({}) as responder:
+        acme = AcmeTree(hsm, lying, tmp_path, responder.port)
+        try:
+            client = acme.client()
+            authz_url, challenge, _ = answer_http01(client)
+            responder.tokens[challenge["token"]] = "not-the-key-authorization"
+            client.post(challenge["url"], {})
+            authz = wait_for_authz(client, authz_url)
+        finally:
+            acme.stop()
+    assert authz["status"] == "invalid"
+    (failed,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
+    assert failed["status"] == "invalid"
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "key authorization" in failed["error"]["detail"]
+    scores = {s["validator"]: s for s in lying.ask(TrustScores())}
+    liar = lying.names[3]
+    assert scores[liar]["dissented"] >= 1 and scores[liar]["score"] < 1.0
+
+
+def test_too_few_validators_never_make_an_authorization_valid(
+    hsm: Registry, resolver: None, tmp_path: Path
+) -> None:
+    silent = Consensus(hsm, tmp_path, 4, {3: Silent, 4: Silent}, clock=FakeClock())
+    try:
+        with serve_http01({}) as responder:
+            acme = AcmeTree(hsm, silent, tmp_path, responder.port)
+            try:
+                client = acme.client()
+                authz_url, challenge, key_authorization = answer_http01(client)
+                responder.tokens[challenge["token"]] = key_authorization
+                client.post(challenge["url"], {})
+                # every round's deadline passes, and every retry's backoff
+                authz = wait_for_authz(client, authz_url, tick=lambda: silent.clock.advance(1.0))
+            finally:
+                acme.stop()
+    finally:
+        silent.stop()
+    assert authz["status"] == "invalid"
+    (failed,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"
+    assert "quorum" in failed["error"]["detail"]
