@@ -51,12 +51,14 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trustchain.actors.acme.actor import AcmeActor
 from trustchain.actors.ctlog import CTLogActor
 from trustchain.actors.detector import ByzantineDetectorActor
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.issuer import IssuerActor
 from trustchain.actors.monitor import CTMonitorActor
 from trustchain.actors.renewal import RenewalActor
+from trustchain.actors.resolver.actor import ResolverActor
 from trustchain.actors.validator import ValidatorActor
 from trustchain.protocols.control import MAX_LINE
 from trustchain.supervisors import Message
@@ -64,13 +66,13 @@ from trustchain.supervisors.supervisor import Supervisor
 
 from ..ca.conftest import dns_csr, make_key
 from ..conftest import own_token
-from .conftest import TRUSTCHAIN, write_config
+from .conftest import TRUSTCHAIN, free_port, free_udp_port, write_config
 
 ZONE = "pki.example.com"  # write_config's permitted zone
 VALIDATORS = 4
 ACTORS = {"root": Supervisor, "hsm": HSMActor, "ctlog": CTLogActor, "issuer": IssuerActor,
           "monitor": CTMonitorActor, "renewal": RenewalActor, "trust": Supervisor,
-          "detector": ByzantineDetectorActor,
+          "detector": ByzantineDetectorActor, "resolver": ResolverActor, "acme": AcmeActor,
           **{f"validator-{i}": ValidatorActor for i in range(1, VALIDATORS + 1)}}  # fmt: skip
 RUNTIME = ("status", "restart", "stop")  # the control socket's own target, "runtime"
 EXCLUDED = {
@@ -147,7 +149,11 @@ def runtime() -> Iterator[Runtime]:
     trust = {"enabled": True, "validators": VALIDATORS, "work_bits": 4, "vdf_t": 256,
              "space_blocks": 16, "space_challenges": 2, "database": f"{directory}/trust.db",
              "key_dir": f"{directory}/validators"}  # fmt: skip
-    config = write_config(directory, own_token(directory / "hsm", "tc-fuzz"), trust=trust)
+    # The HTTPS edge (so ACME runs) and the resolver, on ports of their own.
+    http = {"port": free_port(), "plain_port": -1, "names": [f"ct.{ZONE}", "::1"]}
+    resolver = {"port": free_udp_port(), "origin": ZONE, "names": [f"dns.{ZONE}", "::1"]}
+    config = write_config(directory, own_token(directory / "hsm", "tc-fuzz"), trust=trust,
+                          http=http, resolver=resolver, acme={})  # fmt: skip
     log = directory / "stderr.log"
     with log.open("wb") as stderr:  # a file, not a pipe: a full pipe would stall the process
         process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"], stderr=stderr)
@@ -234,6 +240,10 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "leaf_index": [0], "tree_size": [1], "hash:bytes": [base64.b64encode(bytes(32)).decode()],
     "validity_s": [3600, None], "client_auth": [False], "subscription": [1],
     "incarnation": [1], "failure": [None],
+    "method": ["POST", "GET", "HEAD"], "content_type": ["application/jose+json"],
+    "url": ["https://[::1]:8443/acme/new-order", "https://[::1]:8443/acme/directory"],
+    "body": [base64.b64encode(b'{"protected": "e30", "payload": "", "signature": ""}').decode()],
+    "rdtype": ["AAAA", "TXT"], "value": ["v" * 43],
 }  # fmt: skip
 
 
