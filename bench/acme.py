@@ -29,7 +29,8 @@ Servers, both measured in the same run with the same clients:
   ``authorization_reuse_s = 0`` so that every order is validated by the quorum, rate
   limits out of the way. Stopped with ``trustchain stop``.
 - pebble: Let's Encrypt's reference test server (Debian package ``pebble``) with
-  ``PEBBLE_VA_NOSLEEP=1`` and ``PEBBLE_WFE_NONCEREJECT=0``, a TLS certificate made
+  ``PEBBLE_VA_NOSLEEP=1``, ``PEBBLE_WFE_NONCEREJECT=0`` and ``PEBBLE_AUTHZREUSE=0``
+  (every order validated, as TrustChain here), a TLS certificate made
   here, and ``pebble-challtestsrv`` as its DNS (every name -> ::1 / 127.0.0.1).
 
 Figures per client count: orders/s (orders / time from release to the last
@@ -86,6 +87,8 @@ TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
 ZONE = "trust.example.com"  # config/default.toml's permitted zone and resolver origin
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
 POLL_FIRST_S, POLL_MAX_S = 0.01, 0.25
+ORDER_DEADLINE_S = 60.0  # one order past this has failed (a server that stopped answering)
+RUN_DEADLINE_S = 300.0  # no order is started this long after the release
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -180,6 +183,13 @@ def backoff() -> Iterator[float]:
 
 def complete_order(acme: client.ClientV2, key: jose.JWK, csr_pem: bytes) -> str:
     """One order from newOrder to the downloaded certificate (PEM chain)."""
+    deadline = time.monotonic() + ORDER_DEADLINE_S
+
+    def wait(delay: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {ORDER_DEADLINE_S:.0f} s")
+        time.sleep(delay)
+
     orderr = acme.new_order(csr_pem)
     pending = []
     for authzr in orderr.authorizations:
@@ -190,7 +200,7 @@ def complete_order(acme: client.ClientV2, key: jose.JWK, csr_pem: bytes) -> str:
         pending.append(authzr)
     for authzr in pending:
         for delay in backoff():
-            time.sleep(delay)
+            wait(delay, "authorization still pending")
             authzr, _ = acme.poll(authzr)
             if authzr.body.status not in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
                 break
@@ -200,7 +210,7 @@ def complete_order(acme: client.ClientV2, key: jose.JWK, csr_pem: bytes) -> str:
     body = acme.begin_finalization(orderr).body
     waits = backoff()
     while body.status in (messages.STATUS_PROCESSING, messages.STATUS_READY):
-        time.sleep(next(waits))
+        wait(next(waits), f"order still {body.status}")
         body = messages.Order.from_json(post_as_get(acme, orderr.uri).json())
     if body.status != messages.STATUS_VALID or body.certificate is None:
         raise RuntimeError(f"order {body.status}: {body.error}")
@@ -216,7 +226,7 @@ def client_thread(
     acme: client.ClientV2 | None = None
     try:
         net = client.ClientNetwork(
-            key, alg=jose.ES256, verify_ssl=ca, user_agent="trustchain-bench", timeout=60
+            key, alg=jose.ES256, verify_ssl=ca, user_agent="trustchain-bench", timeout=30
         )
         acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
         acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
@@ -226,8 +236,12 @@ def client_thread(
         barrier.abort()
         return
     barrier.wait()
+    release = time.perf_counter()
     for csr in job["csrs"][1:]:
         started = time.perf_counter()
+        if started - release > RUN_DEADLINE_S:
+            out.append(("failed", started, started, f"not started: {RUN_DEADLINE_S:.0f} s run"))
+            continue
         try:
             complete_order(acme, key, csr.encode())
             out.append(("ok", started, time.perf_counter()))
@@ -438,7 +452,14 @@ def pebble(directory: Path, http01_port: int) -> Iterator[tuple[str, str, int]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    # PEBBLE_AUTHZREUSE=0: every order validated, as trustchain's authorization_reuse_s = 0
+    # (and pebble 2.4's reuse lookup deadlocked its store here under 32 clients)
+    env = {
+        **os.environ,
+        "PEBBLE_VA_NOSLEEP": "1",
+        "PEBBLE_WFE_NONCEREJECT": "0",
+        "PEBBLE_AUTHZREUSE": "0",
+    }
     log = (directory / "pebble.log").open("w")
     server = subprocess.Popen(
         ["pebble", "-config", str(directory / "pebble.json"), "-dnsserver", f"[::1]:{dns_port}"],
@@ -582,9 +603,13 @@ def main() -> None:
                 except Exception as error:
                     print(f"{server} did not start: {error}", file=sys.stderr)
             for server, (url, ca, _) in list(started.items()):
-                status = requests.get(url, verify=ca, timeout=10).status_code
-                if status != 200:
-                    print(f"{server}: {url} answered {status}: no ACME there", file=sys.stderr)
+                answer = requests.get(url, verify=ca, timeout=10)
+                if answer.status_code != 200:
+                    print(
+                        f"{server}: {url} answered {answer.status_code} {answer.text[:300]!r}: "
+                        "no figures",
+                        file=sys.stderr,
+                    )
                     del started[server]
             for run in range(args.runs):
                 # each server gets the same names: they are separate CAs
