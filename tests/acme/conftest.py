@@ -11,7 +11,6 @@ passing the ``[acme]`` keys it needs. The tree's zone is ``pki.example.com`` (th
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ from typing import Any
 
 from trustchain.config import HsmConfig
 
-from ..protocols.conftest import TRUSTCHAIN, cli, free_port, free_udp_port, wait_for, write_config
+from ..protocols.conftest import TRUSTCHAIN, cli, free_port, free_udp_port, write_config
 
 ZONE = "pki.example.com"
 NAMES = [f"a{i}.{ZONE}" for i in range(64)]  # each maps to ::1 in the tree's resolver
@@ -130,23 +129,26 @@ def acme_tree(
         "names": [f"dns.{ZONE}", "::1"],
         "records": {n.removesuffix("." + ZONE): ["::1"] for n in NAMES},
     }
-    config = write_config(directory, softhsm, http=http, trust={}, resolver=resolver)
-    acme_keys = {
-        "database": f"{directory}/acme/acme.sqlite3",
-        "http01_port": http01,
-        **(acme or {}),
-    }
-    with config.open("a") as out:
-        out.write("\n[acme]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in acme_keys.items()))
+    config = write_config(
+        directory,
+        softhsm,
+        http=http,
+        trust={},
+        resolver=resolver,
+        acme={"enabled": True, "http01_port": http01, **(acme or {})},
+    )
     log = directory / "stderr.log"
     with log.open("wb") as stderr:  # a file, not a pipe: nobody reads it while it runs
         process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"], stderr=stderr)
     try:
-        wait_for(directory / "ctl.sock", process, timeout=60)
+        deadline = time.monotonic() + 60
+        while not (directory / "ctl.sock").exists():
+            assert process.poll() is None, f"trustchain run exited:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, "the control socket never appeared"
+            time.sleep(0.05)
         root = directory / "root.pem"
         got = cli(config, "ca", "root", "--out", str(root))
         assert got.returncode == 0, got.stderr
-        deadline = time.monotonic() + 60
         while not _https_ready(port, root):
             assert process.poll() is None, log.read_text()[-4000:]
             assert time.monotonic() < deadline, "/ready never answered 200"

@@ -30,13 +30,7 @@ from trustchain.config import HsmConfig
 
 from .conftest import AcmeTree, acme_tree
 
-pytestmark = [
-    pytest.mark.slow,  # a tree with N = 4 validators takes seconds to start
-    pytest.mark.skip(
-        reason="TrustChain's ACME server is not wired into the tree yet (actors/acme, "
-        "protocols/http_acme.py in progress); this skip goes when it is"
-    ),
-]
+pytestmark = pytest.mark.slow  # a tree with N = 4 validators takes seconds to start
 
 ERROR = "urn:ietf:params:acme:error:"
 MAX_ORDERS_PER_ACCOUNT = 4

@@ -29,13 +29,7 @@ from trustchain.config import HsmConfig
 from ..protocols.conftest import free_port
 from .conftest import AcmeTree, acme_tree
 
-pytestmark = [
-    pytest.mark.slow,  # a tree with N = 4 validators, and certbot polls once a second
-    pytest.mark.skip(
-        reason="TrustChain's ACME server is not wired into the tree yet (actors/acme, "
-        "protocols/http_acme.py in progress); this skip goes when it is"
-    ),
-]
+pytestmark = pytest.mark.slow  # a tree with N = 4 validators, and certbot polls once a second
 
 CERTBOT = str(Path(sys.executable).parent / "certbot")
 SCT_LIST = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
