@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,26 +74,46 @@ class _Client(ActorClient):
         return answer
 
 
-def answer_http01(client: ActorClient) -> tuple[str, dict[str, Any], str]:
-    """Order NAME, POST its http-01 challenge: (authz url, challenge, key authorization)."""
-    order = body(client.order(NAME))
-    (authz_url,) = order["authorizations"]
-    authz = body(client.post(authz_url))
-    (challenge,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
-    key_authorization = f"{challenge['token']}.{thumbprint(client.key.public_key().to_json())}"
-    return authz_url, challenge, key_authorization
+@dataclass
+class Outcome:
+    authz: dict[str, Any]  # the authorization once it left pending
+    account: str  # the ACME account's id
+    fetches: int  # how many times the responder was asked for the token
 
 
-def wait_for_authz(client: ActorClient, url: str, tick: Any = None) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        authz: dict[str, Any] = body(client.post(url))
-        if authz["status"] != "pending":
-            return authz
-        assert time.monotonic() < deadline, f"{url} stayed pending: {authz}"
-        if tick is not None:
-            tick()
-        time.sleep(0.01)
+def order_and_answer(registry: Registry, consensus: Consensus, directory: Path, *,
+                     served: str | None = None, tick: Any = None) -> Outcome:  # fmt: skip
+    """An account orders NAME and answers its http-01 challenge, the responder serving
+    ``served`` for the token (None: the right key authorization); then wait (calling
+    ``tick`` meanwhile) until the authorization is no longer pending."""
+    with serve_http01({}) as responder:
+        acme = AcmeTree(registry, consensus, directory, responder.port)
+        try:
+            client = acme.client()
+            order = body(client.order(NAME))
+            (authz_url,) = order["authorizations"]
+            authz = body(client.post(authz_url))
+            (challenge,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
+            right = f"{challenge['token']}.{thumbprint(client.key.public_key().to_json())}"
+            responder.tokens[challenge["token"]] = right if served is None else served
+            client.post(challenge["url"], {})
+            deadline = time.monotonic() + 30
+            while (authz := body(client.post(authz_url)))["status"] == "pending":
+                assert time.monotonic() < deadline, f"{authz_url} stayed pending: {authz}"
+                if tick is not None:
+                    tick()
+                time.sleep(0.01)
+            account = client.kid.rsplit("/", 1)[-1] if client.kid else ""
+            return Outcome(authz, account, len(responder.requests))
+        finally:
+            acme.stop()
+
+
+def http01_error(authz: dict[str, Any]) -> dict[str, Any]:
+    (failed,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
+    assert failed["status"] == "invalid"
+    error: dict[str, Any] = failed["error"]
+    return error
 
 
 @pytest.fixture
@@ -105,41 +126,21 @@ def lying(hsm: Registry, resolver: None, tmp_path: Path) -> Iterator[Consensus]:
 def test_a_met_challenge_makes_the_authorization_valid_with_the_quorums_votes(
     hsm: Registry, lying: Consensus, tmp_path: Path
 ) -> None:
-    with serve_http01({}) as responder:
-        acme = AcmeTree(hsm, lying, tmp_path, responder.port)
-        try:
-            client = acme.client()
-            authz_url, challenge, key_authorization = answer_http01(client)
-            responder.tokens[challenge["token"]] = key_authorization
-            client.post(challenge["url"], {})
-            authz = wait_for_authz(client, authz_url)
-            assert authz["status"] == "valid", authz
-            assert len(responder.requests) >= 3  # the honest validators fetched it themselves
-            account = client.kid.rsplit("/", 1)[-1] if client.kid else ""
-            evidence = lying.ask(ConfirmDomainControl(account, [NAME]))
-            assert evidence[0]["identifier"] == NAME
-        finally:
-            acme.stop()
+    done = order_and_answer(hsm, lying, tmp_path)
+    assert done.authz["status"] == "valid", done.authz
+    assert done.fetches >= 3  # the honest validators fetched it themselves
+    evidence = lying.ask(ConfirmDomainControl(done.account, [NAME]))  # the issuer's gate
+    assert evidence[0]["identifier"] == NAME
 
 
 def test_an_unmet_challenge_is_invalid_with_the_agreed_reason_and_the_liar_is_scored(
     hsm: Registry, lying: Consensus, tmp_path: Path
 ) -> None:
-    with serve_http01({}) as responder:
-        acme = AcmeTree(hsm, lying, tmp_path, responder.port)
-        try:
-            client = acme.client()
-            authz_url, challenge, _ = answer_http01(client)
-            responder.tokens[challenge["token"]] = "not-the-key-authorization"
-            client.post(challenge["url"], {})
-            authz = wait_for_authz(client, authz_url)
-        finally:
-            acme.stop()
-    assert authz["status"] == "invalid"
-    (failed,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
-    assert failed["status"] == "invalid"
-    assert failed["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
-    assert "key authorization" in failed["error"]["detail"]
+    done = order_and_answer(hsm, lying, tmp_path, served="not-the-key-authorization")
+    assert done.authz["status"] == "invalid"
+    error = http01_error(done.authz)
+    assert error["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "key authorization" in error["detail"]
     scores = {s["validator"]: s for s in lying.ask(TrustScores())}
     liar = lying.names[3]
     assert scores[liar]["dissented"] >= 1 and scores[liar]["score"] < 1.0
@@ -149,21 +150,11 @@ def test_too_few_validators_never_make_an_authorization_valid(
     hsm: Registry, resolver: None, tmp_path: Path
 ) -> None:
     silent = Consensus(hsm, tmp_path, 4, {3: Silent, 4: Silent}, clock=FakeClock())
-    try:
-        with serve_http01({}) as responder:
-            acme = AcmeTree(hsm, silent, tmp_path, responder.port)
-            try:
-                client = acme.client()
-                authz_url, challenge, key_authorization = answer_http01(client)
-                responder.tokens[challenge["token"]] = key_authorization
-                client.post(challenge["url"], {})
-                # every round's deadline passes, and every retry's backoff
-                authz = wait_for_authz(client, authz_url, tick=lambda: silent.clock.advance(1.0))
-            finally:
-                acme.stop()
+    try:  # every round's deadline passes, and every retry's backoff
+        done = order_and_answer(hsm, silent, tmp_path, tick=lambda: silent.clock.advance(1.0))
     finally:
         silent.stop()
-    assert authz["status"] == "invalid"
-    (failed,) = [c for c in authz["challenges"] if c["type"] == "http-01"]
-    assert failed["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"
-    assert "quorum" in failed["error"]["detail"]
+    assert done.authz["status"] == "invalid"
+    error = http01_error(done.authz)
+    assert error["type"] == "urn:ietf:params:acme:error:serverInternal"
+    assert "quorum" in error["detail"]
