@@ -41,6 +41,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from trustchain.actors.acme.messages import GetAcmeStatus
 from trustchain.actors.ca import IssuerNotValid
 from trustchain.actors.ctlog.messages import GetLogInfo
 from trustchain.actors.detector.messages import GetTrustStatus
@@ -195,8 +196,12 @@ class HttpApp:
             trust: dict[str, Any] | None = await self.ask("detector", GetTrustStatus())
         except TrustChainError:
             trust = None
+        try:  # ACME runs with [acme], [trust] and [http]
+            acme: dict[str, Any] | None = await self.ask("acme", GetAcmeStatus())
+        except TrustChainError:
+            acme = None
         scrape = CollectorRegistry(auto_describe=False)
-        snapshot = HealthSnapshot(self.registry.health(), info, monitor, trust)
+        snapshot = HealthSnapshot(self.registry.health(), info, monitor, trust, acme)
         for collector in (self.requests, self.latency, self.in_flight, snapshot):
             scrape.register(collector)
         return Response(200, generate_latest(scrape), CONTENT_TYPE_LATEST)

@@ -3,7 +3,9 @@
 ``HealthSnapshot`` is a collector over what one scrape read afresh: every
 actor's restarts, handled messages, mailbox and state (from the registry's
 health), the CT log's size, tree-head age and pool, and the CT monitor's
-alerts and largest verified tree head. Nothing is cached between scrapes.
+alerts and largest verified tree head, the detector's alerts and decisions, and
+ACME's orders, authorizations, challenges and certificates. Nothing is cached between
+scrapes.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ class HealthSnapshot(Collector):
         log_info: dict[str, Any] | None,
         monitor: dict[str, Any] | None = None,
         trust: dict[str, Any] | None = None,
+        acme: dict[str, Any] | None = None,
     ) -> None:
         self.health, self.log_info, self.monitor = health, log_info, monitor
-        self.trust = trust
+        self.trust, self.acme = trust, acme
 
     def collect(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily("trustchain_actor_restarts", "Restarts by the supervisor",
@@ -88,3 +91,24 @@ class HealthSnapshot(Collector):
             yield GaugeMetricFamily("trustchain_trust_quarantined_validators",
                                     "Validators caught equivocating",
                                     value=len(self.trust["quarantined"]))  # fmt: skip
+        if self.acme is not None:
+            yield from _acme_metrics(self.acme)
+
+
+def _acme_metrics(acme: dict[str, Any]) -> Iterator[Metric]:
+    """ACME's records now (``get_acme_status``): orders and authorizations by status,
+    challenges by result, accounts and certificates."""
+    for what in ("orders", "authorizations"):
+        family = GaugeMetricFamily(f"trustchain_acme_{what}", f"ACME {what} by status",
+                                   labels=["status"])  # fmt: skip
+        for status, count in sorted(acme[what].items()):
+            family.add_metric([status], count)
+        yield family
+    challenges = GaugeMetricFamily("trustchain_acme_challenges", "ACME challenges by result",
+                                   labels=["result"])  # fmt: skip
+    for result, count in sorted(acme["challenges"].items()):
+        challenges.add_metric([result], count)
+    yield challenges
+    yield GaugeMetricFamily("trustchain_acme_accounts", "ACME accounts", value=acme["accounts"])
+    yield GaugeMetricFamily("trustchain_acme_certificates", "Certificates issued over ACME",
+                            value=acme["certificates"])  # fmt: skip
