@@ -10,7 +10,9 @@ was told is lost by a crash.
 A fault of the environment (a full disk, an I/O error, a read-only or locked file:
 SQLite's FULL, IOERR, READONLY, ... and ``OSError``) raises ``AcmeStoreUnavailable``
 with nothing changed (a failed write inside a batch spoils the batch: it rolls back
-whole); any other SQLite error is a bug and goes through as it is.
+whole); any other SQLite error is a bug and goes through as it is. That machinery
+(transactions, ``batch()``, the typed faults) is ``sqlite.FaultTypedStore`` and
+``sqlite.typed``, shared with the trust store.
 
 Records are replaced whole (``put_*``): the core computes the new record, the store
 keeps it. Orders list their authorizations (an authorization is shared by the orders
@@ -23,13 +25,9 @@ The connection belongs to the thread that opened it: the actor opens the store i
 
 from __future__ import annotations
 
-import functools
 import json
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from trustchain.actors.acme.records import (
     Account,
@@ -39,19 +37,8 @@ from trustchain.actors.acme.records import (
     Order,
 )
 from trustchain.actors.acme.schema import SCHEMA, upsert
-from trustchain.actors.sqlite import open_database
+from trustchain.actors.sqlite import FaultTypedStore, typed
 from trustchain.supervisors.errors import TrustChainError
-
-# SQLite's primary result codes that are faults of the environment, not bugs.
-_FAULT_CODES = frozenset({
-    sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_PERM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOLFS,
-})  # fmt: skip
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 class AcmeStoreUnavailable(TrustChainError):
@@ -63,45 +50,6 @@ class AcmeStoreUnavailable(TrustChainError):
     code = "acme_store_unavailable"
 
 
-def is_store_fault(exc: BaseException) -> bool:
-    """A fault of the disk or the file (retry later), not a bug in the statements."""
-    if isinstance(exc, OSError):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _FAULT_CODES
-
-
-def _unavailable(exc: BaseException) -> AcmeStoreUnavailable:
-    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    return AcmeStoreUnavailable(
-        f"the ACME database cannot be read or written ({name}: {exc}); nothing was "
-        "changed: try again shortly",
-        cause=f"{name}: {exc}",
-        retry_after_s=1,
-    )
-
-
-def _typed(method: Callable[_P, _T]) -> Callable[_P, _T]:
-    """A fault of the environment in ``method`` raises ``AcmeStoreUnavailable`` (and
-    spoils the batch it happened in); other errors go through as they are."""
-
-    @functools.wraps(method)
-    def typed(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return method(*args, **kwargs)
-        except AcmeStoreUnavailable:
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            store = args[0]
-            assert isinstance(store, AcmeStore)
-            store._spoil()
-            if not is_store_fault(exc):
-                raise
-            raise _unavailable(exc) from exc
-
-    return typed
-
-
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -110,84 +58,19 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class AcmeStore:
+class AcmeStore(FaultTypedStore):
     """The ACME server's records in one SQLite database (a path, or ":memory:")."""
 
+    unavailable_error = AcmeStoreUnavailable
+    what = "ACME"
+
     def __init__(self, path: str | Path = ":memory:") -> None:
-        try:
-            if str(path) != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = open_database(path, SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            if not is_store_fault(exc):
-                raise
-            raise _unavailable(exc) from exc
-        self._in_batch = False
-        self._spoiled = False
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _spoil(self) -> None:
-        if self._in_batch:
-            self._spoiled = True
-
-    def _rolled_back(self) -> AcmeStoreUnavailable:
-        return AcmeStoreUnavailable(
-            "a write of this transaction failed: it is rolled back whole",
-            cause="rolled back",
-            retry_after_s=1,
-        )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, or a part of the batch under way."""
-        if self._in_batch:
-            if self._spoiled:
-                raise self._rolled_back()
-            yield self._db
-            return
-        db = self._db
-        if db.in_transaction:  # left open by a failure whose ROLLBACK failed too
-            db.execute("ROLLBACK")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # (SQLite may have rolled back already: a full disk)
-                with suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Every write inside the block is one transaction: all commit when it ends,
-        none if it raises or any write in it failed (``AcmeStoreUnavailable`` then, even
-        if the block swallowed the write's error). Nested batches join the outer one."""
-        if self._in_batch:
-            yield
-            return
-        try:
-            with self._transaction():
-                self._in_batch, self._spoiled = True, False
-                try:
-                    yield
-                finally:
-                    self._in_batch = False
-                if self._spoiled:
-                    raise self._rolled_back()
-        except (sqlite3.Error, OSError) as exc:
-            if not is_store_fault(exc):
-                raise
-            raise _unavailable(exc) from exc
-        finally:
-            self._spoiled = False
+        super().__init__(path, SCHEMA, make_parent=True)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self._db.execute(sql, args).fetchall()
 
-    @_typed
+    @typed
     def probe(self, now: float) -> None:
         """A small durable write: it succeeds once the disk takes writes again."""
         with self._transaction() as db:
@@ -195,7 +78,7 @@ class AcmeStore:
 
     # Accounts -------------------------------------------------------------------------
 
-    @_typed
+    @typed
     def put_account(self, a: Account) -> None:
         with self._transaction() as db:
             db.execute(
@@ -204,19 +87,19 @@ class AcmeStore:
                  a.created, int(a.terms_agreed), a.eab_kid),
             )  # fmt: skip
 
-    @_typed
+    @typed
     def account(self, account_id: str) -> Account | None:
         rows = self._read("SELECT * FROM accounts WHERE id = ?", (account_id,))
         return _account(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def account_by_thumbprint(self, thumbprint: str) -> Account | None:
         rows = self._read("SELECT * FROM accounts WHERE thumbprint = ?", (thumbprint,))
         return _account(rows[0]) if rows else None
 
     # Orders ---------------------------------------------------------------------------
 
-    @_typed
+    @typed
     def put_order(self, o: Order) -> None:
         with self._transaction() as db:
             db.execute(
@@ -230,7 +113,7 @@ class AcmeStore:
                 [(o.id, i, authz) for i, authz in enumerate(o.authorizations)],
             )
 
-    @_typed
+    @typed
     def order(self, order_id: str) -> Order | None:
         rows = self._read("SELECT * FROM orders WHERE id = ?", (order_id,))
         return self._order(rows[0]) if rows else None
@@ -248,20 +131,20 @@ class AcmeStore:
             replaces=row[10],
         )  # fmt: skip
 
-    @_typed
+    @typed
     def orders_of(self, account_id: str) -> list[Order]:
         rows = self._read("SELECT * FROM orders WHERE account = ? ORDER BY created, rowid",
                           (account_id,))  # fmt: skip
         return [self._order(row) for row in rows]
 
-    @_typed
+    @typed
     def orders_in(self, status: str) -> list[Order]:
         rows = self._read(
             "SELECT * FROM orders WHERE status = ? ORDER BY created, rowid", (status,)
         )
         return [self._order(row) for row in rows]
 
-    @_typed
+    @typed
     def orders_with(self, authz_id: str) -> list[Order]:
         rows = self._read(
             "SELECT o.* FROM orders o JOIN order_authorizations a ON a.order_id = o.id "
@@ -270,14 +153,14 @@ class AcmeStore:
         )
         return [self._order(row) for row in rows]
 
-    @_typed
+    @typed
     def orders_created_since(self, account_id: str, since: float) -> list[float]:
         """When each of the account's orders newer than ``since`` was created, oldest first."""
         rows = self._read("SELECT created FROM orders WHERE account = ? AND created > ? "
                           "ORDER BY created", (account_id, since))  # fmt: skip
         return [created for (created,) in rows]
 
-    @_typed
+    @typed
     def order_replacing(self, cert_id: str) -> Order | None:
         """An order that renews the certificate ``cert_id`` and is not invalid."""
         rows = self._read("SELECT * FROM orders WHERE replaces = ? AND status != 'invalid'",
@@ -286,7 +169,7 @@ class AcmeStore:
 
     # Authorizations and challenges ------------------------------------------------------
 
-    @_typed
+    @typed
     def put_authorization(self, a: Authorization) -> None:
         with self._transaction() as db:
             db.execute(
@@ -295,12 +178,12 @@ class AcmeStore:
                  a.created, a.expires, a.validated, _json(a.evidence)),
             )  # fmt: skip
 
-    @_typed
+    @typed
     def authorization(self, authz_id: str) -> Authorization | None:
         rows = self._read("SELECT * FROM authorizations WHERE id = ?", (authz_id,))
         return _authorization(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def reusable_authorization(
         self, account_id: str, identifier: tuple[str, str], wildcard: bool, since: float,
         now: float,
@@ -315,7 +198,7 @@ class AcmeStore:
         )
         return _authorization(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def put_challenge(self, c: Challenge) -> None:
         with self._transaction() as db:
             db.execute(
@@ -323,24 +206,24 @@ class AcmeStore:
                 (c.id, c.authz, c.type, c.token, c.status, c.validated, _json(c.error)),
             )
 
-    @_typed
+    @typed
     def challenge(self, challenge_id: str) -> Challenge | None:
         rows = self._read("SELECT * FROM challenges WHERE id = ?", (challenge_id,))
         return _challenge(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def challenges_of(self, authz_id: str) -> list[Challenge]:
         rows = self._read("SELECT * FROM challenges WHERE authz = ? ORDER BY rowid", (authz_id,))
         return [_challenge(row) for row in rows]
 
-    @_typed
+    @typed
     def challenges_in(self, status: str) -> list[Challenge]:
         rows = self._read("SELECT * FROM challenges WHERE status = ? ORDER BY rowid", (status,))
         return [_challenge(row) for row in rows]
 
     # Certificates -----------------------------------------------------------------------
 
-    @_typed
+    @typed
     def put_certificate(self, c: Certificate) -> None:
         with self._transaction() as db:
             db.execute(
@@ -353,22 +236,22 @@ class AcmeStore:
                 [(name, c.issued, c.id) for name in c.names],
             )
 
-    @_typed
+    @typed
     def certificate(self, certificate_id: str) -> Certificate | None:
         rows = self._read("SELECT * FROM certificates WHERE id = ?", (certificate_id,))
         return _certificate(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def certificate_by_serial(self, serial: str) -> Certificate | None:
         rows = self._read("SELECT * FROM certificates WHERE serial = ?", (serial.lower(),))
         return _certificate(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def certificate_by_cert_id(self, cert_id: str) -> Certificate | None:
         rows = self._read("SELECT * FROM certificates WHERE cert_id = ?", (cert_id,))
         return _certificate(rows[0]) if rows else None
 
-    @_typed
+    @typed
     def certificates_named_since(self, name: str, since: float) -> list[float]:
         """When each certificate for ``name`` newer than ``since`` was issued, oldest first."""
         rows = self._read("SELECT issued FROM certificate_names WHERE name = ? AND issued > ? "
@@ -377,7 +260,7 @@ class AcmeStore:
 
     # Status -----------------------------------------------------------------------------
 
-    @_typed
+    @typed
     def counts(self) -> dict[str, Any]:
         """Accounts; orders, authorizations and challenges by status; certificates."""
 

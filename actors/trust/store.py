@@ -10,7 +10,9 @@ causes; and ``batch()`` makes every write inside it one transaction, so that a
 decision and everything it causes (scores, the asset's history, the proof's
 fingerprint, a registration and the challenge it uses up) commit together or not
 at all. A write that fails inside a batch spoils it: the batch rolls back whole,
-even if the caller swallowed the error.
+even if the caller swallowed the error. That machinery (transactions, ``batch()``, the
+typed faults) is ``sqlite.FaultTypedStore`` and ``sqlite.typed``, shared with the ACME
+store.
 
 Faults of the environment (a full disk, an I/O error, a read-only or locked file:
 SQLite's FULL, IOERR, READONLY, CANTOPEN, BUSY, LOCKED... and ``OSError``) raise
@@ -52,16 +54,14 @@ store in the owning actor's ``on_start``.
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from ..sqlite import open_database
+from ..sqlite import FaultTypedStore, typed
 from .domain_control import SCHEMA as DOMAIN_CONTROL_SCHEMA
 from .domain_control import DomainControlRecord, StoredDomainControl, Wanted
 from .errors import NameTaken, NotRegistered, TrustStoreUnavailable
@@ -149,34 +149,6 @@ CREATE TABLE IF NOT EXISTS probe (             -- a durable write that says the 
 );
 """
 
-# SQLite's primary result codes that are faults of the environment, not bugs.
-_FAULT_CODES = frozenset({
-    sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_PERM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOLFS,
-})  # fmt: skip
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def is_store_fault(exc: BaseException) -> bool:
-    """A fault of the disk or the file (retry later), not a bug in the statements."""
-    if isinstance(exc, OSError):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _FAULT_CODES
-
-
-def _unavailable(exc: BaseException) -> TrustStoreUnavailable:
-    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    return TrustStoreUnavailable(
-        f"the trust database cannot be read or written ({name}: {exc}); nothing was "
-        "changed: try again shortly",
-        cause=f"{name}: {exc}",
-        retry_after_s=1,
-    )
-
 
 @dataclass(frozen=True)
 class Registration:
@@ -211,104 +183,19 @@ class PendingChallenge:
     n: int
 
 
-def _typed(method: Callable[_P, _T]) -> Callable[_P, _T]:
-    """A fault of the environment in ``method`` raises ``TrustStoreUnavailable`` (and
-    spoils the batch it happened in); other errors go through as they are."""
-
-    @functools.wraps(method)
-    def typed(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return method(*args, **kwargs)
-        except TrustStoreUnavailable:
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            store = args[0]
-            assert isinstance(store, TrustStore | StoredFingerprints)
-            store._spoil()
-            if not is_store_fault(exc):
-                raise
-            raise _unavailable(exc) from exc
-
-    return typed
-
-
-class TrustStore:
+class TrustStore(FaultTypedStore):
     """The consensus's records in one SQLite database (a path, or ":memory:")."""
 
+    unavailable_error = TrustStoreUnavailable
+    what = "trust"
+    earlier_write_failed = "an earlier write of this transaction failed"
+
     def __init__(self, path: str | Path = ":memory:") -> None:
-        try:
-            self._db = open_database(path, _SCHEMA + DOMAIN_CONTROL_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            if not is_store_fault(exc):
-                raise
-            raise _unavailable(exc) from exc
-        self._in_batch = False
-        self._spoiled = False  # a write failed in the batch under way: it rolls back
+        super().__init__(path, _SCHEMA + DOMAIN_CONTROL_SCHEMA)
         self.fingerprints = StoredFingerprints(self)
         self._domain_control = StoredDomainControl(self)
 
-    def close(self) -> None:
-        self._db.close()
-
-    def _spoil(self) -> None:
-        if self._in_batch:
-            self._spoiled = True
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, or a part of the batch under way."""
-        if self._in_batch:
-            if self._spoiled:
-                raise TrustStoreUnavailable(
-                    "an earlier write of this transaction failed: it is rolled back whole",
-                    cause="rolled back",
-                    retry_after_s=1,
-                )
-            yield self._db
-            return
-        db = self._db
-        if db.in_transaction:  # left open by a failure whose ROLLBACK failed too
-            db.execute("ROLLBACK")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # (SQLite may have rolled back already: a full disk)
-                with suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Every write of this store inside the block is one transaction: all commit
-        when the block ends, none if it raises or any write in it failed (then
-        ``TrustStoreUnavailable``, even if the block swallowed the write's error).
-        Nested batches join the outer one."""
-        if self._in_batch:
-            yield
-            return
-        try:
-            with self._transaction():
-                self._in_batch, self._spoiled = True, False
-                try:
-                    yield
-                finally:
-                    self._in_batch = False
-                if self._spoiled:
-                    raise TrustStoreUnavailable(
-                        "a write of this transaction failed: it is rolled back whole",
-                        cause="rolled back",
-                        retry_after_s=1,
-                    )
-        except (sqlite3.Error, OSError) as exc:
-            if not is_store_fault(exc):
-                raise
-            raise _unavailable(exc) from exc
-        finally:
-            self._spoiled = False
-
-    @_typed
+    @typed
     def probe(self, now_s: float) -> None:
         """A small durable write: it succeeds once the disk takes writes again."""
         with self._transaction() as db:
@@ -316,7 +203,7 @@ class TrustStore:
 
     # -- registrations ---------------------------------------------------------------
 
-    @_typed
+    @typed
     def add_registration(self, registration: Registration) -> None:
         """Keep a registration; one already made for that asset and epoch is replaced."""
         r = registration
@@ -327,7 +214,7 @@ class TrustStore:
                  r.space_commitment, r.registered_at_s),
             )  # fmt: skip
 
-    @_typed
+    @typed
     def get_registration(self, asset_key: bytes, epoch: int) -> Registration:
         """The asset's registration for ``epoch`` (NotRegistered if it made none)."""
         row = self._db.execute(
@@ -344,7 +231,7 @@ class TrustStore:
             )
         return _registration(row)
 
-    @_typed
+    @typed
     def registrations(self, asset_key: bytes) -> list[Registration]:
         """Every registration the asset made, oldest epoch first."""
         rows = self._db.execute(
@@ -356,26 +243,26 @@ class TrustStore:
 
     # -- validator scores ------------------------------------------------------------
 
-    @_typed
+    @typed
     def put_validator_scores(self, scores: Iterable[ValidatorScore]) -> None:
         with self._transaction() as db:
             _put_scores(db, scores)
 
-    @_typed
+    @typed
     def get_validator_score(self, validator: str) -> ValidatorScore | None:
         row = self._db.execute(
             f"SELECT {_SCORE_COLUMNS} FROM validator_scores WHERE validator = ?", (validator,)
         ).fetchone()
         return None if row is None else _score(row)
 
-    @_typed
+    @typed
     def validator_scores(self) -> list[ValidatorScore]:
         rows = self._db.execute(f"SELECT {_SCORE_COLUMNS} FROM validator_scores ORDER BY 1")
         return [_score(row) for row in rows]
 
     # -- asset histories -------------------------------------------------------------
 
-    @_typed
+    @typed
     def put_asset_history(self, history: AssetHistory) -> None:
         with self._transaction() as db:
             db.execute(
@@ -384,7 +271,7 @@ class TrustStore:
                  json.dumps(dict(history.totals))),
             )  # fmt: skip
 
-    @_typed
+    @typed
     def get_asset_history(self, asset: str) -> AssetHistory:
         """The asset's history (an empty one if nothing was recorded)."""
         row = self._db.execute(
@@ -396,7 +283,7 @@ class TrustStore:
 
     # -- evidence --------------------------------------------------------------------
 
-    @_typed
+    @typed
     def add_equivocation(
         self,
         evidence: Equivocation,
@@ -415,7 +302,7 @@ class TrustStore:
                 _put_scores(db, [quarantined])
         return bool(inserted)
 
-    @_typed
+    @typed
     def equivocations(self, validator: str | None = None) -> list[Equivocation]:
         """The evidence kept, in the order it was found, optionally of one validator."""
         query = "SELECT validator, digest, first_vote, second_vote FROM equivocations"
@@ -431,7 +318,7 @@ class TrustStore:
 
     # -- decisions -------------------------------------------------------------------
 
-    @_typed
+    @typed
     def add_decision(
         self, decision: Decision, decided_at_s: float, scores: Iterable[ValidatorScore] = ()
     ) -> bool:
@@ -447,7 +334,7 @@ class TrustStore:
                 _put_scores(db, scores)
         return bool(inserted)
 
-    @_typed
+    @typed
     def get_decision(self, digest: bytes) -> Decision | None:
         if len(digest) != DIGEST_BYTES:
             raise ValueError(f"a request digest is {DIGEST_BYTES} octets")
@@ -458,7 +345,7 @@ class TrustStore:
 
     # -- space challenges ------------------------------------------------------------
 
-    @_typed
+    @typed
     def put_challenge(self, pending: PendingChallenge, most: int) -> None:
         """Keep a challenge given (durably: answer the asset after this returns),
         replacing the asset's earlier one for that epoch; challenges of past epochs are
@@ -479,7 +366,7 @@ class TrustStore:
                 (c.asset_key, c.epoch, c.challenge, c.commitment, c.n),
             )
 
-    @_typed
+    @typed
     def get_challenge(self, asset_key: bytes, epoch: int) -> PendingChallenge | None:
         row = self._db.execute(
             "SELECT challenge, commitment, n FROM space_challenges"
@@ -490,7 +377,7 @@ class TrustStore:
             return None
         return PendingChallenge(asset_key, epoch, bytes(row[0]), bytes(row[1]), row[2])
 
-    @_typed
+    @typed
     def use_challenge(self, pending: PendingChallenge) -> bool:
         """The challenge is used up (its openings are public now); False if it was not
         kept any more (replaced by a newer one for the asset, or dropped)."""
@@ -501,14 +388,14 @@ class TrustStore:
             ).rowcount
         return bool(deleted)
 
-    @_typed
+    @typed
     def challenges_kept(self) -> int:
         (kept,) = self._db.execute("SELECT COUNT(*) FROM space_challenges").fetchone()
         return int(kept)
 
     # -- asset records (the resolver's zone) -------------------------------------------
 
-    @_typed
+    @typed
     def put_asset_record(self, record: AssetRecord) -> None:
         """Keep an asset's record for its epoch, replacing its earlier one; records of
         past epochs are dropped. ``NameTaken`` if another asset holds the name then."""
@@ -529,7 +416,7 @@ class TrustStore:
                        (r.asset_key, r.epoch, r.name, json.dumps(list(r.addresses)),
                         r.signature))  # fmt: skip
 
-    @_typed
+    @typed
     def asset_records(self, epoch: int) -> list[AssetRecord]:
         """The records published for ``epoch``, by name."""
         rows = self._db.execute(
@@ -542,7 +429,7 @@ class TrustStore:
 
     # -- upstream faults (the resolver's reports) ----------------------------------------
 
-    @_typed
+    @typed
     def add_upstream_fault(self, upstream: str, question: str, at_s: float) -> int:
         """Count one disagreement of ``upstream`` with the quorum; the count so far."""
         with self._transaction() as db:
@@ -557,7 +444,7 @@ class TrustStore:
             ).fetchone()
         return int(count)
 
-    @_typed
+    @typed
     def upstream_faults(self) -> dict[str, dict[str, Any]]:
         """Each upstream that disagreed: how often, when last, on what."""
         rows = self._db.execute(
@@ -569,17 +456,17 @@ class TrustStore:
 
     # -- domain control (ACME challenges the quorum corroborated) --------------------------
 
-    @_typed
+    @typed
     def add_domain_control(self, record: DomainControlRecord) -> None:
         self._domain_control.add(record)
 
-    @_typed
+    @typed
     def find_domain_control(
         self, account: str, wanted: Wanted, now: float
     ) -> DomainControlRecord | None:
         return self._domain_control.find(account, wanted, now)
 
-    @_typed
+    @typed
     def domain_control_count(self, now: float) -> int:
         return self._domain_control.count(now)
 
@@ -592,26 +479,26 @@ class StoredFingerprints:
     def __init__(self, store: TrustStore) -> None:
         self._store = store
 
-    def _spoil(self) -> None:
-        self._store._spoil()
+    def _fault_store(self) -> TrustStore:
+        return self._store
 
-    @_typed
+    @typed
     def __len__(self) -> int:
         (kept,) = self._store._db.execute("SELECT COUNT(*) FROM proof_fingerprints").fetchone()
         return int(kept)
 
-    @_typed
+    @typed
     def newest_epoch(self) -> int | None:
         row = self._store._db.execute("SELECT newest FROM replay_epoch").fetchone()
         return None if row is None else int(row[0])
 
-    @_typed
+    @typed
     def advance(self, newest: int, oldest_kept: int) -> None:
         with self._store._transaction() as db:
             db.execute("INSERT OR REPLACE INTO replay_epoch VALUES (0, ?)", (newest,))
             db.execute("DELETE FROM proof_fingerprints WHERE epoch < ?", (oldest_kept,))
 
-    @_typed
+    @typed
     def first_seen(self, fingerprint: bytes) -> FirstSeen | None:
         row = self._store._db.execute(
             "SELECT digest, asset, epoch FROM proof_fingerprints WHERE fingerprint = ?",
@@ -619,7 +506,7 @@ class StoredFingerprints:
         ).fetchone()
         return None if row is None else FirstSeen(bytes(row[0]), row[1], row[2])
 
-    @_typed
+    @typed
     def remember(self, fingerprint: bytes, first: FirstSeen) -> None:
         with self._store._transaction() as db:
             db.execute(
