@@ -441,7 +441,8 @@ def test_the_tree_has_a_resolver_unless_disabled() -> None:
     off = replace(on, resolver=replace(on.resolver, enabled=False))
     assert "resolver" not in [c.name for c in trustchain_children(off)]
     names = [c.name for c in trustchain_children(on)]
-    assert names[-1] == "resolver" and names.index("issuer") < names.index("resolver")
+    assert names.index("issuer") < names.index("resolver")
+    assert names[-2:] == ["resolver", "acme"]  # ACME asks the resolver nothing at start
 
 
 def test_the_domain_modules_load_no_runtime() -> None:
