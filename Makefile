@@ -28,6 +28,8 @@ bench: $(INSTALLED) system-deps
 	$(BIN)/python bench/trust.py
 	$(BIN)/python bench/issuance.py --consensus
 	$(BIN)/python bench/doq.py
+	@$(call ensure,pebble:pebble,pebble)
+	$(BIN)/python bench/acme.py
 
 # System packages, installed with apt when we are root; otherwise the exact commands
 # are printed and make stops. $(call ensure,COMMAND:PACKAGE ...,BREW FORMULAS) installs
