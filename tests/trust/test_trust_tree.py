@@ -36,7 +36,7 @@ def trust_config(directory: Path, n: int = 4) -> TrustConfig:
 def test_the_trust_supervisor_starts_after_the_log_and_before_the_issuer(tmp_path: Path) -> None:
     enabled = dataclasses.replace(Config(), trust=trust_config(tmp_path, 7))
     names = [spec.name for spec in trustchain_children(enabled)]
-    assert names == ["hsm", "ctlog", "trust", "issuer", "monitor", "renewal", "resolver"]
+    assert names == ["hsm", "ctlog", "trust", "issuer", "monitor", "renewal", "resolver", "acme"]
     assert "trust" in [spec.name for spec in trustchain_children(Config())]  # on by default
     disabled = dataclasses.replace(Config(), trust=TrustConfig(enabled=False))
     assert "trust" not in [spec.name for spec in trustchain_children(disabled)]
