@@ -62,9 +62,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import datetime as dt  # noqa: E402
 import importlib.metadata  # noqa: E402
-import ipaddress  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
@@ -85,9 +83,8 @@ import josepy as jose  # noqa: E402
 import requests  # noqa: E402
 from acme import challenges, client, crypto_util, messages  # noqa: E402
 from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
 ROOT = _HERE.parent
 TRUSTCHAIN = str(Path(sys.executable).parent / "trustchain")
@@ -364,51 +361,12 @@ def measure(
 
 
 def self_signed(directory: Path, names: list[str]) -> None:
-    """A test CA and a leaf for ``names`` (DNS names and IP addresses): root.pem,
-    cert.pem, key.pem under ``directory`` (pebble's package ships no test certificate)."""
+    """A test CA and a leaf for ``names``: root.pem, cert.pem, key.pem under
+    ``directory`` (pebble's package ships no test certificate)."""
+    sys.path.append(str(_HERE))  # after `acme` was imported: now _test_ca can be found
+    from _test_ca import write_test_ca
 
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    root_key, leaf_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(name("Bench pebble root"))
-        .issuer_name(name("Bench pebble root"))
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(root_key, hashes.SHA256())
-    )
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name(names[0]))
-        .issuer_name(root.subject)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (directory / "root.pem").write_bytes(root.public_bytes(pem))
-    (directory / "cert.pem").write_bytes(leaf.public_bytes(pem))
-    (directory / "key.pem").write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    write_test_ca(directory, names, "Bench pebble root")
 
 
 def wait_http(url: str, ca: str | bool, process: subprocess.Popen[Any], what: str) -> int:

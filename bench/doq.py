@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import statistics
 import subprocess
@@ -45,10 +44,7 @@ import dns.quic
 import dns.rcode
 import dns.rrset
 import dns.version
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from _test_ca import write_test_ca
 
 from trustchain.config.schema import ResolverConfig
 
@@ -62,42 +58,7 @@ LOST = [0]  # queries never answered within 1 s during the throughput figures
 
 
 def make_certificates(directory: Path) -> None:
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    root_key, leaf_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(name("Bench Root"))
-        .issuer_name(name("Bench Root"))
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(root_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name(SERVER_NAME))
-        .issuer_name(root.subject)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME)]), critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (directory / "root.pem").write_bytes(root.public_bytes(pem))
-    (directory / "fullchain.pem").write_bytes(leaf.public_bytes(pem) + root.public_bytes(pem))
-    (directory / "key.pem").write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    write_test_ca(directory, [SERVER_NAME])
 
 
 # -- servers (each in a child process) -------------------------------------------------

@@ -15,7 +15,8 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+# _*.py are the benchmarks' shared helpers, not benchmarks
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("[!_]*.py")))
 def test_benchmark_starts(script):
     run = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60
