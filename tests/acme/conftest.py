@@ -140,6 +140,7 @@ def acme_tree(
     log = directory / "stderr.log"
     with log.open("wb") as stderr:  # a file, not a pipe: nobody reads it while it runs
         process = subprocess.Popen([TRUSTCHAIN, "--config", str(config), "run"], stderr=stderr)
+    running: AcmeTree | None = None
     try:
         deadline = time.monotonic() + 60
         while not (directory / "ctl.sock").exists():
@@ -153,8 +154,11 @@ def acme_tree(
             assert process.poll() is None, log.read_text()[-4000:]
             assert time.monotonic() < deadline, "/ready never answered 200"
             time.sleep(0.1)
-        yield AcmeTree(directory, config, port, plain_port, http01, root, process, server)
+        running = AcmeTree(directory, config, port, plain_port, http01, root, process, server)
+        yield running
     finally:
+        if running is not None:  # a test may have started it again (tests/acme/test_restart)
+            process = running.process
         if server is not None:
             server.shutdown()
             server.server_close()
