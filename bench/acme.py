@@ -20,6 +20,10 @@ bench's own process, in stateless mode (as acme.sh's or an nginx ``return 200
 one client), and answers ``/.well-known/acme-challenge/<token>`` with the key
 authorization of that account.
 
+Beside the orders, one HTTPS request alone: the directory fetched 500 times in a row on
+one keep-alive connection, and the server's CPU per request (what the edge costs before
+any ACME work), for both servers.
+
 Servers, both measured in the same run with the same clients:
 
 - trustchain: ``trustchain run`` in a temporary directory (``hsm init`` first), from
@@ -279,6 +283,23 @@ def worker(
 
 
 # -- one measurement -------------------------------------------------------------------
+
+
+EDGE_REQUESTS = 500
+
+
+def edge_cost(directory_url: str, ca: str, server_pid: int) -> dict[str, Any]:
+    """One HTTPS request alone: GET the directory ``EDGE_REQUESTS`` times in a row on one
+    keep-alive connection; the server's CPU per request (its whole process tree)."""
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would win over verify
+    session.verify = ca
+    session.get(directory_url, timeout=10).raise_for_status()  # the handshake, not measured
+    cpu0, start = tree_cpu_s(server_pid), time.perf_counter()
+    for _ in range(EDGE_REQUESTS):
+        session.get(directory_url, timeout=10).raise_for_status()
+    elapsed, cpu = time.perf_counter() - start, tree_cpu_s(server_pid) - cpu0
+    return {"edge cpu ms": cpu * 1000 / EDGE_REQUESTS, "edge req/s": EDGE_REQUESTS / elapsed}
 
 
 def measure(
@@ -558,6 +579,7 @@ def main() -> None:
     threading.Thread(target=responder.serve_forever, daemon=True).start()
     tmp = Path(tempfile.mkdtemp(prefix="tc-acme-"))
     figures: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    edges: dict[str, list[dict[str, Any]]] = {}
     try:
         with contextlib.ExitStack() as stack:
             ours: tuple[str, str, int] | None = None
@@ -585,6 +607,8 @@ def main() -> None:
                         if server == "trustchain":
                             if ours is None:
                                 continue
+                            if i == 0:
+                                edges.setdefault(server, []).append(edge_cost(*ours))
                             result = measure(
                                 *ours, responder, stream, count, args.orders_per_client
                             )
@@ -592,6 +616,8 @@ def main() -> None:
                             try:
                                 where = tmp / f"pebble-{run}-{count}"
                                 with pebble(where, responder.port) as theirs:
+                                    if i == 0:
+                                        edges.setdefault(server, []).append(edge_cost(*theirs))
                                     result = measure(
                                         *theirs, responder, stream, count, args.orders_per_client
                                     )
@@ -613,11 +639,14 @@ def main() -> None:
             print(f"kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    report(figures, counts, args)
+    report(figures, counts, args, edges)
 
 
 def report(
-    figures: dict[tuple[str, int], list[dict[str, Any]]], counts: list[int], args: Any
+    figures: dict[tuple[str, int], list[dict[str, Any]]],
+    counts: list[int],
+    args: Any,
+    edges: dict[str, list[dict[str, Any]]],
 ) -> None:
     cores = os.cpu_count() or 1
     print(
@@ -661,6 +690,11 @@ def report(
         "ceiling: the machine's cores / (CPU per order of the server's process tree, the "
         "clients and the responder), i.e. the orders/s if CPU were the only limit"
     )
+    for server, rows in edges.items():
+        cpu = statistics.median(r["edge cpu ms"] for r in rows)
+        rate = statistics.median(r["edge req/s"] for r in rows)
+        print(f"one HTTPS request alone ({server}: GET the directory, {EDGE_REQUESTS} in a row "
+              f"on one connection): {cpu:.2f} ms of server CPU, {rate:.0f} requests/s")  # fmt: skip
 
 
 if __name__ == "__main__":
