@@ -13,7 +13,13 @@ the detector's questions with signed votes (``votes.sign_vote``):
   checked from here; the vote is over ``CheckChallenge.digest``. The name is resolved
   first through the ``resolver`` actor (AAAA, or the TXT of ``_acme-challenge.<name>``),
   without blocking this thread: the handler defers its reply and goes on in the
-  continuation, which hands the challenge and its resolution to the validator's process.
+  continuation. The look itself (the HTTP fetch, the TLS handshake: up to the
+  challenge's ``timeout_s`` on the network) runs on this validator's probe threads
+  (``PROBES`` at once, at most ``MAX_PROBES`` waiting), never on this actor's thread, so
+  that a slow or silent responder delays no four-proof question behind it (an ACME
+  client could otherwise hold every validator for ``acme.challenge_timeout_s`` and make
+  the consensus refuse everything meanwhile); what it saw comes back as a message
+  (``_Probed``) and goes with the challenge to the validator's process, which signs.
   A name that does not resolve (NXDOMAIN, no record, SERVFAIL) fails the challenge: a
   signed reject with a ``dns:`` reason. A resolver that cannot be asked (not running, no
   answer within ``RESOLVE_TIMEOUT_S``) is our fault, not the applicant's: that error is
@@ -54,6 +60,8 @@ slow validator) works as it does for the other questions.
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +89,8 @@ from trustchain.supervisors.registry import Reply
 CALL_TIMEOUT_S = 10.0  # a check takes milliseconds: a process silent this long is hung
 RESOLVER = "resolver"  # the resolver actor's name in the tree
 RESOLVE_TIMEOUT_S = 35.0  # the resolver answers (SERVFAIL at worst) within its upstream timeout
+PROBES = 4  # challenge checks on the network at once, per validator
+MAX_PROBES = 256  # checks in flight or waiting; past them: validator_busy, no vote
 child.preload("trustchain.actors.validator.core")
 
 
@@ -91,9 +101,26 @@ class ResolvedChallenge:
 
     challenge: CheckChallenge
     resolution: Resolution
+    # what this validator's probe saw (the reasons to reject); None: the process looks
+    observed: tuple[str, ...] | None = None
 
 
 Question = CheckRequest | CheckRegistration | ResolvedChallenge
+
+
+class ValidatorBusy(TrustChainError):
+    """Too many challenges are being checked by this validator: no vote (ask again)."""
+
+    code = "validator_busy"
+
+
+@dataclass(frozen=True)
+class _Probed(Message):
+    """A probe thread has looked at a challenge (sent to itself): the reasons, or the
+    error the look raised."""
+
+    probe: int
+    result: outcome.Outcome
 
 
 @dataclass(frozen=True)
@@ -115,6 +142,9 @@ class ValidatorActor(SupervisedActor):
         self._next_lookup = 0
         self._held: Reply | None = None  # what defer() hands out in a continuation
         self._held_taken = False
+        self._probe_threads: ThreadPoolExecutor | None = None
+        self._probing: dict[int, tuple[Reply, ResolvedChallenge]] = {}
+        self._probe_ids = itertools.count()
 
     def setup(self) -> None:
         key_dir = self.config.key_dir
@@ -124,8 +154,12 @@ class ValidatorActor(SupervisedActor):
             self.params,
         )  # fmt: skip
         self.public_key = self._call("public_key")
+        self._probe_threads = ThreadPoolExecutor(PROBES, f"{self.validator_id}-probe")
 
     def cleanup(self) -> None:
+        if self._probe_threads is not None:  # looks under way end on their own timeouts
+            self._probe_threads.shutdown(wait=False, cancel_futures=True)
+            self._probe_threads = None
         if self.core is not None:
             self.core.close()
             self.core = None
@@ -160,9 +194,8 @@ class ValidatorActor(SupervisedActor):
     def check_challenge(self, msg: CheckChallenge) -> bytes | None:
         lookup = challenges.lookup_of(msg)
         if lookup is None:  # an ip identifier: nothing to resolve
-            return self.answer(
-                msg.digest(), ResolvedChallenge(msg, challenges.resolve_locally(msg))
-            )
+            self._probe(self.defer(), ResolvedChallenge(msg, challenges.resolve_locally(msg)))
+            return None
         name, rdtype = lookup
         key = self._next_lookup
         self._next_lookup += 1
@@ -176,7 +209,7 @@ class ValidatorActor(SupervisedActor):
                 reply(result)  # the resolver could not be asked: our fault, no vote
                 return
             resolution = challenges.resolution_of(msg, result.unwrap())
-            self._answer_later(reply, msg.digest(), ResolvedChallenge(msg, resolution))
+            self._probe(reply, ResolvedChallenge(msg, resolution))
 
         self.request(RESOLVER, Resolve(name, rdtype), resolved)
         self.after(RESOLVE_TIMEOUT_S, _ResolveTimedOut(key))
@@ -190,6 +223,34 @@ class ValidatorActor(SupervisedActor):
                 f"{RESOLVER!r} did not answer {self.validator_id}'s lookup within "
                 f"{RESOLVE_TIMEOUT_S:g} s"
             )))  # fmt: skip
+
+    def _probe(self, reply: Reply, question: ResolvedChallenge) -> None:
+        """Look at the challenge on a probe thread; ``_probed`` goes on with what it saw."""
+        assert self._probe_threads is not None
+        if len(self._probing) >= MAX_PROBES:
+            reply(outcome.Error(ValidatorBusy(
+                f"{self.validator_id} is checking {len(self._probing)} challenges already; "
+                "ask again shortly", retry_after_s=1,
+            )))  # fmt: skip
+            return
+        key = next(self._probe_ids)
+        self._probing[key] = (reply, question)
+        looked: Future[list[str]] = self._probe_threads.submit(
+            challenges.check_challenge, question.challenge, question.resolution
+        )
+        looked.add_done_callback(
+            lambda done: self.send_self(_Probed(key, outcome.capture(done.result)))
+        )
+
+    @handles(_Probed)
+    def probed(self, msg: _Probed) -> None:
+        reply, question = self._probing.pop(msg.probe)
+        if isinstance(msg.result, outcome.Error):
+            reply(msg.result)  # the look itself failed (a bug): no vote, the error says why
+            return
+        seen = ResolvedChallenge(question.challenge, question.resolution,
+                                 tuple(msg.result.unwrap()))  # fmt: skip
+        self._answer_later(reply, question.challenge.digest(), seen)
 
     def _answer_later(self, reply: Reply, digest: bytes, question: Question) -> None:
         """``answer`` in a continuation: its value (or typed error) goes to ``reply``,
@@ -222,9 +283,10 @@ class ValidatorActor(SupervisedActor):
         """The honest vote's bytes, from this validator's process (see ``core.py``)."""
         vote: bytes
         if isinstance(question, ResolvedChallenge):
-            challenge = question.challenge  # the process looks for up to its timeout_s
+            challenge = question.challenge
+            looking_s = challenge.timeout_s if question.observed is None else 0.0  # it looks
             vote = self._call("vote_challenge", challenge, question.resolution, self.clock.time(),
-                              timeout_s=CALL_TIMEOUT_S + challenge.timeout_s)  # fmt: skip
+                              question.observed, timeout_s=CALL_TIMEOUT_S + looking_s)  # fmt: skip
             return vote
         method = "vote_request" if isinstance(question, CheckRequest) else "vote_registration"
         vote = self._call(method, question, self.clock.time())

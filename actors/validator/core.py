@@ -218,9 +218,23 @@ class ValidatorCore:
     def vote_registration(self, msg: CheckRegistration, now_s: float) -> bytes:
         return self.vote(*self.registration_question(msg, now_s), now_s).to_bytes()
 
-    def vote_challenge(self, msg: CheckChallenge, resolved: Resolution, now_s: float) -> bytes:
-        """The vote on an ACME challenge whose name resolved to ``resolved``."""
-        return self.vote(*self.challenge_question(msg, resolved), now_s).to_bytes()
+    def vote_challenge(
+        self,
+        msg: CheckChallenge,
+        resolved: Resolution,
+        now_s: float,
+        observed: tuple[str, ...] | None = None,
+    ) -> bytes:
+        """The vote on an ACME challenge whose name resolved to ``resolved``: on what the
+        validator's probe ``observed`` (the reasons to reject), or on a look from here."""
+        digest, inputs, check = self.challenge_question(msg, resolved)
+        if observed is not None:
+            seen = list(observed)
+
+            def check() -> list[str]:
+                return seen
+
+        return self.vote(digest, inputs, check, now_s).to_bytes()
 
     def request_question(self, msg: CheckRequest, now_s: float) -> tuple[bytes, bytes, Check]:
         """(digest, inputs, check) of a request's question."""

@@ -9,9 +9,12 @@ Byzantine validator's hooks reached by a challenge."""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import outcome
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -325,3 +328,31 @@ def test_a_byzantine_validators_hooks_are_reached_by_challenges(tmp_path: Path) 
         assert first.digest == second.digest == challenge.digest()
     finally:
         tree.close()
+
+
+def test_a_silent_responder_holds_no_other_question_behind_it(tree) -> None:
+    """The look runs on the validator's probe threads: while one challenge waits on a
+    responder that never answers, the validator answers other questions (a four-proof
+    one would be next in line), and then the waiting challenge with a reject."""
+    finished: list[str] = []
+    done = threading.Event()
+
+    def record(what: str) -> Any:
+        def reply(result: outcome.Outcome) -> None:
+            finished.append(what)
+            if len(finished) == 3:
+                done.set()
+
+        return reply
+
+    other = "oTHERtOKEN" + TOKEN[10:]
+    with silent_listener() as silent, serve_http01({other: f"{other}.{THUMBPRINT}"}) as quick:
+        slow = CheckChallenge("http-01", "ip", "::1", TOKEN, KEY_AUTHORIZATION, silent, SHORT_S)
+        fast = CheckChallenge("http-01", "ip", "::1", other, f"{other}.{THUMBPRINT}",
+                              quick.port, SHORT_S)  # fmt: skip
+        tree.registry.tell("validator-1", slow, record("slow"))
+        tree.registry.tell("validator-1", GetValidatorKey(), record("key"))
+        tree.registry.tell("validator-1", fast, record("fast"))
+        assert done.wait(30), f"answered only {finished}"
+    assert finished[-1] == "slow", finished  # the silent one last, behind nothing
+    assert tree.check(slow).verdict == "reject"  # the vote it gave (the memo), a reject
