@@ -12,7 +12,9 @@ for more (retries after a peer's fault). The thread never waits on another actor
 
 Start (``setup``): the store is opened (``acme.database``) and ``core.resume`` gives the
 work a previous incarnation left processing (challenges validated again, orders issued
-again), so a restart loses no order.
+again), so a restart loses no order. Then, and hourly, records that expired more than
+``KEEP_EXPIRED_S`` (a week) ago are forgotten (``AcmeStore.prune``): orders,
+authorizations with their challenges, certificates past their notAfter; accounts stay.
 
 A fault of the store (a full disk, an I/O error) is a fault of the environment, as in
 the issuer's and the detector's ``faults.py``: the request that needed the store gets a
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import outcome
+from loguru import logger
 
 from trustchain.actors.acme.core import AcmeCore
 from trustchain.actors.acme.effects import Effect, Issue, Later, Revoke, Validate
@@ -43,6 +46,8 @@ from trustchain.supervisors import ActorContext, Message, SupervisedActor, handl
 from trustchain.supervisors.errors import ActorCrashed, TrustChainError
 
 STORE = "acme_store"  # the resource name shown in status and /ready
+PRUNE_EVERY_S = 3_600.0  # how often expired records are looked for
+KEEP_EXPIRED_S = 7 * 86_400  # how long past its expiry a record is kept (clients may look)
 MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 
 
@@ -58,6 +63,11 @@ class _FeedAgain(Message):
     """Time to feed a peer's result to the core again (the store failed to take it)."""
 
     feed: Callable[[float], list[Effect]]
+
+
+@dataclass(frozen=True)
+class _Prune(Message):
+    """Time to forget expired orders, authorizations and certificates."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ class AcmeActor(SupervisedActor):
         self.store = AcmeStore(self.config.database)
         self._core = AcmeCore(self.config, self.ca, self.store, NonceStore(self.config.nonces))
         self._perform(self.core.resume(self.clock.time()))
+        self.send_self(_Prune())
 
     def cleanup(self) -> None:
         if self.store is not None:
@@ -215,6 +226,22 @@ class AcmeActor(SupervisedActor):
             status=503,
             headers=[("Retry-After", str(seconds))],
         )
+
+    @handles(_Prune)
+    def prune(self, msg: _Prune) -> None:
+        """Forget records expired more than ``KEEP_EXPIRED_S`` ago (and, hourly, again):
+        the store would otherwise grow with every order ever made."""
+        self.after(PRUNE_EVERY_S, _Prune())
+        assert self.store is not None
+        try:
+            # (the rate limits count orders and certificates of their window: kept as long)
+            keep_s = max(KEEP_EXPIRED_S, self.config.rate_window_s)
+            pruned = self.store.prune(self.clock.time() - keep_s)
+        except AcmeStoreUnavailable as exc:
+            self._store_failed(exc)
+            return
+        if any(pruned.values()):
+            logger.info("acme: forgot expired records: {}", pruned)
 
     @handles(_ProbeAcmeStore)
     def probe_acme_store(self, msg: _ProbeAcmeStore) -> None:

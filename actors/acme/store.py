@@ -258,6 +258,35 @@ class AcmeStore(FaultTypedStore):
                           "ORDER BY issued", (name, since))  # fmt: skip
         return [issued for (issued,) in rows]
 
+    # Pruning ----------------------------------------------------------------------------
+
+    @typed
+    def prune(self, before: float) -> dict[str, int]:
+        """Forget what no client can use any more, in one transaction: orders that expired
+        before ``before`` (and are not being issued), authorizations that expired before it
+        and no kept order names (with their challenges), and certificates that stopped
+        being valid before it (with their names). Accounts stay. What was deleted, by
+        kind."""
+        with self._transaction() as db:
+            orders = db.execute(
+                "DELETE FROM orders WHERE expires < ? AND status != 'processing'", (before,)
+            ).rowcount
+            db.execute("DELETE FROM order_authorizations WHERE order_id NOT IN "
+                       "(SELECT id FROM orders)")  # fmt: skip
+            authorizations = db.execute(
+                "DELETE FROM authorizations WHERE expires < ? AND id NOT IN "
+                "(SELECT authz FROM order_authorizations)", (before,)
+            ).rowcount  # fmt: skip
+            challenges = db.execute("DELETE FROM challenges WHERE authz NOT IN "
+                                    "(SELECT id FROM authorizations)").rowcount  # fmt: skip
+            certificates = db.execute(
+                "DELETE FROM certificates WHERE not_after < ?", (before,)
+            ).rowcount
+            db.execute("DELETE FROM certificate_names WHERE certificate NOT IN "
+                       "(SELECT id FROM certificates)")  # fmt: skip
+        return {"orders": orders, "authorizations": authorizations, "challenges": challenges,
+                "certificates": certificates}  # fmt: skip
+
     # Status -----------------------------------------------------------------------------
 
     @typed

@@ -4,6 +4,7 @@ across a reopen; a batch is all or nothing; a fault of the file is a typed
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from trustchain.actors.acme.records import (
     PENDING,
+    PROCESSING,
     VALID,
     Account,
     Authorization,
@@ -145,3 +147,31 @@ def test_a_bug_in_a_statement_is_not_a_fault_of_the_disk(tmp_path: Path) -> None
     store.put_account(account())
     with pytest.raises(sqlite3.IntegrityError):  # one key, one account: the core checks first
         store.put_account(account("acct2", "tp1"))
+
+
+def test_pruning_forgets_what_expired_and_keeps_what_a_kept_order_names(tmp_path: Path) -> None:
+    store = AcmeStore(tmp_path / "acme.sqlite3")
+    later = dataclasses.replace(authz("az2"), expires=1_000.0)
+    with store.batch():
+        store.put_account(account())
+        for a in (authz("az1"), later):  # az1 expires at 100, az2 at 1,000
+            store.put_authorization(a)
+            store.put_challenge(Challenge(f"ch-{a.id}", a.id, "http-01", "t" * 43, PENDING))
+        store.put_order(order("o1"))  # expires at 50
+        store.put_order(dataclasses.replace(order("o2", ("az1", "az2")), expires=1_000.0))
+        store.put_order(dataclasses.replace(order("o3", ()), status=PROCESSING))  # issuing
+        store.put_certificate(certificate("c1"))  # not after 90
+        store.put_certificate(dataclasses.replace(certificate("c2", "def"), not_after=5_000.0))
+
+    assert store.prune(before=200.0) == {
+        "orders": 1, "authorizations": 0, "challenges": 0, "certificates": 1}  # fmt: skip
+    assert store.order("o1") is None and store.order("o2") is not None
+    assert store.authorization("az1") is not None  # expired, but o2 still names it
+    assert store.certificate("c1") is None and store.certificate("c2") is not None
+    assert store.certificates_named_since("a.example.com", 0.0) == [30.0]  # c2's name only
+
+    assert store.prune(before=2_000.0) == {
+        "orders": 1, "authorizations": 2, "challenges": 2, "certificates": 0}  # fmt: skip
+    assert store.challenges_of("az1") == [] and store.challenges_of("az2") == []
+    assert store.order("o3") is not None  # being issued: never forgotten under it
+    assert store.account("acct1") == account()  # accounts stay
