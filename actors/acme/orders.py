@@ -258,8 +258,11 @@ class OrdersPart(CoreBase):
 
     def issue_effect(self, order: Order) -> Issue:
         assert order.csr is not None
+        # request_id: issued again after a restart, the issuer answers with the
+        # certificate it issued for this order before, if any (never a second one)
         message = IssueCertificate(order.csr, validity_s=self.config.profiles[order.profile],
-                                   acme_account=order.account)  # fmt: skip
+                                   acme_account=order.account,
+                                   request_id=f"acme-order-{order.id}")  # fmt: skip
         return Issue(order.id, message)
 
     def issued(self, order_id: str, result: dict[str, Any] | TrustChainError,

@@ -93,6 +93,12 @@ class AlreadyRevoked(TrustChainError):
     code = "already_revoked"
 
 
+class RequestIdReused(TrustChainError):
+    """A request id names an issuance for another key: a new request needs a new id."""
+
+    code = "request_id_reused"
+
+
 class DuplicateSerial(TrustChainError):
     """A serial number was issued twice; draw a new serial and build again."""
 

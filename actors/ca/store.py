@@ -6,7 +6,10 @@ lower-case hex without leading zeros (``serial_hex``). Every public method is
 one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on any
 error), so a failed call changes nothing. Files use WAL with synchronous=FULL:
 a record the caller saw committed survives a crash. Times are stored as
-ISO 8601 UTC text to the second, which sorts as time.
+ISO 8601 UTC text to the second, which sorts as time. A caller's request id (an ACME
+order's) is kept with the certificate issued for it (``requests``), in the same
+transaction, so that a retry finds that certificate (``issued_for``) instead of getting a
+second one.
 
 The connection belongs to the thread that opened it (sqlite3's default): open
 the store in the owning actor's ``on_start``.
@@ -57,6 +60,10 @@ CREATE INDEX IF NOT EXISTS issued_revoked ON issued (issuer_key_label, status);
 CREATE TABLE IF NOT EXISTS decisions (      -- the consensus's approval of an issuance
     serial   TEXT PRIMARY KEY REFERENCES issued (serial),
     decision TEXT NOT NULL                  -- JSON: trust.votes.Decision, its signed votes
+);
+CREATE TABLE IF NOT EXISTS requests (        -- the caller's request id of an issuance
+    request_id TEXT PRIMARY KEY,
+    serial     TEXT NOT NULL REFERENCES issued (serial)
 );
 CREATE TABLE IF NOT EXISTS probe (           -- one row, rewritten to see the disk take writes
     at TEXT NOT NULL
@@ -238,7 +245,9 @@ class CAStore:
         return self.get(cert.serial_number)
 
     def record_issued_batch(
-        self, certs: Sequence[tuple[x509.Certificate, str, Sequence[str], dict[str, Any] | None]]
+        self,
+        certs: Sequence[tuple[x509.Certificate, str, Sequence[str], dict[str, Any] | None]],
+        request_ids: Sequence[str | None] | None = None,
     ) -> list[DuplicateSerial | None]:
         """Record many certificates in one transaction (one fsync: group commit).
 
@@ -246,11 +255,14 @@ class CAStore:
         (the issuer knows them; parsing them back out of the certificate costs more than
         the insert), the decision the consensus's approval as JSON (or None). Returns,
         per certificate, ``None`` when recorded or the ``DuplicateSerial`` that refused
-        it; the others are recorded all the same.
+        it; the others are recorded all the same. ``request_ids`` (one per certificate, or
+        None) are the callers' names for the requests: ``issued_for`` finds them (the first
+        certificate recorded for an id keeps it).
         """
         outcomes: list[DuplicateSerial | None] = []
+        ids = list(request_ids) if request_ids is not None else [None] * len(certs)
         with self._transaction() as db:
-            for cert, ca_label, names, decision in certs:
+            for (cert, ca_label, names, decision), request_id in zip(certs, ids, strict=True):
                 serial = serial_hex(cert.serial_number)
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO issued VALUES (?, ?, ?, ?, 'issued', NULL, NULL, ?, ?)",
@@ -262,12 +274,22 @@ class CAStore:
                     db.execute(
                         "INSERT INTO decisions VALUES (?, ?)", (serial, json.dumps(decision))
                     )
+                if inserted and request_id is not None:
+                    db.execute("INSERT OR IGNORE INTO requests VALUES (?, ?)",
+                               (request_id, serial))  # fmt: skip
                 outcomes.append(
                     None
                     if inserted
                     else DuplicateSerial(f"serial {serial} was already issued", serial=serial)
                 )
         return outcomes
+
+    def issued_for(self, request_id: str) -> IssuanceRecord | None:
+        """The certificate recorded for the caller's ``request_id``, if any."""
+        row = self._db.execute(
+            "SELECT serial FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return None if row is None else self.get(int(row[0], 16))
 
     def get(self, serial: int) -> IssuanceRecord:
         row = self._db.execute(

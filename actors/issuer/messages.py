@@ -32,6 +32,10 @@ class IssueCertificate(Message):
     # Or, for an ACME order: the ACME account whose domain control over every name the
     # validators corroborated (detector.messages.ConfirmDomainControl)
     acme_account: Annotated[str | None, Bounds(min_length=1, max_length=128)] = None
+    # The caller's name for this request (an ACME order's, "acme-order-<id>"): asked again
+    # with the same id and the same key, the certificate issued for it the first time is
+    # the answer (replayed: true), never a second one (a retry after a crash)
+    request_id: Annotated[str | None, Bounds(min_length=1, max_length=128)] = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ Issuance is a pipeline of steps on the issuer's thread, none of which waits:
 5. record the finished certificates in SQLite in one transaction (group
    commit), and only then answer each caller (certificate, chain, SCT, index).
 
+A request may carry the caller's id for it (``request_id``: an ACME order's): recorded
+with the certificate, in the same transaction; the same id asked again (a retry after a
+crash that lost the answer) gets that certificate (``replayed``) and nothing is issued;
+the same id with another key is ``request_id_reused``.
+
 Every signature is checked against the intermediate's key before it is used: the
 HSM does it (``SignBatch.verify_with``), in the token's own process.
 Each step continues in a callback on this thread (``request``), so the
@@ -59,6 +64,7 @@ from trustchain.actors.ca import (
     with_poison,
     with_sct_list,
 )
+from trustchain.actors.ca.errors import RequestIdReused
 from trustchain.actors.ca.policy import check_validity_seconds
 from trustchain.actors.ct import (
     LogEntryInput,
@@ -115,6 +121,7 @@ class _Job:
     issuer: _IssuingCA
     serial: int
     now: datetime
+    request_id: str | None = None  # the caller's name for it (IssueCertificate.request_id)
     tbs: ToBeSigned | None = None  # neither poison nor SCTs: both are added to it
     decision: dict[str, Any] | None = None  # the validators' approval (with a detector)
     certificate: x509.Certificate | None = None
@@ -128,6 +135,13 @@ class _Job:
 
 _Signing = tuple[ToBeSigned, _Job, Any]  # what to sign, for whom, and what comes next
 _Logged = Callable[[_Job, dict[str, Any]], None]  # what comes after an entry is logged
+
+
+def _spki(key: Any) -> bytes:
+    der: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
 
 
 def _csr_bytes(text: str) -> bytes:
@@ -159,22 +173,26 @@ class IssuancePipeline(StoreFaults):
         return result
 
     @handles(IssueCertificate)
-    def issue_certificate(self, msg: IssueCertificate) -> None:
+    def issue_certificate(self, msg: IssueCertificate) -> dict[str, Any] | None:
         csr = parse_csr(_csr_bytes(msg.csr), self.policy.max_csr_bytes)
+        if msg.request_id is not None:
+            recorded = self._issued_for(msg.request_id, csr)
+            if recorded is not None:
+                return recorded  # issued before for this request: that certificate again
         validity = check_validity_seconds(msg.validity_s, self.policy)  # no timedelta overflow
         approved = check_request(csr, self.policy, validity, client_auth=msg.client_auth)
         now = self.clock.now()
         issuer = self._issuing_ca(self.hierarchy.issuer_for(now, approved.validity))
         if self.detector is None:
-            self._build(_Job(self.defer(), approved, issuer, new_serial(), now))
-            return
+            self._build(_Job(self.defer(), approved, issuer, new_serial(), now, msg.request_id))
+            return None
         if msg.acme_account is not None:
             # An ACME order's gate: the account's control of every name, corroborated by
             # 2f+1 validators (the detector keeps their votes), before anything is built.
-            job = _Job(self.defer(), approved, issuer, new_serial(), now)
+            job = _Job(self.defer(), approved, issuer, new_serial(), now, msg.request_id)
             confirm = ConfirmDomainControl(msg.acme_account, list(approved.san_names))
             self.request(self.detector, confirm, functools.partial(self._confirmed, job))
-            return
+            return None
         # The four-proof consensus's gate: a quorum of validators approves the request
         # (its proofs bound to this CSR) before anything is built or signed.
         if msg.proofs is None:
@@ -183,10 +201,39 @@ class IssuancePipeline(StoreFaults):
                 "request's proofs (`trustchain issue` computes them), or order it over ACME"
             )
         proofs = RequestProofs.from_json(msg.proofs, self.vdf_modulus)
-        job = _Job(self.defer(), approved, issuer, new_serial(), now)
+        job = _Job(self.defer(), approved, issuer, new_serial(), now, msg.request_id)
         csr_der = csr.public_bytes(serialization.Encoding.DER)
         decide = Decide(csr_der, proofs)
         self.request(self.detector, decide, functools.partial(self._decided, job))
+        return None
+
+    def _issued_for(self, request_id: str, csr: x509.CertificateSigningRequest) -> Any:
+        """The answer already given for ``request_id`` (``replayed``), or None; a request id
+        reused for another key is refused."""
+        assert self.store is not None
+        try:
+            record = self.store.issued_for(request_id)
+        except STORE_FAULTS as exc:
+            raise self._store_failed(exc, "nothing was issued") from exc
+        if record is None:
+            return None
+        cert = record.certificate
+        if _spki(cert.public_key()) != _spki(csr.public_key()):
+            raise RequestIdReused(
+                f"request {request_id!r} was issued for another key (serial "
+                f"{serial_hex(record.serial)}); a new request needs a new id",
+                serial=serial_hex(record.serial),
+            )
+        return {
+            "serial": serial_hex(record.serial),
+            "certificate": pem(cert),
+            "chain": self.hierarchy.chain_pem[record.ca_label],
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "ca": record.ca_label,
+            "names": list(record.names),
+            "replayed": True,
+        }
 
     def _decided(self, job: _Job, result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
@@ -312,8 +359,9 @@ class IssuancePipeline(StoreFaults):
             for job in jobs
             if job.certificate
         ]
+        request_ids = [job.request_id for job in jobs if job.certificate]
         try:
-            refusals = self.store.record_issued_batch(batch)
+            refusals = self.store.record_issued_batch(batch, request_ids)
         except STORE_FAULTS as exc:
             unavailable = self._store_failed(exc, "nothing was recorded or handed out")
             for job in jobs:

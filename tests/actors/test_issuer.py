@@ -47,7 +47,9 @@ from trustchain.supervisors import (
     ChildSpec,
     Message,
     Registry,
+    RestartChild,
     SupervisedActor,
+    TrustChainError,
     handles,
     start_root,
 )
@@ -528,3 +530,31 @@ def test_revocation_crls_and_rotation_wait_on_the_hsm_without_blocking_the_issue
         assert registry.cell("issuer").restarts == 0
     finally:
         root.stop(block=True, timeout=30)
+
+
+def test_a_request_id_asked_again_gets_the_certificate_issued_for_it_never_a_second(
+    ca: CA,
+) -> None:
+    """An ACME order issued again after a crash (its request id the order's) gets the
+    certificate issued for it the first time, across a restart of the issuer too; the
+    same id with another key is refused."""
+    key = make_key("ec-p256")
+    csr = dns_csr(key, f"again.{ZONE}")
+    first = ca.issue(csr, request_id="acme-order-1")
+    count = ca.issued_count()
+    again = ca.issue(dns_csr(key, f"again.{ZONE}"), request_id="acme-order-1")  # a new CSR
+    assert again["serial"] == first["serial"] and again["certificate"] == first["certificate"]
+    assert again["replayed"] is True and "replayed" not in first
+    assert again["chain"] == first["chain"] and again["names"] == [f"again.{ZONE}"]
+    assert ca.issued_count() == count  # nothing issued
+    other = ca.issue(csr, request_id="acme-order-2")  # another request: another certificate
+    assert other["serial"] != first["serial"]
+    with pytest.raises(TrustChainError, match="another key") as refused:
+        ca.issue(dns_csr(make_key("ec-p256", slot=7), f"again.{ZONE}"), request_id="acme-order-1")
+    assert refused.value.code == "request_id_reused"
+    cell = ca.registry.cell("issuer")
+    before = cell.incarnation
+    ca.registry.tell("root", RestartChild("issuer"))
+    wait_until(lambda: cell.incarnation > before and cell.state is ActorState.RUNNING,
+               "the issuer to run again", timeout=30)  # fmt: skip
+    assert ca.issue(csr, request_id="acme-order-1")["serial"] == first["serial"]  # durable

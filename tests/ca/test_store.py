@@ -187,3 +187,16 @@ def test_a_batch_is_recorded_in_one_transaction_refusing_only_duplicates(kit, st
     assert store.get(0x12).names == store.get(0x10).names == (f"www.{kit.ZONE}",)
     assert store.get(0x11).decision == decision  # kept with the issuance
     assert store.get(0x12).decision is None
+
+
+def test_a_request_id_finds_the_certificate_recorded_for_it_the_first_one_kept(kit, store):
+    chain = kit.chain("ec-p256")
+    certs = [chain.issue_for("ec-p256", serial=s) for s in (0x21, 0x22, 0x23)]
+    batch = [(c, LABEL, [f"www.{kit.ZONE}"], None) for c in certs]
+    assert store.record_issued_batch(batch, ["order-a", None, "order-b"]) == [None] * 3
+    assert store.issued_for("order-a").serial == 0x21
+    assert store.issued_for("order-b").serial == 0x23
+    assert store.issued_for("order-c") is None
+    again = chain.issue_for("ec-p256", serial=0x24)
+    store.record_issued_batch([(again, LABEL, [f"www.{kit.ZONE}"], None)], ["order-a"])
+    assert store.issued_for("order-a").serial == 0x21  # the first certificate keeps the id
