@@ -61,9 +61,10 @@ system-deps:
 
 # Testing, besides: the other three TLS stacks every chain is checked with (openssl is
 # the fourth): GnuTLS (gnutls-bin: certtool, gnutls-cli; looked for as gnutls-cli, since
-# macOS has an unrelated certtool), NSS (libnss3-tools: vfychain, tstclnt) and Go.
+# macOS has an unrelated certtool), NSS (libnss3-tools: vfychain, tstclnt) and Go; and
+# lego, the Go ACME client (certbot comes from PyPI with the test extras).
 test-deps: system-deps
-	@$(call ensure,gnutls-cli:gnutls-bin vfychain:libnss3-tools go:golang-go,gnutls nss go)
+	@$(call ensure,gnutls-cli:gnutls-bin vfychain:libnss3-tools go:golang-go lego:lego,gnutls nss go lego)
 
 # The .pth puts src/ (src/trustchain/* are symlinks to the four folders) on the venv's
 # path, so editors and tools that read the venv's path but run no import hook see the package.
