@@ -209,6 +209,7 @@ DOMAIN = (
     "trustchain.actors.resolver.challenges",
     "trustchain.actors.trust.domain_control",
     "trustchain.actors.validator.challenges",
+    "trustchain.actors.validator.wire",
     "trustchain.actors.acme.core",
     "trustchain.actors.acme.store",
     "trustchain.actors.acme.jws",

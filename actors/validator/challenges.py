@@ -3,10 +3,10 @@ and tls-alpn-01 (RFC 8737), for DNS identifiers and IPv6 address identifiers (RF
 
 Theory of operation. The actor resolves the name first, through TrustChain's resolver
 (``lookup_of`` says what to ask; ``resolution_of`` turns the answer into a
-``Resolution``), and the validator's process then runs ``check_challenge`` on that
-resolution: the network IO happens there, all of it within the challenge's
-``timeout_s`` (one deadline for every address, redirect and read, enforced on each
-socket operation; TLS runs through memory BIOs so the handshake is bounded the same way).
+``Resolution``), and one of the validator's probe threads then runs ``check_challenge``
+on that resolution, all of its network IO within the challenge's ``timeout_s`` (one
+deadline for every address, redirect and read, enforced on each socket operation by
+``wire.Wire``; TLS runs through memory BIOs so the handshake is bounded the same way).
 
 * http-01: each address in the order resolved, until one meets the challenge or the
   time is spent: ``GET /.well-known/acme-challenge/<token>`` over HTTP/1.1 with ``Host:``
@@ -44,14 +44,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import io
 import ipaddress
-import socket
 import ssl
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import dns.exception
@@ -61,6 +58,7 @@ import dns.rdatatype
 from cryptography import x509
 
 from trustchain.actors.validator.messages import CheckChallenge
+from trustchain.actors.validator.wire import Deadline, Wire, unverified_context
 
 ACME_TLS_1 = "acme-tls/1"  # RFC 8737 §6.2
 ID_PE_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 §6.1
@@ -206,7 +204,7 @@ def check_http01(
     timeout_s: float = 5.0,
 ) -> list[str]:
     """http-01 (RFC 8555 §8.3) at each address in turn, within ``timeout_s`` in all."""
-    deadline = _Deadline(timeout_s)
+    deadline = Deadline(timeout_s)
     attempt = _Http01(identifier_type, identifier, token, key_authorization, deadline)
     return _each_address(addresses, identifier, port, deadline, attempt.at)
 
@@ -221,7 +219,7 @@ def check_tls_alpn01(
 ) -> list[str]:
     """tls-alpn-01 (RFC 8737; RFC 8738 §6 for addresses) at each address in turn, within
     ``timeout_s`` in all."""
-    deadline = _Deadline(timeout_s)
+    deadline = Deadline(timeout_s)
 
     def at(address: str, port: int) -> str | None:
         return _tls_alpn01_at(address, port, identifier_type, identifier, key_authorization,
@@ -230,7 +228,7 @@ def check_tls_alpn01(
     return _each_address(addresses, identifier, port, deadline, at)
 
 
-def _each_address(addresses: Sequence[str], identifier: str, port: int, deadline: _Deadline,
+def _each_address(addresses: Sequence[str], identifier: str, port: int, deadline: Deadline,
                   attempt: Callable[[str, int], str | None]) -> list[str]:  # fmt: skip
     if not addresses:
         return [f"dns: {identifier} has no AAAA records"]
@@ -285,7 +283,7 @@ def _network_reason(exc: BaseException, where: str, timeout_s: float) -> str:
 
 class _Http01:
     def __init__(self, identifier_type: str, identifier: str, token: str,
-                 key_authorization: str, deadline: _Deadline) -> None:  # fmt: skip
+                 key_authorization: str, deadline: Deadline) -> None:  # fmt: skip
         self.identifier_type = identifier_type
         self.identifier = identifier
         self.token = token
@@ -353,11 +351,11 @@ class _Http01:
     def fetch(
         self, address: str, port: int, scheme: str, path: str
     ) -> tuple[int, str | None, bytes]:
-        wire = _Wire(address, port, self.deadline)
+        wire = Wire(address, port, self.deadline)
         try:
             if scheme == "https":
                 server_name = tls_alpn01_server_name(self.identifier_type, self.identifier)
-                wire.start_tls(_unverified_context(), server_name)
+                wire.start_tls(unverified_context(), server_name)
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: {self.host(scheme, port)}\r\n"
                 f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -376,12 +374,12 @@ class _Http01:
 
 
 def _tls_alpn01_at(address: str, port: int, identifier_type: str, identifier: str,
-                   key_authorization: str, deadline: _Deadline) -> str | None:  # fmt: skip
+                   key_authorization: str, deadline: Deadline) -> str | None:  # fmt: skip
     where = _where(address, port)
-    context = _unverified_context()
+    context = unverified_context()
     context.set_alpn_protocols([ACME_TLS_1])
     try:
-        wire = _Wire(address, port, deadline)
+        wire = Wire(address, port, deadline)
         try:
             tls = wire.start_tls(context, tls_alpn01_server_name(identifier_type, identifier))
             protocol = tls.selected_alpn_protocol()
@@ -428,114 +426,3 @@ def certificate_problem(der: bytes, identifier_type: str, identifier: str,
     if value != acme_identifier_value(key_authorization):
         return f"unauthorized: the key authorization does not match the acmeIdentifier from {where}"
     return None
-
-
-# IO within one deadline -----------------------------------------------------------------
-
-
-class _Deadline:
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.end = time.monotonic() + timeout_s
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end
-
-    def left(self) -> float:
-        """Seconds left; ``TimeoutError`` once there are none."""
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the challenge's time is spent")
-        return left
-
-
-def _unverified_context() -> ssl.SSLContext:
-    """TLS 1.2 or newer, no verification: what is checked is the certificate's content."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-class _Wire:
-    """One TCP connection over IPv6, TLS (if started) through memory BIOs, every
-    operation bounded by one deadline. Quacks enough like a socket for
-    ``http.client.HTTPResponse`` (``makefile``)."""
-
-    def __init__(self, address: str, port: int, deadline: _Deadline) -> None:
-        self.deadline = deadline
-        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        self.tls: ssl.SSLObject | None = None
-        try:
-            self.sock.settimeout(deadline.left())
-            self.sock.connect((address, port))
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def start_tls(self, context: ssl.SSLContext, server_name: str) -> ssl.SSLObject:
-        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_name)
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._flush()
-                self._fill()
-        self._flush()
-        self.tls = tls
-        return tls
-
-    def _flush(self) -> None:
-        data = self._outgoing.read()
-        if data:
-            self.sock.settimeout(self.deadline.left())
-            self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        self.sock.settimeout(self.deadline.left())
-        data = self.sock.recv(16_384)
-        if data:
-            self._incoming.write(data)
-        else:
-            self._incoming.write_eof()
-
-    def sendall(self, data: bytes) -> None:
-        if self.tls is None:
-            self.sock.settimeout(self.deadline.left())
-            self.sock.sendall(data)
-            return
-        self.tls.write(data)
-        self._flush()
-
-    def recv_into(self, buffer: Any) -> int:
-        if self.tls is None:
-            self.sock.settimeout(self.deadline.left())
-            return self.sock.recv_into(buffer)
-        while True:
-            try:
-                return cast(int, self.tls.read(len(buffer), buffer))  # a count, given a buffer
-            except ssl.SSLWantReadError:
-                self._flush()
-                self._fill()
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return 0  # closed, with or without close_notify: the length tells
-
-    def makefile(self, mode: str = "rb") -> io.BufferedReader:
-        return io.BufferedReader(_Reader(self))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class _Reader(io.RawIOBase):
-    def __init__(self, wire: _Wire) -> None:
-        self.wire = wire
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        return self.wire.recv_into(buffer)
