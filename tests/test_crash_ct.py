@@ -7,7 +7,9 @@ restarted, five times. After each restart:
 * every certificate a client got back (acknowledged) is in the log: its
   precertificate entry, rebuilt from the certificate alone, has an inclusion
   proof against the new signed tree head, and the entry at its
-  ``final_leaf_index`` is the final certificate itself, also proven included;
+  ``final_leaf_index`` (the issuer's record, once the final certificate, which
+  follows the answer, is in: those a kill kept out are sent again at start-up) is
+  the final certificate itself, also proven included;
 * the new tree head is consistent with every tree head seen before, during the
   load and after each earlier restart (RFC 9162 consistency proofs, checked here).
 """
@@ -213,11 +215,30 @@ def check_log(
     leaves: dict[str, tuple[bytes, bytes]],
     seen: list[SignedTreeHead],
 ) -> None:
+    # The issuer's record of every acknowledged certificate survived; the final
+    # certificates follow their answers into the log, and those a kill kept out are
+    # sent again when the issuer starts: wait until each is in.
+    deadline, first_look = time.monotonic() + 60, True
+    while True:
+        records = pipelined(
+            path, [("issuer", "get_certificate", {"serial": r["serial"]}) for r in acked]
+        )
+        for reply, record in zip(acked, records, strict=True):
+            assert record["certificate"] == reply["certificate"], reply["serial"]
+        owed = [r["serial"] for r in records if r["final_leaf_index"] is None]
+        if first_look:
+            print(f"after a restart: {len(owed)} of {len(acked)} final certificates owed")
+            first_look = False
+        if not owed:
+            break
+        assert time.monotonic() < deadline, f"final certificates never logged: {owed[:5]}"
+        time.sleep(0.05)
+    finals = [record["final_leaf_index"] for record in records]
     (sth_body,) = pipelined(path, [("ctlog", "get_sth", {})])
     sth = signed_tree_head(sth_body, key)
     size, root = sth.tree_size, sth.root_hash
     requests = []
-    for reply in acked:
+    for reply, final in zip(acked, finals, strict=True):
         if reply["serial"] not in leaves:
             leaves[reply["serial"]] = expected_leaves(reply)
         precert_hash, _ = leaves[reply["serial"]]
@@ -232,7 +253,7 @@ def check_log(
             (
                 "ctlog",
                 "get_entry_and_proof",
-                {"leaf_index": reply["final_leaf_index"], "tree_size": size},
+                {"leaf_index": final, "tree_size": size},
             )
         )
     earlier = {(h.tree_size, h.root_hash): h for h in seen if h.tree_size > 0}
@@ -258,17 +279,11 @@ def check_log(
         assert decode_merkle_tree_leaf(leaf_input).certificate == final_der, reply["serial"]
         verify_inclusion(
             leaf_hash(leaf_input),
-            reply["final_leaf_index"],
+            finals[i],
             size,
             [base64.b64decode(p) for p in entry["audit_path"]],
             root,
         )
-    # The issuer's own record of every acknowledged certificate survived too.
-    records = pipelined(
-        path, [("issuer", "get_certificate", {"serial": r["serial"]}) for r in acked]
-    )
-    for reply, record in zip(acked, records, strict=True):
-        assert record["certificate"] == reply["certificate"], reply["serial"]
     proofs = iter(results[2 * len(acked) :])
     for old_size, old_root in earlier:
         if old_size < size:

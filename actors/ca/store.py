@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS requests (        -- the caller's request id of an is
     request_id TEXT PRIMARY KEY,
     serial     TEXT NOT NULL REFERENCES issued (serial)
 );
+CREATE TABLE IF NOT EXISTS final_log (       -- a final certificate's own entry in the CT log
+    serial     TEXT PRIMARY KEY REFERENCES issued (serial),
+    leaf_index INTEGER                      -- NULL until the log has taken it
+);
+CREATE INDEX IF NOT EXISTS final_log_pending ON final_log (leaf_index) WHERE leaf_index IS NULL;
 CREATE TABLE IF NOT EXISTS probe (           -- one row, rewritten to see the disk take writes
     at TEXT NOT NULL
 );
@@ -140,6 +145,7 @@ class IssuanceRecord:
     cert_der: bytes
     ca_label: str  # the key label of the CA that issued it
     decision: dict[str, Any] | None = None  # the validators' approval (trust.enabled)
+    final_leaf_index: int | None = None  # the final certificate's entry in the CT log, once in
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -248,6 +254,8 @@ class CAStore:
         self,
         certs: Sequence[tuple[x509.Certificate, str, Sequence[str], dict[str, Any] | None]],
         request_ids: Sequence[str | None] | None = None,
+        *,
+        log_finals: bool = False,
     ) -> list[DuplicateSerial | None]:
         """Record many certificates in one transaction (one fsync: group commit).
 
@@ -257,7 +265,8 @@ class CAStore:
         per certificate, ``None`` when recorded or the ``DuplicateSerial`` that refused
         it; the others are recorded all the same. ``request_ids`` (one per certificate, or
         None) are the callers' names for the requests: ``issued_for`` finds them (the first
-        certificate recorded for an id keeps it).
+        certificate recorded for an id keeps it). With ``log_finals``, each certificate
+        recorded is also owed to the CT log (``finals_to_log``), in the same transaction.
         """
         outcomes: list[DuplicateSerial | None] = []
         ids = list(request_ids) if request_ids is not None else [None] * len(certs)
@@ -277,12 +286,37 @@ class CAStore:
                 if inserted and request_id is not None:
                     db.execute("INSERT OR IGNORE INTO requests VALUES (?, ?)",
                                (request_id, serial))  # fmt: skip
+                if inserted and log_finals:
+                    db.execute("INSERT INTO final_log VALUES (?, NULL)", (serial,))
                 outcomes.append(
                     None
                     if inserted
                     else DuplicateSerial(f"serial {serial} was already issued", serial=serial)
                 )
         return outcomes
+
+    def finals_to_log(self, limit: int) -> list[tuple[int, bytes, str]]:
+        """Up to ``limit`` certificates the CT log has not taken yet, oldest first:
+        (serial, DER, the issuing CA's key label)."""
+        rows = self._db.execute(
+            "SELECT f.serial, i.cert_der, i.issuer_key_label FROM final_log f"
+            " JOIN issued i USING (serial) WHERE f.leaf_index IS NULL ORDER BY f.rowid LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(int(serial, 16), bytes(der), label) for serial, der, label in rows]
+
+    def finals_logged(self, logged: Sequence[tuple[int, int]]) -> None:
+        """Record where the log put each final certificate: (serial, leaf index)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE final_log SET leaf_index = ? WHERE serial = ?",
+                [(index, serial_hex(serial)) for serial, index in logged],
+            )
+
+    def count_finals_to_log(self) -> int:
+        """How many final certificates the CT log has not taken yet."""
+        row = self._db.execute("SELECT count(*) FROM final_log WHERE leaf_index IS NULL").fetchone()
+        return int(row[0])
 
     def issued_for(self, request_id: str) -> IssuanceRecord | None:
         """The certificate recorded for the caller's ``request_id``, if any."""
@@ -294,7 +328,8 @@ class CAStore:
     def get(self, serial: int) -> IssuanceRecord:
         row = self._db.execute(
             "SELECT i.serial, names, not_before, not_after, status, revoked_at, reason, cert_der,"
-            " issuer_key_label, d.decision FROM issued i LEFT JOIN decisions d USING (serial)"
+            " issuer_key_label, d.decision, f.leaf_index FROM issued i"
+            " LEFT JOIN decisions d USING (serial) LEFT JOIN final_log f USING (serial)"
             " WHERE i.serial = ?",
             (_key(serial),),
         ).fetchone()
@@ -311,6 +346,7 @@ class CAStore:
             cert_der=bytes(row[7]),
             ca_label=row[8],
             decision=json.loads(row[9]) if row[9] else None,
+            final_leaf_index=row[10],
         )
 
     def revoke(self, serial: int, reason: str, now: datetime) -> IssuanceRecord:

@@ -15,11 +15,18 @@ Issuance is a pipeline of steps on the issuer's thread, none of which waits:
    ``sign_batch`` whenever the mailbox runs dry (or the batch is full), so under
    load many requests share one HSM round trip while the issuer goes on
    parsing the next CSRs;
-3. add-pre-chain the precertificate to the CT log and take its SCT;
-4. build the final certificate with the SCT list embedded, sign it the same
-   way, and add-chain it to the log too: nothing leaves unlogged;
+3. add-pre-chain the precertificate to the CT log and take its SCT (durable in
+   the log before the SCT comes back): the certificate is logged before anyone
+   has it, as RFC 6962 has CAs do;
+4. build the final certificate with the SCT list embedded, sign it the same way;
 5. record the finished certificates in SQLite in one transaction (group
-   commit), and only then answer each caller (certificate, chain, SCT, index).
+   commit), and only then answer each caller (certificate, chain, SCT, index);
+6. the final certificate goes to the log too, after the answer (as Boulder
+   submits final certificates): the same transaction recorded it as owed to the
+   log (``final_log``), so a log that refuses it now, or a crash, delays it and
+   loses nothing: ``_LogFinals`` re-sends what is owed at start-up and after a
+   failure (with backoff); the log answers a repeat with the entry it has. Its
+   index shows in ``get_certificate`` (``final_leaf_index``) once logged.
 
 A request may carry the caller's id for it (``request_id``: an ACME order's): recorded
 with the certificate, in the same transaction; the same id asked again (a retry after a
@@ -80,7 +87,7 @@ from trustchain.actors.issuer.faults import StoreFaults
 from trustchain.actors.issuer.messages import IssueCertificate
 from trustchain.actors.trust.errors import ProofsRequired
 from trustchain.actors.trust.requests import RequestProofs
-from trustchain.supervisors import TrustChainError, handles
+from trustchain.supervisors import Message, TrustChainError, handles
 from trustchain.supervisors.registry import Reply
 
 # Most TBSs per HSM request (and entries per log request, records per commit): a larger
@@ -88,6 +95,20 @@ from trustchain.supervisors.registry import Reply
 # at 64, for the same throughput flat out). Read from this module at each flush, so
 # bench/issuance.py --sign-batch can set it here.
 MAX_SIGN_BATCH = 16
+FINALS_PAGE = 1024  # final certificates owed to the log, re-sent per _LogFinals
+# Final certificates go to the log in batches of this many, or this long after the
+# first is queued: out of the precertificates' way (every log batch is a durable commit)
+FINALS_BATCH, FINALS_DELAY_S = 256, 0.1
+
+
+@dataclass(frozen=True)
+class _LogFinals(Message):
+    """Time to send the log the final certificates it is owed (start-up, a failure)."""
+
+
+@dataclass(frozen=True)
+class _FlushFinals(Message):
+    """Time to send the queued final certificates (``FINALS_DELAY_S`` after the first)."""
 
 
 @dataclass(frozen=True)
@@ -158,8 +179,12 @@ class IssuancePipeline(StoreFaults):
         super().__init__(*args, **kwargs)
         self._to_sign: list[tuple[str, ToBeSigned, _Job, Any]] = []
         self._to_record: list[_Job] = []
-        self._to_log: list[tuple[LogEntryInput, bool, _Job, _Logged]] = []
+        self._to_log: list[tuple[LogEntryInput, _Job, _Logged]] = []  # precertificates
         self._issuing: dict[str, _IssuingCA] = {}  # by CA fingerprint
+        self._finals: list[tuple[int, LogEntryInput]] = []  # (serial, entry) for the log
+        self._finals_out: set[int] = set()  # serials queued or at the log
+        self._finals_failures = 0  # failed sends in a row (the retry's backoff)
+        self._finals_retry_pending = False
 
     def on_receive(self, envelope: Any) -> Any:
         result = super().on_receive(envelope)
@@ -170,7 +195,14 @@ class IssuancePipeline(StoreFaults):
             self._flush_log()
         if self._to_record and (idle or len(self._to_record) >= MAX_SIGN_BATCH):
             self._record_and_answer()
+        if len(self._finals) >= FINALS_BATCH:
+            self._flush_finals()
         return result
+
+    def ready(self) -> None:
+        super().ready()
+        if self.ctlog is not None:
+            self._log_finals_owed()  # what a crash kept from the log
 
     @handles(IssueCertificate)
     def issue_certificate(self, msg: IssueCertificate) -> dict[str, Any] | None:
@@ -272,37 +304,22 @@ class IssuancePipeline(StoreFaults):
             precert.public_bytes(serialization.Encoding.DER), job.issuer.key_hash,
             (job.issuer.der,), tbs_certificate=job.tbs.der,
         )  # fmt: skip
-        self._to_log.append((entry, True, job, self._precert_logged))
+        self._to_log.append((entry, job, self._precert_logged))
 
     def _precert_logged(self, job: _Job, logged: dict[str, Any]) -> None:
         sct = SignedCertificateTimestamp.decode(logged["sct"])
         job.extra.update(sct=logged["sct"], leaf_index=logged["leaf_index"])
         assert job.tbs is not None
         final = with_sct_list(job.tbs, sct_list_extension_value([sct]))
-        self._sign(job, final, self._final_logged_next)
-
-    def _final_logged_next(self, job: _Job, cert: x509.Certificate) -> None:
-        """The final certificate is logged too before anyone gets it."""
-        assert self.ctlog is not None
-        job.certificate = cert
-        entry = LogEntryInput.x509(cert.public_bytes(serialization.Encoding.DER), (job.issuer.der,))
-        self._to_log.append((entry, False, job, self._final_logged))  # its SCT: nobody's
-
-    def _final_logged(self, job: _Job, logged: dict[str, Any]) -> None:
-        job.extra["final_leaf_index"] = logged["leaf_index"]
-        self._to_record.append(job)
+        self._sign(job, final, self._final_signed)
 
     def _flush_log(self) -> None:
-        """Send the queued entries to the log: one ``LogIssued`` with SCTs (the
-        precertificates) and one without (the final certificates)."""
+        """Send the queued precertificates to the log in one ``LogIssued``."""
         assert self.ctlog is not None
         queued, self._to_log = self._to_log, []
-        for scts in (True, False):
-            items = [(job, then) for _, with_sct, job, then in queued if with_sct is scts]
-            if items:
-                entries = tuple(entry for entry, with_sct, _, _ in queued if with_sct is scts)
-                self.request(self.ctlog, LogIssued(entries, scts),
-                             functools.partial(self._logged, items))  # fmt: skip
+        items = [(job, then) for _, job, then in queued]
+        entries = tuple(entry for entry, _, _ in queued)
+        self.request(self.ctlog, LogIssued(entries, True), functools.partial(self._logged, items))
 
     def _logged(self, items: list[tuple[_Job, _Logged]], result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
@@ -361,7 +378,9 @@ class IssuancePipeline(StoreFaults):
         ]
         request_ids = [job.request_id for job in jobs if job.certificate]
         try:
-            refusals = self.store.record_issued_batch(batch, request_ids)
+            refusals = self.store.record_issued_batch(
+                batch, request_ids, log_finals=self.ctlog is not None
+            )
         except STORE_FAULTS as exc:
             unavailable = self._store_failed(exc, "nothing was recorded or handed out")
             for job in jobs:
@@ -384,3 +403,75 @@ class IssuancePipeline(StoreFaults):
                 "names": list(job.approved.names),
                 **job.extra,
             }))  # fmt: skip
+            if self.ctlog is not None:  # recorded as owed to the log: send it now
+                self._owe_final(cert.serial_number, cert.public_bytes(serialization.Encoding.DER),
+                                job.issuer.der)  # fmt: skip
+
+    # The final certificates, logged after the answer -------------------------------
+
+    def _owe_final(self, serial: int, der: bytes, issuer_der: bytes) -> None:
+        if serial not in self._finals_out:
+            if not self._finals:
+                self.after(FINALS_DELAY_S, _FlushFinals())
+            self._finals_out.add(serial)
+            self._finals.append((serial, LogEntryInput.x509(der, (issuer_der,))))
+
+    @handles(_FlushFinals)
+    def flush_finals(self, msg: _FlushFinals) -> None:
+        if self._finals:
+            self._flush_finals()
+
+    def _flush_finals(self) -> None:
+        """Send the queued final certificates to the log in one ``LogIssued`` (no SCTs:
+        nobody would use them; the tree head covers the entries)."""
+        assert self.ctlog is not None
+        queued, self._finals = self._finals, []
+        message = LogIssued(tuple(entry for _, entry in queued), False)
+        serials = [serial for serial, _ in queued]
+        self.request(self.ctlog, message, functools.partial(self._finals_sent, serials))
+
+    def _finals_sent(self, serials: list[int], result: outcome.Outcome) -> None:
+        self._finals_out.difference_update(serials)
+        each = result.unwrap() if isinstance(result, outcome.Value) else [result] * len(serials)
+        logged = [(serial, one.unwrap()["leaf_index"])
+                  for serial, one in zip(serials, each, strict=True)
+                  if isinstance(one, outcome.Value)]  # fmt: skip
+        failed = len(serials) - len(logged)
+        if logged:
+            assert self.store is not None
+            try:
+                self.store.finals_logged(logged)
+            except STORE_FAULTS as exc:  # the log has them; the next send is a repeat
+                self._store_failed(exc, "where the log put final certificates is not noted yet")
+                failed += len(logged)
+        if failed:
+            self._finals_failures += 1
+            self._retry_finals()
+        else:
+            self._finals_failures = 0
+
+    def _retry_finals(self) -> None:
+        if not self._finals_retry_pending:
+            self._finals_retry_pending = True
+            self.after(max(0.01, self.context.backoff.delay(self._finals_failures)), _LogFinals())
+
+    @handles(_LogFinals)
+    def log_finals(self, msg: _LogFinals) -> None:
+        self._finals_retry_pending = False
+        self._log_finals_owed()
+
+    def _log_finals_owed(self) -> None:
+        """Queue what the store says the log is owed (and not on its way already)."""
+        assert self.store is not None
+        try:
+            owed = self.store.finals_to_log(FINALS_PAGE)
+        except STORE_FAULTS as exc:
+            self._store_failed(exc, "final certificates owed to the log wait")
+            self._finals_failures += 1
+            self._retry_finals()
+            return
+        for serial, der, ca_label in owed:
+            issuer = self.hierarchy.by_label[ca_label].certificate
+            self._owe_final(serial, der, issuer.public_bytes(serialization.Encoding.DER))
+        if len(owed) == FINALS_PAGE:
+            self._retry_finals()  # more after these

@@ -70,6 +70,7 @@ class Revocation(StoreFaults):
             "ca": record.ca_label,
             "certificate": pem(record.certificate),
             "decision": record.decision,  # the validators' signed approval, if it needed one
+            "final_leaf_index": record.final_leaf_index,  # once the log has the certificate
         }
 
     @handles(GetCRL)

@@ -397,6 +397,46 @@ def test_the_embedded_sct_verifies_against_the_log_key(ca: CA) -> None:
         verify_sct(sct, log_key, LogEntryType.PRECERT_ENTRY, wrong.signed_entry())
 
 
+def test_the_final_certificate_follows_the_answer_into_the_log_and_a_restart_resends_it(
+    ca: CA,
+) -> None:
+    import sqlite3
+
+    from trustchain.actors.ct.rfc6962 import decode_merkle_tree_leaf
+    from trustchain.actors.ctlog import GetEntryAndProof, GetSTH
+    from trustchain.supervisors import RestartChild
+
+    reply = ca.issue(dns_csr(make_key("ec-p256"), f"final.{ZONE}"))
+    assert "final_leaf_index" not in reply  # answered once the precertificate is logged
+    final = GetCertificate(reply["serial"])
+
+    def final_index() -> int | None:
+        index: int | None = ca.registry.ask("issuer", final)["final_leaf_index"]
+        return index
+
+    wait_until(lambda: final_index() is not None, "the final certificate in the log")
+    index = final_index()
+    assert index is not None and index > reply["leaf_index"]
+    size = ca.registry.ask("ctlog", GetSTH())["tree_size"]
+    entry = ca.registry.ask("ctlog", GetEntryAndProof(index, size))
+    leaf = decode_merkle_tree_leaf(entry["leaf_input"])  # bytes in process (base64 in JSON)
+    cert = x509.load_pem_x509_certificate(reply["certificate"].encode())
+    assert leaf.certificate == cert.public_bytes(serialization.Encoding.DER)
+
+    # As if a crash came between the record and the log's answer: owed again. The issuer
+    # sends it at start-up; the log answers the repeat with the entry it has.
+    with sqlite3.connect(ca.config.database) as db:
+        db.execute("UPDATE final_log SET leaf_index = NULL")
+    cell = ca.registry.cell("issuer")
+    before = cell.incarnation
+    ca.registry.tell("root", RestartChild("issuer"))
+    wait_until(lambda: cell.incarnation > before and cell.state is ActorState.RUNNING,
+               "the issuer to run again", timeout=30)  # fmt: skip
+    wait_until(lambda: final_index() is not None, "the final certificate sent again")
+    assert final_index() == index
+    assert ca.registry.ask("ctlog", GetSTH())["tree_size"] == size  # nothing logged twice
+
+
 def test_a_submitted_certificate_with_a_duplicate_extension_is_an_invalid_chain(ca: CA) -> None:
     """x509.DuplicateExtension escaped the log's chain check and crashed it."""
     from datetime import UTC, datetime, timedelta

@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from trustchain.actors.ca import (
     AlreadyRevoked,
@@ -200,3 +201,24 @@ def test_a_request_id_finds_the_certificate_recorded_for_it_the_first_one_kept(k
     again = chain.issue_for("ec-p256", serial=0x24)
     store.record_issued_batch([(again, LABEL, [f"www.{kit.ZONE}"], None)], ["order-a"])
     assert store.issued_for("order-a").serial == 0x21  # the first certificate keeps the id
+
+
+def test_final_certificates_owed_to_the_log_are_kept_until_it_has_them(kit, store):
+    chain = kit.chain("ec-p256")
+    store.record_issued(chain.issue_for("ec-p256", serial=0x30), LABEL)  # owes nothing
+    certs = [chain.issue_for("ec-p256", serial=s) for s in (0x33, 0x31, 0x32)]
+    batch = [(c, LABEL, [f"www.{kit.ZONE}"], None) for c in certs]
+    assert store.record_issued_batch(batch, log_finals=True) == [None] * 3
+    owed = store.finals_to_log(10)
+    assert [serial for serial, _, _ in owed] == [0x33, 0x31, 0x32]  # in the order recorded
+    assert owed[0][1] == certs[0].public_bytes(serialization.Encoding.DER)
+    assert {label for _, _, label in owed} == {LABEL}
+    assert [serial for serial, _, _ in store.finals_to_log(2)] == [0x33, 0x31]
+    store.finals_logged([(0x31, 7), (0x33, 5)])
+    assert [serial for serial, _, _ in store.finals_to_log(10)] == [0x32]
+    assert store.count_finals_to_log() == 1
+    assert store.get(0x33).final_leaf_index == 5 and store.get(0x31).final_leaf_index == 7
+    assert store.get(0x32).final_leaf_index is None and store.get(0x30).final_leaf_index is None
+    # a duplicate serial is refused and owes nothing more
+    again = store.record_issued_batch(batch[:1], log_finals=True)
+    assert isinstance(again[0], DuplicateSerial) and store.count_finals_to_log() == 1

@@ -45,7 +45,7 @@ from trustchain.actors.ct import (
 from trustchain.actors.ct.rfc6962 import DigitallySigned, encode_merkle_tree_leaf
 from trustchain.actors.ctlog import CTLogActor, GetLogInfo
 from trustchain.actors.hsm import HSMActor
-from trustchain.actors.issuer import GetCAStatus, IssueCertificate, IssuerActor
+from trustchain.actors.issuer import GetCAStatus, GetCertificate, IssueCertificate, IssuerActor
 from trustchain.actors.monitor import CTMonitorActor
 from trustchain.actors.renewal import RenewalActor
 from trustchain.config import (
@@ -61,6 +61,7 @@ from trustchain.protocols.http import serve_http
 from trustchain.supervisors import ChildSpec, Registry, Restart, start_root
 
 from ..ca.conftest import dns_csr, make_key
+from ..conftest import wait_until
 from .conftest import free_port
 
 ZONE = "pki.example.com"
@@ -174,8 +175,13 @@ class Edge:
                             {"Content-Type": "application/json"})  # fmt: skip
 
     def issue(self, name: str) -> x509.Certificate:
+        """A new certificate, returned once its final certificate is in the log too (it
+        follows the answer), so that tree sizes do not move under a test."""
         csr = dns_csr(make_key("ec-p256"), f"{name}.{ZONE}").decode()
         reply = self.registry.ask("issuer", IssueCertificate(csr), timeout=30)
+        record = GetCertificate(reply["serial"])
+        wait_until(lambda: self.registry.ask("issuer", record)["final_leaf_index"] is not None,
+                   "the final certificate in the log")  # fmt: skip
         return x509.load_pem_x509_certificate(reply["certificate"].encode())
 
     def log_info(self) -> dict[str, Any]:
