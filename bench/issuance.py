@@ -5,7 +5,8 @@
 
 A real tree (HSMActor on SoftHSM, CTLogActor with tiles on disk, IssuerActor
 with SQLite on disk, CA and log keys EC P-256) in a temporary directory; every
-certificate goes through the precert flow (two log appends, fsynced); with
+certificate goes through the precert flow (the precertificate's durable append
+before the answer, the final certificate's after it, in batches); with
 ``--no-ct`` the issuer signs the final certificate directly (no log). CSRs
 (P-256) are made before timing. The caller is a plain thread sending `issue`
 messages through the registry:
