@@ -188,6 +188,21 @@ def acme_line(acme: dict[str, Any]) -> str:
     return line
 
 
+def finals_line(obj: Context) -> str | None:
+    """Final certificates the issuer still owes the log (they follow the answers; a log
+    that refuses appends holds them back), or None when it owes none or cannot say (its
+    store's fault shows in the table)."""
+    try:
+        with obj.client() as client:
+            finals = client.call("issuer", "get_issuance_status")
+    except TrustChainError:
+        return None
+    if not finals["finals_owed"]:
+        return None
+    return (f"ct: {finals['finals_owed']} final certificates owed to the log "
+            f"({finals['finals_sending']} on their way)")  # fmt: skip
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option(
@@ -213,6 +228,10 @@ def status(obj: Context, as_json: bool, watch: float | None) -> None:
             console.print(trust_line(obj.call("detector", "get_trust_status")), highlight=False)
         if "acme" in names:
             console.print(acme_line(obj.call("acme", "get_acme_status")), highlight=False)
+        if "issuer" in names and "ctlog" in names:
+            owed = finals_line(obj)
+            if owed:
+                console.print(owed, highlight=False)
         return
     try:
         with obj.client() as client, Live(console=console, auto_refresh=False) as live:

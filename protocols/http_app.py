@@ -45,7 +45,7 @@ from trustchain.actors.acme.messages import GetAcmeStatus
 from trustchain.actors.ca import IssuerNotValid
 from trustchain.actors.ctlog.messages import GetLogInfo
 from trustchain.actors.detector.messages import GetTrustStatus
-from trustchain.actors.issuer.messages import GetCAStatus, GetCRL
+from trustchain.actors.issuer.messages import GetCAStatus, GetCRL, GetIssuanceStatus
 from trustchain.actors.locks import acme_runs
 from trustchain.actors.monitor.messages import GetMonitorStatus
 from trustchain.config import Config
@@ -200,8 +200,12 @@ class HttpApp:
             acme: dict[str, Any] | None = await self.ask("acme", GetAcmeStatus())
         except TrustChainError:
             acme = None
+        try:
+            issuance: dict[str, Any] | None = await self.ask("issuer", GetIssuanceStatus())
+        except TrustChainError:
+            issuance = None
         scrape = CollectorRegistry(auto_describe=False)
-        snapshot = HealthSnapshot(self.registry.health(), info, monitor, trust, acme)
+        snapshot = HealthSnapshot(self.registry.health(), info, monitor, trust, acme, issuance)
         for collector in (self.requests, self.latency, self.in_flight, snapshot):
             scrape.register(collector)
         return Response(200, generate_latest(scrape), CONTENT_TYPE_LATEST)

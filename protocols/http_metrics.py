@@ -33,9 +33,10 @@ class HealthSnapshot(Collector):
         monitor: dict[str, Any] | None = None,
         trust: dict[str, Any] | None = None,
         acme: dict[str, Any] | None = None,
+        issuance: dict[str, Any] | None = None,
     ) -> None:
         self.health, self.log_info, self.monitor = health, log_info, monitor
-        self.trust, self.acme = trust, acme
+        self.trust, self.acme, self.issuance = trust, acme, issuance
 
     def collect(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily("trustchain_actor_restarts", "Restarts by the supervisor",
@@ -62,6 +63,10 @@ class HealthSnapshot(Collector):
                                     value=info["sth_age_s"])  # fmt: skip
             yield GaugeMetricFamily("trustchain_ct_pool", "Submissions waiting to be sequenced",
                                     value=info["pool"])  # fmt: skip
+        if self.issuance is not None:
+            yield GaugeMetricFamily("trustchain_ct_finals_owed",
+                                    "Final certificates issued and not yet in the CT log",
+                                    value=self.issuance["finals_owed"])  # fmt: skip
         if self.monitor is not None:
             alerts = CounterMetricFamily("trustchain_ct_monitor_alerts",
                                          "Misbehaviour the CT monitor saw, by kind",

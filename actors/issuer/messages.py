@@ -61,6 +61,11 @@ class GetCAStatus(Message):
 
 
 @dataclass(frozen=True)
+class GetIssuanceStatus(Message):
+    """What the issuer owes the CT log: final certificates recorded, not yet logged."""
+
+
+@dataclass(frozen=True)
 class RotateIntermediate(Message):
     """Make a new intermediate key and certificate and issue under it."""
 

@@ -84,7 +84,7 @@ from trustchain.actors.detector.messages import ConfirmDomainControl, Decide
 from trustchain.actors.hsm.messages import SignBatch
 from trustchain.actors.issuer.base import STORE_FAULTS
 from trustchain.actors.issuer.faults import StoreFaults
-from trustchain.actors.issuer.messages import IssueCertificate
+from trustchain.actors.issuer.messages import GetIssuanceStatus, IssueCertificate
 from trustchain.actors.trust.errors import ProofsRequired
 from trustchain.actors.trust.requests import RequestProofs
 from trustchain.supervisors import Message, TrustChainError, handles
@@ -408,6 +408,15 @@ class IssuancePipeline(StoreFaults):
                                 job.issuer.der)  # fmt: skip
 
     # The final certificates, logged after the answer -------------------------------
+
+    @handles(GetIssuanceStatus)
+    def get_issuance_status(self, msg: GetIssuanceStatus) -> dict[str, Any]:
+        assert self.store is not None
+        try:
+            owed = self.store.count_finals_to_log()
+        except STORE_FAULTS as exc:
+            raise self._store_failed(exc, "nothing was read") from exc
+        return {"finals_owed": owed, "finals_sending": len(self._finals_out)}
 
     def _owe_final(self, serial: int, der: bytes, issuer_der: bytes) -> None:
         if serial not in self._finals_out:

@@ -404,6 +404,7 @@ def test_the_final_certificate_follows_the_answer_into_the_log_and_a_restart_res
 
     from trustchain.actors.ct.rfc6962 import decode_merkle_tree_leaf
     from trustchain.actors.ctlog import GetEntryAndProof, GetSTH
+    from trustchain.actors.issuer import GetIssuanceStatus
     from trustchain.supervisors import RestartChild
 
     reply = ca.issue(dns_csr(make_key("ec-p256"), f"final.{ZONE}"))
@@ -425,8 +426,11 @@ def test_the_final_certificate_follows_the_answer_into_the_log_and_a_restart_res
 
     # As if a crash came between the record and the log's answer: owed again. The issuer
     # sends it at start-up; the log answers the repeat with the entry it has.
+    assert ca.registry.ask("issuer", GetIssuanceStatus())["finals_owed"] == 0
     with sqlite3.connect(ca.config.database) as db:
         db.execute("UPDATE final_log SET leaf_index = NULL")
+    assert ca.registry.ask("issuer", GetIssuanceStatus()) == {"finals_owed": 1,
+                                                              "finals_sending": 0}  # fmt: skip
     cell = ca.registry.cell("issuer")
     before = cell.incarnation
     ca.registry.tell("root", RestartChild("issuer"))
@@ -435,6 +439,7 @@ def test_the_final_certificate_follows_the_answer_into_the_log_and_a_restart_res
     wait_until(lambda: final_index() is not None, "the final certificate sent again")
     assert final_index() == index
     assert ca.registry.ask("ctlog", GetSTH())["tree_size"] == size  # nothing logged twice
+    assert ca.registry.ask("issuer", GetIssuanceStatus())["finals_owed"] == 0
 
 
 def test_a_submitted_certificate_with_a_duplicate_extension_is_an_invalid_chain(ca: CA) -> None:

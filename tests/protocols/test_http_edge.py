@@ -177,6 +177,7 @@ def test_health_ready_and_metrics_follow_the_actors(edge: Edge) -> None:
         "trustchain_ct_tree_size ",
         "trustchain_ct_sth_age_seconds ",
         "trustchain_ct_pool 0.0",
+        "trustchain_ct_finals_owed ",
         'trustchain_ct_monitor_alerts_total{kind="fork"} 0.0',
         "trustchain_ct_monitor_verified_tree_size ",
         'trustchain_http_requests_total{method="GET",route="/ready",status="200"}',
