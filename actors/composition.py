@@ -16,10 +16,22 @@ from trustchain.actors.locks import acme_runs
 from trustchain.actors.monitor.actor import CTMonitorActor
 from trustchain.actors.renewal.actor import RenewalActor
 from trustchain.actors.resolver.actor import ResolverActor
+from trustchain.actors.resolver.actor import check_config as check_resolver_config
 from trustchain.actors.trust.params import vdf_modulus
 from trustchain.actors.validator.actor import ValidatorActor
-from trustchain.config import Config, TrustConfig
+from trustchain.config import Config, ConfigError, TrustConfig
 from trustchain.supervisors import ActorContext, Backoff, ChildSpec, Strategy, supervisor_spec
+
+
+def check_config(config: Config) -> None:
+    """What the actors would refuse at their start, refused before anything starts
+    (``ConfigError``): the checks that need an actor's own code (the resolver's zone and
+    upstreams, read with dnspython), which the config loader does not import."""
+    if config.resolver.enabled:
+        try:
+            check_resolver_config(config.resolver)
+        except ValueError as exc:
+            raise ConfigError(f"[resolver] cannot be served: {exc}") from None
 
 
 def backoff_of(config: Config) -> Backoff:

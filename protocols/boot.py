@@ -28,7 +28,7 @@ from typing import Any
 import trio
 from loguru import logger
 
-from trustchain.actors.composition import backoff_of, trustchain_children
+from trustchain.actors.composition import backoff_of, check_config, trustchain_children
 from trustchain.actors.locks import lock_stores
 from trustchain.config import Config
 from trustchain.protocols.control import ControlServer, bind_control_socket
@@ -62,6 +62,8 @@ async def serve(
     so a process may serve again afterwards (tests do); a custom tree
     (``children``) has no stores, so nothing is locked for it.
     """
+    if children is None:
+        check_config(config)  # raises ConfigError: nothing has been touched yet
     stores: AbstractContextManager[object] = (
         lock_stores(config) if children is None else nullcontext()
     )  # raises StoreLocked: nothing has been touched yet

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from trustchain.config import ConfigError
 from trustchain.protocols.cli_ca import ca, crl, issue, revoke
 from trustchain.protocols.cli_common import Context, fail
 from trustchain.protocols.cli_ct import ct
@@ -64,6 +65,8 @@ def run(obj: Context, log_json: bool | None, log_level: str | None) -> None:
     config = obj.config(overrides)
     try:
         sys.exit(run_runtime(config))
+    except ConfigError as exc:  # what the actors would refuse at their start
+        fail(str(exc), 2)
     except TrustChainError as exc:
         fail(f"{exc.message} [{exc.code}]")
 

@@ -176,13 +176,7 @@ class ResolverActor(Dns01Records):
             self.challenge_store.close()
 
     def _zone(self, assets: list[AssetRecord], serial: int) -> ZoneData:
-        c = self.config
-        challenges = self.challenges_by_name()
-        return ZoneData(
-            c.origin, c.ttl_s, c.records, c.cnames,
-            assets=assets, min_asset_trust=c.min_asset_trust, challenges=challenges,
-            nameserver=nameserver_of(c), nameserver_address=_unicast(c.host), serial=serial,
-        )  # fmt: skip
+        return zone_of(self.config, assets, self.challenges_by_name(), serial)
 
     def _rebuild_zone(self) -> None:
         """The zone again from config, assets and challenges; its serial moves on when
@@ -344,6 +338,31 @@ class ResolverActor(Dns01Records):
             },
             "challenges": self._challenge_status(),
         }  # fmt: skip
+
+
+def zone_of(
+    config: ResolverConfig,
+    assets: list[AssetRecord],
+    challenges: dict[dns.name.Name, list[str]],
+    serial: int,
+) -> ZoneData:
+    """The zone from config, the assets' records and the dns-01 TXT records
+    (``ZoneError``, a ``ValueError``, for a config that cannot be served)."""
+    c = config
+    return ZoneData(
+        c.origin, c.ttl_s, c.records, c.cnames,
+        assets=assets, min_asset_trust=c.min_asset_trust, challenges=challenges,
+        nameserver=nameserver_of(c), nameserver_address=_unicast(c.host), serial=serial,
+    )  # fmt: skip
+
+
+def check_config(config: ResolverConfig) -> None:
+    """What ``setup`` could not serve, refused before anything starts (``ValueError``
+    saying which upstream, record, CNAME or name): the upstreams' URLs and the zone the
+    config gives."""
+    for url in config.upstreams:
+        Upstream.parse(url)
+    zone_of(config, [], {}, serial=1)
 
 
 def _unicast(host: str) -> str | None:

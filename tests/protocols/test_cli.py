@@ -113,6 +113,25 @@ def test_a_bad_config_is_refused_with_the_dotted_key(short_tmp, softhsm) -> None
     assert "runtime.drain_timeout_s must be a number" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("resolver", "said"),
+    [
+        ({"records": {"laptop": ["10.0.0.1"]}}, "record 'laptop': '10.0.0.1' is an IPv4 address"),
+        ({"upstreams": ["udp://192.0.2.53:53"]}, "upstream 'udp://192.0.2.53:53' is not"),
+        ({"cnames": {"laptop": "caesar"}}, "laptop.trust.example.com. has both a CNAME"),
+    ],
+)
+def test_a_zone_or_upstream_the_resolver_cannot_serve_is_refused_before_anything_starts(
+    short_tmp, softhsm, resolver, said
+) -> None:
+    config = write_config(short_tmp, softhsm, resolver={"port": 0, **resolver})
+    done = cli(config, "run")
+    assert done.returncode == 2, done.stderr
+    assert "[resolver] cannot be served: " + said in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (short_tmp / "ca.sqlite3").exists()  # nothing was started or written
+
+
 def test_a_wrong_pin_stops_run_with_a_clear_reason(short_tmp, softhsm) -> None:
     config = write_config(short_tmp, softhsm)
     done = subprocess.run(
