@@ -196,6 +196,9 @@ class CTLogActor(SupervisedActor):
             self.chains.add_root(der)
         self.every(self.config.checkpoint_interval_s, _RefreshCheckpoint())
         self.every(SIGN_TIMEOUT_S / 4, _CheckSigning())
+        # A tree head as old as the downtime is re-signed now, not a period later: the
+        # monitor, which starts after the log, checks at once and would call it stale.
+        self.send_self(_RefreshCheckpoint())
         self.ready()
 
     def cleanup(self) -> None:

@@ -27,8 +27,10 @@ from trustchain.supervisors import (
     ActorState,
     Backoff,
     ChildSpec,
+    FakeClock,
     InvalidRequest,
     Registry,
+    RestartChild,
     start_root,
 )
 
@@ -158,3 +160,40 @@ def test_log_issued_is_in_process_only_and_add_chain_is_checked(tree) -> None:
         LogIssued.from_args({"entries": [{"certificate": "AAAA"}]})
     with pytest.raises(InvalidChain, match=r"not a DER X\.509"):  # the edges' form is checked
         tree.registry.ask("ctlog", AddChain([b"not a certificate"]))
+
+
+def test_a_restarted_log_signs_a_fresh_tree_head_at_once_not_a_period_later(
+    tmp_path: Path,
+) -> None:
+    """A tree head as old as the downtime would be stale to the monitor, which starts
+    after the log and checks at once: the log re-signs it on starting."""
+    hsm = own_token(tmp_path, f"ct-{uuid.uuid4().hex[:8]}")
+    # an hour between idle re-signings: the timer cannot be what re-signs here
+    config = CtLogConfig(
+        key=f"log-{uuid.uuid4().hex[:8]}",
+        storage_dir=tmp_path / "tiles",
+        index_db=tmp_path / "index.sqlite3",
+        checkpoint_interval_s=3_600,
+    )
+    clock, registry = FakeClock(), Registry()
+    root = start_root(registry, "root", [
+        ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
+        ChildSpec("ctlog", lambda ctx: CTLogActor.start(ctx, config)),
+    ], clock=clock)  # fmt: skip
+    try:
+        wait_until(lambda: registry.ask("ctlog", GetSTH())["timestamp"] == now_ms(clock),
+                   "the first tree head")  # fmt: skip
+        clock.advance(600)  # down for ten minutes, as far as the log can tell
+        cell = registry.cell("ctlog")
+        before = cell.incarnation
+        registry.tell("root", RestartChild("ctlog"))
+        wait_until(lambda: cell.incarnation > before and cell.state is ActorState.RUNNING,
+                   "the log running again")  # fmt: skip
+        wait_until(lambda: registry.ask("ctlog", GetSTH())["timestamp"] == now_ms(clock),
+                   "a tree head signed now")  # fmt: skip
+    finally:
+        root.stop(block=True, timeout=30)
+
+
+def now_ms(clock: FakeClock) -> int:
+    return int(clock.time() * 1000)
