@@ -35,6 +35,7 @@ from trustchain.actors.issuer import (
     GetCAStatus,
     GetCertificate,
     GetCRL,
+    GetIssuanceStatus,
     IssueCertificate,
     IssuerActor,
     RefreshCRLs,
@@ -120,7 +121,7 @@ def test_the_composed_actor_handles_the_messages_of_every_part() -> None:
     handlers of each are the actor's, not only those of its first base."""
     assert set(IssuerActor.message_types().values()) == {
         IssueCertificate, RevokeCertificate, GetCertificate, GetCRL, RefreshCRLs,
-        GetCAStatus, RotateIntermediate,
+        GetCAStatus, RotateIntermediate, GetIssuanceStatus,
     }  # fmt: skip
     assert "_retry_store" in {message.type for message in IssuerActor._handlers}
 
@@ -404,7 +405,6 @@ def test_the_final_certificate_follows_the_answer_into_the_log_and_a_restart_res
 
     from trustchain.actors.ct.rfc6962 import decode_merkle_tree_leaf
     from trustchain.actors.ctlog import GetEntryAndProof, GetSTH
-    from trustchain.actors.issuer import GetIssuanceStatus
     from trustchain.supervisors import RestartChild
 
     reply = ca.issue(dns_csr(make_key("ec-p256"), f"final.{ZONE}"))
