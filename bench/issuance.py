@@ -1,6 +1,7 @@
 """Benchmark issuance through the actor tree: prints figures, asserts nothing.
 
-    .venv/bin/python bench/issuance.py [--seconds 5] [--rate 500] [--no-ct] [--sign-batch N]
+    .venv/bin/python bench/issuance.py [--runs 3] [--seconds 5] [--rate 500] [--no-ct]
+                                       [--sign-batch N]
     .venv/bin/python bench/issuance.py --consensus [--validators 4] [--seconds 3] [--rate 100]
 
 A real tree (HSMActor on SoftHSM, CTLogActor with tiles on disk, IssuerActor
@@ -87,16 +88,20 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def report(name: str, count: int, elapsed: float, latencies: list[float]) -> float:
+Figures = tuple[float, float, float]  # certs/s, median ms, p99 ms
+
+
+def report(name: str, count: int, elapsed: float, latencies: list[float]) -> Figures:
     ms = [s * 1000 for s in latencies]
+    median, p99 = statistics.median(ms), pct(ms, 0.99)
     print(
-        f"  {name:<34} {count / elapsed:8.0f} certs/s   median {statistics.median(ms):7.2f} ms"
-        f"   p99 {pct(ms, 0.99):7.2f} ms   (n={count})"
+        f"  {name:<34} {count / elapsed:8.0f} certs/s   median {median:7.2f} ms"
+        f"   p99 {p99:7.2f} ms   (n={count})"
     )
-    return count / elapsed
+    return count / elapsed, median, p99
 
 
-def flat_out(registry: Registry, messages: list[IssueCertificate], window: int = 256) -> float:
+def flat_out(registry: Registry, messages: list[IssueCertificate], window: int = 256) -> Figures:
     slots = threading.Semaphore(window)
     latencies: list[float] = []
     errors: list[Any] = []
@@ -121,13 +126,13 @@ def flat_out(registry: Registry, messages: list[IssueCertificate], window: int =
         send(message)
     done.wait()
     elapsed = time.perf_counter() - t0
-    rate = report(f"flat out ({window} in flight)", len(messages), elapsed, latencies)
+    figures = report(f"flat out ({window} in flight)", len(messages), elapsed, latencies)
     if errors:
         print(f"  errors: {len(errors)}, first: {errors[0]!r}")
-    return rate
+    return figures
 
 
-def fixed_rate(registry: Registry, messages: list[IssueCertificate], rate: float) -> None:
+def fixed_rate(registry: Registry, messages: list[IssueCertificate], rate: float) -> Figures:
     latencies: list[float] = []
     errors: list[Any] = []
     done = threading.Event()
@@ -148,9 +153,10 @@ def fixed_rate(registry: Registry, messages: list[IssueCertificate], rate: float
 
         registry.tell("issuer", message, reply)
     done.wait()
-    report(f"offered {rate:.0f}/s", len(messages), time.perf_counter() - t0, latencies)
+    figures = report(f"offered {rate:.0f}/s", len(messages), time.perf_counter() - t0, latencies)
     if errors:
         print(f"  errors: {len(errors)}, first: {errors[0]!r}")
+    return figures
 
 
 def hsm_ceiling(registry: Registry, label: str, seconds: float) -> float:
@@ -190,6 +196,8 @@ def main() -> None:
     parser.add_argument("--consensus", action="store_true",
                         help="the trust subtree in the path, proofs precomputed")  # fmt: skip
     parser.add_argument("--validators", type=int, default=4, help="N, with --consensus")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="trees measured one after another; then their medians")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes precomputing the proofs, with --consensus")  # fmt: skip
     args = parser.parse_args()
@@ -197,6 +205,46 @@ def main() -> None:
     offered = args.rate if args.rate is not None else 100.0 if args.consensus else 500.0
     issuer_pipeline.MAX_SIGN_BATCH = args.sign_batch
     setup_logging("WARNING")
+    flat, warm, window = FLAT_OUT, 500, 256
+    if args.consensus:
+        flat, warm, window = CONSENSUS_FLAT_OUT, CONSENSUS_WARM_UP, CONSENSUS_WINDOW
+    csrs = make_csrs(flat + warm + int(offered * seconds))
+    work = Workload(args, csrs, flat, warm, window, offered)
+    runs = [one_run(work, run) for run in range(1, args.runs + 1)]
+    if len(runs) > 1:
+        print(f"medians of {len(runs)} runs (each a tree of its own):")
+        for name in runs[0]:
+            print(f"  {name:<40} {statistics.median(r[name] for r in runs):10.2f}")
+
+
+class Workload:
+    """What every run issues: the same CSRs (and, with --consensus, proofs made once)."""
+
+    def __init__(self, args: argparse.Namespace, csrs: list[str], flat: int, warm: int,
+                 window: int, offered: float) -> None:  # fmt: skip
+        self.args, self.flat, self.warm, self.window, self.offered = (
+            args,
+            flat,
+            warm,
+            window,
+            offered,
+        )
+        # the parameters do not depend on where the stores are: each run has its own
+        self.params = consensus_params(trust_config(Path(), args.validators))
+        if args.consensus:  # before any tree starts: the pool has the cores to itself
+            self.fleet = make_fleet(4)
+            self.ders = [pem_to_der(csr.encode()) for csr in csrs]
+            self.proofs = precompute(self.ders, self.fleet, self.params, args.workers)
+            self.messages = [IssueCertificate(csr, proofs=p.to_json(self.params.modulus))
+                             for csr, p in zip(csrs, self.proofs, strict=True)]  # fmt: skip
+        else:
+            self.messages = [IssueCertificate(csr) for csr in csrs]
+
+
+def one_run(work: Workload, run: int) -> dict[str, float]:
+    """One tree in a fresh directory, measured; its figures by name."""
+    args, params = work.args, work.params
+    flat, warm, window, messages = work.flat, work.warm, work.window, work.messages
     with tempfile.TemporaryDirectory(prefix="tc-bench-") as tmp:
         directory = Path(tmp)
         conf, pin = directory / "hsm" / "softhsm2.conf", directory / "hsm" / "user.pin"
@@ -207,20 +255,6 @@ def main() -> None:
         ctlog = CtLogConfig(storage_dir=directory / "ct" / "tiles",
                             index_db=directory / "ct" / "index.sqlite3")  # fmt: skip
         trust_conf = trust_config(directory / "trust", args.validators)
-        params = consensus_params(trust_conf)
-        flat, warm, window = FLAT_OUT, 500, 256
-        if args.consensus:
-            flat, warm, window = CONSENSUS_FLAT_OUT, CONSENSUS_WARM_UP, CONSENSUS_WINDOW
-        rate_count = int(offered * seconds)
-        csrs = make_csrs(flat + warm + rate_count)
-        if args.consensus:  # before the tree starts: the pool has the cores to itself
-            fleet = make_fleet(4)
-            ders = [pem_to_der(csr.encode()) for csr in csrs]
-            proofs = precompute(ders, fleet, params, args.workers)
-            messages = [IssueCertificate(csr, proofs=p.to_json(params.modulus))
-                        for csr, p in zip(csrs, proofs, strict=True)]  # fmt: skip
-        else:
-            messages = [IssueCertificate(csr) for csr in csrs]
         registry = Registry()
         root = start_root(registry, "root", [
             ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
@@ -234,20 +268,31 @@ def main() -> None:
         path = "no CT log" if args.no_ct else "CT log in the path"
         n, consensus = args.validators, "no consensus (--consensus adds it)"
         if args.consensus:
-            registrations, authority = register_fleet(registry, fleet)
+            registrations, authority = register_fleet(registry, work.fleet)
             consensus = (f"consensus N = {n}, work {params.work_bits} bits, VDF t = {params.vdf_t}"
                          " in RSA-2048")  # fmt: skip
-        print(f"issuance through the actor tree (EC P-256 keys in SoftHSM; {path}; {consensus})")
+        print(f"run {run}: issuance through the actor tree (EC P-256 keys in SoftHSM; {path}; "
+              f"{consensus})")  # fmt: skip
         flat_out(registry, messages[:warm], window)  # warm-up, not reported twice
-        rate = flat_out(registry, messages[warm : warm + flat], window)
-        fixed_rate(registry, messages[warm + flat :], offered)
+        rate, flat_p50, flat_p99 = flat_out(registry, messages[warm : warm + flat], window)
+        _, rate_p50, rate_p99 = fixed_rate(registry, messages[warm + flat :], work.offered)
         ceiling = hsm_ceiling(registry, ca.intermediate_key, 2.0)
         per_cert = 2 if args.no_ct else 4
         name = f"certs/s / (HSM signatures/s / {per_cert})"
         print(f"  {name:<34} {rate / (ceiling / per_cert):8.2f}")
+        figures = {
+            "flat out, certs/s": rate,
+            "flat out, median ms": flat_p50,
+            "flat out, p99 ms": flat_p99,
+            f"offered {work.offered:.0f}/s, median ms": rate_p50,
+            f"offered {work.offered:.0f}/s, p99 ms": rate_p99,
+            "HSM ceiling, signatures/s": ceiling,
+            name: rate / (ceiling / per_cert),
+        }
         if args.consensus:
             some = slice(0, 100)
-            checks = verification_s(ders[some], proofs[some], registrations, authority, params)
+            checks = verification_s(work.ders[some], work.proofs[some], registrations,
+                                    authority, params)  # fmt: skip
             check_s = statistics.median(checks)
             cores = os.cpu_count() or 1
             decisions = cores / (n * check_s)
@@ -255,7 +300,10 @@ def main() -> None:
             print(f"  {name:<34} {decisions:8.0f} decisions/s   (check_request median "
                   f"{check_s * 1e3:.2f} ms, directly on one thread)")  # fmt: skip
             print(f"  {'certs/s / consensus ceiling':<34} {rate / decisions:8.2f}")
+            figures.update({"consensus ceiling, decisions/s": decisions,
+                            "certs/s / consensus ceiling": rate / decisions})  # fmt: skip
         root.stop(block=True, timeout=60)
+    return figures
 
 
 if __name__ == "__main__":
