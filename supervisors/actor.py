@@ -75,6 +75,7 @@ from trustchain.supervisors.registry import (
 )
 
 Handler = Callable[[Any, Any], Any]
+MIN_PROBE_S = 0.01  # even with backoff turned off, a probe of a failing resource is no busy loop
 
 
 def handles(message_type: type[Message]) -> Callable[[Handler], Handler]:
@@ -179,6 +180,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._stopping = False
         self._start_pending = True  # until ready() or a failed start
         self._start_deferred = False  # setup() called starting(): ready() comes later
+        self._probes_pending: set[str] = set()  # resources whose probe is on its way
 
     # Hooks for subclasses --------------------------------------------------
 
@@ -345,6 +347,25 @@ class SupervisedActor(pykka.ThreadingActor):
         else:
             logger.debug("{}: {} still unavailable: {}", self.name, resource, text)
         return fault
+
+    def report_fault_and_probe(
+        self, resource: str, error: BaseException | str, probe: Message
+    ) -> float:
+        """``report_fault``, and ``probe`` sent to this actor after the backoff's delay for
+        the failures in a row so far (one probe on its way per resource: its handler calls
+        ``probe_due`` first). Returns the delay, which status shows as the next retry."""
+        fault = self.fault(resource)
+        retries = 0 if fault is None else fault.retries + 1
+        delay = max(MIN_PROBE_S, self.context.backoff.delay(retries))
+        self.report_fault(resource, error, next_retry_s=delay)
+        if resource not in self._probes_pending:
+            self._probes_pending.add(resource)
+            self.after(delay, probe)
+        return delay
+
+    def probe_due(self, resource: str) -> None:
+        """The probe of ``resource`` has come: the next failure schedules another."""
+        self._probes_pending.discard(resource)
 
     def clear_fault(self, resource: str) -> None:
         with self._cell.lock:

@@ -104,7 +104,6 @@ class AcmeActor(SupervisedActor):
         self.issuer = issuer
         self.store: AcmeStore | None = None
         self._core: AcmeCore | None = None
-        self._probe_pending = False
         self.validations_in_flight = 0
         self.issuances_in_flight = 0
 
@@ -210,14 +209,10 @@ class AcmeActor(SupervisedActor):
 
     def _store_failed(self, exc: AcmeStoreUnavailable) -> AcmeProblem:
         """Show the fault, schedule a probe (once), and say what the client should do."""
-        fault = self.fault(STORE)
-        retries = 0 if fault is None else fault.retries + 1
-        delay = max(MIN_RETRY_S, self.context.backoff.delay(retries))
         cause = exc.details.get("cause", exc.message)
-        self.report_fault(STORE, f"AcmeStoreUnavailable: {cause}", next_retry_s=delay)
-        if not self._probe_pending:
-            self._probe_pending = True
-            self.after(delay, _ProbeAcmeStore())
+        delay = self.report_fault_and_probe(
+            STORE, f"AcmeStoreUnavailable: {cause}", _ProbeAcmeStore()
+        )
         seconds = max(1, math.ceil(delay))
         return AcmeProblem(
             "serverInternal",
@@ -245,7 +240,7 @@ class AcmeActor(SupervisedActor):
 
     @handles(_ProbeAcmeStore)
     def probe_acme_store(self, msg: _ProbeAcmeStore) -> None:
-        self._probe_pending = False
+        self.probe_due(STORE)
         if self.fault(STORE) is None:
             return
         assert self.store is not None

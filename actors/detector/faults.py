@@ -32,7 +32,6 @@ from trustchain.actors.trust.votes import Equivocation
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
 
 STORE = "trust_store"  # the resource name shown in status and /ready
-MIN_RETRY_S = 0.01  # even with backoff turned off, a probe is never a busy loop
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ class StoreFaults(SupervisedActor):
 
     def __init__(self, context: ActorContext) -> None:
         super().__init__(context)
-        self._probe_pending = False  # a _ProbeTrustStore is on its way
         self._unwritten_evidence: dict[tuple[str, bytes], tuple[Equivocation, float]] = {}
         self._unwritten_scores: set[str] = set()  # validators whose score is newer in memory
 
@@ -81,14 +79,10 @@ class StoreFaults(SupervisedActor):
         self, exc: TrustStoreUnavailable, what: str = "", *, writes: bool = True
     ) -> TrustStoreUnavailable:
         """Show the fault, schedule a probe (once), and say what happened."""
-        fault = self.fault(STORE)
-        retries = 0 if fault is None else fault.retries + 1
-        delay = max(MIN_RETRY_S, self.context.backoff.delay(retries))
         cause = exc.details.get("cause", exc.message)
-        self.report_fault(STORE, f"TrustStoreUnavailable: {cause}", next_retry_s=delay)
-        if not self._probe_pending:
-            self._probe_pending = True
-            self.after(delay, _ProbeTrustStore())
+        delay = self.report_fault_and_probe(
+            STORE, f"TrustStoreUnavailable: {cause}", _ProbeTrustStore()
+        )
         done = "written" if writes else "read"
         return TrustStoreUnavailable(
             f"the detector's trust database cannot be {done} ({cause})"
@@ -153,7 +147,7 @@ class StoreFaults(SupervisedActor):
 
     @handles(_ProbeTrustStore)
     def probe_trust_store(self, msg: _ProbeTrustStore) -> None:
-        self._probe_pending = False
+        self.probe_due(STORE)
         if self.fault(STORE) is None:
             return
         try:

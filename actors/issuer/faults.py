@@ -19,7 +19,6 @@ from trustchain.actors.issuer.crls import CRLPublishing
 from trustchain.supervisors import Message, handles
 
 STORE = "ca_store"  # the resource name shown in status and /ready
-MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 
 
 @dataclass(frozen=True)
@@ -28,17 +27,9 @@ class _RetryStore(Message):
 
 
 class StoreFaults(CRLPublishing):
-    _store_retry_pending = False  # a _RetryStore is on its way (set per instance)
-
     def _store_failed(self, exc: BaseException, what: str) -> CaStoreUnavailable:
         """Show the fault, schedule a probe (once), and say what happened."""
-        fault = self.fault(STORE)
-        retries = 0 if fault is None else fault.retries + 1
-        delay = max(MIN_RETRY_S, self.context.backoff.delay(retries))
-        self.report_fault(STORE, exc, next_retry_s=delay)
-        if not self._store_retry_pending:
-            self._store_retry_pending = True
-            self.after(delay, _RetryStore())
+        self.report_fault_and_probe(STORE, exc, _RetryStore())
         return CaStoreUnavailable(
             f"the CA's database or CRL directory cannot be written "
             f"({type(exc).__name__}: {exc}); {what}; try again shortly",
@@ -58,7 +49,7 @@ class StoreFaults(CRLPublishing):
 
     @handles(_RetryStore)
     def retry_store(self, msg: _RetryStore) -> None:
-        self._store_retry_pending = False
+        self.probe_due(STORE)
         if self.fault(STORE) is None:
             return
         assert self.store is not None

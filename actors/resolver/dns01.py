@@ -49,7 +49,6 @@ from trustchain.config.schema import ResolverConfig
 from trustchain.supervisors import Message, SupervisedActor, handles
 
 STORE = "challenge_db"  # the resource name shown in status and /ready
-MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,6 @@ class Dns01Records(SupervisedActor):
         self.challenges = {}
         self.challenge_store = ChallengeStore(self.config.challenge_db)
         self._challenges_loaded = False
-        self._challenge_retry_pending = False
         self._sweep_at: float | None = None
         try:
             self._load_challenges()
@@ -208,13 +206,7 @@ class Dns01Records(SupervisedActor):
 
     def _challenge_store_failed(self, exc: BaseException, what: str) -> ChallengeStoreUnavailable:
         """Show the fault, schedule a probe (once), and say what happened."""
-        fault = self.fault(STORE)
-        retries = 0 if fault is None else fault.retries + 1
-        delay = max(MIN_RETRY_S, self.context.backoff.delay(retries))
-        self.report_fault(STORE, exc, next_retry_s=delay)
-        if not self._challenge_retry_pending:
-            self._challenge_retry_pending = True
-            self.after(delay, _RetryChallengeStore())
+        self.report_fault_and_probe(STORE, exc, _RetryChallengeStore())
         return ChallengeStoreUnavailable(
             f"the challenge database {self.config.challenge_db} cannot be written "
             f"({type(exc).__name__}: {exc}); {what}; try again shortly",
@@ -227,7 +219,7 @@ class Dns01Records(SupervisedActor):
 
     @handles(_RetryChallengeStore)
     def retry_challenge_store(self, msg: _RetryChallengeStore) -> None:
-        self._challenge_retry_pending = False
+        self.probe_due(STORE)
         if self.fault(STORE) is None:
             return
         try:
