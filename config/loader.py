@@ -218,6 +218,9 @@ def _check_acme(config: Config) -> None:
             )
     if acme.default_profile not in acme.profiles:
         raise ConfigError(f"acme.default_profile {acme.default_profile!r} is not in acme.profiles")
+    for name in acme.consensus_profiles:
+        if name not in acme.profiles:
+            raise ConfigError(f"acme.consensus_profiles: {name!r} is not in acme.profiles")
     if acme.eab_required and not acme.eab_keys:
         raise ConfigError("acme.eab_required needs at least one key in acme.eab_keys")
     if acme.base_url and not acme.base_url.startswith("https://"):

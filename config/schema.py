@@ -238,6 +238,10 @@ class AcmeConfig:
     # ca.max_validity_s; orders without a profile get default_profile
     profiles: dict[str, int] = _f({"default": 86_400, "short": 21_600})
     default_profile: str = _f("default")
+    # profiles whose orders need, besides the quorum's corroboration of domain control,
+    # the four-proof consensus's approval: finalize carries the asset's proofs for the
+    # CSR (``trustchainProofs``; ``trustchain trust prove`` makes them)
+    consensus_profiles: list[str] = _f([])
     rate_window_s: int = _f(3_600, min=1, max=30 * 86_400)
     max_orders_per_account: int = _f(300, min=1)  # per rate_window_s; then rateLimited
     max_certificates_per_name: int = _f(50, min=1)  # per rate_window_s; then rateLimited

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from rich.console import Console
@@ -127,6 +128,29 @@ def trust_asset(obj: Context, asset: str | None) -> None:
     click.echo(f"asset  {result['asset']}\nscore  {result['score']:.3f}")
     for name, value in sorted(result.get("factors", {}).items()):
         click.echo(f"  {name:<22} {value:g}")
+
+
+@trust.command("prove")
+@click.option("--csr", "csr_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The CSR (PEM or DER) the proofs are for.")  # fmt: skip
+@click.pass_obj
+def trust_prove(obj: Context, csr_file: Path) -> None:
+    """Print this machine's asset's proofs for the CSR (registering the asset first when
+    needed), as JSON: what an ACME order of a consensus profile (acme.consensus_profiles)
+    carries in its finalize as `trustchainProofs`. The timings go to stderr."""
+    data = csr_file.read_bytes()
+    try:
+        if data.lstrip().startswith(b"-----"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        fail(f"{csr_file} is not a CSR in PEM or DER ({exc})", 2)
+    proofs, took = prove_as_asset(obj, csr.public_bytes(serialization.Encoding.DER))
+    click.echo(json.dumps(proofs, indent=2))
+    for name, seconds in took.items():
+        click.echo(f"{name.removesuffix('_s'):<10} {seconds * 1000:.1f} ms", err=True)
 
 
 @trust.command("publish")

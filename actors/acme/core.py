@@ -39,7 +39,7 @@ from trustchain.actors.acme.base import Call, Handled
 from trustchain.actors.acme.effects import Answer, Effect
 from trustchain.actors.acme.messages import AcmeRequest
 from trustchain.actors.acme.nonces import NonceStore
-from trustchain.actors.acme.orders import OrdersPart
+from trustchain.actors.acme.orders import PROOFS_FIELD, OrdersPart
 from trustchain.actors.acme.problems import AcmeProblem
 from trustchain.actors.acme.records import PROCESSING
 from trustchain.actors.acme.resources import Urls, acme_path, answer, json_answer, problem_answer
@@ -122,8 +122,7 @@ class AcmeCore(AccountsPart, OrdersPart, AuthorizationsPart, RevocationPart):
         meta: dict[str, Any] = {
             "externalAccountRequired": self.config.eab_required,
             "profiles": {
-                name: f"certificates valid for {_duration(seconds)} ({seconds} s)"
-                + (" (the default)" if name == self.config.default_profile else "")
+                name: self._profile_text(name, seconds)
                 for name, seconds in sorted(self.config.profiles.items())
             },
         }
@@ -141,6 +140,14 @@ class AcmeCore(AccountsPart, OrdersPart, AuthorizationsPart, RevocationPart):
             "meta": meta,
         }
         return json_answer(200, body), []
+
+    def _profile_text(self, name: str, seconds: int) -> str:
+        """A profile's description in the directory's meta: its lifetime, and what it needs."""
+        text = f"certificates valid for {_duration(seconds)} ({seconds} s)"
+        if name in self.config.consensus_profiles:
+            text += (", for TrustChain assets: domain control and the four-proof consensus "
+                     f"(finalize with {PROOFS_FIELD}, the asset's proofs for the CSR)")  # fmt: skip
+        return text + (" (the default)" if name == self.config.default_profile else "")
 
     def new_nonce(self, call: Call) -> Handled:
         status = 200 if call.request.method.upper() == "HEAD" else 204

@@ -19,9 +19,13 @@ challenge of each type ``acme.challenge_types`` allows for it (ip: no dns-01; a
 wildcard: dns-01 only). Everything is written in one transaction before the answer.
 
 finalize: the order must be ``ready`` (``orderNotReady``); the CSR's names must be the
-order's identifiers exactly (``badCSR``). The order goes to ``processing`` (its CSR
-kept) and an ``Issue`` effect asks the issuer for the profile's lifetime, on behalf
-of the account (the issuer's gate asks the detector for the corroborated control).
+order's identifiers exactly (``badCSR``); a profile of ``acme.consensus_profiles`` needs
+the asset's four-proof consensus proofs for the CSR in ``trustchainProofs``
+(``unauthorized`` without them), and any other profile refuses them (``malformed``).
+The order goes to ``processing`` (its CSR and proofs kept) and an ``Issue`` effect asks
+the issuer for the profile's lifetime, on behalf of the account (the issuer's gate asks
+the detector for the corroborated control, and with proofs for the consensus's
+decision as well).
 The issuer's refusal becomes the order's error by its code (``ISSUER_PROBLEMS``); a
 fault of the issuer or its peers is retried with backoff (``MAX_ATTEMPTS``).
 """
@@ -76,9 +80,14 @@ ISSUER_PROBLEMS = {
     "key_not_allowed": "badPublicKey",
     "name_not_permitted": "rejectedIdentifier", "invalid_name": "rejectedIdentifier",
     "not_approved": "unauthorized", "proofs_required": "unauthorized",
-    "quorum_not_reached": "unauthorized",
+    "quorum_not_reached": "unauthorized", "proof_replayed": "unauthorized",
+    "trust_error": "malformed", "time_proof_invalid": "malformed",
 }  # fmt: skip
 PROCESSING_RETRY_S = 2  # Retry-After while an order is processing
+# finalize's member for a consensus profile's proofs (acme.consensus_profiles): an
+# extension of RFC 8555 §7.4's payload, which other clients never send
+PROOFS_FIELD = "trustchainProofs"
+MAX_PROOF_FIELDS = 16  # IssueCertificate.proofs' bound
 
 
 def challenge_types_for(allowed: list[str], identifier: Identifier) -> list[str]:
@@ -249,19 +258,42 @@ class OrdersPart(CoreBase):
             raise AcmeProblem("badCSR", "the CSR's names must be the order's identifiers "
                               f"exactly (missing: {_names(missing)}; not in the order: "
                               f"{_names(extra)})")  # fmt: skip
+        proofs = self._consensus_proofs(order, payload)
         csr_pem = csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
-        order = replace(order, status=PROCESSING, csr=csr_pem)
+        order = replace(order, status=PROCESSING, csr=csr_pem, proofs=proofs)
         self.store.put_order(order)
         headers = [["Location", call.urls.order(order.id)],
                    *retry_after(PROCESSING, PROCESSING_RETRY_S)]  # fmt: skip
         return json_answer(200, order_json(order, call.urls), headers), [self.issue_effect(order)]
+
+    def _consensus_proofs(self, order: Order, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """A consensus profile's finalize carries the asset's proofs for the CSR
+        (``PROOFS_FIELD``, the JSON ``trustchain trust prove`` prints); any other's does
+        not. The issuer checks them (the validators vote on them); here only their shape."""
+        proofs = payload.get(PROOFS_FIELD)
+        if order.profile not in self.config.consensus_profiles:
+            if proofs is not None:
+                raise AcmeProblem("malformed", f"{PROOFS_FIELD} is for the profiles that need "
+                                  "the four-proof consensus "
+                                  f"({', '.join(self.config.consensus_profiles) or 'none here'}),"
+                                  f" not {order.profile!r}; leave it out")  # fmt: skip
+            return None
+        if proofs is None:
+            raise AcmeProblem("unauthorized", f"profile {order.profile!r} needs the four-proof "
+                              "consensus's approval as well as domain control: finalize with "
+                              f"{PROOFS_FIELD}, the asset's proofs for this CSR (`trustchain "
+                              "trust prove --csr FILE` prints them)")  # fmt: skip
+        if not isinstance(proofs, dict) or not 0 < len(proofs) <= MAX_PROOF_FIELDS:
+            raise AcmeProblem("malformed", f"{PROOFS_FIELD} is a JSON object: the asset's "
+                              "proofs as `trustchain trust prove` prints them")  # fmt: skip
+        return proofs
 
     def issue_effect(self, order: Order) -> Issue:
         assert order.csr is not None
         # request_id: issued again after a restart, the issuer answers with the
         # certificate it issued for this order before, if any (never a second one)
         message = IssueCertificate(order.csr, validity_s=self.config.profiles[order.profile],
-                                   acme_account=order.account,
+                                   acme_account=order.account, proofs=order.proofs,
                                    request_id=f"acme-order-{order.id}")  # fmt: skip
         return Issue(order.id, message)
 

@@ -55,6 +55,9 @@ class Order:
     csr: str | None = None  # PEM, from finalize: kept so a restart can issue again
     certificate: str | None = None  # the certificate's id once valid
     replaces: str | None = None  # the ARI certID of the certificate it renews (RFC 9773)
+    # a consensus profile's (acme.consensus_profiles): the asset's proofs for the CSR,
+    # from finalize (JSON, trust.requests.RequestProofs), kept with the CSR
+    proofs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

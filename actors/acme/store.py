@@ -107,6 +107,9 @@ class AcmeStore(FaultTypedStore):
                 (o.id, o.account, o.status, _json([list(i) for i in o.identifiers]), o.profile,
                  o.created, o.expires, _json(o.error), o.csr, o.certificate, o.replaces),
             )  # fmt: skip
+            if o.proofs is not None:
+                db.execute("INSERT OR REPLACE INTO order_proofs VALUES (?, ?)",
+                           (o.id, _json(o.proofs)))  # fmt: skip
             db.execute("DELETE FROM order_authorizations WHERE order_id = ?", (o.id,))
             db.executemany(
                 "INSERT INTO order_authorizations VALUES (?, ?, ?)",
@@ -123,12 +126,13 @@ class AcmeStore(FaultTypedStore):
             "SELECT authz FROM order_authorizations WHERE order_id = ? ORDER BY position",
             (row[0],),
         )
+        proofs = self._read("SELECT proofs FROM order_proofs WHERE order_id = ?", (row[0],))
         return Order(
             id=row[0], account=row[1], status=row[2],
             identifiers=tuple((t, v) for t, v in json.loads(row[3])),
             authorizations=tuple(a for (a,) in authzs), profile=row[4], created=row[5],
             expires=row[6], error=_loads(row[7]), csr=row[8], certificate=row[9],
-            replaces=row[10],
+            replaces=row[10], proofs=_loads(proofs[0][0]) if proofs else None,
         )  # fmt: skip
 
     @typed
@@ -271,8 +275,8 @@ class AcmeStore(FaultTypedStore):
             orders = db.execute(
                 "DELETE FROM orders WHERE expires < ? AND status != 'processing'", (before,)
             ).rowcount
-            db.execute("DELETE FROM order_authorizations WHERE order_id NOT IN "
-                       "(SELECT id FROM orders)")  # fmt: skip
+            for table in ("order_authorizations", "order_proofs"):
+                db.execute(f"DELETE FROM {table} WHERE order_id NOT IN (SELECT id FROM orders)")
             authorizations = db.execute(
                 "DELETE FROM authorizations WHERE expires < ? AND id NOT IN "
                 "(SELECT authz FROM order_authorizations)", (before,)

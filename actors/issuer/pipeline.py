@@ -8,7 +8,8 @@ Issuance is a pipeline of steps on the issuer's thread, none of which waits:
    votes) is kept with the issuance record; no approval, no certificate; an ACME
    order's request (``acme_account``) needs instead the account's domain control of
    every name, corroborated by 2f+1 validators (``ConfirmDomainControl``), whose
-   votes are kept with the record the same way;
+   votes are kept with the record the same way; an order of a consensus profile
+   (``acme.consensus_profiles``) carries proofs too and needs both, in that order;
    (``actors.ca.policy``); a refusal is a typed error and nothing is written;
 2. build the precertificate's TBS (CT poison) under the current intermediate
    and queue it for signing; the queue goes to the HSMActor as one
@@ -218,24 +219,27 @@ class IssuancePipeline(StoreFaults):
         if self.detector is None:
             self._build(_Job(self.defer(), approved, issuer, new_serial(), now, msg.request_id))
             return None
-        if msg.acme_account is not None:
-            # An ACME order's gate: the account's control of every name, corroborated by
-            # 2f+1 validators (the detector keeps their votes), before anything is built.
-            job = _Job(self.defer(), approved, issuer, new_serial(), now, msg.request_id)
-            confirm = ConfirmDomainControl(msg.acme_account, list(approved.san_names))
-            self.request(self.detector, confirm, functools.partial(self._confirmed, job))
-            return None
-        # The four-proof consensus's gate: a quorum of validators approves the request
-        # (its proofs bound to this CSR) before anything is built or signed.
-        if msg.proofs is None:
+        if msg.acme_account is None and msg.proofs is None:
             raise ProofsRequired(
                 "this CA issues only with the four-proof consensus's approval: send the "
                 "request's proofs (`trustchain issue` computes them), or order it over ACME"
             )
-        proofs = RequestProofs.from_json(msg.proofs, self.vdf_modulus)
+        decide = None
+        if msg.proofs is not None:  # parsed before anything is asked (a malformed one: nothing)
+            csr_der = csr.public_bytes(serialization.Encoding.DER)
+            decide = Decide(csr_der, RequestProofs.from_json(msg.proofs, self.vdf_modulus))
         job = _Job(self.defer(), approved, issuer, new_serial(), now, msg.request_id)
-        csr_der = csr.public_bytes(serialization.Encoding.DER)
-        decide = Decide(csr_der, proofs)
+        if msg.acme_account is not None:
+            # An ACME order's gate: the account's control of every name, corroborated by
+            # 2f+1 validators (the detector keeps their votes), before anything is built;
+            # a consensus profile's order (with proofs) then goes to the consensus too.
+            confirm = ConfirmDomainControl(msg.acme_account, list(approved.san_names))
+            then = functools.partial(self._confirmed, job, decide)
+            self.request(self.detector, confirm, then)
+            return None
+        # The four-proof consensus's gate: a quorum of validators approves the request
+        # (its proofs bound to this CSR) before anything is built or signed.
+        assert decide is not None
         self.request(self.detector, decide, functools.partial(self._decided, job))
         return None
 
@@ -271,15 +275,20 @@ class IssuancePipeline(StoreFaults):
         if isinstance(result, outcome.Error):
             job.reply(result)  # not_approved, quorum_not_reached: nothing was issued
             return
-        job.decision = result.unwrap().to_json()
+        # the consensus's decision, beside the domain control confirmed before, if any
+        job.decision = {**result.unwrap().to_json(), **(job.decision or {})}
         self._build(job)
 
-    def _confirmed(self, job: _Job, result: outcome.Outcome) -> None:
+    def _confirmed(self, job: _Job, decide: Decide | None, result: outcome.Outcome) -> None:
         if isinstance(result, outcome.Error):
             job.reply(result)  # not_approved: a name without corroborated control
             return
         job.decision = {"domain_control": result.unwrap()}
-        self._build(job)
+        if decide is None:
+            self._build(job)
+        else:  # a consensus profile's order: the consensus's approval as well
+            assert self.detector is not None  # (asked for the confirmation)
+            self.request(self.detector, decide, functools.partial(self._decided, job))
 
     def _build(self, job: _Job) -> None:
         # One TBS per certificate: the precertificate adds the poison to it, the final

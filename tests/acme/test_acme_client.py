@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import josepy as jose
@@ -38,6 +39,8 @@ ACME = {
     "authorization_reuse_s": 0,  # every order's names are validated again
     "max_orders_per_account": MAX_ORDERS_PER_ACCOUNT,
     "max_certificates_per_name": 1,
+    "profiles": {"default": 86_400, "asset": 86_400},
+    "consensus_profiles": ["asset"],  # domain control and the four-proof consensus
 }
 
 
@@ -111,9 +114,9 @@ class Account:
     def csr(self, *names: str) -> bytes:
         return crypto_util.make_csr(self.cert_key, list(names))
 
-    def ready_order(self, name: str) -> messages.OrderResource:
+    def ready_order(self, name: str, profile: str | None = None) -> messages.OrderResource:
         """An order for ``name`` whose http-01 challenge the validators checked: ready."""
-        orderr = self.acme.new_order(self.csr(name))
+        orderr = self.acme.new_order(self.csr(name), profile=profile)
         for authzr in orderr.authorizations:
             challb = next(
                 c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)
@@ -269,3 +272,47 @@ def test_certificates_past_the_names_limit_are_rate_limited_with_retry_after(
         limited = second.post(orderr.body.finalize, {"csr": jose.b64encode(csr_der).decode()})
     problem(limited, 429, "rateLimited")
     assert int(limited.headers["Retry-After"]) > 0, limited.headers
+
+
+def test_a_consensus_profile_needs_the_assets_proofs_and_keeps_both_approvals(
+    account: Account, tmp_path: Path
+) -> None:
+    tree = account.tree
+    name = tree.fresh_name()
+    orderr = account.ready_order(name, profile="asset")
+    assert orderr.body.status == messages.STATUS_READY, orderr.body
+    csr_pem = account.csr(name)
+    csr_der = x509.load_pem_x509_csr(csr_pem).public_bytes(serialization.Encoding.DER)
+    finalize = {"csr": jose.b64encode(csr_der).decode()}
+    document = problem(account.post(orderr.body.finalize, finalize), 403, "unauthorized")
+    assert "trustchainProofs" in document["detail"]
+    # the asset's proofs for this CSR, as a user makes them (registering the CLI's asset)
+    (tmp_path / "req.csr").write_bytes(csr_pem)
+    proved = tree.cli("trust", "prove", "--csr", str(tmp_path / "req.csr"))
+    assert proved.returncode == 0, proved.stderr
+    proofs = json.loads(proved.stdout)
+    # proofs made for another CSR are bound to it: the validators refuse them
+    other = Account(tree)
+    other_name = tree.fresh_name()
+    wrong = other.ready_order(other_name, profile="asset")
+    other_csr = x509.load_pem_x509_csr(other.csr(other_name)).public_bytes(
+        serialization.Encoding.DER
+    )
+    bound_elsewhere = {"csr": jose.b64encode(other_csr).decode(), "trustchainProofs": proofs}
+    taken = other.post(wrong.body.finalize, bound_elsewhere)
+    assert taken.status_code == 200, taken.text
+    refused = other.wait_order(wrong, {"valid", "invalid"})
+    assert refused.body.status == messages.STATUS_INVALID, refused.body
+    assert refused.body.error.code == "unauthorized", refused.body.error
+    # with its own proofs the order is issued, and the record keeps both approvals
+    taken = account.post(orderr.body.finalize, {**finalize, "trustchainProofs": proofs})
+    assert taken.status_code == 200, taken.text
+    orderr = account.wait_order(orderr, {"valid", "invalid"})
+    assert orderr.body.status == messages.STATUS_VALID, orderr.body
+    leaf = x509.load_pem_x509_certificates(account.post(orderr.body.certificate, None).content)[0]
+    serial = format(leaf.serial_number, "x")
+    got = tree.cli("send", "issuer", "get_certificate", "--args", json.dumps({"serial": serial}))
+    assert got.returncode == 0, got.stderr
+    decision = json.loads(got.stdout)["decision"]
+    assert decision["outcome"] == "approve" and len(decision["votes"]) >= 3  # 2f+1 of N = 4
+    assert [d["name"] for d in decision["domain_control"]] == [name]
