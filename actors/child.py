@@ -20,15 +20,30 @@ caller's exception class, ``ChildLost`` by default) and is ended: a caller treat
 as the loss of what the child held (the HSMActor reopens its token; a validator
 restarts through its supervisor, which starts a new child).
 
+Started with ``pipelined=True``, a child also takes calls without waiting:
+``submit(method, *args)`` sends the call and returns a ``Future`` at once, so the
+caller can send the next before the first is answered and the child never idles
+between them (a validator's process checks question after question while its actor's
+thread waits for the GIL of a busy CA process). The child still answers one call at a
+time, in the order sent; a reader thread of the caller's process takes the answers and
+resolves the futures in that order (their callbacks run on it). ``call`` is then
+``submit(...).result(timeout)``, so waiting calls and submitted ones mix in one order.
+A child that dies fails every future not yet resolved with ``lost``; one that hangs is
+the caller's to notice (a future not done in time) and end (``close``).
+
 Programs that start TrustChain's tree need the ``if __name__ == "__main__":`` guard of
 every multiprocessing program.
 """
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -61,6 +76,9 @@ class Child:
         self._connection = connection
         self._lost = lost
         self.name = name
+        self._pending: collections.deque[Future[Any]] | None = None  # pipelined: in order
+        self._lock = threading.Lock()  # the pipe's sending end and the pending futures
+        self._gone: Exception | None = None  # pipelined: why the child is lost, once it is
 
     @classmethod
     def start(
@@ -70,8 +88,10 @@ class Child:
         *args: Any,
         lost: type[Exception] = ChildLost,
         timeout_s: float = START_TIMEOUT_S,
+        pipelined: bool = False,
     ) -> Child:
-        """Start a child and build the object in it; what ``factory`` raised, if it did."""
+        """Start a child and build the object in it; what ``factory`` raised, if it did.
+        ``pipelined``: calls may be ``submit``ted without waiting (the module's theory)."""
         ours, theirs = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_serve, args=(theirs, factory, args), name=name, daemon=True
@@ -84,6 +104,10 @@ class Child:
         except BaseException:
             child._end()
             raise
+        if pipelined:
+            child._pending = collections.deque()
+            reader = threading.Thread(target=child._read, name=f"{name}-answers", daemon=True)
+            reader.start()
         return child
 
     @property
@@ -92,6 +116,14 @@ class Child:
 
     def call(self, method: str, *args: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         """``obj.<method>(*args)`` in the child: its result, or its exception raised here."""
+        if self._pending is not None:
+            try:
+                return self.submit(method, *args).result(timeout_s)
+            except FutureTimeout:
+                self._end()
+                raise self._lost(
+                    f"the {self.name} process did not answer in {timeout_s:g} s"
+                ) from None
         try:
             self._connection.send((method, args))
         except (OSError, ValueError) as exc:
@@ -99,8 +131,65 @@ class Child:
             raise self._lost(f"the {self.name} process is gone ({exc})") from None
         return self._receive(timeout_s)
 
+    def submit(self, method: str, *args: Any) -> Future[Any]:
+        """Send ``obj.<method>(*args)`` to a pipelined child without waiting: the future
+        of its result (or exception; ``lost`` if the child is gone)."""
+        assert self._pending is not None, "submit() needs a child started pipelined"
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._gone is None:
+                try:
+                    self._connection.send((method, args))
+                    self._pending.append(future)
+                    return future
+                except (OSError, ValueError) as exc:
+                    self._gone = self._lost(f"the {self.name} process is gone ({exc})")
+            gone = self._gone
+        future.set_exception(gone)
+        return future
+
+    def _read(self) -> None:
+        """The reader thread of a pipelined child: each answer resolves the oldest future."""
+        assert self._pending is not None
+        while True:
+            try:
+                ok, value = self._connection.recv()
+            except (OSError, EOFError, ValueError) as exc:
+                self._lose(f"the {self.name} process is gone (exit code "
+                           f"{self._process.exitcode}): {exc!r}")  # fmt: skip
+                return
+            with self._lock:
+                future = self._pending.popleft() if self._pending else None
+            if future is None:
+                continue  # the answer to close(): nobody waits for it
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _lose(self, why: str) -> None:
+        """Fail every future not yet resolved, and every later submit, with ``lost``."""
+        assert self._pending is not None
+        with self._lock:
+            if self._gone is None:
+                self._gone = self._lost(why)
+            gone, waiting = self._gone, list(self._pending)
+            self._pending.clear()
+        for future in waiting:
+            future.set_exception(gone)
+
     def close(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
         """The object's ``close()``, then the child's end. Never raises."""
+        if self._pending is not None:
+            with self._lock:
+                if self._gone is None:
+                    try:
+                        self._connection.send((None, ()))
+                    except (OSError, ValueError):
+                        pass
+            self._process.join(timeout=timeout_s)  # it ends once it has closed the object
+            self._end()
+            return
         try:
             self._connection.send((None, ()))
             self._connection.poll(timeout_s)

@@ -45,10 +45,17 @@ durably before the vote leaves): a restarted validator repeats what it said.
 The work itself -- the key, the votes given, the checks -- is a ``ValidatorCore``
 (``core.py``) in a process of its own (``trustchain.actors.child``), started by
 ``setup`` and ended by ``cleanup``: the checks run on every core instead of queuing for
-the GIL of the CA's process, and the key never enters that process. This actor's thread
-hands each question to its process and waits for the vote (its own process, never
-another actor). A process that dies or hangs (``ChildLost``) crashes the actor, and its
-supervisor restarts it with a new process; the votes on disk carry over.
+the GIL of the CA's process, and the key never enters that process. The honest answer
+does not wait: this actor's thread hands the question to its process (pipelined: the
+next question goes while the first is checked, so the process never idles waiting for
+this thread to get the GIL back) and answers when the vote comes back (``_Voted``, sent
+to itself by the reader thread of the pipe). The process answers in the order asked,
+one at a time, so the votes it keeps are as they were. The hooks below (``honest``,
+``vote``, ``sign``) still wait for their own call, in the same order. A process that
+dies, or has not answered a question within ``CALL_TIMEOUT_S`` (plus the challenge's
+time to look) when the next comes, crashes the actor (``ChildLost``), and its
+supervisor restarts it with a new process; the votes on disk carry over, and the
+questions in flight are answered ``actor_unavailable`` by the runtime.
 
 The hooks ``answer`` (what is sent back), ``vote`` and ``sign`` exist so that tests can
 make Byzantine validators (``tests/trust/byzantine.py``); the honest one is this class.
@@ -61,6 +68,7 @@ slow validator) works as it does for the other questions.
 from __future__ import annotations
 
 import itertools
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +132,15 @@ class _Probed(Message):
 
 
 @dataclass(frozen=True)
+class _Voted(Message):
+    """The validator's process has answered a question (sent to itself by the pipe's
+    reader thread): the vote's bytes, or the error."""
+
+    call: int
+    result: outcome.Outcome
+
+
+@dataclass(frozen=True)
 class _ResolveTimedOut(Message):
     """The resolver has not answered a challenge's lookup in time (sent to itself)."""
 
@@ -145,13 +162,16 @@ class ValidatorActor(SupervisedActor):
         self._probe_threads: ThreadPoolExecutor | None = None
         self._probing: dict[int, tuple[Reply, ResolvedChallenge]] = {}
         self._probe_ids = itertools.count()
+        # questions at the process, by call: the reply and when it is overdue (monotonic)
+        self._voting: dict[int, tuple[Reply, float]] = {}
+        self._call_ids = itertools.count()
 
     def setup(self) -> None:
         key_dir = self.config.key_dir
         self.core = child.Child.start(
             f"trustchain-{self.validator_id}", ValidatorCore, self.validator_id,
             key_dir / f"{self.validator_id}.key", key_dir / f"{self.validator_id}.votes.sqlite3",
-            self.params,
+            self.params, pipelined=True,
         )  # fmt: skip
         self.public_key = self._call("public_key")
         self._probe_threads = ThreadPoolExecutor(PROBES, f"{self.validator_id}-probe")
@@ -275,21 +295,54 @@ class ValidatorActor(SupervisedActor):
     # What is said, and the hooks a misbehaving validator overrides ------------------
 
     def answer(self, digest: bytes, question: Question) -> bytes | None:
-        """The reply to a question on ``digest``: the vote's bytes (``None`` after
-        ``defer()``)."""
-        return self.honest(question)
+        """The reply to a question on ``digest``: the vote's bytes, or ``None`` after
+        ``defer()``. The honest one defers: its process answers, and ``voted`` replies."""
+        self._check_not_hung()
+        reply = self.defer()
+        method, args, timeout_s = self._vote_call(question)
+        assert self.core is not None
+        call = next(self._call_ids)
+        self._voting[call] = (reply, time.monotonic() + timeout_s)
+        self.core.submit(method, *args).add_done_callback(
+            lambda done: self.send_self(_Voted(call, outcome.capture(done.result)))
+        )
+        return None
 
-    def honest(self, question: Question) -> bytes:
-        """The honest vote's bytes, from this validator's process (see ``core.py``)."""
-        vote: bytes
+    @handles(_Voted)
+    def voted(self, msg: _Voted) -> None:
+        reply, _deadline = self._voting.pop(msg.call)
+        error = msg.result.error if isinstance(msg.result, outcome.Error) else None
+        if error is not None and not isinstance(error, TrustChainError):
+            raise error  # the process is gone (ChildLost), or a bug: crash, and restart
+        reply(msg.result)  # the vote, or a typed refusal (already_voted)
+
+    def _check_not_hung(self) -> None:
+        """ChildLost (a crash, then a new process) if the oldest question at the process
+        is past its time: the process answers in order, so it hangs. Real time, not the
+        actor's clock: it is a real process's (as ``Child.call``'s timeout)."""
+        oldest = next(iter(self._voting.values()), None)
+        if oldest is not None and time.monotonic() > oldest[1]:
+            raise child.ChildLost(
+                f"the {self.validator_id} process has not answered a question in time: hung"
+            )
+
+    def _vote_call(self, question: Question) -> tuple[str, tuple[Any, ...], float]:
+        """The process's method for the honest vote on ``question``, its arguments, and
+        how long it may take."""
+        now = self.clock.time()
         if isinstance(question, ResolvedChallenge):
             challenge = question.challenge
             looking_s = challenge.timeout_s if question.observed is None else 0.0  # it looks
-            vote = self._call("vote_challenge", challenge, question.resolution, self.clock.time(),
-                              question.observed, timeout_s=CALL_TIMEOUT_S + looking_s)  # fmt: skip
-            return vote
+            args = (challenge, question.resolution, now, question.observed)
+            return "vote_challenge", args, CALL_TIMEOUT_S + looking_s
         method = "vote_request" if isinstance(question, CheckRequest) else "vote_registration"
-        vote = self._call(method, question, self.clock.time())
+        return method, (question, now), CALL_TIMEOUT_S
+
+    def honest(self, question: Question) -> bytes:
+        """The honest vote's bytes, from this validator's process (see ``core.py``),
+        waited for (the Byzantine validators of the tests build on it)."""
+        method, args, timeout_s = self._vote_call(question)
+        vote: bytes = self._call(method, *args, timeout_s=timeout_s)
         return vote
 
     def vote(self, question: Question) -> Vote:

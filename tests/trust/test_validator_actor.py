@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,9 +27,17 @@ from trustchain.actors.validator import (
     GetValidatorKey,
     ValidatorActor,
 )
+from trustchain.actors.validator import actor as validator_actor
 from trustchain.actors.validator.core import load_or_create_key
 from trustchain.config import TrustConfig
-from trustchain.supervisors import ChildSpec, FakeClock, Registry, start_root
+from trustchain.supervisors import (
+    ActorCrashed,
+    ActorUnavailable,
+    ChildSpec,
+    FakeClock,
+    Registry,
+    start_root,
+)
 
 AUTHORITY = ec.generate_private_key(ec.SECP256R1())
 AUTHORITY_SPKI = AUTHORITY.public_key().public_bytes(
@@ -180,3 +191,41 @@ def test_a_restarted_validator_repeats_its_votes_and_signs_no_other(tmp_path: Pa
             second.check(proofs, None)
     finally:
         second.root.stop(block=True, timeout=10)
+
+
+def test_a_hung_process_is_replaced_at_the_next_question_and_questions_in_flight_answered(
+    tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Questions go to the validator's process without waiting (pipelined); one it has
+    not answered in time when the next comes means it hangs: the actor crashes, every
+    question in flight gets an answer (actor_unavailable), and its supervisor restarts it
+    with a new process, which votes again."""
+    monkeypatch.setattr(validator_actor, "CALL_TIMEOUT_S", 0.2)
+    proofs, _ = requests.prove_request(CSR, ASSET, tree.epoch, tree.params)
+    registration = tree.registration()
+    vote = tree.check(proofs, registration)  # a working process first
+    pid = tree.registry.cell("validator-1").ref.proxy().pid.get()  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGSTOP)  # hung: alive, never answering
+    try:
+        message = CheckRequest(CSR, proofs, registration, AUTHORITY_SPKI)
+        stuck: list[Any] = []
+        tree.registry.tell("validator-1", message, stuck.append)
+        time.sleep(0.5)  # past CALL_TIMEOUT_S in real time: the process is a real one
+        with pytest.raises(ActorCrashed, match="hung"):
+            tree.registry.ask("validator-1", message)
+        deadline = time.monotonic() + 30
+        while not stuck:
+            assert time.monotonic() < deadline, "the question in flight was never answered"
+            time.sleep(0.01)
+        assert isinstance(stuck[0].error, ActorUnavailable)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:  # restarted with a new process, which gives the vote on disk
+        try:
+            assert tree.check(proofs, registration) == vote
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the validator never came back"
+            time.sleep(0.05)
+    assert tree.registry.cell("validator-1").restarts == 1

@@ -1,0 +1,84 @@
+"""``actors/child.py``: an object in a process of its own, called over a pipe, and its
+pipelined mode (calls sent without waiting, answered in order): with real child
+processes (a ``dict`` and a ``threading.Event`` built in the child), killed for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from trustchain.actors.child import Child, ChildLost
+
+WAIT_S = 30.0  # a bound on a failure, not a timing assertion
+
+
+@pytest.fixture
+def pipelined_dict() -> Iterator[Child]:
+    child = Child.start("test-dict", dict, pipelined=True)
+    yield child
+    child.close()
+
+
+def test_submitted_calls_are_answered_in_order_each_with_its_own_result(
+    pipelined_dict: Child,
+) -> None:
+    futures = [pipelined_dict.submit("setdefault", f"k{i}", i) for i in range(50)]
+    missing = pipelined_dict.submit("__getitem__", "nope")
+    after = pipelined_dict.submit("get", "k7")
+    assert [f.result(WAIT_S) for f in futures] == list(range(50))
+    assert isinstance(missing.exception(WAIT_S), KeyError)  # the child's exception, here
+    assert after.result(WAIT_S) == 7  # and the calls after it go on
+
+
+def test_waiting_calls_and_submitted_ones_keep_one_order(pipelined_dict: Child) -> None:
+    first = pipelined_dict.submit("setdefault", "k", "first")
+    assert pipelined_dict.call("setdefault", "k", "second") == "first"
+    assert first.result(WAIT_S) == "first"
+    assert pipelined_dict.call("__len__") == 1
+
+
+def test_a_killed_child_fails_every_call_in_flight_and_every_later_one() -> None:
+    child = Child.start("test-event", threading.Event, pipelined=True)
+    try:
+        stuck = child.submit("wait", WAIT_S)  # the child blocks in it
+        queued = child.submit("is_set")
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        assert isinstance(stuck.exception(WAIT_S), ChildLost)
+        assert isinstance(queued.exception(WAIT_S), ChildLost)
+        assert isinstance(child.submit("is_set").exception(WAIT_S), ChildLost)
+        with pytest.raises(ChildLost):
+            child.call("is_set", timeout_s=WAIT_S)
+    finally:
+        child.close()
+
+
+def test_a_call_that_is_not_answered_in_time_is_lost_and_ends_the_child() -> None:
+    child = Child.start("test-event", threading.Event, pipelined=True)
+    try:
+        with pytest.raises(ChildLost, match="did not answer"):
+            child.call("wait", WAIT_S, timeout_s=0.2)
+        assert isinstance(child.submit("is_set").exception(WAIT_S), ChildLost)
+    finally:
+        child.close()
+
+
+def test_close_ends_a_pipelined_child_with_calls_answered_first(pipelined_dict: Child) -> None:
+    done = pipelined_dict.submit("setdefault", "k", 1)
+    pipelined_dict.close()
+    assert done.result(WAIT_S) == 1
+    assert pipelined_dict._process.exitcode == 0  # it closed its object and exited
+
+
+def test_a_child_not_started_pipelined_refuses_submit() -> None:
+    child = Child.start("test-dict", dict)
+    try:
+        assert child.call("setdefault", "k", 1) == 1
+        with pytest.raises(AssertionError, match="pipelined"):
+            child.submit("get", "k")
+    finally:
+        child.close()
