@@ -154,7 +154,7 @@ class Child:
         while True:
             try:
                 ok, value = self._connection.recv()
-            except (OSError, EOFError, ValueError) as exc:
+            except Exception as exc:  # EOF, a closed pipe (also closed under us), junk
                 self._lose(f"the {self.name} process is gone (exit code "
                            f"{self._process.exitcode}): {exc!r}")  # fmt: skip
                 return
@@ -211,6 +211,12 @@ class Child:
         if ok:
             return value
         raise value
+
+    def end(self) -> None:
+        """Kill the child now, without asking it to close its object (a hung child)."""
+        self._connection.close()
+        self._process.kill()
+        self._process.join(timeout=2)
 
     def _end(self) -> None:
         self._connection.close()

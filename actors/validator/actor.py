@@ -322,6 +322,8 @@ class ValidatorActor(SupervisedActor):
         actor's clock: it is a real process's (as ``Child.call``'s timeout)."""
         oldest = next(iter(self._voting.values()), None)
         if oldest is not None and time.monotonic() > oldest[1]:
+            if self.core is not None:
+                self.core.end()  # (closing it would wait for a process that never answers)
             raise child.ChildLost(
                 f"the {self.validator_id} process has not answered a question in time: hung"
             )

@@ -3,6 +3,7 @@ its signed votes on requests and registrations, and the same vote when asked aga
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -218,8 +219,10 @@ def test_a_hung_process_is_replaced_at_the_next_question_and_questions_in_flight
             assert time.monotonic() < deadline, "the question in flight was never answered"
             time.sleep(0.01)
         assert isinstance(stuck[0].error, ActorUnavailable)
+        assert_gone(pid)  # ended at once, not left for a close that would wait on it
     finally:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:  # restarted with a new process, which gives the vote on disk
         try:
@@ -229,3 +232,17 @@ def test_a_hung_process_is_replaced_at_the_next_question_and_questions_in_flight
             assert time.monotonic() < deadline, "the validator never came back"
             time.sleep(0.05)
     assert tree.registry.cell("validator-1").restarts == 1
+
+
+def assert_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10  # a bound on a failure, not a timing assertion
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        assert time.monotonic() < deadline, f"process {pid} is still there"
+        time.sleep(0.01)
