@@ -136,16 +136,20 @@ class Child:
         of its result (or exception; ``lost`` if the child is gone)."""
         assert self._pending is not None, "submit() needs a child started pipelined"
         future: Future[Any] = Future()
+        # One thread submits (the caller's), so the futures are in the order of the sends.
+        # The lock is not held while sending: a full pipe must not stop the reader, which
+        # takes the lock for each answer (and the child, which needs its answers read).
         with self._lock:
-            if self._gone is None:
-                try:
-                    self._connection.send((method, args))
-                    self._pending.append(future)
-                    return future
-                except (OSError, ValueError) as exc:
-                    self._gone = self._lost(f"the {self.name} process is gone ({exc})")
             gone = self._gone
-        future.set_exception(gone)
+            if gone is None:
+                self._pending.append(future)
+        if gone is not None:
+            future.set_exception(gone)
+            return future
+        try:
+            self._connection.send((method, args))
+        except (OSError, ValueError) as exc:
+            self._lose(f"the {self.name} process is gone ({exc})")  # fails this one too
         return future
 
     def _read(self) -> None:
@@ -181,12 +185,11 @@ class Child:
     def close(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
         """The object's ``close()``, then the child's end. Never raises."""
         if self._pending is not None:
-            with self._lock:
-                if self._gone is None:
-                    try:
-                        self._connection.send((None, ()))
-                    except (OSError, ValueError):
-                        pass
+            if self._gone is None:
+                try:
+                    self._connection.send((None, ()))
+                except (OSError, ValueError):
+                    pass
             self._process.join(timeout=timeout_s)  # it ends once it has closed the object
             self._end()
             return

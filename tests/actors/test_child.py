@@ -34,6 +34,16 @@ def test_submitted_calls_are_answered_in_order_each_with_its_own_result(
     assert after.result(WAIT_S) == 7  # and the calls after it go on
 
 
+def test_big_calls_and_answers_in_both_directions_at_once_do_not_stall(
+    pipelined_dict: Child,
+) -> None:
+    """More than the pipe holds, each way: the submitting thread blocks on a full pipe
+    while the reader keeps taking answers (it must not need what the sender holds)."""
+    value = b"x" * 200_000  # setdefault answers with it: as big back as forth
+    futures = [pipelined_dict.submit("setdefault", i, value) for i in range(100)]
+    assert all(f.result(WAIT_S) == value for f in futures)
+
+
 def test_waiting_calls_and_submitted_ones_keep_one_order(pipelined_dict: Child) -> None:
     first = pipelined_dict.submit("setdefault", "k", "first")
     assert pipelined_dict.call("setdefault", "k", "second") == "first"
