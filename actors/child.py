@@ -29,7 +29,7 @@ time, in the order sent; a reader thread of the caller's process takes the answe
 resolves the futures in that order (their callbacks run on it). ``call`` is then
 ``submit(...).result(timeout)``, so waiting calls and submitted ones mix in one order.
 A child that dies fails every future not yet resolved with ``lost``; one that hangs is
-the caller's to notice (a future not done in time) and end (``close``).
+the caller's to notice (a future not done in time) and kill (``end``).
 
 Programs that start TrustChain's tree need the ``if __name__ == "__main__":`` guard of
 every multiprocessing program.
@@ -77,7 +77,7 @@ class Child:
         self._lost = lost
         self.name = name
         self._pending: collections.deque[Future[Any]] | None = None  # pipelined: in order
-        self._lock = threading.Lock()  # the pipe's sending end and the pending futures
+        self._lock = threading.Lock()  # the pending futures and _gone (not the sending)
         self._gone: Exception | None = None  # pipelined: why the child is lost, once it is
 
     @classmethod

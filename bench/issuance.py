@@ -167,14 +167,15 @@ def finals_drained(registry: Registry, timeout_s: float = 300.0) -> tuple[int, f
     """Wait until the issuer owes the log no final certificate (they are logged after
     the answer): how many it owed when asked, and the seconds until none."""
     t0 = time.perf_counter()
-    owed = registry.ask("issuer", GetIssuanceStatus(), timeout=30)["finals_owed"]
-    left = owed
-    while left:
+    owed: int | None = None
+    while True:
+        left = registry.ask("issuer", GetIssuanceStatus(), timeout=30)["finals_owed"]
+        owed = left if owed is None else owed
+        if not left:
+            return owed, time.perf_counter() - t0
         if time.perf_counter() - t0 > timeout_s:
             raise SystemExit(f"the issuer still owes the log {left} final certificates")
         time.sleep(0.01)
-        left = registry.ask("issuer", GetIssuanceStatus(), timeout=30)["finals_owed"]
-    return owed, time.perf_counter() - t0
 
 
 def hsm_ceiling(registry: Registry, label: str, seconds: float) -> float:

@@ -18,7 +18,7 @@ from rich.table import Table
 from trustchain.actors.ca import SubscriberKey, new_csr, new_key
 from trustchain.config import SUBSCRIBER_KEY_TYPES
 from trustchain.protocols.cli_common import Context, fail, write_private
-from trustchain.protocols.cli_trust import prove_as_asset
+from trustchain.protocols.cli_trust import echo_timings, prove_as_asset
 
 # proofs_required when this command's config turned the consensus off and the server's did not
 UNPROVEN = {
@@ -99,8 +99,7 @@ def issue(obj: Context, names: tuple[str, ...], csr_file: Path | None, key_type:
         click.echo(f"wrote      {path}")
     if asset is not None:  # the one that proved it (`trustchain trust asset` shows its score)
         click.echo(f"asset      {asset}")
-    for name, seconds in took.items():  # what each proof cost this machine
-        click.echo(f"{name.removesuffix('_s'):<10} {seconds * 1000:.1f} ms")
+    echo_timings(took)  # what each proof cost this machine
 
 
 @click.command()

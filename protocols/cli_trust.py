@@ -81,6 +81,12 @@ def prove_as_asset(obj: Context, csr_der: bytes) -> tuple[dict[str, Any], dict[s
     return proofs.to_json(params.modulus), took
 
 
+def echo_timings(took: dict[str, float], err: bool = False) -> None:
+    """What each step of proving cost this machine, one line each, in ms."""
+    for name, seconds in took.items():
+        click.echo(f"{name.removesuffix('_s'):<10} {seconds * 1000:.1f} ms", err=err)
+
+
 @click.group()
 def trust() -> None:
     """Validators' and assets' trust, and the evidence of misbehaviour."""
@@ -149,8 +155,7 @@ def trust_prove(obj: Context, csr_file: Path) -> None:
         fail(f"{csr_file} is not a CSR in PEM or DER ({exc})", 2)
     proofs, took = prove_as_asset(obj, csr.public_bytes(serialization.Encoding.DER))
     click.echo(json.dumps(proofs, indent=2))
-    for name, seconds in took.items():
-        click.echo(f"{name.removesuffix('_s'):<10} {seconds * 1000:.1f} ms", err=True)
+    echo_timings(took, err=True)
 
 
 @trust.command("publish")

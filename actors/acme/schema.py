@@ -35,11 +35,11 @@ CREATE TABLE IF NOT EXISTS orders (
     replaces      TEXT
 );
 CREATE INDEX IF NOT EXISTS orders_by_account ON orders (account, created);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
 CREATE TABLE IF NOT EXISTS order_proofs (      -- a consensus profile's finalize: the proofs
     order_id      TEXT PRIMARY KEY,
     proofs        TEXT NOT NULL              -- JSON (trust.requests.RequestProofs)
 );
-CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
 CREATE TABLE IF NOT EXISTS order_authorizations (
     order_id      TEXT NOT NULL,
     position      INTEGER NOT NULL,
