@@ -88,6 +88,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 sys.path.append(str(_HERE))  # after `acme` was imported: the benchmarks' helpers now
 from _acme_servers import ZONE, pebble, trustchain  # noqa: E402
+from _cpu import tree_cpu_s  # noqa: E402
 
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
 POLL_FIRST_S, POLL_MAX_S = 0.01, 0.25
@@ -137,32 +138,6 @@ class _ResponderHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-# -- CPU of a process tree (servers run validators in processes of their own) ----------
-
-
-def tree_cpu_s(pid: int) -> float:
-    """utime + stime of ``pid`` and every live descendant, in seconds."""
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += times.get(current, 0.0)
-        todo.extend(children.get(current, []))
-    return total
 
 
 # -- the clients (threads in worker processes) -----------------------------------------

@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _cpu import ThreadCpu, tree_cpu_s
 from trust import (
     make_fleet,
     pem_to_der,
@@ -105,7 +106,9 @@ def report(name: str, count: int, elapsed: float, latencies: list[float]) -> Fig
     return count / elapsed, median, p99
 
 
-def flat_out(registry: Registry, messages: list[IssueCertificate], window: int = 256) -> Figures:
+def flat_out(
+    registry: Registry, messages: list[IssueCertificate], window: int = 256, cpu: bool = False
+) -> Figures:
     slots = threading.Semaphore(window)
     latencies: list[float] = []
     errors: list[Any] = []
@@ -124,6 +127,7 @@ def flat_out(registry: Registry, messages: list[IssueCertificate], window: int =
 
         registry.tell("issuer", message, reply)
 
+    threads, tree0 = ThreadCpu(), tree_cpu_s(os.getpid())
     t0 = time.perf_counter()
     for message in messages:
         slots.acquire()
@@ -133,7 +137,22 @@ def flat_out(registry: Registry, messages: list[IssueCertificate], window: int =
     figures = report(f"flat out ({window} in flight)", len(messages), elapsed, latencies)
     if errors:
         print(f"  errors: {len(errors)}, first: {errors[0]!r}")
+    if cpu:
+        cpu_line(len(messages), elapsed, tree_cpu_s(os.getpid()) - tree0, threads.since())
     return figures
+
+
+def cpu_line(count: int, elapsed: float, tree_s: float, threads: dict[str, float]) -> None:
+    """CPU per certificate: the whole tree's, this process's busiest threads', the rest
+    (the token's and the validators' processes, this process's other threads)."""
+    per = {name: cpu * 1e3 / count for name, cpu in threads.items()}
+    busiest = sorted(per.items(), key=lambda item: -item[1])[:4]
+    rest = tree_s * 1e3 / count - sum(ms for _, ms in busiest)
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in busiest)
+    print(
+        f"  {'CPU per certificate':<34} {tree_s * 1e3 / count:8.2f} ms    "
+        f"({tree_s / elapsed:.2f} cores): {parts}, the rest {rest:.2f}"
+    )
 
 
 def fixed_rate(registry: Registry, messages: list[IssueCertificate], rate: float) -> Figures:
@@ -295,7 +314,9 @@ def one_run(work: Workload, run: int) -> dict[str, float]:
         flat_out(registry, messages[:warm], window)  # warm-up, not reported twice
         if not args.no_ct:
             finals_drained(registry)
-        rate, flat_p50, flat_p99 = flat_out(registry, messages[warm : warm + flat], window)
+        rate, flat_p50, flat_p99 = flat_out(
+            registry, messages[warm : warm + flat], window, cpu=True
+        )
         sustained = rate
         if not args.no_ct:  # the final certificates still owed to the log are work too
             owed, drain_s = finals_drained(registry)

@@ -9,6 +9,8 @@ is whole (a truncated length prefix or message). ``check_query`` applies the
 message rules: the DNS message ID is 0 (§4.2.1) and there is no
 edns-tcp-keepalive option (§5.5.2); a message too short to hold a DNS header
 (12 octets) is refused the same way, as the ID rule cannot be checked on it.
+``QueryChecks`` remembers the queries that passed, so a repeated question (the same
+octets: the ID is always 0) is not parsed again.
 A message dnspython cannot parse is not a DoQ error: it goes to the resolver,
 which answers FORMERR. ``frame`` is the server's side of the prefix.
 
@@ -95,6 +97,34 @@ def check_query(wire: bytes) -> None:
         return
     if any(option.otype == dns.edns.OptionType.KEEPALIVE for option in message.options):
         raise DoqProtocolError("edns-tcp-keepalive option in a DoQ query (RFC 9250 §5.5.2)")
+
+
+class QueryChecks:
+    """``check_query`` with a memory of the queries that passed it.
+
+    Every DoQ query has ID 0 (§4.2.1), so a question asked again is the same octets
+    again, and a client's repeated questions need not be parsed again to look for the
+    keepalive option (a full dnspython parse, about 90 us, a fifth of the listener's
+    time under load). Only queries of at most ``max_octets`` are kept, at most
+    ``max_entries`` of them, the oldest forgotten first: a few hundred KiB at most,
+    whatever clients send. One per listener, used from its one thread."""
+
+    def __init__(self, max_entries: int = 4_096, max_octets: int = 512) -> None:
+        self.max_entries, self.max_octets = max_entries, max_octets
+        self._passed: dict[bytes, None] = {}
+
+    def check(self, wire: bytes) -> None:
+        """``check_query(wire)``, answered from memory for a query seen before."""
+        if wire in self._passed:
+            return
+        check_query(wire)
+        if len(wire) <= self.max_octets:
+            if len(self._passed) >= self.max_entries:
+                del self._passed[next(iter(self._passed))]
+            self._passed[wire] = None
+
+    def __len__(self) -> int:
+        return len(self._passed)
 
 
 def frame(response: bytes) -> bytes:

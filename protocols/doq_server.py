@@ -64,7 +64,12 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.retry import QuicRetryTokenHandler
 from loguru import logger
 
-from trustchain.protocols.doq_framing import DOQ_INTERNAL_ERROR, DOQ_NO_ERROR, servfail
+from trustchain.protocols.doq_framing import (
+    DOQ_INTERNAL_ERROR,
+    DOQ_NO_ERROR,
+    QueryChecks,
+    servfail,
+)
 from trustchain.protocols.doq_session import (
     Cancelled,
     CidIssued,
@@ -155,6 +160,7 @@ class DoqEndpoint:
         self._configuration = configuration
         self._resolve = resolve
         self.limits = limits
+        self._checks = QueryChecks()  # the queries that passed the DoQ rules, shared
         self.max_connections = max_connections
         self._retry = QuicRetryTokenHandler() if retry else None
         self._routes: dict[bytes, _Connection] = {}
@@ -338,7 +344,7 @@ class DoqEndpoint:
             retry_source_connection_id=retry_cid,
         )
         limit_streams(quic, self.limits.max_streams)
-        conn = _Connection(DoqSession(quic, self.limits))
+        conn = _Connection(DoqSession(quic, self.limits, self._checks))
         for cid in (header.destination_cid, quic.host_cid):
             self._routes[cid] = conn
             conn.cids.add(cid)

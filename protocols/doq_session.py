@@ -47,8 +47,8 @@ from trustchain.protocols.doq_framing import (
     DOQ_PROTOCOL_ERROR,
     DOQ_REQUEST_CANCELLED,
     DoqProtocolError,
+    QueryChecks,
     QueryStream,
-    check_query,
     frame,
 )
 
@@ -111,9 +111,12 @@ def _quic_backlog(quic: QuicConnection) -> int:
 class DoqSession:
     """RFC 9250 over one server-side ``QuicConnection`` (made by the driver)."""
 
-    def __init__(self, quic: QuicConnection, limits: Limits) -> None:
+    def __init__(
+        self, quic: QuicConnection, limits: Limits, checks: QueryChecks | None = None
+    ) -> None:
         self.quic = quic
         self.limits = limits
+        self.checks = checks if checks is not None else QueryChecks()  # the listener's, shared
         self._gathering: dict[int, QueryStream] = {}
         self._resolving: dict[int, int] = {}  # stream id -> octets of its query
         # STOP_SENDING before the query was whole: what still comes is dropped; an id
@@ -230,7 +233,7 @@ class DoqSession:
             return
         del self._gathering[stream_id]
         self._held -= stream.buffered
-        check_query(wire)
+        self.checks.check(wire)
         self._resolving[stream_id] = len(wire)
         self._held += len(wire)
         self.queries += 1

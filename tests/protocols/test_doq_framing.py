@@ -10,6 +10,7 @@ import pytest
 from trustchain.protocols.doq_framing import (
     PADDING_BLOCK,
     DoqProtocolError,
+    QueryChecks,
     QueryStream,
     check_query,
     frame,
@@ -55,6 +56,37 @@ def test_message_rules_id_zero_header_and_no_keepalive() -> None:
     with pytest.raises(DoqProtocolError, match="keepalive"):
         check_query(wire(options=[keepalive]))
     check_query(b"\x00\x00" + b"\xff" * 30)  # not DNS: the resolver's FORMERR, not a DoQ error
+
+
+def test_remembered_checks_refuse_what_check_query_refuses_and_stay_bounded() -> None:
+    checks = QueryChecks(max_entries=3, max_octets=200)
+    keepalive = dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, b"")
+    for _ in range(2):  # never remembered as passed: refused every time
+        with pytest.raises(DoqProtocolError, match="keepalive"):
+            checks.check(wire(options=[keepalive]))
+        with pytest.raises(DoqProtocolError, match="ID 7, not 0"):
+            checks.check(b"\x00\x07" + wire()[2:])
+    assert len(checks) == 0
+    names = [f"n{i}.trust.example.com." for i in range(5)]
+    for name in names:
+        checks.check(wire(name, pad=128))
+    assert len(checks) == 3  # the oldest forgotten first
+    checks.check(wire(pad=468))  # longer than max_octets: checked, not kept
+    assert len(checks) == 3
+    # a remembered query is not parsed again; one forgotten, or never seen, is
+    parsed: list[bytes] = []
+    real = dns.message.from_wire
+
+    def counting(data: bytes, **kwargs: object) -> dns.message.Message:
+        parsed.append(data)
+        return real(data, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dns.message, "from_wire", counting)
+        checks.check(wire(names[-1], pad=128))
+        assert parsed == []
+        checks.check(wire(names[0], pad=128))
+        assert parsed == [wire(names[0], pad=128)]
 
 
 def test_servfail_names_the_reason_and_is_padded() -> None:
