@@ -4,8 +4,12 @@ Theory of operation. One task reads the socket: it waits until the socket is
 readable or the earliest connection timer is due, reads what is there (a batch
 of datagrams), hands each to its connection, fires due timers, then sends what
 every touched connection has to send (so the acknowledgements of a batch go out
-together). Sends are non-blocking: a datagram the kernel will not take now is
-dropped and QUIC's loss recovery sends it again. One task per query asks the
+together), except for a connection that has just asked the resolver: its answer,
+sent as soon as it comes, carries the acknowledgement too (one datagram per
+query rather than two; aioquic acknowledges after 1 ms, and the connection's
+timer sends it then if the answer is slower). Sends are non-blocking: a
+datagram the kernel will not take now is dropped and QUIC's loss recovery sends
+it again. One task per query asks the
 resolver (``resolve(wire) -> response wire``) and writes the answer; its
 cancel scope is what STOP_SENDING, RESET_STREAM or the connection's end cancel.
 Time is ``trio.current_time()`` everywhere (aioquic's ``now``, retry tokens).
@@ -168,6 +172,7 @@ class DoqEndpoint:
         self._timers: list[tuple[float, int, _Connection]] = []
         self._sequence = itertools.count()
         self._dirty: set[_Connection] = set()
+        self._asking: set[_Connection] = set()  # of _dirty: it has just asked the resolver
         self._waiting: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.stats = EndpointStats()
@@ -224,8 +229,12 @@ class DoqEndpoint:
                 self._datagram(data, addr, now)
             self._expire(now)
             for conn in self._dirty:
-                self._flush(conn)
+                if conn in self._asking:  # its answer, due at once, carries what it has
+                    self._schedule(conn)  # (the ACK among it); or its timers send it
+                else:
+                    self._flush(conn)
             self._dirty.clear()
+            self._asking.clear()
 
     def _send(self, data: bytes, addr: NetworkAddress) -> None:
         try:
@@ -373,6 +382,7 @@ class DoqEndpoint:
         for item in work:
             if isinstance(item, NewQuery):
                 self.stats.queries += 1
+                self._asking.add(conn)
                 scope = conn.tasks[item.stream_id] = trio.CancelScope()
                 assert self._nursery is not None
                 self._nursery.start_soon(self._answer, conn, item.stream_id, item.wire, scope)
