@@ -5,11 +5,11 @@ readable or the earliest connection timer is due, reads what is there (a batch
 of datagrams), hands each to its connection, fires due timers, then sends what
 every touched connection has to send (so the acknowledgements of a batch go out
 together), except for a connection that has just asked the resolver: its answer,
-sent as soon as it comes, carries the acknowledgement too (one datagram per
-query rather than two; aioquic acknowledges after 1 ms, and the connection's
-timer sends it then if the answer is slower). Sends are non-blocking: a
-datagram the kernel will not take now is dropped and QUIC's loss recovery sends
-it again. One task per query asks the
+sent as soon as it comes, carries the acknowledgement too (aioquic acknowledges
+after 1 ms; the connection's timer sends it then if the answer is slower), and that
+pass of aioquic's over the connection is off every query's path. Sends are
+non-blocking: a datagram the kernel will not take now is dropped and QUIC's loss
+recovery sends it again. One task per query asks the
 resolver (``resolve(wire) -> response wire``) and writes the answer; its
 cancel scope is what STOP_SENDING, RESET_STREAM or the connection's end cancel.
 Time is ``trio.current_time()`` everywhere (aioquic's ``now``, retry tokens).
