@@ -6,12 +6,15 @@ Each server runs in a process of its own on [::1], all answering the same zone
 (``[resolver] records`` of the default config), all measured in the same run
 with the same client, dnspython's asyncio DoQ client (UDP: dnspython's UDP query):
 
-- trustchain: the DoQ listener (``DoqEndpoint``, trio) asking TrustChain's
-  ``ResolverActor`` for each query (responses padded to 468 octets);
+- trustchain: the DoQ listener (``DoqEndpoint``, trio) getting its answers as
+  `trustchain run`'s does (``ResolverClient``): from TrustChain's ``ResolverActor``,
+  or, for a zone query asked before, from its memory of the zone the actor publishes
+  (responses padded to 468 octets);
 - peer: aioquic's own example DoQ server design: one asyncio ``aioquic.asyncio.serve``
   whose protocol answers each stream from a dict (dnspython builds the answer;
   the example uses dnslib), no padding, no RFC 9250 checks;
-- udp: the reference, the same ResolverActor behind a plain UDP socket (trio).
+- udp: the reference, the same ResolverActor (and ``ResolverClient``) behind a plain
+  UDP socket (trio).
 
 Figures: handshake + first query (a fresh connection each time; its close is
 not timed: dnspython waits ~100 ms for it), sequential queries on one reused
@@ -73,11 +76,15 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
     import trio
 
     from trustchain.actors.resolver.actor import ResolverActor
-    from trustchain.actors.resolver.messages import Query
-    from trustchain.protocols.doq import bind_udp_ipv6, limits_of, quic_configuration
+    from trustchain.protocols.doq import (
+        ResolverClient,
+        bind_udp_ipv6,
+        limits_of,
+        quic_configuration,
+    )
     from trustchain.protocols.doq_framing import PADDING_BLOCK
     from trustchain.protocols.doq_server import DoqEndpoint
-    from trustchain.supervisors import ChildSpec, Registry, ask, start_root
+    from trustchain.supervisors import ChildSpec, Registry, start_root
 
     config = ResolverConfig(enabled=True, port=0)
     registry = Registry()
@@ -89,8 +96,8 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
     )
     quic = quic_configuration(files, config)  # type: ignore[arg-type]
 
-    async def resolve(wire: bytes) -> bytes:
-        return await ask(registry, "resolver", Query(wire=wire, padding_block=PADDING_BLOCK))  # type: ignore[no-any-return]
+    asking = ResolverClient(registry, 10.0, PADDING_BLOCK)  # as `trustchain run` asks
+    resolve = asking.resolve
 
     async def main() -> None:
         sock = bind_udp_ipv6("::1", 0)
@@ -98,6 +105,7 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
             usock = trio.socket.from_stdlib_socket(sock)
             print(f"PORT {sock.getsockname()[1]}", flush=True)
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(asking.report)
                 while True:
                     data, addr = await usock.recvfrom(2048)
 
@@ -109,7 +117,9 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
             sock, lambda: quic, resolve, limits_of(config), config.max_connections
         )
         print(f"PORT {endpoint.port}", flush=True)
-        await endpoint.serve()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(asking.report)
+            await endpoint.serve()
 
     trio.run(main)
 

@@ -11,7 +11,9 @@ cancelled. Each query goes to the ``resolver`` actor as
 ``Query(wire, padding_block=468)`` and its reply, the response's wire bytes,
 goes back on the query's stream; a resolver that fails or does not answer
 within ``runtime.request_timeout_s`` becomes a SERVFAIL with an Extended DNS
-Error saying so.
+Error saying so. A query the resolver answered before from its zone, asked again
+while that zone is still the one it publishes, is answered by the listener from
+memory (``ResolverClient``, ``actors.resolver.memo``): no message, no thread hop.
 
 The pieces: ``doq_framing`` (RFC 9250's message rules, pure functions),
 ``doq_session`` (one connection, sans-IO over aioquic's ``QuicConnection``),
@@ -28,7 +30,8 @@ import trio
 from aioquic.quic.configuration import QuicConfiguration
 from loguru import logger
 
-from trustchain.actors.resolver.messages import Query
+from trustchain.actors.resolver.memo import ZoneMemo
+from trustchain.actors.resolver.messages import Query, ZoneAnswersServed
 from trustchain.config import Config
 from trustchain.config.schema import ResolverConfig
 from trustchain.protocols.doq_framing import ALPN, MAX_MESSAGE, PADDING_BLOCK
@@ -42,6 +45,8 @@ from trustchain.protocols.own_certificate import (
 )
 from trustchain.protocols.tls_reload import CertificateFiles, Reloading
 from trustchain.supervisors import Registry, TrustChainError, ask
+
+RESOLVER = "resolver"
 
 
 class DoqStartFailed(TrustChainError):
@@ -98,6 +103,45 @@ def check_names(names: list[str], zones: list[str]) -> None:
                              f"inside ca.permitted_zones ({', '.join(zones)})")  # fmt: skip
 
 
+REPORT_S = 1.0  # how late resolver_status may count the answers a listener gave itself
+
+
+class ResolverClient:
+    """How a listener gets its answers: from its memory of the zone the resolver
+    publishes (``ZoneMemo``: a repeated zone query, with no message and no thread
+    hop), else with a ``Query`` to the ``resolver`` actor; ``report`` (a task) hands
+    the actor the count of the answers from memory every ``REPORT_S``."""
+
+    def __init__(
+        self, registry: Registry, timeout_s: float, padding_block: int = PADDING_BLOCK
+    ) -> None:
+        self.registry, self.timeout_s, self.padding_block = registry, timeout_s, padding_block
+        self.memo = ZoneMemo()
+
+    async def resolve(self, wire: bytes) -> bytes:
+        zone = self.registry.published(RESOLVER)
+        known = self.memo.get(zone, wire)
+        if known is not None:
+            return known
+        query = Query(wire=wire, padding_block=self.padding_block)
+        response: bytes = await ask(self.registry, RESOLVER, query, self.timeout_s)
+        self.memo.put(zone, wire, response)
+        return response
+
+    async def report(self) -> None:
+        while True:
+            await trio.sleep(REPORT_S)
+            self.send_counts()
+
+    def send_counts(self) -> None:
+        counts = self.memo.take_counts()
+        if counts:
+            try:
+                self.registry.tell(RESOLVER, ZoneAnswersServed(counts))
+            except TrustChainError:  # restarting: counted with the next report
+                self.memo.give_back(counts)
+
+
 async def serve_doq(
     config: Config,
     registry: Registry,
@@ -112,16 +156,11 @@ async def serve_doq(
     subscription: int | None = None
     try:
         tls, subscription = await _certificate(config, registry)
-        timeout = config.runtime.request_timeout_s
-
-        async def resolve(wire: bytes) -> bytes:
-            query = Query(wire=wire, padding_block=PADDING_BLOCK)
-            return await ask(registry, "resolver", query, timeout)
-
+        asking = ResolverClient(registry, config.runtime.request_timeout_s)
         endpoint = DoqEndpoint(
             sock,
             tls.current,
-            resolve,
+            asking.resolve,
             limits_of(resolver),
             resolver.max_connections,
             retry=resolver.retry,
@@ -134,7 +173,13 @@ async def serve_doq(
             endpoint.port,
             resolver.certificate,
         )
-        await endpoint.serve(task_status)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(asking.report)
+                await endpoint.serve(task_status)
+                nursery.cancel_scope.cancel()
+        finally:
+            asking.send_counts()
     finally:
         sock.close()
         unfollow(registry, subscription)

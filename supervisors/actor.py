@@ -259,6 +259,12 @@ class SupervisedActor(pykka.ThreadingActor):
 
         self.registry.tell(target, message, deliver)
 
+    def publish(self, value: Any) -> None:
+        """Share ``value`` with other threads (``Registry.published(name)``) until the next
+        ``publish`` or until this incarnation goes down. Readers use it without asking
+        this actor, so it must be immutable (replaced whole, never changed in place)."""
+        self._cell.published = value
+
     def every(self, seconds: float, message: Message) -> None:
         """Send ``message`` to this actor every ``seconds`` until it goes down.
 
@@ -467,6 +473,7 @@ class SupervisedActor(pykka.ThreadingActor):
         with self._cell.lock:
             if self._cell.incarnation == self.context.incarnation:
                 self._cell.faults.clear()  # the next incarnation finds out for itself
+                self._cell.published = None  # and publishes its own
                 self._cell.state = ActorState.RESTARTING if failure else ActorState.STOPPED
                 if failure is not None:
                     self._cell.last_failure = failure

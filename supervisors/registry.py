@@ -120,6 +120,7 @@ class Cell:
     handled: int = 0
     last_latency_s: float | None = None
     faults: dict[str, Fault] = field(default_factory=dict)
+    published: Any = None  # what the running incarnation shares with readers (publish())
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def health(self) -> dict[str, Any]:
@@ -169,6 +170,14 @@ class Registry:
         if cell is None:
             raise UnknownActor(f"no actor named {name!r}; see 'trustchain status' for the names")
         return cell
+
+    def published(self, name: str) -> Any:
+        """What ``name``'s running incarnation last published (``SupervisedActor.publish``),
+        or None: an immutable value that threads outside the actor read without a
+        message (Erlang's ``persistent_term``, an RCU-published zone in Knot DNS)."""
+        with self._lock:
+            cell = self._cells.get(name)
+        return None if cell is None else cell.published
 
     def names(self) -> list[str]:
         with self._lock:

@@ -1,5 +1,6 @@
 """ResolverActor: TrustChain's zone with authority, everything else through a quorum of
-upstream resolvers, with a cache; the DNS-over-QUIC server sends it every query.
+upstream resolvers, with a cache; the DNS-over-QUIC server sends it every query but
+the zone answers it remembers.
 
 Theory of operation. The logic is sans-IO (``core.Resolver`` over ``zone.Zone``,
 ``upstream.Ballot`` and ``cache.Cache``); this actor adds a mailbox, the clock, the
@@ -14,6 +15,13 @@ upstream I/O and the detector:
   deadline is an ``_Expire`` timer on the actor's clock, a backstop behind the
   worker's own timeout. A query never gets an error reply: every outcome, bad input
   included, is a DNS response (FORMERR, REFUSED, SERVFAIL with an EDE...).
+* The zone is published (``publish``) whenever it changes, after the swap: a listener
+  keeps the zone answers (AA) it was given with the zone published when it asked, and
+  answers a repeated query itself while that zone is still the published one
+  (``memo.ZoneMemo``), reporting how many it did by rcode (``ZoneAnswersServed``,
+  counted in ``resolver_status`` under the source ``zone_memo``). Going down
+  unpublishes it: a listener then asks, and gets the resolver's unavailability as a
+  SERVFAIL, as before.
 * Disagreeing upstreams are counted (``resolver_status``) and logged as WARNING lines
   whose ``event`` is ``resolver.upstream_disagreed`` (an upstream's answer differs from
   the one the quorum accepted) or ``resolver.no_quorum`` (the answers split). A
@@ -52,7 +60,13 @@ from loguru import logger
 from trustchain.actors.detector.messages import AssetRecords, UpstreamDisagreed
 from trustchain.actors.resolver.core import Disagreement, NoQuorum, Resolver, Step
 from trustchain.actors.resolver.dns01 import Dns01Records
-from trustchain.actors.resolver.messages import Query, Resolve, ResolverStatus, Zone
+from trustchain.actors.resolver.messages import (
+    Query,
+    Resolve,
+    ResolverStatus,
+    Zone,
+    ZoneAnswersServed,
+)
 from trustchain.actors.resolver.upstream import Upstream
 from trustchain.actors.resolver.wire import OUR_PAYLOAD, Rendered, describe, render
 from trustchain.actors.resolver.worker import GRACE_S, UpstreamWorker
@@ -158,6 +172,7 @@ class ResolverActor(Dns01Records):
             )
         except ValueError as exc:  # ZoneError too: the config cannot be served
             raise TrustChainError(f"[resolver] cannot be served: {exc}") from None
+        self.publish(zone)  # the listeners answer repeated zone queries under it (memo)
         self._start_challenges()
         if upstreams:
             self.worker = UpstreamWorker(
@@ -186,6 +201,7 @@ class ResolverActor(Dns01Records):
         if zone.content() != old.content():
             zone = self._zone(self.assets, serial=max(old.serial + 1, int(self.clock.time())))
         self.core.zone = zone
+        self.publish(zone)  # after the swap: what a listener keeps under it is this zone's
 
     def _from_worker(self) -> Any:
         ref = self.actor_ref
@@ -217,6 +233,11 @@ class ResolverActor(Dns01Records):
         waiter = _Waiter(self.defer(), msg.padding_block, rendered=keep)
         self._run(self.core.query(msg.wire, waiter, self.clock.monotonic()))
         return None
+
+    @handles(ZoneAnswersServed)
+    def zone_answers_served(self, msg: ZoneAnswersServed) -> None:
+        for rcode, n in msg.counts.items():
+            self.core.count(rcode, "zone_memo", n)
 
     @handles(Resolve)
     def resolve(self, msg: Resolve) -> None:

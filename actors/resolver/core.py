@@ -154,7 +154,8 @@ class Resolver(Generic[W]):
         self._open: dict[Key, int] = {}  # question -> its undecided round
         self._ids = itertools.count(1)
         self.rcodes: Counter[str] = Counter()
-        self.sources: Counter[str] = Counter()  # zone, cache, upstreams, refused, invalid
+        # zone, zone_memo (a listener's memory), cache, upstreams, refused, invalid
+        self.sources: Counter[str] = Counter()
         self.stats = {str(u): UpstreamStats() for u in self.upstreams}
         self.disagreements = 0
         self.no_quorum = 0
@@ -391,10 +392,10 @@ class Resolver(Generic[W]):
         self.count(dns.rcode.to_text(response.rcode()), source)
         step.replies.append((waiter, response))
 
-    def count(self, rcode: str, source: str) -> None:
-        """One response given (also one the caller gave from its own memory of them)."""
-        self.rcodes[rcode] += 1
-        self.sources[source] += 1
+    def count(self, rcode: str, source: str, n: int = 1) -> None:
+        """``n`` responses given (also ones the caller gave from its own memory of them)."""
+        self.rcodes[rcode] += n
+        self.sources[source] += n
 
     # Reading ----------------------------------------------------------------------------
 

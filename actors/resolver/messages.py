@@ -2,7 +2,9 @@
 
 ``Query`` is the DNS-over-QUIC server's, in-process: one DNS message in wire
 format in, the response's wire format out (a FORMERR, REFUSED or SERVFAIL
-response for a bad or unanswerable query, never an error reply). The rest are
+response for a bad or unanswerable query, never an error reply). The actor
+publishes its zone, so that a listener answers a repeated zone query from memory
+(``memo.ZoneMemo``) and reports how many it did (``ZoneAnswersServed``). The rest are
 the control socket's and the CLI's (`trustchain send resolver resolve --args
 '{"name": "hypermesh.trust.example.com"}'`).
 
@@ -23,6 +25,7 @@ like ``Query`` does (and sees every asset refresh queued before it).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -70,6 +73,16 @@ class Query(Message):
 
     wire: Wire
     padding_block: PaddingBlock = 0
+
+
+@dataclass(frozen=True)
+class ZoneAnswersServed(Message):
+    """A listener answered these zone queries from its memory of the published zone
+    (``memo.ZoneMemo``), by rcode: counted with the actor's own answers (the source
+    ``zone_memo``).
+    In-process only (JSON cannot carry a ``Counter``): the listeners' own report."""
+
+    counts: Counter[str]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.exception
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from dns.quic._common import UnexpectedEOF
 
+from trustchain.actors.resolver import AddChallengeTxt, RemoveChallengeTxt, ResolverStatus
 from trustchain.config import HsmConfig
 from trustchain.protocols.doq_framing import (
     DOQ_PROTOCOL_ERROR,
@@ -32,6 +34,7 @@ from trustchain.protocols.doq_framing import (
     PADDING_BLOCK,
 )
 
+from ..conftest import wait_until
 from .doq_fixtures import HANG, ZONE, DoqServer, DoqTree, RawClient, doq_config, query, serving
 
 
@@ -284,3 +287,52 @@ def assert_server_still_answers(server: DoqServer) -> None:
     with server.manager() as manager:
         response = ask(server, manager.connect("::1", server.port), f"hypermesh.{ZONE}")
         assert response.rcode() == dns.rcode.NOERROR
+
+
+def test_a_repeated_zone_query_is_answered_from_the_listeners_memory_and_counted(
+    server: DoqServer,
+) -> None:
+    registry = server.tree.registry
+
+    def status() -> dict[str, Any]:
+        result: dict[str, Any] = registry.ask("resolver", ResolverStatus())
+        return result
+
+    before = status()
+    handled = registry.lookup("resolver").handled
+    with server.manager() as manager:
+        connection = manager.connect("::1", server.port)
+        first = ask(server, connection, f"caesar.{ZONE}")
+        middle = registry.lookup("resolver").handled
+        second = ask(server, connection, f"caesar.{ZONE}")
+        assert registry.lookup("resolver").handled == middle  # the resolver was not asked
+    assert middle <= handled + 2  # the first was (one ResolverStatus in between at most)
+    assert second.to_text() == first.to_text()  # (to_wire would shuffle the RRsets)
+
+    def delta(after: dict[str, Any], part: str, key: str) -> int:
+        return int(after[part].get(key, 0)) - int(before[part].get(key, 0))
+
+    wait_until(lambda: delta(status(), "rcodes", "NOERROR") == 2, "both answers counted")
+    after = status()
+    assert delta(after, "sources", "zone_memo") >= 1
+    assert delta(after, "sources", "zone") + delta(after, "sources", "zone_memo") == 2
+
+
+def test_a_zone_change_is_seen_at_once_not_hidden_by_the_listeners_memory(
+    server: DoqServer,
+) -> None:
+    registry = server.tree.registry
+    name = f"_acme-challenge.hypermesh.{ZONE}"
+    with server.manager() as manager:
+        connection = manager.connect("::1", server.port)
+        for _ in range(2):  # asked twice: the second from memory
+            empty = ask(server, connection, name, "TXT")
+            assert empty.rcode() == dns.rcode.NXDOMAIN and not empty.answer
+        registry.ask("resolver", AddChallengeTxt(name, "token-1"))
+        try:
+            added = ask(server, connection, name, "TXT")
+            assert [r.strings for rrs in added.answer for r in rrs] == [(b"token-1",)]
+        finally:
+            registry.ask("resolver", RemoveChallengeTxt(name, "token-1"))
+        removed = ask(server, connection, name, "TXT")
+        assert not removed.answer

@@ -322,7 +322,10 @@ def test_the_control_messages_as_the_socket_builds_them(
     registry = tree.start(config(servers("udp"), servers("tcp")))
     types = registry.actor_class("resolver").message_types()  # type: ignore[union-attr]
     assert set(types) == {"query", "resolve", "zone", "resolver_status", "add_challenge_txt",
-                          "remove_challenge_txt", "list_challenge_txt"}  # fmt: skip
+                          "remove_challenge_txt", "list_challenge_txt",
+                          "zone_answers_served"}  # fmt: skip
+    with pytest.raises(InvalidRequest, match="in-process only"):  # the listeners' own report
+        types["zone_answers_served"].from_args({"counts": {"NOERROR": 1}})
     resolve = types["resolve"].from_args({"name": "hypermesh.trust.example.com", "rdtype": "AAAA"})
     answer = to_jsonable(registry.ask("resolver", resolve))
     assert answer == {
