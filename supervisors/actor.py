@@ -63,19 +63,18 @@ from trustchain.supervisors.errors import (
     TrustChainError,
     UnknownMessage,
 )
+from trustchain.supervisors.faults import EnvironmentFaults
 from trustchain.supervisors.messages import Message
 from trustchain.supervisors.registry import (
     ActorState,
     Envelope,
     Failure,
-    Fault,
     Registry,
     Reply,
     serving_actor,
 )
 
 Handler = Callable[[Any, Any], Any]
-MIN_PROBE_S = 0.01  # even with backoff turned off, a probe of a failing resource is no busy loop
 
 
 def handles(message_type: type[Message]) -> Callable[[Handler], Handler]:
@@ -138,7 +137,7 @@ class _Inbox(queue.Queue[Any]):
         return self.queries.popleft() if self.queries else self.queue.popleft()
 
 
-class SupervisedActor(pykka.ThreadingActor):
+class SupervisedActor(EnvironmentFaults, pykka.ThreadingActor):
     use_daemon_thread = True  # a hung actor must never keep the process alive
 
     @staticmethod
@@ -326,67 +325,6 @@ class SupervisedActor(pykka.ThreadingActor):
         self._timers.add(timer)
         if self._stopping:
             timer.cancel()
-
-    # Faults of the environment ---------------------------------------------------
-
-    def report_fault(
-        self, resource: str, error: BaseException | str, next_retry_s: float | None = None
-    ) -> Fault:
-        """Say that ``resource`` is failing: shown in status and ``/ready`` until cleared.
-
-        For faults of the environment (a full disk, a missing token), which the
-        actor answers with a typed error and retries, instead of crashing.
-        """
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        with self._cell.lock:
-            fault = self._cell.faults.get(resource)
-            if fault is None:
-                fault = self._cell.faults[resource] = Fault(resource, text, self.clock.time())
-                new = True
-            else:
-                fault.error = text
-                fault.retries += 1
-                new = False
-            fault.next_retry_s = next_retry_s
-        if new:
-            logger.error("{}: {} is unavailable: {}", self.name, resource, text)
-        else:
-            logger.debug("{}: {} still unavailable: {}", self.name, resource, text)
-        return fault
-
-    def report_fault_and_probe(
-        self, resource: str, error: BaseException | str, probe: Message
-    ) -> float:
-        """``report_fault``, and ``probe`` sent to this actor after the backoff's delay for
-        the failures in a row so far (one probe on its way per resource: its handler calls
-        ``probe_due`` first). Returns the delay, which status shows as the next retry."""
-        fault = self.fault(resource)
-        retries = 0 if fault is None else fault.retries + 1
-        delay = max(MIN_PROBE_S, self.context.backoff.delay(retries))
-        self.report_fault(resource, error, next_retry_s=delay)
-        if resource not in self._probes_pending:
-            self._probes_pending.add(resource)
-            self.after(delay, probe)
-        return delay
-
-    def probe_due(self, resource: str) -> None:
-        """The probe of ``resource`` has come: the next failure schedules another."""
-        self._probes_pending.discard(resource)
-
-    def clear_fault(self, resource: str) -> None:
-        with self._cell.lock:
-            fault = self._cell.faults.pop(resource, None)
-        if fault is not None:
-            logger.warning(
-                "{}: {} is back after {:.3f} s ({} retries)",
-                self.name,
-                resource,
-                self.clock.time() - fault.since,
-                fault.retries,
-            )
-
-    def fault(self, resource: str) -> Fault | None:
-        return self._cell.faults.get(resource)
 
     # pykka hooks ----------------------------------------------------------------
 
