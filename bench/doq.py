@@ -114,7 +114,12 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
 
                     nursery.start_soon(answer)
         endpoint = DoqEndpoint(
-            sock, lambda: quic, resolve, limits_of(config), config.max_connections
+            sock,
+            lambda: quic,
+            resolve,
+            limits_of(config),
+            config.max_connections,
+            known=asking.known,
         )
         print(f"PORT {endpoint.port}", flush=True)
         async with trio.open_nursery() as nursery:
