@@ -114,12 +114,7 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
 
                     nursery.start_soon(answer)
         endpoint = DoqEndpoint(
-            sock,
-            lambda: quic,
-            resolve,
-            limits_of(config),
-            config.max_connections,
-            known=asking.known,
+            sock, lambda: quic, resolve, limits_of(config), config.max_connections
         )
         print(f"PORT {endpoint.port}", flush=True)
         async with trio.open_nursery() as nursery:

@@ -118,10 +118,6 @@ class ResolverClient:
         self.registry, self.timeout_s, self.padding_block = registry, timeout_s, padding_block
         self.memo = ZoneMemo()
 
-    def known(self, wire: bytes) -> bytes | None:
-        """The answer from memory, if there is one (no message, no waiting)."""
-        return self.memo.get(self.registry.published(RESOLVER), wire)
-
     async def resolve(self, wire: bytes) -> bytes:
         zone = self.registry.published(RESOLVER)
         known = self.memo.get(zone, wire)
@@ -168,7 +164,6 @@ async def serve_doq(
             limits_of(resolver),
             resolver.max_connections,
             retry=resolver.retry,
-            known=asking.known,
         )
         if endpoints is not None:
             endpoints.append(endpoint)

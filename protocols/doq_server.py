@@ -93,7 +93,6 @@ RECEIVE_SIZE = 2_048  # larger than any datagram aioquic sends or a client may (
 BATCH = 64  # datagrams read before timers and sends get their turn
 
 Resolve = Callable[[bytes], Awaitable[bytes]]
-Known = Callable[[bytes], bytes | None]  # the answer at once, when there is one to give
 
 
 @dataclass
@@ -149,9 +148,7 @@ class DoqEndpoint:
 
     ``configuration()`` gives the QuicConfiguration for each new connection (the
     current certificate: a renewal reaches new connections, live ones keep theirs);
-    ``resolve(wire)`` answers one query; ``known(wire)``, if given, answers one at once
-    when it can (the listener's memory of the zone), which then leaves with the
-    acknowledgements of the datagram that brought it, with no task and no wait.
+    ``resolve(wire)`` answers one query.
     """
 
     def __init__(
@@ -162,12 +159,10 @@ class DoqEndpoint:
         limits: Limits,
         max_connections: int,
         retry: bool = False,
-        known: Known | None = None,
     ) -> None:
         self._sock = sock
         self._configuration = configuration
         self._resolve = resolve
-        self._known = known
         self.limits = limits
         self._checks = QueryChecks()  # the queries that passed the DoQ rules, shared
         self.max_connections = max_connections
@@ -387,10 +382,6 @@ class DoqEndpoint:
         for item in work:
             if isinstance(item, NewQuery):
                 self.stats.queries += 1
-                response = self._known(item.wire) if self._known is not None else None
-                if response is not None and response[:2] == b"\0\0":
-                    self._write(conn, item.stream_id, response)  # sent with this round's
-                    continue
                 self._asking.add(conn)
                 scope = conn.tasks[item.stream_id] = trio.CancelScope()
                 assert self._nursery is not None
@@ -426,18 +417,14 @@ class DoqEndpoint:
                 response = servfail(wire, f"resolver unavailable: {exc}")
             if conn.tasks.pop(stream_id, None) is None:
                 return  # cancelled meanwhile
-            self._write(conn, stream_id, response)
-            self._flush(conn)
-
-    @staticmethod
-    def _write(conn: _Connection, stream_id: int, response: bytes | None) -> None:
-        try:
-            if response is None:
+            try:
+                if response is None:
+                    conn.session.fail(stream_id, DOQ_INTERNAL_ERROR)
+                else:
+                    conn.session.answer(stream_id, response)
+            except ValueError:  # longer than a DoQ message can be
                 conn.session.fail(stream_id, DOQ_INTERNAL_ERROR)
-            else:
-                conn.session.answer(stream_id, response)
-        except ValueError:  # longer than a DoQ message can be
-            conn.session.fail(stream_id, DOQ_INTERNAL_ERROR)
+            self._flush(conn)
 
     def _flush(self, conn: _Connection) -> None:
         """Send what ``conn`` has to send."""
