@@ -86,7 +86,8 @@ def serve_trustchain(directory: Path, plain_udp: bool) -> None:
     from trustchain.protocols.doq_server import DoqEndpoint
     from trustchain.supervisors import ChildSpec, Registry, start_root
 
-    config = ResolverConfig(enabled=True, port=0)
+    # its dns-01 records in the run's directory, not var/ under the working directory
+    config = ResolverConfig(enabled=True, port=0, challenge_db=directory / "challenges.sqlite3")
     registry = Registry()
     start_root(
         registry, "root", [ChildSpec("resolver", lambda ctx: ResolverActor.start(ctx, config))]
