@@ -36,7 +36,12 @@ raised by ``setup()`` does. Without ``starting()`` the actor is ready when
 
 The mailbox has two lanes: messages marked ``query`` (reads that change nothing,
 ``Message.query``) are taken before the others, so that a busy actor (the detector
-with hundreds of votes queued) answers a read in the time of one message.
+with hundreds of votes queued) answers a read in the time of one message. A read
+that cannot afford even that (a DNS listener's every query) needs no message: the
+actor ``publish``es an immutable value, replaced whole, that other threads read
+from its registry cell (``Registry.published``); going down unpublishes it.
+
+Faults of the environment (``report_fault``, ``clear_fault``): ``faults.py``.
 """
 
 from __future__ import annotations
