@@ -12,9 +12,10 @@
    durable (fsynced). Prints durable appends/s, the SCT latency (from send to
    SCT) median and p99 and the mean batch size; then the bytes written per
    entry, counted two ways: through the storage interface (every object given
-   to ``LocalDirectoryStorage.write_many``: tiles, checkpoints, issuers) and
-   from /proc/self/io ``write_bytes`` (what the whole process sent to the block
-   device: also the SQLite index and its journal); and, once the log has been
+   to ``LocalDirectoryStorage.write_many``: tiles, checkpoints, issuers; and every
+   record appended to the log's journal, ``ctlog.journal``) and from /proc/self/io
+   ``write_bytes`` (what the whole process sent to the block device: also the
+   SQLite index and its own journal); and, once the log has been
    idle for --settle seconds (past the 5 s partial-tile grace period and the
    next checkpoint refresh, which runs the cleanup), the files and bytes on
    disk per entry, partial tiles apart.
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustchain.actors.ct import LocalDirectoryStorage
+from trustchain.actors.ct.storage import FileJournal
 from trustchain.actors.ctlog import AcceptRoots, AddChain, CTLogActor, GetSTH
 from trustchain.actors.hsm import HSMActor
 from trustchain.actors.hsm.softhsm import prepare_softhsm_token
@@ -98,17 +100,24 @@ def pct(samples: list[float], q: float) -> float:
 
 
 class WriteCounter:
-    """Bytes given to every LocalDirectoryStorage.write_many in this process."""
+    """Bytes given to every LocalDirectoryStorage.write_many and FileJournal.append (the
+    journal's records) in this process."""
 
     def __init__(self) -> None:
         self.bytes = 0
         original = LocalDirectoryStorage.write_many
+        append = FileJournal.append
 
         def write_many(storage: LocalDirectoryStorage, objects: Any) -> None:
             original(storage, objects)
             self.bytes += sum(len(data) for data in objects.values())
 
+        def journal_append(journal: FileJournal, payload: bytes) -> None:
+            append(journal, payload)
+            self.bytes += len(payload)
+
         LocalDirectoryStorage.write_many = write_many  # type: ignore[method-assign]
+        FileJournal.append = journal_append  # type: ignore[method-assign]
 
 
 def block_write_bytes() -> int:

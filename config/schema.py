@@ -119,6 +119,9 @@ class CtLogConfig:
     max_batch: int = _f(1_024, min=1, max=65_536)  # entries per durable append
     max_pool: int = _f(8_192, min=1, max=1_000_000)  # beyond this: "try later" (503)
     checkpoint_interval_s: float = _f(1.0, min=0.05, max=3_600.0)  # re-sign when idle
+    # each batch durable by one append to storage_dir/journal; the tiles and checkpoint
+    # on disk catch up within checkpoint_interval_s (false: every batch rewrites them)
+    journal: bool = _f(True)
     max_entries_per_page: int = _f(256, min=1, max=10_000)  # get-entries page size
 
 

@@ -30,6 +30,16 @@ Deletes run inside ``append_batch`` and ``refresh_checkpoint`` with the
 and need no fsync: a delete that a crash undoes, or never ran, is found again
 after the next open (``recovery.stale_partials``, ``recovery.swept_tiles``).
 
+With a journal (``open(journal=True)``, what the CT log actor uses; see
+``journal``), step 3 writes only full tiles and new issuers, and step 4 is one
+record appended to the journal (the batch's entries and checkpoint, fdatasync'd);
+the edge's partial tiles and the checkpoint object are written from memory
+(``_materialize``, tiles before checkpoint, then the journal emptied) at the first
+commit or ``stage_refresh`` ``materialize_ms`` after the last, so the storage is a
+complete static-ct-api tree that lags the log by at most about that long. A crash
+loses nothing acknowledged: ``open`` replays the records past the checkpoint
+object. Superseded partial tiles are then the materialized ones, retired the same way.
+
 Reads are served from the committed state only. Proofs cost O(log n) tile
 reads (see ``_tree``); tiles past the checkpoint are never served. If a storage
 or index write fails mid-append the instance refuses further work
@@ -38,12 +48,14 @@ or index write fails mid-append the instance refuses further work
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,6 +74,7 @@ from .errors import (
     TreeSizeOutOfRange,
 )
 from .index import EntryIndex, IndexRow
+from .journal import JOURNAL_MAX_BYTES, JournalRecord, replay
 from .recovery import load_state, stale_partials, swept_tiles, sync_index
 from .rfc6962 import (
     DigitallySigned,
@@ -72,10 +85,11 @@ from .rfc6962 import (
     sct_signature_input,
     tree_head_signature_input,
 )
-from .storage import TileStorage
+from .storage import FileJournal, JournalingStorage, TileStorage
 from .tiles import (
     DATA_LEVEL,
     HASH_SIZE,
+    MAX_LEVEL,
     TILE_HEIGHT,
     TILE_WIDTH,
     Tile,
@@ -84,7 +98,9 @@ from .tiles import (
 )
 
 CHECKPOINT_KEY = "checkpoint"
+JOURNAL_KEY = "journal"
 DEFAULT_PARTIAL_GRACE_MS = 5_000
+DEFAULT_MATERIALIZE_MS = 1_000  # with a journal: the storage's edge lags at most this
 SWEEP_PER_CLEANUP = 64  # tiles whose leftover partial versions one cleanup deletes
 # Versions of full tiles one cleanup deletes. A tile fills after up to 256 batches, each
 # of which wrote a version of it: deleting them all in the commit that completed it
@@ -120,6 +136,8 @@ class StagedBatch:
     to_sign: tuple[bytes, ...]
     head: TreeHead
     writes: dict[str, bytes]  # tiles and new issuers
+    durable: dict[str, bytes]  # full tiles and new issuers (what a journaled commit writes)
+    leaves: tuple[bytes, ...]  # the new entries, encoded (a journaled commit's record)
     rows: list[IndexRow]
     full: dict[Tile, bytes]  # tiles completed by this batch
     publishes: bool  # a new tree head (False: every entry was already logged)
@@ -149,6 +167,8 @@ class TileLog:
         *,
         now_ms: int = 0,
         partial_grace_ms: int = DEFAULT_PARTIAL_GRACE_MS,
+        journal: FileJournal | None = None,
+        materialize_ms: int = DEFAULT_MATERIALIZE_MS,
     ) -> None:
         self._storage, self._sign, self._public_key = storage, signer, public_key
         self._sign_many = sign_many or (lambda items: [signer(item) for item in items])
@@ -170,6 +190,10 @@ class TileLog:
         self._staged_ids: dict[bytes, tuple[int, int]] = {}  # identity -> (index, timestamp)
         self._pending: dict[Tile, bytes] = {}  # full hash tiles staged, not yet written
         self._sequence = itertools.count()
+        # With a journal: the tree the storage's objects hold, and when it was written
+        self._journal, self._materialize_ms = journal, materialize_ms
+        self._materialized = (state.size, now_ms)
+        self._full_since: list[Tile] = []  # tiles completed since (their versions to delete)
 
     @staticmethod
     def exists(storage: TileStorage) -> bool:
@@ -212,6 +236,8 @@ class TileLog:
         cache_tiles: int = 1024,
         sign_many: Callable[[list[bytes]], list[bytes]] | None = None,
         partial_grace_ms: int = DEFAULT_PARTIAL_GRACE_MS,
+        journal: bool = False,
+        materialize_ms: int = DEFAULT_MATERIALIZE_MS,
     ) -> TileLog:
         """Open (recovering) the log in ``storage``, or create an empty one whose
         first tree head is stamped ``now_ms``. With no ``signer`` (a caller that
@@ -223,12 +249,51 @@ class TileLog:
         Superseded partial tiles are deleted ``partial_grace_ms`` after the
         checkpoint that superseded them; stale ones a crash left behind are
         deleted that long after this open.
+
+        ``journal``: commit each batch with one append to ``storage.journal`` (a
+        ``JournalingStorage``) and write the edge's tiles and the checkpoint object at
+        most ``materialize_ms`` later (see the module's docstring); the records a crash
+        left are replayed here, into memory (opening writes nothing, so a log on a full
+        disk still opens and serves reads), and written out at the first commit or
+        ``stage_refresh``.
         """
+        file: FileJournal | None = None
+        if journal:
+            if not hasattr(storage, "journal"):
+                raise ValueError("this storage keeps no journal: open it with journal=False")
+            file = cast(JournalingStorage, storage).journal(JOURNAL_KEY)
+        try:
+            return cls._open(storage, signer, log_public_key, origin, index_db_path, file,
+                             now_ms=now_ms, cache_tiles=cache_tiles, sign_many=sign_many,
+                             partial_grace_ms=partial_grace_ms,
+                             materialize_ms=materialize_ms)  # fmt: skip
+        except BaseException:
+            if file is not None:
+                file.close()
+            raise
+
+    @classmethod
+    def _open(
+        cls,
+        storage: TileStorage,
+        signer: Signer | None,
+        log_public_key: ec.EllipticCurvePublicKey,
+        origin: str,
+        index_db_path: Path | str,
+        file: FileJournal | None,
+        *,
+        now_ms: int,
+        cache_tiles: int,
+        sign_many: Callable[[list[bytes]], list[bytes]] | None,
+        partial_grace_ms: int,
+        materialize_ms: int,
+    ) -> TileLog:
         lid = _log_id(log_public_key)
         reader = TileReader(storage, hash_tiles=cache_tiles)
         raw = storage.read(CHECKPOINT_KEY)
         stale: list[Tile] = []
         sweep: Iterator[Tile] = iter(())
+        full: list[Tile] = []  # tiles the journal's records completed
         if raw is None:
             if signer is None:
                 raise LogUnavailable("no checkpoint in storage: create the log first (create)")
@@ -236,25 +301,41 @@ class TileLog:
             sth.verify(log_public_key)  # a signer that is not this key fails here
             raw = encode_checkpoint(sth, origin, lid)
             storage.write_many({CHECKPOINT_KEY: raw})
-            state = TreeState(0)
+            state, stored = TreeState(0), 0
+            if file is not None:
+                file.reset()  # no checkpoint, no log: nothing in it continues this one
         else:
             try:
                 sth = parse_checkpoint(raw, origin, lid, log_public_key)
             except CheckpointError as exc:
                 raise LogCorrupted(f"the stored checkpoint is not valid: {exc.message}") from exc
             state = load_state(storage, reader, sth.tree_size, sth.root_hash)
-            stale, sweep = stale_partials(storage, state.size), swept_tiles(state.size)
+            stored = state.size
+            stale = stale_partials(storage, state.size)  # beside the tree stored as objects
+            if file is not None:  # the batches committed since, in memory: written later
+                parse = functools.partial(
+                    parse_checkpoint, origin=origin, log_id=lid, public_key=log_public_key
+                )
+                replayed = replay(file.records(), state, reader, parse)
+                if replayed.sth is not None and replayed.checkpoint is not None:
+                    full = list(replayed.full or {})
+                    state, sth, raw = replayed.state, replayed.sth, replayed.checkpoint
+            sweep = swept_tiles(state.size)
         index = EntryIndex(index_db_path)
         sync_index(index, reader, state)
         log = cls(storage, signer or _no_signer, log_public_key, origin, index, reader,
                   state, sth, raw, sign_many,
-                  now_ms=now_ms, partial_grace_ms=partial_grace_ms)  # fmt: skip
+                  now_ms=now_ms, partial_grace_ms=partial_grace_ms,
+                  journal=file, materialize_ms=materialize_ms)  # fmt: skip
         log._retire_later(stale)
         log._sweep = sweep
+        log._materialized, log._full_since = (stored, now_ms), full
         return log
 
     def close(self) -> None:
         self._index.close()
+        if self._journal is not None:
+            self._journal.close()  # what it holds is replayed by the next open
 
     # -- write path (sans-IO: stage, sign elsewhere, commit) -----------------
 
@@ -297,7 +378,7 @@ class TileLog:
             if sct:
                 inputs.append(sct_signature_input(ts, entry.entry_type, entry.signed_entry,
                                                   leaf_index_extension(idx)))  # fmt: skip
-        state, writes, full = tip.state, {}, {}
+        state, writes, full, durable, encoded = tip.state, {}, {}, {}, ()
         if fresh:
             encoded, leaf_hashes = zip(*(leaf.encode_and_hash() for leaf in fresh), strict=True)
             rows = [(i, h, ident, t) for (i, _, ident, t), h in zip(rows, leaf_hashes, strict=True)]
@@ -308,6 +389,8 @@ class TileLog:
                 {issuer_key(fp): c for fp, c in issuers.items() if fp not in self._issuers}
             )
             full = {t: d for t, d in changed.items() if not t.is_partial}
+            durable = {k: d for k, d in writes.items() if not k.startswith("tile/")}
+            durable.update((t.path, d) for t, d in full.items())
         root = tip.root
         if fresh:
             pending = {**self._pending, **{t: d for t, d in full.items() if t.level != DATA_LEVEL}}
@@ -321,7 +404,8 @@ class TileLog:
         if fresh or not entries:
             inputs.append(tree_head_signature_input(timestamp, state.size, root))
         staged = StagedBatch(next(self._sequence), tuple(results), wanted, tuple(inputs), head,
-                             writes, rows, full, bool(fresh) or not entries)  # fmt: skip
+                             writes, durable, tuple(encoded), rows, full,
+                             bool(fresh) or not entries)  # fmt: skip
         if staged.publishes:
             self._tip = head
         self._staged.append(staged)
@@ -335,6 +419,8 @@ class TileLog:
         self._check_usable()
         self._tick(now_ms)
         self._delete_due()
+        if self._journal is not None and self._state.size != self._materialized[0]:
+            self._materialize(now_ms)  # the idle log's storage catches up
         if self._staged or now_ms <= self._tip.timestamp:
             return None
         return self.stage([], now_ms)
@@ -367,9 +453,16 @@ class TileLog:
                                  DigitallySigned(signatures[-1]))  # fmt: skip
             sth.verify(self._public_key)
             checkpoint = encode_checkpoint(sth, self.origin, self.log_id)
-            if staged.writes:
-                self._storage.write_many(staged.writes)
-            self._storage.write_many({CHECKPOINT_KEY: checkpoint})
+            if self._journal is None:
+                if staged.writes:
+                    self._storage.write_many(staged.writes)
+                self._storage.write_many({CHECKPOINT_KEY: checkpoint})
+            else:  # full tiles and issuers first; the record is the commit point
+                if staged.durable:
+                    self._storage.write_many(staged.durable)
+                record = JournalRecord(head.state.size - len(staged.leaves), staged.leaves,
+                                       checkpoint)  # fmt: skip
+                self._journal.append(record.encode())
             old, self._state, self._sth, self._checkpoint = self._state, head.state, sth, checkpoint
             for tile, data in staged.full.items():
                 self._reader.add_full(tile, data)
@@ -380,11 +473,30 @@ class TileLog:
                 self._staged_ids.pop(ident, None)
             self._issuers.update(fingerprint(d) for k, d in staged.writes.items()
                                  if k.startswith("issuer/"))  # fmt: skip
-            self._retire(old.size, head.state.size, staged.full)
+            if self._journal is None:
+                self._retire(old.size, head.state.size, staged.full)
+            else:
+                self._full_since.extend(staged.full)
         self._staged.popleft()
+        if self._journal is not None and (
+            self._journal.size > JOURNAL_MAX_BYTES
+            or head.timestamp - self._materialized[1] >= self._materialize_ms
+        ):
+            self._materialize(head.timestamp)
         self._unusable = False
         self._delete_due()
         return results
+
+    def _materialize(self, now_ms: int) -> None:
+        """Write the committed tree's edge tiles, then its checkpoint object, and empty
+        the journal; retire the partial tiles written last time that it grew past."""
+        assert self._journal is not None
+        self._unusable = True  # until the storage and the journal agree again
+        _write_tree(self._storage, self._state, self._checkpoint)
+        self._journal.reset()
+        self._retire(self._materialized[0], self._state.size, self._full_since)
+        self._materialized, self._full_since = (self._state.size, now_ms), []
+        self._unusable = False
 
     @property
     def staged_batches(self) -> int:
@@ -554,6 +666,20 @@ class TileLog:
         if tile.level == DATA_LEVEL:
             return data[: data_tile_offsets(data)[tile.width - 1]]
         return data[: tile.width * HASH_SIZE]
+
+
+def _write_tree(storage: TileStorage, state: TreeState, checkpoint: bytes) -> None:
+    """Write the edge's partial tiles of ``state``, then its ``checkpoint``, each durably:
+    the storage then holds that tree whole (its full tiles are written at commit)."""
+    objects = {}
+    for level in (DATA_LEVEL, *range(MAX_LEVEL + 1)):
+        edge = state.edge_tile(level)
+        if edge is not None:
+            data = b"".join(state.data_edge) if level == DATA_LEVEL else state.edges[level]
+            objects[edge.path] = data
+    if objects:
+        storage.write_many(objects)
+    storage.write_many({CHECKPOINT_KEY: checkpoint})
 
 
 def _no_signer(data: bytes) -> bytes:

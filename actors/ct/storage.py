@@ -15,6 +15,11 @@ old or new, independently of the others. The log's crash safety relies only on
 this, and on ``write_many`` of the checkpoint happening after the tiles.
 One writer per directory (temp names are ``.tmp-<name>-<pid>``); nothing here
 locks against a second process, so the owner must ensure that.
+
+``journal(key)`` gives the log an append-only file beside the objects
+(``FileJournal``): each record durable when ``append`` returns (one write, one
+fdatasync), a torn last record dropped on reading. A storage without it (an
+object store) is used without a journal (``TileLog.open(journal=False)``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import contextlib
 import os
 import re
 import shutil
+import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +68,68 @@ class TileStorage(Protocol):
     def delete_prefix(self, prefix: str) -> None:
         """Best effort: remove every object whose key starts with ``prefix + '/'``."""
         ...
+
+
+class JournalingStorage(TileStorage, Protocol):
+    def journal(self, key: str) -> FileJournal:
+        """The append-only file at ``key`` (created empty if absent)."""
+        ...
+
+
+_FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
+
+
+class FileJournal:
+    """An append-only file of records, each durable when ``append`` returns.
+
+    A record is framed by its length and CRC-32; reading stops at the first frame
+    that is incomplete or does not check (a crash in the middle of an append) and
+    cuts the file there, so the next append follows the last good record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        created = not path.exists()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        if created:
+            fsync_dir(path.parent)
+        self.size = os.fstat(self._fd).st_size
+
+    def records(self) -> list[bytes]:
+        """Every whole record, oldest first (a torn tail is cut off the file)."""
+        with open(self.path, "rb") as fh:
+            data = fh.read()
+        out, pos = [], 0
+        while pos + _FRAME.size <= len(data):
+            length, crc = _FRAME.unpack_from(data, pos)
+            payload = data[pos + _FRAME.size : pos + _FRAME.size + length]
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                break
+            out.append(payload)
+            pos += _FRAME.size + length
+        if pos != len(data):
+            os.ftruncate(self._fd, pos)
+            os.fsync(self._fd)
+        self.size = pos
+        return out
+
+    def append(self, payload: bytes) -> None:
+        """Add one record; durable when this returns."""
+        view = memoryview(_FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fdatasync(self._fd)
+        self.size += len(payload) + _FRAME.size
+
+    def reset(self) -> None:
+        """Empty the file (durably): what it held is written elsewhere now."""
+        os.ftruncate(self._fd, 0)
+        os.fsync(self._fd)
+        self.size = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class LocalDirectoryStorage:
@@ -118,6 +187,12 @@ class LocalDirectoryStorage:
         for c in reversed(created):
             c.mkdir(exist_ok=True)
         return {c.parent for c in created}
+
+    def journal(self, key: str) -> FileJournal:
+        target = self._path(key)
+        for directory in self._make_parents(target.parent):
+            fsync_dir(directory)
+        return FileJournal(target)
 
     def list_prefix(self, prefix: str) -> list[str]:
         base = self._path(prefix)

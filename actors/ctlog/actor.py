@@ -215,6 +215,8 @@ class CTLogActor(SupervisedActor):
             self.config.origin,
             self.config.index_db,
             now_ms=self._now_ms(),
+            journal=self.config.journal,
+            materialize_ms=round(self.config.checkpoint_interval_s * 1000),
         )
 
     def _close_log(self) -> None:

@@ -1,6 +1,6 @@
 """A log writer for the SIGKILL test: appends forever, reporting what was acknowledged.
 
-Usage: python crash_writer.py <directory> <run> <seed>. After every
+Usage: python crash_writer.py <directory> <run> <seed> [journal]. After every
 ``append_batch`` returns it prints, and flushes, one ``ack <index> <run> <seq>``
 line per new entry and one ``sth <size> <root hex>`` line. The parent kills it
 with SIGKILL at a random moment (often in the middle of deleting superseded
@@ -21,6 +21,7 @@ from trustchain.actors.ct import LocalDirectoryStorage, LogEntryInput, TileLog
 ORIGIN = "ct.trustchain.test/crash"
 KEY = ec.derive_private_key(4242, ec.SECP256R1())
 GRACE_MS = 3  # the clock ticks 1 ms a batch: superseded partial tiles go 3 batches later
+MATERIALIZE_MS = 5  # with the journal: the edge's tiles and checkpoint written every 5 batches
 
 
 def certificate(run: int, seq: int) -> bytes:
@@ -33,10 +34,12 @@ def sign(data: bytes) -> bytes:
 
 def main() -> None:
     root, run, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    journal = sys.argv[4:] == ["journal"]  # batches committed by the journal's records
     rng = random.Random(seed)
     storage = LocalDirectoryStorage(root / "tiles")
     log = TileLog.open(storage, sign, KEY.public_key(), ORIGIN, root / "index.db", now_ms=1,
-                       partial_grace_ms=GRACE_MS)  # fmt: skip
+                       partial_grace_ms=GRACE_MS, journal=journal,
+                       materialize_ms=MATERIALIZE_MS)  # fmt: skip
     print("ready", flush=True)
     seq, now = 0, 1_000_000 * run
     while True:

@@ -118,7 +118,7 @@ def test_a_checkpoint_that_does_not_verify_stops_the_log_from_opening(
         open_log()
 
 
-def _open_crash_log(root: Path, now_ms: int = 0) -> TileLog:
+def _open_crash_log(root: Path, journal: bool, now_ms: int = 0) -> TileLog:
     key = crash_writer.KEY
     return TileLog.open(
         LocalDirectoryStorage(root / "tiles"),
@@ -128,12 +128,15 @@ def _open_crash_log(root: Path, now_ms: int = 0) -> TileLog:
         root / "index.db",
         now_ms=now_ms,
         partial_grace_ms=crash_writer.GRACE_MS,
+        journal=journal,
+        materialize_ms=crash_writer.MATERIALIZE_MS,
     )
 
 
-def _run_writer_until_killed(root: Path, run: int, rng: random.Random) -> list[str]:
+def _run_writer_until_killed(root: Path, run: int, rng: random.Random, journal: bool) -> list[str]:
+    args = [str(root), str(run), str(rng.randrange(2**32)), *(["journal"] if journal else [])]
     proc = subprocess.Popen(
-        [sys.executable, crash_writer.__file__, str(root), str(run), str(rng.randrange(2**32))],
+        [sys.executable, crash_writer.__file__, *args],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},
@@ -148,20 +151,24 @@ def _run_writer_until_killed(root: Path, run: int, rng: random.Random) -> list[s
     return lines[:-1] if out and not out.endswith("\n") else lines  # drop a torn last line
 
 
-def test_sigkilled_writer_never_loses_an_acknowledged_entry(tmp_path: Path) -> None:
-    """20 writers killed at random moments. After each restart: every acknowledged
-    entry is stored at its index; the root recomputed from all stored leaves is the
-    checkpoint root (so every one of them is in the tree); the inclusion proofs the
-    log serves verify for this run's acks and a sample of older ones; and every tree
-    head the writer published, and every earlier post-restart head, is consistent
-    with the new one (earlier writers' heads were checked against those)."""
+@pytest.mark.parametrize("journal", [False, True], ids=["tiles", "journal"])
+def test_sigkilled_writer_never_loses_an_acknowledged_entry(tmp_path: Path, journal: bool) -> None:
+    """20 writers killed at random moments, committing by rewriting the edge's tiles or
+    by the journal's records (whose replay on open is then part of most restarts).
+    After each restart: every acknowledged entry is stored at its index; the root
+    recomputed from all stored leaves is the checkpoint root (so every one of them is
+    in the tree); the inclusion proofs the log serves verify for this run's acks and a
+    sample of older ones; and every tree head the writer published, and every earlier
+    post-restart head, is consistent with the new one (earlier writers' heads were
+    checked against those)."""
     rng = random.Random(20240601)
     acked: dict[int, bytes] = {}
     restart_heads: dict[int, bytes] = {}
+    replayed = 0  # restarts that found acknowledged entries only in the journal
     for run in range(1, 21):
         new_acks: list[int] = []
         writer_heads: dict[int, bytes] = {}
-        for line in _run_writer_until_killed(tmp_path, run, rng):
+        for line in _run_writer_until_killed(tmp_path, run, rng, journal):
             kind, *fields = line.split()
             if kind == "ack":
                 index, writer_run, seq = map(int, fields)
@@ -169,9 +176,11 @@ def test_sigkilled_writer_never_loses_an_acknowledged_entry(tmp_path: Path) -> N
                 new_acks.append(index)
             else:
                 writer_heads[int(fields[0])] = bytes.fromhex(fields[1])
-        log = _open_crash_log(tmp_path)
+        checkpoint = (tmp_path / "tiles" / "checkpoint").read_bytes().split(b"\n")
+        log = _open_crash_log(tmp_path, journal)
         size, root = log.size, log.root
         assert max(acked, default=-1) < size
+        replayed += int(checkpoint[1]) < size
         stored = log.entries(0, size) if size else []
         for index, cert in acked.items():
             assert stored[index].timestamped_entry.certificate == cert
@@ -188,7 +197,8 @@ def test_sigkilled_writer_never_loses_an_acknowledged_entry(tmp_path: Path) -> N
         restart_heads[size] = root
         log.close()
     assert len(acked) > 100  # the writers did make progress between kills
-    log = _open_crash_log(tmp_path, now_ms=10**9)  # later than every writer's clock
+    assert bool(replayed) == journal  # without the journal the checkpoint is the commit
+    log = _open_crash_log(tmp_path, journal, now_ms=10**9)  # later than every writer's clock
     for tick in range(20):  # the grace period, and the sweep of the crash's leftovers
         log.refresh_checkpoint(10**9 + crash_writer.GRACE_MS + tick)
     stored = {
