@@ -3,7 +3,8 @@
 RFC 6962 structures and SCTs (``rfc6962``), RFC 9162 Merkle proofs (``merkle``),
 C2SP tlog-tiles / static-ct-api tiles and checkpoints (``tiles``, ``entries``,
 ``checkpoint``), a durable object store (``storage``), the log engine that
-ties them together (``TileLog``), the checks of submitted chains
+ties them together (``TileLog``: ``log``, with its journal, read path and cleanup of
+superseded partial tiles in ``journal``, ``reads`` and ``cleanup``), the checks of submitted chains
 (``ChainValidator``) and the file of the roots it accepts (``roots``), and the
 checks an outsider makes of what a log says (``audit``: the monitor's and
 ``trustchain ct``'s). Signing is injected as ``sign(data) -> DER``;

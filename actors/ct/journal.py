@@ -19,15 +19,15 @@ entry's encoded ``TileLeaf`` (4-octet length, bytes), the signed checkpoint note
 CRC-32, so a record torn by a crash is recognised and dropped: its batch was never
 acknowledged (the append had not returned).
 
-This module is sans-IO: it encodes, decodes and replays; the file is the storage's
-(``storage.FileJournal``).
+This module encodes, decodes and replays records, and writes the edge to the storage
+it is handed (``write_edge``); the journal's file is the storage's (``FileJournal``).
 """
 
 from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from . import merkle
@@ -35,7 +35,8 @@ from ._tree import TileReader, TreeState
 from .checkpoint import SignedTreeHead
 from .entries import TileLeaf
 from .errors import CheckpointError, LogCorrupted, MalformedStructure
-from .tiles import Tile
+from .storage import TileStorage
+from .tiles import DATA_LEVEL, MAX_LEVEL, Tile
 
 JOURNAL_MAX_BYTES = 8 << 20  # past this the edge is materialized at the next commit
 _HEAD = struct.Struct(">QI")
@@ -134,3 +135,18 @@ def replay(
             )
         out.sth, out.checkpoint = sth, record.checkpoint
     return out
+
+
+def write_edge(storage: TileStorage, state: TreeState, then: Mapping[str, bytes]) -> None:
+    """Write the edge's partial tiles of ``state`` durably, then ``then`` (the checkpoint
+    object, the commit point): the storage then holds that tree whole (its full tiles
+    are written at commit)."""
+    objects = {}
+    for level in (DATA_LEVEL, *range(MAX_LEVEL + 1)):
+        edge = state.edge_tile(level)
+        if edge is not None:
+            data = b"".join(state.data_edge) if level == DATA_LEVEL else state.edges[level]
+            objects[edge.path] = data
+    if objects:
+        storage.write_many(objects)
+    storage.write_many(then)

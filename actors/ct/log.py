@@ -14,21 +14,7 @@ A crash before 4 leaves the old checkpoint, consistent with what is on disk
 index rows, rebuilt from data tiles on open. So an SCT is never handed out for
 an entry that a restart could lose, and every tree head is a prefix of the next.
 
-Superseded partial tiles: every batch below a tile boundary writes a new
-``.p/<W>`` version of the edge tile of each level it changes, each holding all
-entries (or hashes) so far. A version that a newer checkpoint has grown past
-is deleted ``partial_grace_ms`` after that checkpoint (default 5 s): a
-tlog-tiles client fetches the checkpoint, then its tiles, and a checkpoint may
-be cached for "a few seconds", so a reader of the previous checkpoint can
-still read its partial tiles from a static copy of this storage (this log's
-own ``tile()`` slices them from memory or the full tile, and needs no copy).
-Partial versions of a tile that has become full are deleted as soon as the
-full tile is committed, as tlog-tiles allows (a client that misses one reads
-the full tile), so what waits is at most one edge tile's versions per level.
-Deletes run inside ``append_batch`` and ``refresh_checkpoint`` with the
-``now_ms`` they are given, never touch a tile the current checkpoint needs,
-and need no fsync: a delete that a crash undoes, or never ran, is found again
-after the next open (``recovery.stale_partials``, ``recovery.swept_tiles``).
+Superseded partial tiles are deleted after a grace period (``cleanup``).
 
 With a journal (``open(journal=True)``, what the CT log actor uses; see
 ``journal``), step 3 writes only full tiles and new issuers, and step 4 is one
@@ -49,10 +35,9 @@ or index write fails mid-append the instance refuses further work
 from __future__ import annotations
 
 import functools
-import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -63,18 +48,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import merkle
 from ._tree import TileReader, TreeState
 from .checkpoint import SignedTreeHead, encode_checkpoint, parse_checkpoint, sign_tree_head
-from .entries import LogEntryInput, TileLeaf, data_tile_offsets, extra_data, fingerprint
+from .cleanup import PartialTileCleanup
+from .entries import LogEntryInput, TileLeaf, fingerprint
 from .errors import (
     CheckpointError,
-    IndexOutOfRange,
     LogCorrupted,
     LogUnavailable,
     SignatureError,
-    TileNotFound,
-    TreeSizeOutOfRange,
 )
 from .index import EntryIndex, IndexRow
-from .journal import JOURNAL_MAX_BYTES, JournalRecord, replay
+from .journal import JOURNAL_MAX_BYTES, JournalRecord, replay, write_edge
+from .reads import LogReads, issuer_key
 from .recovery import load_state, stale_partials, swept_tiles, sync_index
 from .rfc6962 import (
     DigitallySigned,
@@ -88,28 +72,13 @@ from .rfc6962 import (
 from .storage import FileJournal, JournalingStorage, TileStorage
 from .tiles import (
     DATA_LEVEL,
-    HASH_SIZE,
-    MAX_LEVEL,
-    TILE_HEIGHT,
-    TILE_WIDTH,
     Tile,
-    parse_tile_path,
-    partial_tiles,
 )
 
 CHECKPOINT_KEY = "checkpoint"
 JOURNAL_KEY = "journal"
 DEFAULT_PARTIAL_GRACE_MS = 5_000
 DEFAULT_MATERIALIZE_MS = 1_000  # with a journal: the storage's edge lags at most this
-SWEEP_PER_CLEANUP = 64  # tiles whose leftover partial versions one cleanup deletes
-# Versions of full tiles one cleanup deletes. A tile fills after up to 256 batches, each
-# of which wrote a version of it: deleting them all in the commit that completed it
-# stalled appends for 50-80 ms every 256 entries (the p99 of issuance at low rates).
-DELETES_PER_CLEANUP = 32
-
-
-def issuer_key(fp: bytes) -> str:
-    return f"issuer/{fp.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +120,7 @@ class AppendResult:
     duplicate: bool = False
 
 
-class TileLog:
+class TileLog(LogReads):
     def __init__(
         self,
         storage: TileStorage,
@@ -178,12 +147,7 @@ class TileLog:
         self._sth, self._checkpoint = sth, checkpoint
         self._issuers: set[bytes] = set()
         self._unusable = False
-        self._grace = partial_grace_ms
-        self._wall = self._clock = now_ms  # _clock: wall time's forward steps only
-        self._retiring: dict[Tile, int] = {}  # superseded partial tile -> when to delete it
-        self._due: list[tuple[int, Tile]] = []  # heap over _retiring (stale rows skipped)
-        self._sweep: Iterator[Tile] = iter(())  # tiles a crash may have left versions of
-        self._emptying: deque[str] = deque()  # ".p" prefixes of full tiles, emptied gradually
+        self._cleanup = PartialTileCleanup(storage, partial_grace_ms, now_ms)
         # The pipeline: batches staged, not yet committed, oldest first, and what they add.
         self._tip = TreeHead(state, sth.timestamp, sth.root_hash)  # newest staged head
         self._staged: deque[StagedBatch] = deque()
@@ -327,8 +291,8 @@ class TileLog:
                   state, sth, raw, sign_many,
                   now_ms=now_ms, partial_grace_ms=partial_grace_ms,
                   journal=file, materialize_ms=materialize_ms)  # fmt: skip
-        log._retire_later(stale)
-        log._sweep = sweep
+        log._cleanup.retire_later(stale)
+        log._cleanup.sweep = sweep
         log._materialized, log._full_since = (stored, now_ms), full
         return log
 
@@ -352,7 +316,7 @@ class TileLog:
         tree, so the next batch can be staged while this one's signatures are out.
         Commit batches with :meth:`commit` strictly in the order they were staged."""
         self._check_usable()
-        self._tick(now_ms)
+        self._cleanup.tick(now_ms)
         wanted = (True,) * len(entries) if scts is None else tuple(scts)
         if len(wanted) != len(entries):
             raise ValueError("scts must say yes or no for each entry")
@@ -417,8 +381,8 @@ class TileLog:
         (their commits publish fresh heads). Deletes the superseded partial tiles
         whose grace period is over."""
         self._check_usable()
-        self._tick(now_ms)
-        self._delete_due()
+        self._cleanup.tick(now_ms)
+        self._cleanup.run(self._state)
         if self._journal is not None and self._state.size != self._materialized[0]:
             self._materialize(now_ms)  # the idle log's storage catches up
         if self._staged or now_ms <= self._tip.timestamp:
@@ -474,7 +438,7 @@ class TileLog:
             self._issuers.update(fingerprint(d) for k, d in staged.writes.items()
                                  if k.startswith("issuer/"))  # fmt: skip
             if self._journal is None:
-                self._retire(old.size, head.state.size, staged.full)
+                self._cleanup.retire(old.size, head.state.size, staged.full)
             else:
                 self._full_since.extend(staged.full)
         self._staged.popleft()
@@ -484,7 +448,7 @@ class TileLog:
         ):
             self._materialize(head.timestamp)
         self._unusable = False
-        self._delete_due()
+        self._cleanup.run(self._state)
         return results
 
     def _materialize(self, now_ms: int) -> None:
@@ -492,9 +456,9 @@ class TileLog:
         the journal; retire the partial tiles written last time that it grew past."""
         assert self._journal is not None
         self._unusable = True  # until the storage and the journal agree again
-        _write_tree(self._storage, self._state, self._checkpoint)
+        write_edge(self._storage, self._state, {CHECKPOINT_KEY: self._checkpoint})
         self._journal.reset()
-        self._retire(self._materialized[0], self._state.size, self._full_since)
+        self._cleanup.retire(self._materialized[0], self._state.size, self._full_since)
         self._materialized, self._full_since = (self._state.size, now_ms), []
         self._unusable = False
 
@@ -516,170 +480,14 @@ class TileLog:
             self.commit(staged, self._sign_many(list(staged.to_sign)))
         return self._sth
 
-    # -- superseded partial tiles -------------------------------------------
-
-    def _tick(self, now_ms: int) -> None:
-        """Advance the deletion clock; a wall clock stepped back stalls nothing."""
-        self._clock += max(0, now_ms - self._wall)
-        self._wall = now_ms
-
-    def _retire(self, old_size: int, new_size: int, full: Iterable[Tile]) -> None:
-        """``new_size`` is now published: schedule the partial tiles of ``old_size``
-        it grew past, and the partial versions of the tiles it completed for deletion
-        (a few per cleanup, ``DELETES_PER_CLEANUP``)."""
-        current = partial_tiles(new_size)
-        for tile in current:  # needed again (a width rewritten after a crash)
-            self._retiring.pop(tile, None)
-        completed = {(t.level, t.index) for t in full}
-        for level, index in completed:  # a full tile never gets versions again
-            self._emptying.append(Tile(level, index).path + ".p")
-        if completed:
-            for tile in [t for t in self._retiring if (t.level, t.index) in completed]:
-                del self._retiring[tile]
-        grown = [t for t in partial_tiles(old_size) if t not in current]
-        self._retire_later(t for t in grown if (t.level, t.index) not in completed)
-
-    def _retire_later(self, tiles: Iterable[Tile]) -> None:
-        due = self._clock + self._grace
-        for tile in tiles:
-            self._retiring[tile] = due
-            heapq.heappush(self._due, (due, tile))
-
-    def _delete_due(self) -> None:
-        for tile in itertools.islice(self._sweep, SWEEP_PER_CLEANUP):
-            edge = self._state.edge_tile(tile.level)
-            if edge is not None and edge.index == tile.index:  # the log has grown into it
-                self._retire_later(stale_partials(self._storage, self._state.size, [edge]))
-            else:  # full by now, or still past the edge: no checkpoint needs its versions
-                self._storage.delete_prefix(tile.path + ".p")
-        doomed = []
-        while self._due and self._due[0][0] <= self._clock:
-            due, tile = heapq.heappop(self._due)
-            if self._retiring.get(tile) == due:
-                del self._retiring[tile]
-                doomed.append(tile.path)
-        if doomed:
-            self._storage.delete_many(doomed)
-        budget = DELETES_PER_CLEANUP
-        while budget and self._emptying:
-            prefix = self._emptying[0]
-            versions = self._storage.list_prefix(prefix)[:budget]
-            self._storage.delete_many(versions)
-            budget -= len(versions)
-            if budget:  # that was the last of them
-                self._storage.delete_prefix(prefix)
-                self._emptying.popleft()
-
     @property
     def retiring_tiles(self) -> int:
         """Superseded partial tiles waiting out their grace period."""
-        return len(self._retiring)
+        return self._cleanup.retiring
 
     def _check_usable(self) -> None:
         if self._unusable:
             raise LogUnavailable("a storage write failed during an append; reopen the log")
-
-    # -- read path ----------------------------------------------------------
-
-    @property
-    def size(self) -> int:
-        return self._state.size
-
-    @property
-    def root(self) -> bytes:
-        return self._sth.root_hash
-
-    @property
-    def tile_reads(self) -> int:
-        """Tiles read from storage so far (LRU misses), for metrics."""
-        return self._reader.reads
-
-    def sth(self) -> SignedTreeHead:
-        return self._sth
-
-    def checkpoint(self) -> bytes:
-        """The signed note served at ``<monitoring prefix>/checkpoint``."""
-        return self._checkpoint
-
-    def _node(self, level: int, index: int) -> bytes:
-        return self._reader.node(self._state, level, index)
-
-    def root_at(self, size: int) -> bytes:
-        self._check_size(size)
-        return merkle.range_hash(self._node, 0, size)
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        self._check_size(size)
-        if not 0 <= index < size:
-            raise IndexOutOfRange(f"leaf index {index} is not in the tree of size {size}")
-        return merkle.inclusion_proof(self._node, index, size)
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        self._check_size(size2)
-        if not 0 <= size1 <= size2:
-            raise TreeSizeOutOfRange(f"first size {size1} must be 0..{size2}")
-        return merkle.consistency_proof(self._node, size1, size2)
-
-    def _check_size(self, size: int) -> None:
-        if not 0 <= size <= self._state.size:
-            raise TreeSizeOutOfRange(f"tree size {size} is not 0..{self._state.size}")
-
-    def index_of(self, leaf_hash: bytes) -> int | None:
-        """Index of the leaf with this Merkle leaf hash (get-proof-by-hash)."""
-        return self._index.by_leaf_hash(leaf_hash)
-
-    def entries(self, start: int, end: int) -> list[TileLeaf]:
-        """Stored entries [start, end) (end exclusive)."""
-        if not 0 <= start < end <= self._state.size:
-            raise IndexOutOfRange(f"range [{start}, {end}) is not within 0..{self._state.size}")
-        return self._reader.leaves(self._state, start, end)
-
-    def get_entries(self, start: int, end: int) -> list[tuple[bytes, bytes]]:
-        """RFC 6962 §4.6 (leaf_input, extra_data) for [start, end) (end exclusive)."""
-        out = []
-        for leaf in self.entries(start, end):
-            chain = [self.issuer(fp) for fp in leaf.chain_fingerprints]
-            out.append((leaf.merkle_tree_leaf(), extra_data(leaf, chain)))
-        return out
-
-    def issuer(self, fp: bytes) -> bytes:
-        data = self._storage.read(issuer_key(fp))
-        if data is None or fingerprint(data) != fp:
-            raise LogCorrupted(f"issuer {fp.hex()} is missing or damaged in storage")
-        return data
-
-    def tile(self, path: str) -> bytes:
-        """A committed tile's bytes (hash or data, full or partial ``.p/<W>``)."""
-        tile = parse_tile_path(path)
-        state = self._state
-        count = state.size >> (TILE_HEIGHT * max(tile.level, 0))
-        if tile.index * TILE_WIDTH + tile.width > count:
-            raise TileNotFound(f"{path} is not part of the tree of size {state.size}")
-        edge = state.edge_tile(tile.level)
-        if edge is not None and tile.index == edge.index:
-            if tile.level == DATA_LEVEL:
-                return b"".join(state.data_edge[: tile.width])
-            return state.edges[tile.level][: tile.width * HASH_SIZE]
-        data = self._reader.full_tile_bytes(state, tile.full())
-        if not tile.is_partial:
-            return data
-        if tile.level == DATA_LEVEL:
-            return data[: data_tile_offsets(data)[tile.width - 1]]
-        return data[: tile.width * HASH_SIZE]
-
-
-def _write_tree(storage: TileStorage, state: TreeState, checkpoint: bytes) -> None:
-    """Write the edge's partial tiles of ``state``, then its ``checkpoint``, each durably:
-    the storage then holds that tree whole (its full tiles are written at commit)."""
-    objects = {}
-    for level in (DATA_LEVEL, *range(MAX_LEVEL + 1)):
-        edge = state.edge_tile(level)
-        if edge is not None:
-            data = b"".join(state.data_edge) if level == DATA_LEVEL else state.edges[level]
-            objects[edge.path] = data
-    if objects:
-        storage.write_many(objects)
-    storage.write_many({CHECKPOINT_KEY: checkpoint})
 
 
 def _no_signer(data: bytes) -> bytes:

@@ -16,7 +16,7 @@ from trustchain.actors.ct import (
     parse_tile_path,
     verify_inclusion,
 )
-from trustchain.actors.ct.log import DELETES_PER_CLEANUP
+from trustchain.actors.ct.cleanup import DELETES_PER_CLEANUP
 from trustchain.actors.ct.tiles import partial_tiles
 
 from .conftest import fake_entries
