@@ -109,6 +109,7 @@ def doq_config(tmp: Path, hsm: HsmConfig, **resolver: Any) -> Config:
                 "names": [SERVER_NAME, "::1"],
                 "upstreams": [f"udp://[::1]:{SILENT.getsockname()[1]}"],
                 "upstream_timeout_s": 5.0,
+                "challenge_db": tmp / "resolver" / "challenges.sqlite3",  # not var/ in the cwd
                 **resolver,
             }
         ),
