@@ -5,7 +5,7 @@ mixin over ``IssuerBase`` (``base.py``: the configuration, the peers, the store 
 hierarchy they share) holding one idea:
 
 - ``pipeline.py``: issuance, a pipeline of steps that never waits, with signatures,
-  log entries and records batched (``MAX_SIGN_BATCH``);
+  log entries batched (``MAX_SIGN_BATCH``) and records (``MAX_RECORD_BATCH``);
 - ``revocation.py``: revocation, and the certificate and CRL queries;
 - ``hierarchy.py``: the CA hierarchy made or reloaded at start-up, rotation, status;
 - ``crls.py``: publishing CRLs, which all of these ask for;
