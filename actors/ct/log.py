@@ -227,74 +227,54 @@ class TileLog(LogReads):
                 raise ValueError("this storage keeps no journal: open it with journal=False")
             file = cast(JournalingStorage, storage).journal(JOURNAL_KEY)
         try:
-            return cls._open(storage, signer, log_public_key, origin, index_db_path, file,
-                             now_ms=now_ms, cache_tiles=cache_tiles, sign_many=sign_many,
-                             partial_grace_ms=partial_grace_ms,
-                             materialize_ms=materialize_ms)  # fmt: skip
+            lid = _log_id(log_public_key)
+            reader = TileReader(storage, hash_tiles=cache_tiles)
+            raw = storage.read(CHECKPOINT_KEY)
+            stale: list[Tile] = []
+            sweep: Iterator[Tile] = iter(())
+            full: list[Tile] = []  # tiles the journal's records completed
+            if raw is None:
+                if signer is None:
+                    raise LogUnavailable("no checkpoint in storage: create the log first (create)")
+                sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
+                sth.verify(log_public_key)  # a signer that is not this key fails here
+                raw = encode_checkpoint(sth, origin, lid)
+                storage.write_many({CHECKPOINT_KEY: raw})
+                state, stored = TreeState(0), 0
+                if file is not None:
+                    file.reset()  # no checkpoint, no log: nothing in it continues this one
+            else:
+                try:
+                    sth = parse_checkpoint(raw, origin, lid, log_public_key)
+                except CheckpointError as exc:
+                    why = f"the stored checkpoint is not valid: {exc.message}"
+                    raise LogCorrupted(why) from exc
+                state = load_state(storage, reader, sth.tree_size, sth.root_hash)
+                stored = state.size
+                stale = stale_partials(storage, state.size)  # beside the tree stored as objects
+                if file is not None:  # the batches committed since, in memory: written later
+                    parse = functools.partial(
+                        parse_checkpoint, origin=origin, log_id=lid, public_key=log_public_key
+                    )
+                    replayed = replay(file.records(), state, reader, parse)
+                    if replayed.sth is not None and replayed.checkpoint is not None:
+                        full = list(replayed.full or {})
+                        state, sth, raw = replayed.state, replayed.sth, replayed.checkpoint
+                sweep = swept_tiles(state.size)
+            index = EntryIndex(index_db_path)
+            sync_index(index, reader, state)
+            log = cls(storage, signer or _no_signer, log_public_key, origin, index, reader,
+                      state, sth, raw, sign_many,
+                      now_ms=now_ms, partial_grace_ms=partial_grace_ms,
+                      journal=file, materialize_ms=materialize_ms)  # fmt: skip
+            log._cleanup.retire_later(stale)
+            log._cleanup.sweep = sweep
+            log._materialized, log._full_since = (stored, now_ms), full
+            return log
         except BaseException:
             if file is not None:
                 file.close()
             raise
-
-    @classmethod
-    def _open(
-        cls,
-        storage: TileStorage,
-        signer: Signer | None,
-        log_public_key: ec.EllipticCurvePublicKey,
-        origin: str,
-        index_db_path: Path | str,
-        file: FileJournal | None,
-        *,
-        now_ms: int,
-        cache_tiles: int,
-        sign_many: Callable[[list[bytes]], list[bytes]] | None,
-        partial_grace_ms: int,
-        materialize_ms: int,
-    ) -> TileLog:
-        lid = _log_id(log_public_key)
-        reader = TileReader(storage, hash_tiles=cache_tiles)
-        raw = storage.read(CHECKPOINT_KEY)
-        stale: list[Tile] = []
-        sweep: Iterator[Tile] = iter(())
-        full: list[Tile] = []  # tiles the journal's records completed
-        if raw is None:
-            if signer is None:
-                raise LogUnavailable("no checkpoint in storage: create the log first (create)")
-            sth = sign_tree_head(signer, 0, now_ms, merkle.EMPTY_ROOT)
-            sth.verify(log_public_key)  # a signer that is not this key fails here
-            raw = encode_checkpoint(sth, origin, lid)
-            storage.write_many({CHECKPOINT_KEY: raw})
-            state, stored = TreeState(0), 0
-            if file is not None:
-                file.reset()  # no checkpoint, no log: nothing in it continues this one
-        else:
-            try:
-                sth = parse_checkpoint(raw, origin, lid, log_public_key)
-            except CheckpointError as exc:
-                raise LogCorrupted(f"the stored checkpoint is not valid: {exc.message}") from exc
-            state = load_state(storage, reader, sth.tree_size, sth.root_hash)
-            stored = state.size
-            stale = stale_partials(storage, state.size)  # beside the tree stored as objects
-            if file is not None:  # the batches committed since, in memory: written later
-                parse = functools.partial(
-                    parse_checkpoint, origin=origin, log_id=lid, public_key=log_public_key
-                )
-                replayed = replay(file.records(), state, reader, parse)
-                if replayed.sth is not None and replayed.checkpoint is not None:
-                    full = list(replayed.full or {})
-                    state, sth, raw = replayed.state, replayed.sth, replayed.checkpoint
-            sweep = swept_tiles(state.size)
-        index = EntryIndex(index_db_path)
-        sync_index(index, reader, state)
-        log = cls(storage, signer or _no_signer, log_public_key, origin, index, reader,
-                  state, sth, raw, sign_many,
-                  now_ms=now_ms, partial_grace_ms=partial_grace_ms,
-                  journal=file, materialize_ms=materialize_ms)  # fmt: skip
-        log._cleanup.retire_later(stale)
-        log._cleanup.sweep = sweep
-        log._materialized, log._full_since = (stored, now_ms), full
-        return log
 
     def close(self) -> None:
         self._index.close()

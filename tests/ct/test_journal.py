@@ -117,14 +117,19 @@ def test_records_the_checkpoint_object_already_holds_are_skipped(
     assert (again.size, again.root) == (8, log.root)
 
 
-def test_a_journal_that_does_not_continue_the_tree_stops_the_log(
-    open_log: OpenLog, tmp_path: Path
-) -> None:
+def one_record(open_log: OpenLog, tmp_path: Path) -> tuple[TileLog, FileJournal, JournalRecord]:
+    """A log of one batch of 4, its journal, and the journal's one record."""
     log = journaled(open_log, now_ms=1_000)
     log.append_batch(fake_entries(0, 4), 1_000)
     journal = FileJournal(tmp_path / "tiles" / "journal")
     (record,) = journal.records()
-    decoded = JournalRecord.decode(record)
+    return log, journal, JournalRecord.decode(record)
+
+
+def test_a_journal_that_does_not_continue_the_tree_stops_the_log(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
+    _, journal, decoded = one_record(open_log, tmp_path)
     journal.reset()
     journal.append(JournalRecord(1, decoded.leaves, decoded.checkpoint).encode())
     with pytest.raises(LogCorrupted, match="does not continue"):
@@ -134,11 +139,7 @@ def test_a_journal_that_does_not_continue_the_tree_stops_the_log(
 def test_a_journaled_checkpoint_over_other_entries_stops_the_log(
     open_log: OpenLog, tmp_path: Path, log_key: LogKey
 ) -> None:
-    log = journaled(open_log, now_ms=1_000)
-    log.append_batch(fake_entries(0, 4), 1_000)
-    journal = FileJournal(tmp_path / "tiles" / "journal")
-    (record,) = journal.records()
-    decoded = JournalRecord.decode(record)
+    log, journal, decoded = one_record(open_log, tmp_path)
     swapped = (decoded.leaves[1], decoded.leaves[0], *decoded.leaves[2:])
     journal.reset()
     journal.append(JournalRecord(0, swapped, decoded.checkpoint).encode())
