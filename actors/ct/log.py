@@ -219,11 +219,15 @@ class TileLog(LogReads):
         most ``materialize_ms`` later (see the module's docstring); the records a crash
         left are replayed here, into memory (opening writes nothing, so a log on a full
         disk still opens and serves reads), and written out at the first commit or
-        ``stage_refresh``.
+        ``stage_refresh``. Opened without, a journal's records left by a log opened with
+        one are replayed and written out here.
         """
         file: FileJournal | None = None
-        if journal:
-            if not hasattr(storage, "journal"):
+        keeps = hasattr(storage, "journal")
+        # a journal left by a log opened with one: replayed, then written out, then emptied
+        leftover = not journal and keeps and bool(storage.read(JOURNAL_KEY))
+        if journal or leftover:
+            if not keeps:
                 raise ValueError("this storage keeps no journal: open it with journal=False")
             file = cast(JournalingStorage, storage).journal(JOURNAL_KEY)
         try:
@@ -260,6 +264,11 @@ class TileLog(LogReads):
                     if replayed.sth is not None and replayed.checkpoint is not None:
                         full = list(replayed.full or {})
                         state, sth, raw = replayed.state, replayed.sth, replayed.checkpoint
+                    if leftover:  # without a journal from now on, the storage holds it all
+                        write_edge(storage, state, {CHECKPOINT_KEY: raw})
+                        file.reset()
+                        file.close()
+                        file, stored = None, state.size
                 sweep = swept_tiles(state.size)
             index = EntryIndex(index_db_path)
             sync_index(index, reader, state)

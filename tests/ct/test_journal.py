@@ -163,3 +163,18 @@ def test_a_storage_without_a_journal_is_refused_journal_mode(
 
     with pytest.raises(ValueError, match="keeps no journal"):
         open_log(ObjectsOnly(), journal=True)
+
+
+def test_opened_without_the_journal_the_log_loses_nothing_the_journal_held(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
+    log = journaled(open_log, now_ms=1_000)
+    log.append_batch(fake_entries(0, 5), 1_000)
+    log.close()  # a clean stop leaves the journal as it is: replayed by the next open
+    assert stored_size(tmp_path) == 0
+    plain = open_log(now_ms=2_000)  # ctlog.journal turned off
+    assert (plain.size, plain.root) == (5, log.root)
+    assert stored_size(tmp_path) == 5  # written out at once: nothing replays it later
+    assert FileJournal(tmp_path / "tiles" / "journal").records() == []
+    plain.append_batch(fake_entries(5, 1), 2_001)
+    assert open_log(now_ms=3_000).size == 6
