@@ -18,7 +18,10 @@
    SQLite index and its own journal); and, once the log has been
    idle for --settle seconds (past the 5 s partial-tile grace period and the
    next checkpoint refresh, which runs the cleanup), the files and bytes on
-   disk per entry, partial tiles apart.
+   disk per entry, partial tiles apart. Beside them, the ceiling of one outstanding
+   submission measured in the same run: what a batch cannot do without (one HSM
+   ``sign_batch`` of 2, one at a time, plus one small append and fdatasync in the
+   same directory).
 2. The storage at scale, through bench/ct_storage.py's functions: a log of
    --entries leaves built in batches of 1024 (in-memory signer), then inclusion
    and consistency proof medians, cold open time and disk bytes per entry.
@@ -49,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trustchain.actors.ct import LocalDirectoryStorage
 from trustchain.actors.ct.storage import FileJournal
 from trustchain.actors.ctlog import AcceptRoots, AddChain, CTLogActor, GetSTH
-from trustchain.actors.hsm import HSMActor
+from trustchain.actors.hsm import HSMActor, SignBatch
 from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.config import CtLogConfig, HsmConfig
 from trustchain.protocols.logs import setup_logging
@@ -174,11 +177,38 @@ def closed_loop(
     for _ in range(window):
         slots.acquire()
     elapsed = time.perf_counter() - t0
-    batches = max(1, (registry.cell("hsm").handled - hsm_before) // 2)  # SCTs + tree head
+    batches = max(1, registry.cell("hsm").handled - hsm_before)  # one sign_batch a batch
     ms = [s * 1000 for s in latencies]
     return {"window": window, "count": sent, "rate": sent / elapsed, "batches": batches,
             "median_ms": statistics.median(ms), "p99_ms": pct(ms, 0.99), "errors": errors,
             "exhausted": sent == len(leaves)}  # fmt: skip
+
+
+def hsm_round_trip_ms(registry: Registry, seconds: float = 1.0) -> float:
+    """Median of one SignBatch of 2 (a batch's SCT and tree head) at a time, in ms."""
+    batch, times = SignBatch(CtLogConfig().key, [b"x" * 120, b"y" * 60]), []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        registry.ask("hsm", batch, timeout=30)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def fdatasync_ms(directory: Path, seconds: float = 1.0) -> float:
+    """Median of a 300-byte append and fdatasync to a file in ``directory``, in ms."""
+    fd = os.open(directory / "fdatasync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    times: list[float] = []
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            os.write(fd, b"r" * 300)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+    return statistics.median(times) * 1000
 
 
 def bench_actor(seconds: float, settle: float) -> None:
@@ -208,11 +238,12 @@ def bench_actor(seconds: float, settle: float) -> None:
         closed_loop(registry, certs.root, certs.leaves(2_000), 64, 1.0, "ctlog-warm")
         print(f"CTLogActor add_chain, durable (fsynced) before the SCT; {seconds:g} s per row, "
               "a fresh log per row:")  # fmt: skip
-        disk = {}
+        disk, rates = {}, {}
         for window in WINDOWS:
             name = f"ctlog-{window}"
             written, block = counter.bytes, block_write_bytes()
             r = closed_loop(registry, certs.root, pools[window], window, seconds, name)
+            rates[window] = r["rate"]
             written, block = counter.bytes - written, block_write_bytes() - block
             print(f"  {window:3d} outstanding: {r['rate']:8,.0f} appends/s   SCT median "
                   f"{r['median_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   mean batch "
@@ -227,6 +258,12 @@ def bench_actor(seconds: float, settle: float) -> None:
             right_after = disk_figures(logs[window].storage_dir)
             time.sleep(settle)
             disk[window] = (size, right_after, disk_figures(logs[window].storage_dir))
+        hsm_ms, sync_ms = hsm_round_trip_ms(registry), fdatasync_ms(directory)
+        ceiling = 1000 / (hsm_ms + sync_ms)
+        print(f"  ceiling of 1 outstanding, this run: an HSM sign_batch of 2 (SCT, tree head) "
+              f"one at a time p50 {hsm_ms:.2f} ms + a 300 B append and fdatasync p50 "
+              f"{sync_ms:.2f} ms = {ceiling:,.0f} appends/s; the row reached "
+              f"{rates[1] / ceiling:.2f} of it")  # fmt: skip
         print(f"on disk (tiles, checkpoint, issuers): right after each row / {settle:g} s later")
         for window, (size, *figures) in disk.items():
             shown = [f"{f:,} files ({pf:,} partial tiles, {ps / 1024:,.0f} KiB), "
