@@ -81,6 +81,21 @@ class _HashTile:
             [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
         ]
 
+    def extended(self, data: bytes) -> _HashTile:
+        """This tile grown to ``data``, which begins with this tile's hashes: the nodes
+        built so far are kept (a node covers only hashes both have), the new ones are
+        hashed, so an edge that grows by one hash costs a hash per level built, not
+        the whole tile again."""
+        grown = _HashTile.__new__(_HashTile)
+        known = self.levels[0]
+        added = range(len(known) * HASH_SIZE, len(data), HASH_SIZE)
+        grown.levels = [known + [data[i : i + HASH_SIZE] for i in added]]
+        for built in self.levels[1:]:
+            below = grown.levels[-1]
+            pairs = range(len(built), len(below) // 2)
+            grown.levels.append(built + [node_hash(below[2 * i], below[2 * i + 1]) for i in pairs])
+        return grown
+
     def node(self, first: int, count: int) -> bytes:
         rel = count.bit_length() - 1
         while len(self.levels) <= rel:
@@ -102,6 +117,7 @@ class TileReader:
         self._data: OrderedDict[Tile, bytes] = OrderedDict()
         self._hash_limit, self._data_limit = hash_tiles, data_tiles
         self._edges: dict[bytes, _HashTile] = {}  # keyed by content: never stale
+        self._last_edge: dict[int, tuple[bytes, _HashTile]] = {}  # by level: grown, not rebuilt
         self.reads = 0  # storage reads, for tests and metrics
 
     def add_full(self, tile: Tile, data: bytes) -> None:
@@ -166,7 +182,13 @@ class TileReader:
             if edge_tree is None:
                 if len(self._edges) >= 4 * (MAX_LEVEL + 1):
                     self._edges.clear()
-                edge_tree = self._edges[hashes] = _HashTile(hashes)
+                last = self._last_edge.get(tile_level)
+                if last is not None and len(last[0]) < len(hashes) and hashes.startswith(last[0]):
+                    edge_tree = last[1].extended(hashes)  # the edge the last batch made, grown
+                else:
+                    edge_tree = _HashTile(hashes)
+                self._edges[hashes] = edge_tree
+                self._last_edge[tile_level] = (hashes, edge_tree)
             return edge_tree.node(first, count)
         tile = Tile(tile_level, tile_index)
         if pending and tile in pending:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trustchain.actors.ct import tiles
+from trustchain.actors.ct._tree import _HashTile
 from trustchain.actors.ct.errors import TileNotFound
-from trustchain.actors.ct.tiles import DATA_LEVEL, Tile
+from trustchain.actors.ct.tiles import DATA_LEVEL, TILE_HEIGHT, TILE_WIDTH, Tile
 
 
 def test_index_is_encoded_in_three_digit_groups_with_x_prefixes() -> None:
@@ -86,3 +91,20 @@ def test_proofs_need_a_logarithmic_number_of_tiles() -> None:
         assert all(t.level in (0, 1, 2) for t in needed)
     assert len(tiles.tiles_for_consistency(123_457, size)) <= 6
     assert tiles.tiles_for_root(size) == tiles.edge_tiles(size)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=2, max_size=12))
+def test_a_grown_edge_tile_has_the_nodes_of_one_built_whole(steps: list[int]) -> None:
+    """``_HashTile.extended`` keeps the nodes it had and hashes the new ones: every node of
+    the grown tile is the node of the same hashes built from scratch."""
+    hashes = [hashlib.sha256(i.to_bytes(2, "big")).digest() for i in range(TILE_WIDTH)]
+    size = min(TILE_WIDTH, steps[0])
+    grown = _HashTile(b"".join(hashes[:size]))
+    for step in steps[1:]:
+        grown.node(0, 1 << (size.bit_length() - 1))  # some of its levels built, as in use
+        size = min(TILE_WIDTH, size + step)
+        grown = grown.extended(b"".join(hashes[:size]))
+        whole = _HashTile(b"".join(hashes[:size]))
+        for height in range(TILE_HEIGHT + 1):
+            for first in range(0, size - (1 << height) + 1, 1 << height):
+                assert grown.node(first, 1 << height) == whole.node(first, 1 << height)
