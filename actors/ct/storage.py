@@ -113,11 +113,19 @@ class FileJournal:
         return out
 
     def append(self, payload: bytes) -> None:
-        """Add one record; durable when this returns."""
+        """Add one record; durable when this returns. If the write or the fdatasync
+        fails, the record is cut off again: after a failed fdatasync the page cache may
+        still show bytes the disk never got, and a record read back from there would be
+        replayed though it was never acknowledged, nor durable."""
         view = memoryview(_FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fdatasync(self._fd)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fdatasync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise
         self.size += len(payload) + _FRAME.size
 
     def reset(self) -> None:

@@ -3,6 +3,8 @@ open replays what the objects do not hold yet, and refuses a journal that lies."
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,24 @@ def test_a_flipped_bit_ends_the_records_there(tmp_path: Path) -> None:
     data[8 + 3 + 8] ^= 1  # the first octet of "two"
     (tmp_path / "journal").write_bytes(bytes(data))
     assert FileJournal(tmp_path / "journal").records() == [b"one"]
+
+
+def test_a_record_whose_fdatasync_failed_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = FileJournal(tmp_path / "journal")
+    journal.append(b"durable")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "simulated I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError):
+        journal.append(b"never acknowledged")
+    monkeypatch.undo()
+    assert FileJournal(tmp_path / "journal").records() == [b"durable"]
+    journal.append(b"next")  # follows the last durable record
+    assert FileJournal(tmp_path / "journal").records() == [b"durable", b"next"]
 
 
 def test_record_round_trip() -> None:
