@@ -285,6 +285,13 @@ class TileLog(LogReads):
                 file.close()
             raise
 
+    def flush(self, now_ms: int) -> None:
+        """With a journal: write out now what only the journal holds (the edge's tiles,
+        the checkpoint), so that the storage is whole (a clean stop does this)."""
+        self._check_usable()
+        if self._journal is not None and self._journal.size:
+            self._materialize(now_ms)
+
     def close(self) -> None:
         self._index.close()
         if self._journal is not None:
@@ -372,7 +379,7 @@ class TileLog(LogReads):
         self._check_usable()
         self._cleanup.tick(now_ms)
         self._cleanup.run(self._state)
-        if self._journal is not None and self._state.size != self._materialized[0]:
+        if self._journal is not None and self._journal.size:
             self._materialize(now_ms)  # the idle log's storage catches up
         if self._staged or now_ms <= self._tip.timestamp:
             return None
@@ -445,7 +452,11 @@ class TileLog(LogReads):
         the journal; retire the partial tiles written last time that it grew past."""
         assert self._journal is not None
         self._unusable = True  # until the storage and the journal agree again
-        write_edge(self._storage, self._state, {CHECKPOINT_KEY: self._checkpoint})
+        checkpoint = {CHECKPOINT_KEY: self._checkpoint}
+        if self._state.size != self._materialized[0]:
+            write_edge(self._storage, self._state, checkpoint)
+        else:  # a fresh tree head for the same tree: the checkpoint alone
+            self._storage.write_many(checkpoint)
         self._journal.reset()
         self._cleanup.retire(self._materialized[0], self._state.size, self._full_since)
         self._materialized, self._full_since = (self._state.size, now_ms), []

@@ -190,6 +190,11 @@ class CTLogActor(LogReads, SupervisedActor):
         self.ready()
 
     def cleanup(self) -> None:
+        if self.log is not None and self._down is None:
+            try:  # a clean stop leaves the storage whole; the journal has it otherwise
+                self.log.flush(self._now_ms())
+            except (OSError, sqlite3.Error, LogUnavailable):
+                pass
         self._close_log()
 
     def _storage(self) -> LocalDirectoryStorage:

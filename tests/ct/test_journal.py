@@ -198,3 +198,13 @@ def test_opened_without_the_journal_the_log_loses_nothing_the_journal_held(
     assert FileJournal(tmp_path / "tiles" / "journal").records() == []
     plain.append_batch(fake_entries(5, 1), 2_001)
     assert open_log(now_ms=3_000).size == 6
+
+
+def test_flush_writes_out_what_only_the_journal_holds(open_log: OpenLog, tmp_path: Path) -> None:
+    log = journaled(open_log, now_ms=1_000)
+    log.append_batch(fake_entries(0, 3), 1_000)
+    assert stored_size(tmp_path) == 0
+    log.flush(1_001)
+    assert stored_size(tmp_path) == 3
+    assert (tmp_path / "tiles" / "checkpoint").read_bytes() == log.checkpoint()
+    assert FileJournal(tmp_path / "tiles" / "journal").records() == []
