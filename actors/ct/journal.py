@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import merkle
 from ._tree import TileReader, TreeState
@@ -89,7 +89,7 @@ class Replayed:
     state: TreeState
     sth: SignedTreeHead | None = None  # the last record's tree head (None: no record applied)
     checkpoint: bytes | None = None
-    full: dict[Tile, bytes] | None = None  # tiles the records completed
+    full: dict[Tile, bytes] = field(default_factory=dict)  # tiles the records completed
 
 
 def replay(
@@ -102,8 +102,7 @@ def replay(
     tree); records it already covers are skipped (a crash between writing the
     checkpoint object and emptying the journal). Each record's checkpoint must verify
     (``parse``) and sign the tree its entries make, or the log is ``LogCorrupted``."""
-    out = Replayed(state, full={})
-    assert out.full is not None
+    out = Replayed(state)
     for raw in records:
         try:
             record = JournalRecord.decode(raw)

@@ -26,10 +26,9 @@ complete static-ct-api tree that lags the log by at most about that long. A cras
 loses nothing acknowledged: ``open`` replays the records past the checkpoint
 object. Superseded partial tiles are then the materialized ones, retired the same way.
 
-Reads are served from the committed state only. Proofs cost O(log n) tile
-reads (see ``_tree``); tiles past the checkpoint are never served. If a storage
-or index write fails mid-append the instance refuses further work
-(``LogUnavailable``): reopen it, which runs recovery.
+Reads (``reads``) are served from the committed state only. If a storage or index
+write fails mid-append the instance refuses further work (``LogUnavailable``):
+reopen it, which runs recovery.
 """
 
 from __future__ import annotations
@@ -262,7 +261,7 @@ class TileLog(LogReads):
                     )
                     replayed = replay(file.records(), state, reader, parse)
                     if replayed.sth is not None and replayed.checkpoint is not None:
-                        full = list(replayed.full or {})
+                        full = list(replayed.full)
                         state, sth, raw = replayed.state, replayed.sth, replayed.checkpoint
                     if leftover:  # without a journal from now on, the storage holds it all
                         write_edge(storage, state, {CHECKPOINT_KEY: raw})
