@@ -11,6 +11,8 @@ as 8 octets big-endian (``frame``).
     PoWork           : SHA-256(WORK || request digest || nonce (8 octets)) has at
                        least D leading zero bits
     PoTime input     = H(VDF_INPUT || request digest) mapped into Z_N (``vdf.py``)
+    PoTime prime     = SHA-256(VDF_PRIME || frame(N, x, y, t) || index (8 octets)),
+                       top and low bits set, prime; the proof names its index
     stake record     = ECDSA(stake authority, STAKE_RECORD || frame(asset key,
                        amount, expires_at))
     space block i    = scrypt(SPACE_BLOCK || asset key || i) (``space.py``)

@@ -112,6 +112,7 @@ class RequestProofs:
     work_nonce: int
     vdf_output: int
     vdf_proof: int
+    vdf_prime_index: int  # which candidate is the proof's prime (``vdf.py``, "The prime")
     signature: bytes  # Ed25519 by the asset over ASSET_SIGNATURE || digest
 
     def digest(self, csr_der: bytes) -> bytes:
@@ -128,13 +129,15 @@ class RequestProofs:
             "work_nonce": self.work_nonce,
             "vdf_output": vdf.encode_group_element(self.vdf_output, modulus).hex(),
             "vdf_proof": vdf.encode_group_element(self.vdf_proof, modulus).hex(),
+            "vdf_prime_index": self.vdf_prime_index,
             "signature": self.signature.hex(),
         }
 
     @classmethod
     def from_json(cls, obj: object, modulus: int) -> RequestProofs:
         """Strict: untrusted JSON from the control socket or HTTP (``TrustError``s)."""
-        names = ("asset", "epoch", "work_nonce", "vdf_output", "vdf_proof", "signature")
+        names = ("asset", "epoch", "work_nonce", "vdf_output", "vdf_proof", "vdf_prime_index",
+                 "signature")  # fmt: skip
         got = fields.fields(obj, "a request's proofs", names, TrustError)
         size = vdf.element_bytes(modulus)
         return cls(
@@ -146,6 +149,9 @@ class RequestProofs:
             ),
             vdf_proof=vdf.decode_group_element(
                 fields.hex_bytes(got["vdf_proof"], "vdf_proof", size, TrustError), modulus
+            ),
+            vdf_prime_index=fields.uint(
+                got["vdf_prime_index"], "vdf_prime_index", 0, vdf.PRIME_INDEX_LIMIT - 1, TrustError
             ),
             signature=fields.hex_bytes(got["signature"], "signature", SIGNATURE_BYTES, TrustError),
         )
@@ -174,12 +180,13 @@ def prove_request(
     nonce = work.solve_work(digest, params.work_bits)
     took["work_s"] = clock() - start
     start = clock()
-    output, proof = vdf.evaluate(
+    output, proof, prime_index = vdf.evaluate(
         vdf.vdf_input(digest, params.modulus), params.vdf_t, params.modulus
     )
     took["time_s"] = clock() - start
     signature = sign_digest(private_key, digest)
-    return RequestProofs(asset_key, epoch, nonce, output, proof, signature), took
+    proofs = RequestProofs(asset_key, epoch, nonce, output, proof, prime_index, signature)
+    return proofs, took
 
 
 def _reason(error: TrustError) -> str:
@@ -190,7 +197,7 @@ def check_request(
     csr_der: bytes,
     proofs: RequestProofs,
     registration: Registration | None,
-    authority_key: ec.EllipticCurvePublicKey,
+    authority_key: ec.EllipticCurvePublicKey | stake.StakeAuthority,
     params: ConsensusParams,
     now_s: float,
 ) -> list[str]:
@@ -228,7 +235,12 @@ def check_request(
     for check in (
         lambda: work.check_work(digest, proofs.work_nonce, params.work_bits),
         lambda: vdf.check_time_proof(
-            digest, proofs.vdf_output, proofs.vdf_proof, params.vdf_t, params.modulus
+            digest,
+            proofs.vdf_output,
+            proofs.vdf_proof,
+            proofs.vdf_prime_index,
+            params.vdf_t,
+            params.modulus,
         ),
     ):
         try:
@@ -256,7 +268,7 @@ def check_registration(
     signed_stake: stake.SignedStake,
     proof: space.SpaceProof,
     challenge: bytes,
-    authority_key: ec.EllipticCurvePublicKey,
+    authority_key: ec.EllipticCurvePublicKey | stake.StakeAuthority,
     params: ConsensusParams,
     now_s: float,
 ) -> list[str]:

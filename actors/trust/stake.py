@@ -32,6 +32,7 @@ from .errors import StakeExpired, StakeInvalid
 MAX_UINT64 = 2**64 - 1  # what ``formats.frame`` can encode
 MAX_SIGNATURE_BYTES = 144  # a DER ECDSA-Sig-Value up to P-521 is at most 139 octets
 DAY_S = 86_400
+MAX_REMEMBERED = 4096  # stake signatures a StakeAuthority remembers having verified
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,38 @@ def new_stake_record(asset_key: bytes, amount: int, now_s: int, days: int) -> St
     return StakeRecord(asset_key, amount, now_s + days * DAY_S)
 
 
+class StakeAuthority:
+    """The stake authority's public key, remembering the signatures it verified.
+
+    A registration's stake is checked again with each of its asset's requests, by
+    every validator: its ECDSA verification was 0.09-0.15 ms of a 1.2-1.8 ms request
+    check. A signature over the same record that verified once verifies again, so it
+    is kept (record bytes and signature, exactly; at most ``MAX_REMEMBERED``, the
+    memory emptied when full) and not verified twice. What the record says (its
+    asset, amount and expiry) is still checked each time by ``check_stake``.
+    """
+
+    def __init__(self, public_key: ec.EllipticCurvePublicKey) -> None:
+        self.public_key = public_key
+        self._verified: set[tuple[bytes, bytes]] = set()
+
+    def signed(self, tbs: bytes, signature: bytes) -> bool:
+        """Whether the authority's key signed ``tbs`` with ``signature``."""
+        if (tbs, signature) in self._verified:
+            return True
+        try:
+            self.public_key.verify(signature, tbs, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified.add((tbs, signature))
+        return True
+
+
 def check_stake(
     signed: SignedStake,
-    authority_public_key: ec.EllipticCurvePublicKey,
+    authority: ec.EllipticCurvePublicKey | StakeAuthority,
     asset_key: bytes,
     now_s: int,
     min_amount: int,
@@ -128,15 +158,16 @@ def check_stake(
 
     ``StakeInvalid`` for a bad signature, another asset or too small an amount;
     ``StakeExpired`` once ``now_s >= expires_at``. The signature is checked first: the
-    fields of a record nobody signed mean nothing."""
+    fields of a record nobody signed mean nothing. ``authority`` is the authority's
+    public key, or a ``StakeAuthority`` (which verifies each signature once)."""
     record = signed.record
-    try:
-        authority_public_key.verify(signed.signature, record.tbs(), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+    if not isinstance(authority, StakeAuthority):
+        authority = StakeAuthority(authority)
+    if not authority.signed(record.tbs(), signed.signature):
         raise StakeInvalid(
             "the stake record is not signed by the stake authority; ask it to grant the "
             "stake again (trustchain stake grant)"
-        ) from None
+        )
     if record.asset_key != asset_key:
         raise StakeInvalid(
             f"the stake record is for asset {formats.asset_id(record.asset_key)}, "

@@ -6,9 +6,10 @@ Verifiable Delay Functions" (ePrint 2018/712):
 
     x = vdf_input(request digest)      hashed into the group (below)
     y = x^(2^t)                        t sequential squarings: the delay
-    l = hash_to_prime(N, x, y, t)      a 256-bit prime, Fiat-Shamir
+    l = hash_to_prime(N, x, y, t)      a 256-bit prime, Fiat-Shamir; its index i
     π = x^floor(2^t / l)               the proof, about as costly as y again
     accept iff π^l · x^(2^t mod l) = y    two 256-bit exponentiations: O(log t)
+    (the proof is (y, π, i): the verifier hashes once for l, see "The prime")
 
 The group is Z_N^*/{±1}: every element is written by its canonical representative
 min(v, N - v), in 2..(N-1)/2 (1 is the identity). Working modulo ±1 follows the
@@ -26,6 +27,18 @@ small order anyone knows (0, 1, N-1 all land on 0 or 1, which are skipped by
 moving on to the next blocks) and puts it in the subgroup of squares, which is
 what the low-order and adaptive-root assumptions are stated for.
 
+The prime: l is the first candidate SHA-256(VDF_PRIME || frame(N, x, y, t) || i
+(8 octets)), top bit and low bit set, that is prime, for i = 0, 1, ... (about 90
+candidates on average). The prover sends the index i it found with the proof; the
+verifier hashes that one candidate and tests it, instead of searching again (the
+search was 0.28-0.35 ms of a 1.2-1.8 ms request check, per validator). Any index
+below ``PRIME_INDEX_LIMIT`` whose candidate is prime is accepted, not only the first:
+that gives a cheating prover nothing that hashing does not give it already. Each
+(x, y, i) it tries is one more random-oracle query answered by a fresh random prime,
+exactly as each other output y it might try is, and Fiat-Shamir's soundness is
+counted in such queries. y stays unique for a digest and t (the replay guard keys on
+it); π is unique for (y, i).
+
 What a valid proof shows: that whoever made it performed t squarings one after
 another in Z_N (or knows N's factors, which turn 2^t into 2^t mod λ(N) and make
 it instant). It says nothing about wall time: t squarings take a second on one
@@ -40,6 +53,7 @@ then destroyed).
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import gmpy2
 
@@ -68,6 +82,10 @@ PRIME_BITS = 256  # l: 2λ bits for λ = 128, the usual size for 128-bit securit
 # hash_to_prime) and picked the same prime for every statement tried. A prover using
 # 40 rounds derives the same l (it could differ only at a BPSW pseudoprime).
 PRIME_TEST_ROUNDS = 24
+# The verifier accepts a prime's index below this (8 octets on the wire, as hashed):
+# the chance that none of the first 2^16 candidates is prime is about e^-739.
+PRIME_INDEX_LIMIT = 2**16
+_WINDOW_BITS = 4  # the verifier's joint exponentiation (``_product_of_powers``)
 MIN_T = PRIME_BITS  # for smaller t, 2^t < l: the quotient is 0 and π is always 1
 MAX_T = 2**64 - 1  # t is framed in 8 octets
 _HASH_MARGIN_BITS = 128  # extra input bits: u mod N is 2^-128-close to uniform
@@ -148,13 +166,8 @@ def _powmod(base: int, exponent: int, modulus: int) -> int:
         return int(gmpy2.powmod(base, exponent, modulus))
 
 
-def hash_to_prime(x: int, y: int, t: int, modulus: int) -> int:
-    """l: a 256-bit prime (top bit set) from SHA-256(VDF_PRIME || frame(N, x, y, t, i)),
-    the first i = 0, 1, ... whose candidate passes ``gmpy2.is_prime(c, 24)`` (BPSW).
-
-    Hashing N and x as well as y and t binds l to the whole statement (strong
-    Fiat-Shamir). Deterministic; about 90 candidates are tried on average.
-    """
+def _prime_prefix(x: int, y: int, t: int, modulus: int) -> Any:
+    """SHA-256 over VDF_PRIME || frame(N, x, y, t): each candidate hashes on from it."""
     _check_modulus(modulus)
     statement = formats.VDF_PRIME + formats.frame(
         modulus.to_bytes(element_bytes(modulus), "big"),
@@ -162,19 +175,69 @@ def hash_to_prime(x: int, y: int, t: int, modulus: int) -> int:
         encode_group_element(y, modulus),
         t,
     )
-    top_and_odd = (1 << (PRIME_BITS - 1)) | 1
-    prefix = hashlib.sha256(statement)  # the statement is hashed once, each counter after it
-    for counter in range(MAX_T + 1):
-        h = prefix.copy()
-        h.update(counter.to_bytes(8, "big"))
-        candidate = int.from_bytes(h.digest(), "big") | top_and_odd
+    return hashlib.sha256(statement)
+
+
+def _candidate(prefix: Any, index: int) -> int:
+    h = prefix.copy()
+    h.update(index.to_bytes(8, "big"))
+    return int.from_bytes(h.digest(), "big") | (1 << (PRIME_BITS - 1)) | 1
+
+
+def find_prime(x: int, y: int, t: int, modulus: int) -> tuple[int, int]:
+    """(i, l): the first index whose candidate passes ``gmpy2.is_prime(c, 24)`` (BPSW),
+    and that 256-bit prime (top bit set). What the prover does (see "The prime").
+
+    Hashing N and x as well as y and t binds l to the whole statement (strong
+    Fiat-Shamir). Deterministic; about 90 candidates are tried on average.
+    """
+    prefix = _prime_prefix(x, y, t, modulus)  # the statement is hashed once
+    for index in range(PRIME_INDEX_LIMIT):
+        candidate = _candidate(prefix, index)
         if gmpy2.is_prime(candidate, PRIME_TEST_ROUNDS):
-            return candidate
+            return index, candidate
     raise AssertionError("unreachable: primes of 256 bits are dense")  # pragma: no cover
 
 
-def evaluate(x: int, t: int, modulus: int) -> tuple[int, int]:
-    """(y, π) for input x: y = x^(2^t) by t squarings, π = x^floor(2^t / l).
+def hash_to_prime(x: int, y: int, t: int, modulus: int) -> int:
+    """l: the first prime of ``find_prime``."""
+    return find_prime(x, y, t, modulus)[1]
+
+
+def prime_at(x: int, y: int, t: int, modulus: int, index: int) -> int | None:
+    """The verifier's side: the candidate at ``index`` if it is prime, else None."""
+    candidate = _candidate(_prime_prefix(x, y, t, modulus), index)
+    return candidate if gmpy2.is_prime(candidate, PRIME_TEST_ROUNDS) else None
+
+
+def _product_of_powers(a: int, e: int, b: int, f: int, modulus: int) -> int:
+    """a^e · b^f mod modulus in one pass (Shamir's trick, fixed windows of
+    ``_WINDOW_BITS``): the squarings are shared, so it costs about 30 % fewer modular
+    multiplications than two ``powmod``s, and measured here 18 % less time (552 against
+    674 us for 256-bit exponents in RSA-2048, though each step is a Python call). It
+    holds the GIL throughout: the verifier runs in a validator's own process."""
+    n = gmpy2.mpz(modulus)
+    size = 1 << _WINDOW_BITS
+    mask = size - 1
+    powers_a, powers_b = [gmpy2.mpz(1), gmpy2.mpz(a)], [gmpy2.mpz(1), gmpy2.mpz(b)]
+    for _ in range(size - 2):
+        powers_a.append(powers_a[-1] * a % n)
+        powers_b.append(powers_b[-1] * b % n)
+    acc = gmpy2.mpz(1)
+    for i in range(-(-max(e.bit_length(), f.bit_length()) // _WINDOW_BITS) - 1, -1, -1):
+        for _ in range(_WINDOW_BITS):
+            acc = acc * acc % n
+        shift = i * _WINDOW_BITS
+        if digit := (e >> shift) & mask:
+            acc = acc * powers_a[digit] % n
+        if digit := (f >> shift) & mask:
+            acc = acc * powers_b[digit] % n
+    return int(acc)
+
+
+def evaluate(x: int, t: int, modulus: int) -> tuple[int, int, int]:
+    """(y, π, i) for input x: y = x^(2^t) by t squarings, π = x^floor(2^t / l), and
+    the index i of the prime l (``find_prime``).
 
     Costs about 2t modular squarings (t for y, t - 256 plus a window's
     multiplications for π). x must be canonical (``vdf_input`` gives one).
@@ -187,17 +250,21 @@ def evaluate(x: int, t: int, modulus: int) -> tuple[int, int]:
     # powmod with the exponent 2^t is t squarings one after another: its only set
     # bit gives no window to skip with, and the group's order is unknown.
     y = canonical(_powmod(x, gmpy2.mpz(1) << t, n), modulus)
-    prime = hash_to_prime(x, y, t, modulus)
+    index, prime = find_prime(x, y, t, modulus)
     quotient = (gmpy2.mpz(1) << t) // prime
     proof = canonical(_powmod(x, quotient, n), modulus)
-    return y, proof
+    return y, proof, index
 
 
-def check_time_proof(digest: bytes, y: int, proof: int, t: int, modulus: int) -> None:
-    """Raise TimeProofInvalid unless (y, proof) is the VDF of ``digest`` for t squarings.
+def check_time_proof(
+    digest: bytes, y: int, proof: int, prime_index: int, t: int, modulus: int
+) -> None:
+    """Raise TimeProofInvalid unless (y, proof, prime_index) is the VDF of ``digest``
+    for t squarings.
 
     ``t`` and ``modulus`` are the verifier's own (config): values it could not
-    have meant are a ValueError. Costs two exponentiations by 256-bit numbers.
+    have meant are a ValueError. Costs one hash and primality test for l, and
+    two exponentiations by 256-bit numbers (in one pass).
     """
     _check_modulus(modulus)
     _check_t(t)
@@ -213,11 +280,25 @@ def check_time_proof(digest: bytes, y: int, proof: int, t: int, modulus: int) ->
                 f"the PoTime {name} is not a canonical group element (2 <= v <= (N-1)/2)",
                 field=name,
             )
+    if (
+        not isinstance(prime_index, int)
+        or isinstance(prime_index, bool)
+        or not 0 <= prime_index < PRIME_INDEX_LIMIT
+    ):
+        raise TimeProofInvalid(
+            f"the PoTime prime index must be an integer 0..{PRIME_INDEX_LIMIT - 1}",
+            field="prime index",
+        )
     x = vdf_input(digest, modulus)
-    prime = hash_to_prime(x, y, t, modulus)
-    remainder = gmpy2.powmod(2, t, prime)
-    n = gmpy2.mpz(modulus)
-    seen = _powmod(proof, prime, n) * _powmod(x, remainder, n) % n
+    prime = prime_at(x, y, t, modulus, prime_index)
+    if prime is None:
+        raise TimeProofInvalid(
+            f"the PoTime prime index {prime_index} does not name a prime for this output;"
+            " evaluate it again",
+            field="prime index",
+        )
+    remainder = int(gmpy2.powmod(2, t, prime))
+    seen = _product_of_powers(proof, prime, x, remainder, modulus)
     if canonical(seen, modulus) != y:
         raise TimeProofInvalid(
             f"the PoTime proof does not verify: (y, proof) is not the VDF of this request's"

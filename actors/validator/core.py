@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from trustchain.actors.durable import fsync_dir, write_new
 from trustchain.actors.sqlite import open_database, transaction
@@ -193,7 +193,7 @@ class ValidatorCore:
         self.params = params
         self.key = load_or_create_key(key_path)
         self.memo = VoteMemo(votes_path)
-        self._authorities: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        self._authorities: dict[bytes, stake.StakeAuthority] = {}
 
     def close(self) -> None:
         self.memo.close()
@@ -201,14 +201,16 @@ class ValidatorCore:
     def public_key(self) -> bytes:
         return self.key.public_key().public_bytes_raw()
 
-    def _authority(self, spki: bytes) -> ec.EllipticCurvePublicKey:
-        key = self._authorities.get(spki)
-        if key is None:
-            key = stake.authority_key_from_spki(spki)
+    def _authority(self, spki: bytes) -> stake.StakeAuthority:
+        """The stake authority of that key: parsed once, and each stake signature it
+        made verified once (``stake.StakeAuthority``)."""
+        authority = self._authorities.get(spki)
+        if authority is None:
+            authority = stake.StakeAuthority(stake.authority_key_from_spki(spki))
             if len(self._authorities) >= MAX_AUTHORITIES:
                 self._authorities.clear()
-            self._authorities[spki] = key
-        return key
+            self._authorities[spki] = authority
+        return authority
 
     # The questions (each answered with the signed vote's bytes) -------------------------
 

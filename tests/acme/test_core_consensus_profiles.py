@@ -22,7 +22,7 @@ from .test_core import DIRECTORY, ERROR, Client, approval, body, csr_for, make_c
 
 PROFILES = {"default": 86_400, "asset": 86_400}
 PROOFS = {"asset": "ab" * 32, "epoch": 7, "work_nonce": 1, "vdf_output": "01",
-          "vdf_proof": "02", "signature": "cd" * 64}  # fmt: skip
+          "vdf_proof": "02", "vdf_prime_index": 0, "signature": "cd" * 64}  # fmt: skip
 
 
 @pytest.fixture

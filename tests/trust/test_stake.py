@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 
 from trustchain.actors.trust import formats
 from trustchain.actors.trust.errors import StakeExpired, StakeInvalid
+from trustchain.actors.trust import stake
 from trustchain.actors.trust.stake import (
     DAY_S,
     SignedStake,
+    StakeAuthority,
     StakeRecord,
     check_stake,
     new_stake_record,
@@ -236,3 +238,41 @@ def test_near_miss_records_are_a_record_or_stake_invalid(obj: dict[str, Any]) ->
     except StakeInvalid:
         return
     assert record.to_json() == obj
+
+
+def test_a_stake_authority_verifies_each_signature_once_and_still_checks_the_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    authority = StakeAuthority(AUTHORITY.public_key())
+    good = sign(StakeRecord(ASSET, 10, EXPIRES))
+    forged = SignedStake(good.record, sign(StakeRecord(ASSET, 11, EXPIRES)).signature)
+    other_key = sign(StakeRecord(ASSET, 10, EXPIRES), ec.generate_private_key(ec.SECP256R1()))
+    verified: list[bytes] = []
+    real_verify = AUTHORITY.public_key().verify
+
+    class Counting:
+        def verify(self, signature: bytes, data: bytes, algorithm: Any) -> None:
+            verified.append(signature)
+            real_verify(signature, data, algorithm)
+
+    authority.public_key = Counting()  # type: ignore[assignment]
+    for _ in range(3):
+        check_stake(good, authority, ASSET, NOW, 10)
+    assert verified == [good.signature]  # remembered after the first
+    for bad in (forged, other_key):  # a signature never verified is checked, and refused
+        for _ in range(2):
+            with pytest.raises(StakeInvalid, match="not signed by the stake authority"):
+                check_stake(bad, authority, ASSET, NOW, 10)
+    assert verified == [good.signature] + [forged.signature] * 2 + [other_key.signature] * 2
+    # What the record says is checked every time, remembered signature or not.
+    with pytest.raises(StakeInvalid, match="for asset"):
+        check_stake(good, authority, OTHER_ASSET, NOW, 10)
+    with pytest.raises(StakeInvalid, match="below the minimum"):
+        check_stake(good, authority, ASSET, NOW, 11)
+    with pytest.raises(StakeExpired):
+        check_stake(good, authority, ASSET, EXPIRES, 10)
+    # Bounded: a full memory is emptied, then the signature is verified again.
+    monkeypatch.setattr(stake, "MAX_REMEMBERED", 1)
+    check_stake(sign(StakeRecord(ASSET, 12, EXPIRES)), authority, ASSET, NOW, 10)
+    check_stake(good, authority, ASSET, NOW, 10)
+    assert verified.count(good.signature) == 2

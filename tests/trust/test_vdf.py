@@ -1,5 +1,6 @@
 """PoTime: evaluate's proofs verify for their digest and t only; forged, negated,
-rebound and out-of-range proofs are refused with TimeProofInvalid.
+rebound and out-of-range proofs, and prime indices that name no prime, are refused
+with TimeProofInvalid.
 
 Most algebra runs in a 1024-bit group whose factors the test knows (so the output
 can be checked against x^(2^t mod λ(N)), computed without t squarings); one test
@@ -17,13 +18,17 @@ from trustchain.actors.trust import formats
 from trustchain.actors.trust.errors import TimeProofInvalid, TrustError
 from trustchain.actors.trust.vdf import (
     PRIME_BITS,
+    PRIME_INDEX_LIMIT,
     RSA_2048,
+    _product_of_powers,
     canonical,
     check_time_proof,
     decode_group_element,
     encode_group_element,
     evaluate,
+    find_prime,
     hash_to_prime,
+    prime_at,
     vdf_input,
 )
 
@@ -35,13 +40,18 @@ T = 512
 DIGEST = formats.request_digest(b"csr", bytes(32), 1)
 OTHER_DIGEST = formats.request_digest(b"csr", bytes(32), 2)
 X = vdf_input(DIGEST, N)
-Y, PROOF = evaluate(X, T, N)
+Y, PROOF, INDEX = evaluate(X, T, N)
 digests = st.binary(min_size=32, max_size=32)
 
 
-def refused(digest: bytes, y: object, proof: object, t: int = T, modulus: int = N):
+def refused(
+    digest: bytes, y: object, proof: object, t: int = T, modulus: int = N, index: object = None
+):
+    if index is None:  # the index a forger would name: the first prime for its (x, y, t)
+        named = isinstance(y, int) and 2 <= y < modulus and len(digest) == 32
+        index = find_prime(vdf_input(digest, modulus), y, t, modulus)[0] if named else INDEX
     with pytest.raises(TimeProofInvalid) as caught:
-        check_time_proof(digest, y, proof, t, modulus)  # type: ignore[arg-type]
+        check_time_proof(digest, y, proof, index, t, modulus)  # type: ignore[arg-type]
     assert caught.value.code == "time_proof_invalid"
     assert isinstance(caught.value, TrustError)
     return caught.value
@@ -69,31 +79,32 @@ def test_the_small_group_is_made_of_two_512_bit_primes() -> None:
 @given(digests, st.integers(PRIME_BITS, 3000))
 def test_a_proof_from_evaluate_verifies(digest: bytes, t: int) -> None:
     x = vdf_input(digest, N)
-    y, proof = evaluate(x, t, N)
-    check_time_proof(digest, y, proof, t, N)
+    y, proof, index = evaluate(x, t, N)
+    check_time_proof(digest, y, proof, index, t, N)
 
 
 @settings(max_examples=20, deadline=None)
 @given(digests, st.integers(PRIME_BITS, 3000))
 def test_the_output_is_x_to_the_2_to_the_t(digest: bytes, t: int) -> None:
     x = vdf_input(digest, N)
-    y, proof = evaluate(x, t, N)
+    y, proof, index = evaluate(x, t, N)
     # The factors' shortcut: exponents reduce modulo λ(N).
     assert y == canonical(pow(x, pow(2, t, LAMBDA), N), N)
     prime = hash_to_prime(x, y, t, N)
+    assert prime == prime_at(x, y, t, N, index)
     assert proof == canonical(pow(x, (2**t // prime) % LAMBDA, N), N)
 
 
 def test_rsa_2048_proof_at_t_1024_verifies_and_travels_in_256_octets() -> None:
     t = 2**10
     x = vdf_input(DIGEST, RSA_2048)
-    y, proof = evaluate(x, t, RSA_2048)
-    check_time_proof(DIGEST, y, proof, t, RSA_2048)
+    y, proof, index = evaluate(x, t, RSA_2048)
+    check_time_proof(DIGEST, y, proof, index, t, RSA_2048)
     wire = encode_group_element(y, RSA_2048), encode_group_element(proof, RSA_2048)
     assert [len(w) for w in wire] == [256, 256]
     assert [decode_group_element(w, RSA_2048) for w in wire] == [y, proof]
-    refused(OTHER_DIGEST, y, proof, t, RSA_2048)
-    refused(DIGEST, y, proof, t + 1, RSA_2048)
+    refused(OTHER_DIGEST, y, proof, t, RSA_2048, index)
+    refused(DIGEST, y, proof, t + 1, RSA_2048, index)
 
 
 @settings(max_examples=60, deadline=None)
@@ -171,9 +182,9 @@ def test_whoever_knows_the_factors_proves_any_t_without_the_work() -> None:
     # Why the modulus's factors must be unknown: t = 2^40 costs two short powers.
     t = 2**40
     y = canonical(pow(X, pow(2, t, LAMBDA), N), N)
-    prime = hash_to_prime(X, y, t, N)
+    index, prime = find_prime(X, y, t, N)
     proof = canonical(pow(X, (pow(2, t, prime * LAMBDA) // prime), N), N)
-    check_time_proof(DIGEST, y, proof, t, N)
+    check_time_proof(DIGEST, y, proof, index, t, N)
 
 
 def test_group_elements_encode_to_fixed_length_and_decode_with_range_checks() -> None:
@@ -196,9 +207,45 @@ def test_a_t_or_modulus_the_verifier_cannot_mean_is_a_value_error() -> None:
         with pytest.raises(ValueError):
             evaluate(X, t, N)
         with pytest.raises(ValueError):
-            check_time_proof(DIGEST, Y, PROOF, t, N)
+            check_time_proof(DIGEST, Y, PROOF, INDEX, t, N)
     for modulus in (N + 1, 2**255 - 1, 0):
         with pytest.raises(ValueError):
-            check_time_proof(DIGEST, Y, PROOF, T, modulus)
+            check_time_proof(DIGEST, Y, PROOF, INDEX, T, modulus)
     with pytest.raises(ValueError):
         evaluate(N - X, T, N)  # not canonical
+
+
+def _prime_indices(x: int, y: int, t: int, count: int) -> list[int]:
+    return [i for i in range(PRIME_INDEX_LIMIT) if prime_at(x, y, t, N, i)][:count]
+
+
+def test_the_prime_index_names_the_first_prime_and_is_checked() -> None:
+    first, second = _prime_indices(X, Y, T, 2)
+    assert first == INDEX
+    assert all(prime_at(X, Y, T, N, i) is None for i in range(first))
+    # An index whose candidate is composite names no prime: refused before any power.
+    assert first > 0 or second > 1
+    composite = next(i for i in range(second) if i != first)
+    error = refused(DIGEST, Y, PROOF, index=composite)
+    assert error.details["field"] == "prime index"
+    # Out of range, or not an integer.
+    for bad in (-1, PRIME_INDEX_LIMIT, True, 1.0, "0"):
+        assert refused(DIGEST, Y, PROOF, index=bad).details["field"] == "prime index"
+
+
+def test_a_later_prime_verifies_with_its_own_proof_only() -> None:
+    # Any prime index is accepted (see vdf.py, "The prime"), each with the proof for
+    # its prime; the first prime's proof does not verify under another prime.
+    second = _prime_indices(X, Y, T, 2)[1]
+    prime = prime_at(X, Y, T, N, second)
+    assert prime is not None
+    proof = canonical(pow(X, 2**T // prime, N), N)
+    check_time_proof(DIGEST, Y, proof, second, T, N)
+    refused(DIGEST, Y, PROOF, index=second)
+    refused(DIGEST, Y, proof, index=INDEX)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, N - 1), st.integers(0, 2**300), st.integers(2, N - 1), st.integers(0, 2**300))
+def test_the_joint_exponentiation_is_two_powers(a: int, e: int, b: int, f: int) -> None:
+    assert _product_of_powers(a, e, b, f, N) == pow(a, e, N) * pow(b, f, N) % N
