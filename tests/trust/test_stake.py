@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustchain.actors.trust import formats
+from trustchain.actors.trust import formats, stake
 from trustchain.actors.trust.errors import StakeExpired, StakeInvalid
-from trustchain.actors.trust import stake
 from trustchain.actors.trust.stake import (
     DAY_S,
     SignedStake,
