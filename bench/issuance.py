@@ -36,8 +36,9 @@ CSR's proofs are computed before timing, in a process pool (``trust.precompute``
 as the assets' clients would; they cost ~0.2 s of CPU each, so the counts shrink:
 300 certificates flat out with 64 in flight (after 20 to warm up), the offered rate
 100/s for 3 s unless given. Beside the HSM ceiling, the consensus's: the machine's
-cores / (N x one request's verification, ``requests.check_request`` directly), since
-each validator checks in a process of its own. Consensus alone (Decide latency,
+cores / (C x one request's verification, ``requests.check_request`` directly), since
+each validator checks in a process of its own; C is a quorum (2f+1) of the N, asked
+first (``trust.quorum_first``), or N with ``--ask-all``. Consensus alone (Decide latency,
 decisions/s, ``validate_asset_trust``) is ``bench/trust.py``.
 
 Aims (issue 8): >= 1,500 certificates/s flat out and p99 < 50 ms at 500/s
@@ -58,6 +59,7 @@ from typing import Any
 
 from _cpu import ThreadCpu, tree_cpu_s
 from trust import (
+    checks_per_decision,
     make_fleet,
     pem_to_der,
     precompute,
@@ -234,6 +236,8 @@ def main() -> None:
     parser.add_argument("--consensus", action="store_true",
                         help="the trust subtree in the path, proofs precomputed")  # fmt: skip
     parser.add_argument("--validators", type=int, default=4, help="N, with --consensus")
+    parser.add_argument("--ask-all", action="store_true",
+                        help="with --consensus: every validator checks every request")  # fmt: skip
     parser.add_argument("--runs", type=int, default=1,
                         help="trees measured one after another; then their medians")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -292,7 +296,7 @@ def one_run(work: Workload, run: int) -> dict[str, float]:
                       database=directory / "ca.sqlite3", crl_dir=directory / "crl")  # fmt: skip
         ctlog = CtLogConfig(storage_dir=directory / "ct" / "tiles",
                             index_db=directory / "ct" / "index.sqlite3")  # fmt: skip
-        trust_conf = trust_config(directory / "trust", args.validators)
+        trust_conf = trust_config(directory / "trust", args.validators, not args.ask_all)
         registry = Registry()
         root = start_root(registry, "root", [
             ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm)),
@@ -348,8 +352,9 @@ def one_run(work: Workload, run: int) -> dict[str, float]:
                                     authority, params)  # fmt: skip
             check_s = statistics.median(checks)
             cores = os.cpu_count() or 1
-            decisions = cores / (n * check_s)
-            name = f"consensus ceiling {cores} cores / ({n} x check)"
+            q = checks_per_decision(n, trust_conf.quorum_first)
+            decisions = cores / (q * check_s)
+            name = f"consensus ceiling {cores} cores / ({q} x check)"
             print(f"  {name:<34} {decisions:8.0f} decisions/s   (check_request median "
                   f"{check_s * 1e3:.2f} ms, directly on one thread)")  # fmt: skip
             print(f"  {'certs/s / consensus ceiling':<34} {rate / decisions:8.2f}")

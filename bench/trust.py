@@ -1,7 +1,7 @@
 """Benchmark the four-proof consensus through the actors: prints figures, asserts nothing.
 
     .venv/bin/python bench/trust.py [--requests 200] [--window 64] [--validators 4 7]
-                                    [--assets 4] [--calls 2000] [--workers 2]
+                                    [--assets 4] [--calls 2000] [--workers 2] [--ask-all]
 
 A real tree in a temporary directory for each N: HSMActor on SoftHSM (the stake
 authority's key, EC P-256) and the ``trust`` supervisor as the composition root
@@ -17,11 +17,13 @@ its own store, so none is a replay there). The caller is a plain thread sending
 ``Decide`` (the issuer's message) to ``detector`` through the registry:
 
 * one Decide at a time (``--requests``, after 10 to warm up): latency, beside the
-  floor ``N x verification / cores`` (each validator checks in a process of its own;
-  the N checks share the machine's cores, and the quorum's votes come with them);
+  floor ``C x verification / cores``, where C is how many validators check each request
+  (a quorum, 2f+1, with ``trust.quorum_first``, the default; all N with ``--ask-all``):
+  each validator checks in a process of its own, the C checks share the machine's
+  cores, and the quorum's votes come with them;
 * ``--window`` Decides in flight (``--requests`` more): decisions/s and latency,
-  beside the ceiling ``cores / (N x verification)`` and the cores the verifications
-  take (``decisions/s x N x verification``); under each, this process's CPU per
+  beside the ceiling ``cores / (C x verification)`` and the cores the verifications
+  take (``decisions/s x C x verification``); under each, this process's CPU per
   decision (all its threads: the actors' own work; the validators' and the HSM's
   processes apart), the cores it used, and how many decisions shared each group
   commit of the detector's store;
@@ -81,6 +83,7 @@ from trustchain.actors.hsm.softhsm import prepare_softhsm_token
 from trustchain.actors.trust import requests, space
 from trustchain.actors.trust.params import consensus_params
 from trustchain.actors.trust.store import Registration
+from trustchain.actors.trust.votes import quorum
 from trustchain.actors.validator import GetValidatorKey
 from trustchain.config import HsmConfig, TrustConfig
 from trustchain.protocols.client import ControlClient
@@ -110,11 +113,17 @@ def hsm_config(directory: Path) -> HsmConfig:
     return HsmConfig(token_label="bench", pin_file=pin, softhsm2_conf=str(conf))
 
 
-def trust_config(directory: Path, n: int = 4) -> TrustConfig:
-    """The default ``[trust]`` parameters (work 16 bits, VDF t = 2^16, RSA-2048), N
-    validators, the stores under ``directory``."""
+def trust_config(directory: Path, n: int = 4, quorum_first: bool = True) -> TrustConfig:
+    """The default ``[trust]`` parameters (work 16 bits, VDF t = 2^16, RSA-2048, a quorum
+    asked first unless ``quorum_first`` is False), N validators, the stores under
+    ``directory``."""
     return TrustConfig(enabled=True, validators=n, database=directory / "trust.sqlite3",
-                       key_dir=directory / "validators")  # fmt: skip
+                       key_dir=directory / "validators", quorum_first=quorum_first)  # fmt: skip
+
+
+def checks_per_decision(n: int, quorum_first: bool) -> int:
+    """How many validators check a question when all is well: a quorum, or all N."""
+    return quorum(n, (n - 1) // 3) if quorum_first else n
 
 
 def trust_spec(config: TrustConfig) -> ChildSpec:
@@ -382,13 +391,15 @@ def bench_asset_trust(registry: Registry, path: Path, n: int, asset: str, calls:
     print(f"  (n={calls} each; peers: median / p99)")
 
 
-def start_tree(hsm: HsmConfig, directory: Path, n: int) -> tuple[Registry, Any]:
+def start_tree(
+    hsm: HsmConfig, directory: Path, n: int, quorum_first: bool = True
+) -> tuple[Registry, Any]:
     """HSMActor and the ``trust`` subtree with N validators, under a root of their own."""
     directory.mkdir()
     registry = Registry()
     root = start_root(registry, "root", [
         ChildSpec("hsm", lambda ctx: HSMActor.start(ctx, hsm), start_timeout_s=60),
-        trust_spec(trust_config(directory, n)),
+        trust_spec(trust_config(directory, n, quorum_first)),
     ])  # fmt: skip
     return registry, root
 
@@ -401,20 +412,23 @@ def bench_consensus(
     window: int,
     check_s: float,
     probe: Probe,
+    quorum_first: bool,
 ) -> None:
     """Decide one at a time, then ``window`` in flight (the fleet registered), with
     ``probe`` asking for an asset's trust meanwhile."""
     f = (n - 1) // 3
-    quorum = 2 * f + 1
+    q = checks_per_decision(n, quorum_first)
     warm, single, many = decides[:WARM_UP], decides[WARM_UP : WARM_UP + count], decides[-count:]
-    print(f"consensus through the actors, N = {n} (f = {f}, quorum {quorum})")
+    asked = "a quorum asked first" if quorum_first else "every validator asked"
+    print(f"consensus through the actors, N = {n} (f = {f}, quorum {quorum(n, f)}; {asked}: "
+          f"C = {q} checks per decision)")  # fmt: skip
     one_at_a_time(registry, "detector", warm)
     cpu0, t0 = time.process_time(), time.perf_counter()
     latencies, errors = one_at_a_time(registry, "detector", single)
-    cpu = cpu_line(count, time.process_time() - cpu0, time.perf_counter() - t0, n, check_s)
+    cpu = cpu_line(count, time.process_time() - cpu0, time.perf_counter() - t0, q, check_s)
     cores = os.cpu_count() or 1
     show("Decide, one at a time", f"{ms(latencies)}   (n={count})",
-         f"floor N x check / cores {n * check_s / cores * 1e3:.2f} ms")  # fmt: skip
+         f"floor C x check / cores {q * check_s / cores * 1e3:.2f} ms")  # fmt: skip
     show("", cpu)
     report_errors(errors)
     cpu0 = time.process_time()
@@ -422,24 +436,24 @@ def bench_consensus(
     probe.start()
     elapsed, latencies, errors = in_flight(registry, "detector", many, window)
     trust = probe.stop()
-    cpu = cpu_line(count, time.process_time() - cpu0, elapsed, n, check_s)
+    cpu = cpu_line(count, time.process_time() - cpu0, elapsed, q, check_s)
     rate = count / elapsed
-    ceiling = cores / (n * check_s)
+    ceiling = cores / (q * check_s)
     commits = registry.ask("detector", GetTrustStatus())["commits"]
     groups = commits["groups"] - commits0["groups"]
     grouped = (commits["decisions"] - commits0["decisions"]) / max(1, groups)
     show(f"Decide, {window} in flight", f"{rate:7.0f} decisions/s   {ms(latencies)}",
-         f"ceiling {cores} cores / (N x check) {ceiling:.0f}/s")  # fmt: skip
+         f"ceiling {cores} cores / (C x check) {ceiling:.0f}/s")  # fmt: skip
     show("", f"{cpu}; {grouped:.1f} decisions per commit")
-    show("decisions/s x N x check", f"{rate * n * check_s:7.2f} cores busy verifying")
+    show("decisions/s x C x check", f"{rate * q * check_s:7.2f} cores busy verifying")
     report_errors(errors)
     show("validate_asset_trust meanwhile", f"{ms(trust)}   (n={len(trust)}, control socket)",
          "idle: see below")  # fmt: skip
 
 
-def cpu_line(count: int, cpu_s: float, elapsed: float, n: int, check_s: float) -> str:
+def cpu_line(count: int, cpu_s: float, elapsed: float, q: int, check_s: float) -> str:
     """This process's CPU (every thread; the HSM's token process apart) per decision."""
-    return (f"CPU {cpu_s / count * 1e3:.2f} ms per decision (N x check {n * check_s * 1e3:.2f}"
+    return (f"CPU {cpu_s / count * 1e3:.2f} ms per decision (C x check {q * check_s * 1e3:.2f}"
             f" ms), {cpu_s / elapsed:.2f} cores")  # fmt: skip
 
 
@@ -452,6 +466,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="validate_asset_trust calls")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes precomputing the proofs")  # fmt: skip
+    parser.add_argument("--ask-all", action="store_true",
+                        help="every validator checks each request")  # fmt: skip
     args = parser.parse_args()
     setup_logging("WARNING")
     params = consensus_params(TrustConfig())
@@ -467,7 +483,7 @@ def main() -> None:
         decides = [Decide(csr, p) for csr, p in zip(csr_ders, proofs, strict=True)]
         check_s = 0.0
         for i, n in enumerate(args.validators):
-            registry, root = start_tree(hsm, directory / f"n{n}", n)
+            registry, root = start_tree(hsm, directory / f"n{n}", n, not args.ask_all)
             path = directory / f"n{n}" / "ctl.sock"
             control = ControlSocket(registry, path)
             try:
@@ -481,7 +497,8 @@ def main() -> None:
                          f"one core: {1 / check_s:.0f} checks/s")  # fmt: skip
                 asset = requests.asset_key_of(fleet[0]).hex()
                 probe = Probe(path, asset)
-                bench_consensus(registry, n, decides, args.requests, args.window, check_s, probe)
+                bench_consensus(registry, n, decides, args.requests, args.window, check_s, probe,
+                                not args.ask_all)  # fmt: skip
                 if i == 0:
                     bench_asset_trust(registry, path, n, asset, args.calls)
             finally:

@@ -180,6 +180,9 @@ class TrustConfig:
     space_challenges: int = _f(16, min=1, max=4_096)  # blocks opened per challenge (k)
     min_trust_score: float = _f(0.5, min=0.0, max=1.0)  # a validator below is ignored
     decision_timeout_s: float = _f(2.0, min=0.01, max=600.0)  # then quorum_not_reached
+    # ask a quorum first (in turn), the other validators only on a dissent, a failure or
+    # a straggler; false: every validator checks every question
+    quorum_first: bool = _f(True)
     database: Path = _f(Path("var/trust/trust.sqlite3"))
     key_dir: Path = _f(Path("var/trust/validators"))  # <id>.key, Ed25519, 0600
     asset_key: Path = _f(Path("var/trust/asset.key"))  # the CLI's own asset identity, 0600

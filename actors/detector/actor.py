@@ -10,10 +10,18 @@ contradictory decisions can both be backed by signatures.
   the HSM (``EnsureKey``), then every validator's key (``get_validator_key``), each a
   request; ready once all are known. A validator not running yet is asked again with
   backoff; meanwhile the detector is ``starting`` and later siblings wait.
-* A decision (``decide``, the issuer's; ``register_asset``): the question goes to every
-  validator but the quarantined ones -- also to those below ``min_trust_score``, whose
+* A decision (``decide``, the issuer's; ``register_asset``): the question goes to the
+  validators but the quarantined ones -- also to those below ``min_trust_score``, whose
   votes do not count but are scored, so that a validator can earn its way back (the
-  issue: "scores recover slowly with good behaviour"). Votes are taken as they come
+  issue: "scores recover slowly with good behaviour"). With ``trust.quorum_first``
+  (the default) it goes first to a quorum of the counted ones, a different quorum each
+  round (``base._first_asked``), and to the others only when those cannot decide alone
+  (one dissents or gives no vote) or have not all answered within as long again as
+  the round's first vote took (``base.STRAGGLER_MIN_S`` at least): all being well, a
+  question costs the quorum's checks, not N (a quarter less CPU at N = 4), and a
+  faulty validator costs a dissent's or a straggler's wait. Safety is the quorum's
+  whoever was asked; a validator asked less often is scored less often, and the
+  rounds rotate so that each is asked in most. Votes are taken as they come
   (continuations); the caller is answered as soon as the votes so far make a quorum:
   the ``Decision`` (its votes are the evidence) when it approves, ``not_approved``
   with the reasons f+1 of the quorum agree on when it rejects. ``quorum_not_reached``

@@ -54,6 +54,9 @@ UPSTREAM_DISAGREED = "upstream_disagreed"
 ALERT_KINDS = (EQUIVOCATION, VALIDATOR_BELOW_MINIMUM, ASSET_PROOF_FAILED, PROOF_REPLAYED,
                PROOF_REBOUND, UPSTREAM_DISAGREED)  # fmt: skip
 LATE_VOTES_FOR = 4.0  # after its deadline a round waits this many deadlines for late votes
+# quorum first: once a round's first vote is in, the others asked have as long again as
+# it took (at least this) before the reserve is asked as well
+STRAGGLER_MIN_S = 0.005
 MIN_RETRY_S = 0.01  # asking a validator for its key again, at the least
 
 # Once decided: record what the decision says about the asset and give the caller's
@@ -80,6 +83,14 @@ class _Forget(Message):
 
 
 @dataclass(frozen=True)
+class _Straggling(Message):
+    """A quorum-first round's validators asked have not all answered in time: ask the
+    reserve too."""
+
+    round_id: int
+
+
+@dataclass(frozen=True)
 class _Commit(Message):
     """Commit the group of decisions made since it opened (base.py, the group commit)."""
 
@@ -90,6 +101,9 @@ class _Pending:
     reply: Reply
     conclude: Conclude
     timeout_s: float  # its deadline, from when it opened
+    question: Message  # what the validators are asked (the reserve too, if it must be)
+    opened_s: float  # monotonic
+    straggling_set: bool = False  # the _Straggling timer is set (at the first answer)
 
 
 @dataclass
@@ -133,6 +147,7 @@ class DetectorBase(StoreFaults):
         self._group: _Group | None = None  # decisions written, not yet committed
         self.commits = {"groups": 0, "decisions": 0}  # group commits, and what they held
         self._round_ids = itertools.count(1)
+        self._rotation = itertools.count()  # who is asked first, quorum first
         self._running = False
         self.outcomes = {"approve": 0, "reject": 0, "quorum_not_reached": 0}
         self.alerts = dict.fromkeys(ALERT_KINDS, 0)
@@ -209,17 +224,21 @@ class DetectorBase(StoreFaults):
     def open_round(
         self, digest: bytes, question: Message, conclude: Conclude, timeout_s: float | None = None
     ) -> None:
-        """Put ``question`` to every validator but the quarantined, and answer the current
-        request (deferred) with ``conclude(decision, first)`` once the votes decide, or
-        with ``quorum_not_reached`` once they cannot or the deadline passes
-        (``timeout_s``, by default ``trust.decision_timeout_s``)."""
+        """Put ``question`` to the validators but the quarantined (a quorum of them first,
+        ``trust.quorum_first``: see ``_first_asked``), and answer the current request
+        (deferred) with ``conclude(decision, first)`` once the votes decide, or with
+        ``quorum_not_reached`` once they cannot or the deadline passes (``timeout_s``, by
+        default ``trust.decision_timeout_s``)."""
         timeout_s = self.config.decision_timeout_s if timeout_s is None else timeout_s
         reply = self.defer()
         quarantined = self.quarantined()
-        asked = [name for name in self.validator_names if self.ids[name] not in quarantined]
-        round_ = Round(digest, self.keys, self.f, frozenset(self.ids[n] for n in asked))
+        candidates = [n for n in self.validator_names if self.ids[n] not in quarantined]
+        asked = self._first_asked(candidates)
+        ids = frozenset(self.ids[n] for n in asked)
+        reserve = frozenset(self.ids[n] for n in candidates) - ids
+        round_ = Round(digest, self.keys, self.f, ids, reserve=reserve)
         round_id = next(self._round_ids)
-        pending = _Pending(round_, reply, conclude, timeout_s)
+        pending = _Pending(round_, reply, conclude, timeout_s, question, self.clock.monotonic())
         self._rounds[round_id] = pending
         self._settle(pending)  # too few validators left to ask: refused at once
         if round_.closed:
@@ -228,6 +247,37 @@ class DetectorBase(StoreFaults):
         for name in asked:
             self.request(name, question, self._answer_of(round_id, name))
         self.after(timeout_s, _Deadline(round_id))
+
+    def _first_asked(self, candidates: list[str]) -> list[str]:
+        """Who is asked at once: everyone, or with ``trust.quorum_first`` a quorum of the
+        validators whose votes count, in turn (each round starts one further along the
+        list), and those ignored (their votes are scored, so they can earn their way
+        back). The others are the round's reserve, asked when those cannot decide alone
+        (a dissent, a failure) or are slow (``_Straggling``). Each check costs a validator
+        about a millisecond of CPU: asking a quorum first saves N - quorum of them per
+        question (a quarter at N = 4) while all is well."""
+        if not self.config.quorum_first:
+            return candidates
+        ignored = self.ignored()
+        counted = [n for n in candidates if self.ids[n] not in ignored]
+        if len(counted) <= self.quorum:
+            return candidates
+        start = next(self._rotation) % len(counted)
+        first = set((counted[start:] + counted[:start])[: self.quorum])
+        return [n for n in candidates if n in first or self.ids[n] in ignored]
+
+    def _widen(self, round_id: int, pending: _Pending) -> None:
+        """Ask the round's reserve too."""
+        moved = pending.round.widen()
+        for name in self.validator_names:
+            if self.ids[name] in moved:
+                self.request(name, pending.question, self._answer_of(round_id, name))
+
+    @handles(_Straggling)
+    def straggling(self, msg: _Straggling) -> None:
+        pending = self._rounds.get(msg.round_id)
+        if pending is not None and not pending.round.closed and pending.round.reserve:
+            self._widen(msg.round_id, pending)
 
     def _answer_of(self, round_id: int, name: str) -> Callable[[outcome.Outcome], None]:
         return lambda result: self._answered(round_id, name, result)
@@ -248,6 +298,12 @@ class DetectorBase(StoreFaults):
             self._score(round_)  # a late vote
         else:
             self._settle(pending)
+            if round_.wants_more:
+                self._widen(round_id, pending)
+            elif round_.reserve and not round_.closed and not pending.straggling_set:
+                pending.straggling_set = True
+                took = self.clock.monotonic() - pending.opened_s
+                self.after(max(STRAGGLER_MIN_S, took), _Straggling(round_id))
         if round_.closed and round_.complete:
             self._rounds.pop(round_id, None)
 

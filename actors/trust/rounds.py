@@ -6,8 +6,15 @@ validators. Votes and failures to answer come in one at a time (``add``); after 
 ``settle`` says whether the round is decided (``votes.decide`` with the votes so far),
 cannot be any more (QuorumNotReached: even if every validator still out voted one way,
 no verdict would reach the quorum), or must wait. Its deadline passing, ``expire``
-refuses it. Once decided, votes that come later are still scored (``unscored``): a
-slow validator that voted against the outcome loses trust like a prompt one.
+refuses it.
+
+A round may keep validators in ``reserve``: not asked at first, because a quorum of
+those asked agreeing decides without them (the detector asks a quorum first, see
+``actor.py``). Once those asked can no longer make a quorum alone (one dissented, or
+gave no vote), ``settle`` sets ``wants_more`` and the caller asks the reserve
+(``widen``); the round is refused only when the reserve could not save it either.
+Once decided, votes that come later are still scored (``unscored``): a slow
+validator that voted against the outcome loses trust like a prompt one.
 
 A ``VoteLog`` keeps the first verified vote of each validator on each digest, for the
 epochs kept (the detector's current one and the one before): a second, different,
@@ -57,6 +64,8 @@ class Round:
     scored: set[str] = field(default_factory=set)  # validators whose vote was scored
     failed: dict[str, str] = field(default_factory=dict)  # validator -> why it gave no vote
     verified: set[Vote] = field(default_factory=set)  # votes whose signature the caller checked
+    reserve: frozenset[str] = frozenset()  # validator ids not asked yet (see the module)
+    wants_more: bool = False  # those asked cannot decide alone: ask the reserve (``widen``)
 
     @property
     def needed(self) -> int:
@@ -70,6 +79,12 @@ class Round:
     def complete(self) -> bool:
         """Every validator asked has answered (a vote or a failure)."""
         return self.answered >= self.asked
+
+    def widen(self) -> frozenset[str]:
+        """Ask the reserve too: the validator ids moved from it to ``asked``."""
+        moved, self.reserve, self.wants_more = self.reserve, frozenset(), False
+        self.asked |= moved
+        return moved
 
     def add(
         self, validator: str, vote: Vote | None, failure: str = "no vote", verified: bool = False
@@ -106,12 +121,14 @@ class Round:
                 self.digest, self.votes, self.validators, self.f, ignored, self.verified
             )
         except QuorumNotReached as refusal:
-            counted = refusal.details.get("counted", {})
+            best = max(refusal.details.get("counted", {}).values(), default=0)
             out = len((self.asked - self.answered) - ignored)
-            if max(counted.values(), default=0) + out < self.needed:
-                self._refusal(refusal, f"{out} validators still out cannot make a quorum")
+            spare = len(self.reserve - ignored)
+            if best + out + spare < self.needed:
+                self._refusal(refusal, f"{out + spare} validators still out cannot make a quorum")
                 assert self.refusal is not None
                 raise self.refusal from None
+            self.wants_more = bool(spare) and best + out < self.needed
             return None
         return self.decision
 

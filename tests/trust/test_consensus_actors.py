@@ -92,10 +92,16 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0
         time.sleep(0.002)
 
 
-def small_config(directory: Path, n: int, label: str, epoch_s: int) -> TrustConfig:
+def small_config(
+    directory: Path, n: int, label: str, epoch_s: int, quorum_first: bool = False
+) -> TrustConfig:
+    """Small proofs. Every validator is asked every question unless ``quorum_first``:
+    most tests here are about what each validator's vote does (scores, evidence, late
+    votes); asking a quorum first has tests of its own (test_quorum_first.py)."""
     return TrustConfig(enabled=True, validators=n, epoch_s=epoch_s, work_bits=8, vdf_t=256,
                        min_stake=10, stake_authority_key=label, space_blocks=32, space_cost=16,
                        space_challenges=4, decision_timeout_s=DEADLINE_S,
+                       quorum_first=quorum_first,
                        database=directory / "trust.sqlite3",
                        key_dir=directory / "validators")  # fmt: skip
 
@@ -112,13 +118,14 @@ class Consensus:
         uid: str | None = None,
         epoch_s: int = 86_400,
         clock: FakeClock | None = None,
+        quorum_first: bool = False,
     ) -> None:
         self.registry, self.directory, self.n = registry, directory, n
         self.byzantine = byzantine or {}
         self.uid = uid or uuid.uuid4().hex[:8]
         self.names = [f"v{self.uid}-{i}" for i in range(1, n + 1)]
         self.detector = f"detector-{self.uid}"
-        self.config = small_config(directory, n, f"stake-{self.uid}", epoch_s)
+        self.config = small_config(directory, n, f"stake-{self.uid}", epoch_s, quorum_first)
         self.params = consensus_params(self.config)
         self.f = (n - 1) // 3
         self.clock = clock or FakeClock()

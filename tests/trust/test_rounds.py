@@ -1,5 +1,6 @@
 """The detector's bookkeeping without actors: a round decides at the first quorum,
-refuses once none can be made, scores late votes; the vote log catches equivocation
+refuses once none can be made, scores late votes, and asks its reserve (quorum first)
+only when those asked cannot decide alone; the vote log catches equivocation
 across rounds; a decision's factors for the asset need f+1 agreeing validators."""
 
 from __future__ import annotations
@@ -50,6 +51,56 @@ def test_a_split_round_is_refused_as_soon_as_no_quorum_can_be_made() -> None:
     assert "no vote from 1 (1 actor_unavailable)" in refused.value.message
     assert refused.value.details["failed"] == {"v3": "actor_unavailable"}
     assert r.closed and r.decision is None
+
+
+def quorum_first_round() -> Round:
+    return Round(DIGEST, KEYS, 1, frozenset({"v1", "v2", "v3"}), reserve=frozenset({"v4"}))
+
+
+def test_a_quorum_asked_first_decides_alone_when_it_agrees() -> None:
+    r = quorum_first_round()
+    for v in ("v1", "v2"):
+        r.add(v, vote(v))
+        assert r.settle(frozenset()) is None and not r.wants_more
+    r.add("v3", vote("v3"))
+    decision = r.settle(frozenset())
+    assert decision is not None and len(decision.votes) == 3
+    assert r.complete and r.reserve == {"v4"}  # never asked: not waited for
+
+
+@pytest.mark.parametrize("third", ["dissent", "no vote"])
+def test_a_dissent_or_a_missing_vote_among_those_asked_asks_the_reserve(third: str) -> None:
+    r = quorum_first_round()
+    r.add("v1", vote("v1"))
+    assert r.settle(frozenset()) is None and not r.wants_more
+    if third == "dissent":
+        r.add("v2", vote("v2", "reject", "work_invalid: a liar"))
+    else:
+        r.add("v2", None, "actor_unavailable")
+    assert r.settle(frozenset()) is None  # v3 and v4 can still make it: not refused
+    assert r.wants_more and not r.closed
+    assert r.widen() == {"v4"}
+    assert r.asked == frozenset(KEYS) and not r.reserve and not r.wants_more
+    for v in ("v3", "v4"):
+        r.add(v, vote(v))
+    decision = r.settle(frozenset())
+    assert decision is not None and decision.outcome == "approve"
+    assert {v.validator for v in decision.votes} == {"v1", "v3", "v4"}
+
+
+def test_a_round_the_reserve_cannot_save_is_refused_at_once() -> None:
+    r = quorum_first_round()
+    r.add("v1", vote("v1"))
+    r.add("v2", vote("v2", "reject", "work_invalid: no"))
+    r.add("v3", None, "actor_unavailable")
+    with pytest.raises(QuorumNotReached, match="1 validators still out cannot make a quorum"):
+        r.settle(frozenset())
+    assert r.closed and not r.wants_more
+    # An ignored reserve does not count as help either.
+    r = quorum_first_round()
+    r.add("v1", vote("v1", "reject", "work_invalid: no"))
+    with pytest.raises(QuorumNotReached):
+        r.settle(frozenset({"v4", "v2"}))
 
 
 def test_ignored_validators_do_not_count_and_the_deadline_refuses() -> None:
