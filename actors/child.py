@@ -31,6 +31,12 @@ resolves the futures in that order (their callbacks run on it). ``call`` is then
 A child that dies fails every future not yet resolved with ``lost``; one that hangs is
 the caller's to notice (a future not done in time) and kill (``end``).
 
+An object with a ``grouped()`` method (a context manager factory) has the calls that
+are waiting in the pipe together (up to ``MAX_GROUP``) run inside one ``grouped()``, and
+their answers sent once it ends: a validator commits the votes of questions that came
+together in one transaction. If ``grouped()`` raises at its end (the commit failed),
+every call in it is answered with that exception, whatever it returned.
+
 Programs that start TrustChain's tree need the ``if __name__ == "__main__":`` guard of
 every multiprocessing program.
 """
@@ -38,6 +44,7 @@ every multiprocessing program.
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -48,6 +55,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 CALL_TIMEOUT_S = 30.0  # a call that takes longer is a hung child
+MAX_GROUP = 64  # calls run in one grouped() at most
 START_TIMEOUT_S = 60.0  # the forkserver's first start imports a lot
 _CONTEXT = multiprocessing.get_context("forkserver")
 _PRELOAD: list[str] = []
@@ -238,26 +246,47 @@ def _serve(connection: Connection, factory: Callable[..., Any], args: tuple[Any,
         _answer(connection, False, exc)
         return
     _answer(connection, True, None)
+    grouped = getattr(obj, "grouped", None)
     try:
         while True:
             try:
-                method, call_args = connection.recv()
+                calls = [connection.recv()]
+                while grouped is not None and len(calls) < MAX_GROUP and connection.poll():
+                    calls.append(connection.recv())
             except (EOFError, OSError):
                 return
-            if method is None:
+            closing = next((i for i, (method, _) in enumerate(calls) if method is None), None)
+            for ok, value in _run(obj, grouped, calls[:closing]):
+                _answer(connection, ok, value)
+            if closing is not None:
                 break
-            try:
-                result = getattr(obj, method)(*call_args)
-            except BaseException as exc:
-                _answer(connection, False, exc)
-            else:
-                _answer(connection, True, result)
     finally:
         close = getattr(obj, "close", None)
         if close is not None:
             close()
         _answer(connection, True, None)
         os._exit(0)  # nothing of the forkserver's state to tear down
+
+
+def _run(
+    obj: Any, grouped: Callable[[], Any] | None, calls: list[tuple[str, tuple[Any, ...]]]
+) -> list[tuple[bool, Any]]:
+    """Each call's (ok, result or exception), in order; within one ``grouped()`` if the
+    object has it (and every call answered with its exception if that fails at the end)."""
+    if not calls:
+        return []
+    results: list[tuple[bool, Any]] = []
+    context = contextlib.nullcontext() if grouped is None else grouped()
+    try:
+        with context:
+            for method, call_args in calls:
+                try:
+                    results.append((True, getattr(obj, method)(*call_args)))
+                except BaseException as exc:
+                    results.append((False, exc))
+    except BaseException as exc:  # the group's end failed: nothing in it holds
+        return [(False, exc)] * len(calls)
+    return results
 
 
 def _answer(connection: Connection, ok: bool, value: Any) -> None:

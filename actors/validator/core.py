@@ -12,7 +12,9 @@ transport can make it on one machine (its votes are self-contained signed bytes,
 another machine is the next step).
 
 ``vote`` keeps the invariant written in ``actor.py`` (never two different statements
-on one digest) with the votes given on disk (``VoteMemo``).
+on one digest) with the votes given on disk (``VoteMemo``). The questions that reach
+the process together (a busy CA sends them pipelined) are answered together
+(``grouped``): their votes are committed in one transaction, then sent.
 
 ACME challenges (``vote_challenge``) go through the same ``vote``: the digest is the
 challenge's (``CheckChallenge.digest``), and the inputs are everything the check depends
@@ -27,11 +29,13 @@ Nothing here imports pykka or loguru; time is the caller's (``now_s``), so tests
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +146,10 @@ class VoteMemo:
     """The votes given, by digest, for the current and the previous epoch, on disk
     (SQLite, synchronous=FULL) before any leaves: a restarted validator repeats what it
     said instead of checking afresh and perhaps signing another vote (equivocation).
-    Older epochs are deleted once, when a vote of a newer epoch is first written."""
+    Older epochs are deleted once, when a vote of a newer epoch is first written.
+
+    Puts made within ``group()`` share one transaction, committed when it ends: the
+    votes of questions that came together are durable together, with one fsync."""
 
     def __init__(self, path: Path) -> None:
         self._db = open_database(path, _VOTES_SCHEMA)
@@ -153,6 +160,8 @@ class VoteMemo:
             given = _Given(Vote.from_bytes(bytes(vote)), bytes(inputs))
             self._by_epoch.setdefault(epoch, {})[bytes(digest)] = given
         self._newest = max(self._by_epoch, default=None)
+        self._grouped: list[tuple[int, bytes]] | None = None  # puts of the open group
+        self._spoiled: Exception | None = None  # a put of the open group failed
 
     def close(self) -> None:
         self._db.close()
@@ -164,20 +173,48 @@ class VoteMemo:
                 return given
         return None
 
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Puts within share one transaction, durable once this ends without raising.
+        If a put or the commit fails, none of them is kept, on disk or here, and the
+        failure is raised at the end."""
+        self._grouped, self._spoiled = [], None
+        try:
+            with transaction(self._db):  # BEGIN IMMEDIATE ... COMMIT, or rolled back
+                yield
+                if self._spoiled is not None:
+                    raise self._spoiled
+        except BaseException:
+            for epoch, digest in self._grouped:
+                self._by_epoch.get(epoch, {}).pop(digest, None)
+            raise
+        finally:
+            self._grouped, self._spoiled = None, None
+
     def put(self, given: _Given, epoch: int) -> None:
-        """Durable when it returns: only then is the vote given out."""
+        """Durable when it returns (or, within ``group()``, when the group ends): only
+        then is the vote given out."""
         digest = given.vote.digest
         newer = self._newest is None or epoch > self._newest
-        with transaction(self._db) as db:
-            if newer:
-                db.execute("DELETE FROM votes WHERE epoch < ?", (epoch - 1,))
-            db.execute("INSERT OR REPLACE INTO votes VALUES (?, ?, ?, ?)",
-                       (digest, epoch, given.inputs, given.vote.to_bytes()))  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            if self._grouped is None:
+                stack.enter_context(transaction(self._db))
+            try:
+                if newer:
+                    self._db.execute("DELETE FROM votes WHERE epoch < ?", (epoch - 1,))
+                self._db.execute("INSERT OR REPLACE INTO votes VALUES (?, ?, ?, ?)",
+                                 (digest, epoch, given.inputs, given.vote.to_bytes()))  # fmt: skip
+            except Exception as exc:
+                if self._grouped is not None:
+                    self._spoiled = exc  # the group fails whole
+                raise
         if newer:
             self._newest = epoch
             for old in [e for e in self._by_epoch if e < epoch - 1]:
                 del self._by_epoch[old]
         self._by_epoch.setdefault(epoch, {})[digest] = given
+        if self._grouped is not None:
+            self._grouped.append((epoch, digest))
 
     def __len__(self) -> int:
         return sum(len(votes) for votes in self._by_epoch.values())
@@ -197,6 +234,12 @@ class ValidatorCore:
 
     def close(self) -> None:
         self.memo.close()
+
+    def grouped(self) -> contextlib.AbstractContextManager[None]:
+        """What ``child`` runs the calls that came together in: their votes are made
+        durable together (``VoteMemo.group``), one fsync for the lot, and none leaves
+        before it is."""
+        return self.memo.group()
 
     def public_key(self) -> bytes:
         return self.key.public_key().public_bytes_raw()

@@ -1,13 +1,19 @@
 """``actors/child.py``: an object in a process of its own, called over a pipe, and its
 pipelined mode (calls sent without waiting, answered in order): with real child
-processes (a ``dict`` and a ``threading.Event`` built in the child), killed for real."""
+processes (a ``dict``, a ``threading.Event`` and a ``Grouping`` built in the child),
+killed for real; calls waiting together run in one ``grouped()``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,5 +96,75 @@ def test_a_child_not_started_pipelined_refuses_submit() -> None:
         assert child.call("setdefault", "k", 1) == 1
         with pytest.raises(AssertionError, match="pipelined"):
             child.submit("get", "k")
+    finally:
+        child.close()
+
+
+class Grouping:
+    """An object with ``grouped()``: it records the calls each group ran, and a group
+    told to (``fail_at_end``) raises as it ends, as a failed commit would."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[object]] = []
+        self._open: list[object] | None = None
+        self._fail = False
+
+    @contextlib.contextmanager
+    def grouped(self) -> Iterator[None]:
+        self._open = []
+        yield
+        self.groups.append(self._open)
+        self._open, fail, self._fail = None, self._fail, False
+        if fail:
+            raise OSError("the group's commit failed")
+
+    def add(self, value: object) -> object:
+        assert self._open is not None
+        self._open.append(value)
+        return value
+
+    def fail_at_end(self) -> None:
+        self._fail = True
+
+    def hold(self, entered: str, go: str) -> None:
+        """Say it is running (``entered`` made), then wait for the file ``go``."""
+        Path(entered).touch()
+        deadline = time.monotonic() + WAIT_S
+        while not Path(go).exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def seen(self) -> list[list[object]]:
+        return [list(group) for group in self.groups]  # (answered after its group ends)
+
+
+def _while_held(child: Child, tmp: Path, calls: list[tuple[Any, ...]]) -> list[Future[Any]]:
+    """Submit ``calls`` while the child is inside ``hold``, so that all of them are in
+    the pipe when it next reads: they come together."""
+    entered, go = tmp / "entered", tmp / "go"
+    entered.unlink(missing_ok=True)
+    go.unlink(missing_ok=True)
+    held = child.submit("hold", str(entered), str(go))
+    deadline = time.monotonic() + WAIT_S
+    while not entered.exists():
+        assert time.monotonic() < deadline, "the child never held"
+        time.sleep(0.001)
+    futures = [child.submit(*call) for call in calls]  # sent: in the pipe
+    go.touch()
+    assert held.result(WAIT_S) is None
+    return futures
+
+
+def test_calls_waiting_together_run_in_one_group_and_a_failed_group_fails_them_all(
+    tmp_path: Path,
+) -> None:
+    child = Child.start("test-grouping", Grouping, pipelined=True)
+    try:
+        together = _while_held(child, tmp_path, [("add", i) for i in range(10)])
+        assert [f.result(WAIT_S) for f in together] == list(range(10))
+        assert child.call("seen")[-1] == list(range(10))  # one group: one commit for all
+        doomed = _while_held(child, tmp_path, [("add", "a"), ("fail_at_end",), ("add", "b")])
+        for future in doomed:  # each answered with the group's failure, whatever it returned
+            assert isinstance(future.exception(WAIT_S), OSError)
+        assert child.call("add", "after") == "after"  # the next group goes on
     finally:
         child.close()
