@@ -1,7 +1,7 @@
 """``actors/child.py``: an object in a process of its own, called over a pipe, and its
 pipelined mode (calls sent without waiting, answered in order): with real child
-processes (a ``dict``, a ``threading.Event`` and a ``Grouping`` built in the child),
-killed for real; calls waiting together run in one ``grouped()``."""
+processes (a ``dict`` and a ``threading.Event`` built in the child), killed for real;
+and how calls that waited together run in one ``grouped()``."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
-from concurrent.futures import Future
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from trustchain.actors.child import Child, ChildLost
+from trustchain.actors.child import Child, ChildLost, _run
 
 WAIT_S = 30.0  # a bound on a failure, not a timing assertion
 
@@ -126,45 +122,17 @@ class Grouping:
     def fail_at_end(self) -> None:
         self._fail = True
 
-    def hold(self, entered: str, go: str) -> None:
-        """Say it is running (``entered`` made), then wait for the file ``go``."""
-        Path(entered).touch()
-        deadline = time.monotonic() + WAIT_S
-        while not Path(go).exists() and time.monotonic() < deadline:
-            time.sleep(0.001)
 
-    def seen(self) -> list[list[object]]:
-        return [list(group) for group in self.groups]  # (answered after its group ends)
-
-
-def _while_held(child: Child, tmp: Path, calls: list[tuple[Any, ...]]) -> list[Future[Any]]:
-    """Submit ``calls`` while the child is inside ``hold``, so that all of them are in
-    the pipe when it next reads: they come together."""
-    entered, go = tmp / "entered", tmp / "go"
-    entered.unlink(missing_ok=True)
-    go.unlink(missing_ok=True)
-    held = child.submit("hold", str(entered), str(go))
-    deadline = time.monotonic() + WAIT_S
-    while not entered.exists():
-        assert time.monotonic() < deadline, "the child never held"
-        time.sleep(0.001)
-    futures = [child.submit(*call) for call in calls]  # sent: in the pipe
-    go.touch()
-    assert held.result(WAIT_S) is None
-    return futures
-
-
-def test_calls_waiting_together_run_in_one_group_and_a_failed_group_fails_them_all(
-    tmp_path: Path,
-) -> None:
-    child = Child.start("test-grouping", Grouping, pipelined=True)
-    try:
-        together = _while_held(child, tmp_path, [("add", i) for i in range(10)])
-        assert [f.result(WAIT_S) for f in together] == list(range(10))
-        assert child.call("seen")[-1] == list(range(10))  # one group: one commit for all
-        doomed = _while_held(child, tmp_path, [("add", "a"), ("fail_at_end",), ("add", "b")])
-        for future in doomed:  # each answered with the group's failure, whatever it returned
-            assert isinstance(future.exception(WAIT_S), OSError)
-        assert child.call("add", "after") == "after"  # the next group goes on
-    finally:
-        child.close()
+def test_calls_that_came_together_run_in_one_group_and_a_failed_group_fails_them_all() -> None:
+    """``_run``, what the child's loop does with the calls it found waiting together
+    (in-process: a class of a test module may not be importable by the forkserver)."""
+    obj = Grouping()
+    results = _run(obj, obj.grouped, [("add", (i,)) for i in range(10)] + [("nope", ())])
+    assert results[:10] == [(True, i) for i in range(10)]
+    assert results[10][0] is False and isinstance(results[10][1], AttributeError)
+    assert obj.groups == [list(range(10))]  # one group: one commit for all
+    doomed = _run(obj, obj.grouped, [("add", ("a",)), ("fail_at_end", ()), ("add", ("b",))])
+    assert [ok for ok, _ in doomed] == [False] * 3  # each answered with the group's failure
+    assert all(isinstance(error, OSError) for _, error in doomed)
+    assert _run(obj, obj.grouped, [("add", ("after",))]) == [(True, "after")]  # it goes on
+    assert _run(dict(), None, [("get", ("k", 1))]) == [(True, 1)]  # no grouped(): one by one

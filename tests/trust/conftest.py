@@ -1,9 +1,11 @@
 """What the consensus tests share: one HSM actor per module, beside the trees its tests
-start (each a root of its own); the asset they prove as, and its plot."""
+start (each a root of its own; ``trees`` stops them); the asset they prove as, and its
+plot."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -32,3 +34,12 @@ def hsm(softhsm: HsmConfig) -> Iterator[Registry]:
 @pytest.fixture(scope="module")
 def plot() -> space.Plot:
     return space.plot(ASSET_KEY, 32, space.SpaceParams(cost=16, min_blocks=32))
+
+
+@pytest.fixture
+def trees(hsm: Registry) -> Iterator[list[Any]]:
+    """Trees a test starts (``test_consensus_actors.Consensus``); each stopped at its end."""
+    made: list[Any] = []
+    yield made
+    for tree in made:
+        tree.stop()

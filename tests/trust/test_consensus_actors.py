@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +97,26 @@ def small_config(
 ) -> TrustConfig:
     """Small proofs. Every validator is asked every question unless ``quorum_first``:
     most tests here are about what each validator's vote does (scores, evidence, late
-    votes); asking a quorum first has tests of its own (test_quorum_first.py)."""
+    votes); asking a quorum first has tests of its own (test_quorum_first.py, and more than f
+    liars below)."""
     return TrustConfig(enabled=True, validators=n, epoch_s=epoch_s, work_bits=8, vdf_t=256,
                        min_stake=10, stake_authority_key=label, space_blocks=32, space_cost=16,
                        space_challenges=4, decision_timeout_s=DEADLINE_S,
                        quorum_first=quorum_first,
                        database=directory / "trust.sqlite3",
                        key_dir=directory / "validators")  # fmt: skip
+
+
+class Answer:
+    """The reply to a message told to the detector: ``got`` once ``done`` is set."""
+
+    def __init__(self) -> None:
+        self.got: list[outcome.Outcome] = []
+        self.done = threading.Event()
+
+    def __call__(self, result: outcome.Outcome) -> None:
+        self.got.append(result)
+        self.done.set()
 
 
 class Consensus:
@@ -182,26 +195,25 @@ class Consensus:
         assert done.wait(30), f"{len(messages) - len(answers)} requests never answered"
         return [answers[i] for i in range(len(messages))]
 
+    def tell(self, message: Any) -> Answer:
+        """Send without waiting: the answer, once it comes."""
+        answer = Answer()
+        self.registry.tell(self.detector, message, answer)
+        return answer
+
     def send_past_deadline(self, message: Any, answers: int) -> outcome.Outcome:
         """Send, wait until its round has ``answers`` answers, move time past the
         deadline, wait for the answer."""
-        got: list[outcome.Outcome] = []
-        done = threading.Event()
-
-        def reply(result: outcome.Outcome) -> None:
-            got.append(result)
-            done.set()
-
-        self.registry.tell(self.detector, message, reply)
+        answer = self.tell(message)
 
         def answered() -> bool:
             rounds = self.status()["rounds_open"]
-            return done.is_set() or (len(rounds) == 1 and rounds[0]["answered"] >= answers)
+            return answer.done.is_set() or (len(rounds) == 1 and rounds[0]["answered"] >= answers)
 
         wait_until(answered, f"{answers} answers in the round")
         self.clock.advance(DEADLINE_S + 0.001)
-        assert done.wait(30), "no answer after the deadline"
-        return got[0]
+        assert answer.done.wait(30), "no answer after the deadline"
+        return answer.got[0]
 
     def status(self) -> dict[str, Any]:
         return self.ask(GetTrustStatus())
@@ -235,15 +247,6 @@ class Consensus:
 
     def decide(self, csr: bytes, proofs: requests.RequestProofs | None = None) -> outcome.Outcome:
         return self.send(Decide(csr, self.prove(csr) if proofs is None else proofs))
-
-
-@pytest.fixture
-def trees(hsm: Registry) -> Iterator[list[Consensus]]:
-    """Trees a test starts; each stopped at its end."""
-    made: list[Consensus] = []
-    yield made
-    for tree in made:
-        tree.stop()
 
 
 def consensus(trees: list[Consensus], *args: Any, **kwargs: Any) -> Consensus:
@@ -328,13 +331,14 @@ def test_with_up_to_f_byzantine_validators_every_decision_is_the_honest_one(
 
 
 @pytest.mark.parametrize("n", [4, 7])
+@pytest.mark.parametrize("quorum_first", [False, True])
 def test_with_more_than_f_liars_the_detector_refuses_rather_than_decides_wrongly(
-    trees, hsm, tmp_path, plot, n
+    trees, hsm, tmp_path, plot, n, quorum_first
 ) -> None:
     f = (n - 1) // 3
     liars = range(1, f + 2)
     accepting = consensus(trees, hsm, tmp_path / "a", n, dict.fromkeys(liars, BEHAVIOURS[
-        "always_accept"]))  # fmt: skip
+        "always_accept"]), quorum_first=quorum_first)  # fmt: skip
     assert accepting.register(plot).unwrap()["registered"]
     other = accepting.prove(b"forged")
     forged = dataclasses.replace(other, work_nonce=bad_nonce(other, b"forged", 8))
@@ -342,7 +346,7 @@ def test_with_more_than_f_liars_the_detector_refuses_rather_than_decides_wrongly
     assert error.details["counted"]["approve"] <= f + 1
 
     rejecting = consensus(trees, hsm, tmp_path / "r", n, dict.fromkeys(liars, BEHAVIOURS[
-        "always_reject"]))  # fmt: skip
+        "always_reject"]), quorum_first=quorum_first)  # fmt: skip
     rejecting.misbehave(False)  # the asset registers while they behave
     assert rejecting.register(plot).unwrap()["registered"]
     rejecting.misbehave(True)

@@ -12,10 +12,8 @@ on by the straggler's wait while a round is open, never as far as the deadline.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +35,15 @@ from .test_consensus_actors import (
     bad_nonce,
     check_decision,
     codes,
+    consensus,
 )
 
 
-@pytest.fixture
-def made(hsm: Registry) -> Iterator[list[Consensus]]:
-    trees: list[Consensus] = []
-    yield trees
-    for tree in trees:
-        tree.stop()
-
-
 def quorum_first(
-    made: list[Consensus], hsm: Registry, path: Path, n: int,
+    trees: list[Consensus], hsm: Registry, path: Path, n: int,
     byzantine: dict[int, type[HonestValidator]] | None = None,
 ) -> Consensus:  # fmt: skip
-    tree = Consensus(hsm, path, n, byzantine, quorum_first=True)
-    made.append(tree)
-    return tree
+    return consensus(trees, hsm, path, n, byzantine, quorum_first=True)
 
 
 def drive(tree: Consensus, message: Any, advance: bool = True) -> tuple[outcome.Outcome, float]:
@@ -62,22 +51,15 @@ def drive(tree: Consensus, message: Any, advance: bool = True) -> tuple[outcome.
     (if ``advance``) by ``STRAGGLER_MIN_S`` at a time once its round has an answer; the
     answer, and how far the clock moved (the wait the round cost, on the detector's
     clock)."""
-    got: list[outcome.Outcome] = []
-    done = threading.Event()
-
-    def reply(result: outcome.Outcome) -> None:
-        got.append(result)
-        done.set()
-
-    tree.registry.tell(tree.detector, message, reply)
+    answer = tree.tell(message)
     moved, start = 0.0, time.monotonic()
-    while not done.wait(0.005):
+    while not answer.done.wait(0.005):
         assert time.monotonic() - start < 30, "no answer"
         rounds = tree.status()["rounds_open"]
         if advance and rounds and rounds[0]["answered"] >= 1 and moved < DEADLINE_S / 2:
             tree.clock.advance(STRAGGLER_MIN_S)
             moved += STRAGGLER_MIN_S
-    return got[0], moved
+    return answer.got[0], moved
 
 
 def register(tree: Consensus, plot: space.Plot) -> outcome.Outcome:
@@ -88,9 +70,9 @@ def register(tree: Consensus, plot: space.Plot) -> outcome.Outcome:
 
 
 def test_honest_validators_are_asked_a_quorum_at_a_time_each_in_turn(
-    made: list[Consensus], hsm: Registry, tmp_path: Path, plot: space.Plot
+    trees: list[Consensus], hsm: Registry, tmp_path: Path, plot: space.Plot
 ) -> None:
-    tree = quorum_first(made, hsm, tmp_path, 4)
+    tree = quorum_first(trees, hsm, tmp_path, 4)
     assert register(tree, plot).unwrap()["registered"] is True
     voters: Counter[str] = Counter()
     for i in range(8):
@@ -104,11 +86,11 @@ def test_honest_validators_are_asked_a_quorum_at_a_time_each_in_turn(
 @pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
 @pytest.mark.parametrize("n", [4, 7])
 def test_with_up_to_f_byzantine_validators_quorum_first_decides_as_the_honest_would(
-    made: list[Consensus], hsm: Registry, tmp_path: Path, plot: space.Plot, n: int,
+    trees: list[Consensus], hsm: Registry, tmp_path: Path, plot: space.Plot, n: int,
     behaviour: str,
 ) -> None:  # fmt: skip
     f = (n - 1) // 3
-    tree = quorum_first(made, hsm, tmp_path, n, dict.fromkeys(range(1, f + 1),
+    tree = quorum_first(trees, hsm, tmp_path, n, dict.fromkeys(range(1, f + 1),
                                                               BEHAVIOURS[behaviour]))  # fmt: skip
     assert register(tree, plot).unwrap()["registered"] is True
     keys = tree.validator_keys()
