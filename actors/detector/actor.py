@@ -21,7 +21,9 @@ contradictory decisions can both be backed by signatures.
   question costs the quorum's checks, not N (a quarter less CPU at N = 4), and a
   faulty validator costs a dissent's or a straggler's wait. Safety is the quorum's
   whoever was asked; a validator asked less often is scored less often, and the
-  rounds rotate so that each is asked in most. Votes are taken as they come
+  rounds rotate so that each is asked in most. A digest some validator has voted on
+  already (the same request again: where an equivocator shows) goes to everyone.
+  Votes are taken as they come
   (continuations); the caller is answered as soon as the votes so far make a quorum:
   the ``Decision`` (its votes are the evidence) when it approves, ``not_approved``
   with the reasons f+1 of the quorum agree on when it rejects. ``quorum_not_reached``

@@ -233,7 +233,7 @@ class DetectorBase(StoreFaults):
         reply = self.defer()
         quarantined = self.quarantined()
         candidates = [n for n in self.validator_names if self.ids[n] not in quarantined]
-        asked = self._first_asked(candidates)
+        asked = self._first_asked(digest, candidates)
         ids = frozenset(self.ids[n] for n in asked)
         reserve = frozenset(self.ids[n] for n in candidates) - ids
         round_ = Round(digest, self.keys, self.f, ids, reserve=reserve)
@@ -248,15 +248,20 @@ class DetectorBase(StoreFaults):
             self.request(name, question, self._answer_of(round_id, name))
         self.after(timeout_s, _Deadline(round_id))
 
-    def _first_asked(self, candidates: list[str]) -> list[str]:
+    def _first_asked(self, digest: bytes, candidates: list[str]) -> list[str]:
         """Who is asked at once: everyone, or with ``trust.quorum_first`` a quorum of the
         validators whose votes count, in turn (each round starts one further along the
         list), and those ignored (their votes are scored, so they can earn their way
         back). The others are the round's reserve, asked when those cannot decide alone
         (a dissent, a failure) or are slow (``_Straggling``). Each check costs a validator
         about a millisecond of CPU: asking a quorum first saves N - quorum of them per
-        question (a quarter at N = 4) while all is well."""
-        if not self.config.quorum_first:
+        question (a quarter at N = 4) while all is well. A question asked before (a
+        validator voted on its digest: the same request again, where an equivocator
+        shows) goes to everyone, so that every validator asked the first time is asked
+        again and a second, different vote is caught."""
+        if not self.config.quorum_first or self.vote_log.voted_on(
+            digest, (self.ids[n] for n in candidates)
+        ):
             return candidates
         ignored = self.ignored()
         counted = [n for n in candidates if self.ids[n] not in ignored]

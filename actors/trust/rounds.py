@@ -32,7 +32,7 @@ fails was not the asset's: only that (weightless) failure is recorded then.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -170,6 +170,10 @@ class VoteLog:
 
     def __len__(self) -> int:
         return len(self._first)
+
+    def voted_on(self, digest: bytes, validators: Iterable[str]) -> bool:
+        """Whether any of ``validators`` has a vote on ``digest`` here (a repeat)."""
+        return any((validator, digest) in self._first for validator in validators)
 
     def add(
         self, vote: Vote, validators: Mapping[str, ed25519.Ed25519PublicKey], epoch: int

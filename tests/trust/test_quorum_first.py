@@ -20,10 +20,17 @@ from typing import Any
 import outcome
 import pytest
 
-from trustchain.actors.detector import Decide, RegisterAsset, SpaceChallenge, TrustScores
+from trustchain.actors.detector import (
+    Decide,
+    Evidence,
+    RegisterAsset,
+    SpaceChallenge,
+    TrustScores,
+)
 from trustchain.actors.detector.base import STRAGGLER_MIN_S
 from trustchain.actors.trust import space
-from trustchain.actors.trust.votes import quorum
+from trustchain.actors.trust.errors import ProofReplayed
+from trustchain.actors.trust.votes import Equivocation, check_equivocation, quorum
 from trustchain.supervisors import Registry
 
 from .byzantine import BEHAVIOURS, HonestValidator
@@ -36,6 +43,7 @@ from .test_consensus_actors import (
     check_decision,
     codes,
     consensus,
+    wait_until,
 )
 
 
@@ -83,6 +91,25 @@ def test_honest_validators_are_asked_a_quorum_at_a_time_each_in_turn(
     assert tree.status()["rounds_open"] == []
 
 
+def test_a_request_decided_again_is_put_to_every_validator(
+    trees: list[Consensus], hsm: Registry, tmp_path: Path, plot: space.Plot
+) -> None:
+    """Where an equivocator shows (it signs another vote on a digest it voted on), so
+    each validator asked the first time is asked again: everyone is."""
+    tree = quorum_first(trees, hsm, tmp_path, 4)
+    assert register(tree, plot).unwrap()["registered"] is True
+
+    def scored() -> int:
+        return sum(s["agreed"] + s["dissented"] for s in tree.ask(TrustScores()))
+
+    assert scored() == 3  # the registration's quorum
+    proofs = tree.prove(b"csr-again")
+    assert len(approved(tree.decide(b"csr-again", proofs)).votes) == 3
+    assert scored() == 6
+    assert isinstance(tree.decide(b"csr-again", proofs).error, ProofReplayed)
+    wait_until(lambda: scored() == 10, "the four votes of the second round scored")
+
+
 @pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
 @pytest.mark.parametrize("n", [4, 7])
 def test_with_up_to_f_byzantine_validators_quorum_first_decides_as_the_honest_would(
@@ -97,10 +124,11 @@ def test_with_up_to_f_byzantine_validators_quorum_first_decides_as_the_honest_wo
     # A validator that answers, however wrongly, is outvoted at once (its dissent asks the
     # reserve): the clock moves only for those that do not answer.
     advance = behaviour in ("silent", "slow")
-    waits = []
+    waits, proofs = [], []
     for i in range(n):  # each validator is among the first asked in most of these
         csr = f"csr-{i}".encode()
-        answer, moved = drive(tree, Decide(csr, tree.prove(csr)), advance)
+        proofs.append(tree.prove(csr))
+        answer, moved = drive(tree, Decide(csr, proofs[i]), advance)
         decision = approved(answer)
         check_decision(decision, keys, f)
         assert len(decision.votes) >= quorum(n, f)
@@ -112,3 +140,12 @@ def test_with_up_to_f_byzantine_validators_quorum_first_decides_as_the_honest_wo
     if behaviour == "always_reject":  # asked first in some rounds, outvoted, scored
         scores = {s["validator"]: s for s in tree.ask(TrustScores())}
         assert all(scores[name]["dissented"] >= 1 for name in tree.names[:f])
+    if behaviour == "equivocating":  # each request again: everyone is asked, and caught
+        for i in range(n):
+            csr = f"csr-{i}".encode()
+            assert isinstance(drive(tree, Decide(csr, proofs[i]), advance)[0].error,
+                              ProofReplayed)  # fmt: skip
+        evidence = [Equivocation.from_json(e) for e in tree.ask(Evidence())]
+        assert sorted(e.validator for e in evidence) == tree.names[:f]
+        for e in evidence:
+            check_equivocation(e, keys[e.validator])
