@@ -64,9 +64,9 @@ counters.
 
 Registration (stakes, challenges, ``register_asset``) is ``registration.py``; ACME
 challenges and the issuer's gate for ACME orders (domain control corroborated by the
-quorum) are ``challenges.py``; rounds,
-scoring, evidence and alerts are ``base.py``; the store's faults ``faults.py``; the
-bookkeeping itself is sans-IO, in ``trustchain.actors.trust.rounds``.
+quorum) are ``challenges.py``; rounds, scoring, evidence and alerts are ``base.py``;
+the group commit ``grouping.py``; the store's faults ``faults.py``; the bookkeeping
+itself is sans-IO, in ``trustchain.actors.trust.rounds``.
 """
 
 from __future__ import annotations

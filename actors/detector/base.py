@@ -10,7 +10,6 @@ scores), and the alerts.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import outcome
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from loguru import logger
 
-from trustchain.actors.detector.faults import StoreFaults
+from trustchain.actors.detector.grouping import NOT_RECORDED, GroupCommit, Member
 from trustchain.actors.hsm.messages import EnsureKey
 from trustchain.actors.trust.errors import (
     NotApproved,
@@ -90,11 +89,6 @@ class _Straggling(Message):
     round_id: int
 
 
-@dataclass(frozen=True)
-class _Commit(Message):
-    """Commit the group of decisions made since it opened (base.py, the group commit)."""
-
-
 @dataclass
 class _Pending:
     round: Round
@@ -106,24 +100,7 @@ class _Pending:
     straggling_set: bool = False  # the _Straggling timer is set (at the first answer)
 
 
-@dataclass
-class _Member:
-    pending: _Pending
-    answer: outcome.Outcome | None  # None: its writes failed (the group fails whole)
-    outcome: str  # the decision's, counted once committed
-
-
-@dataclass
-class _Group:
-    batch: contextlib.ExitStack  # the store's batch, open until the commit
-    scores: ValidatorScores  # as they were before the group's first decision
-    members: list[_Member]
-
-
-_NOT_RECORDED = "the decision was not recorded and counts for nothing (nothing was approved)"
-
-
-class DetectorBase(StoreFaults):
+class DetectorBase(GroupCommit):
     def __init__(
         self, context: ActorContext, config: TrustConfig, validators: list[str], hsm: str = "hsm"
     ) -> None:
@@ -144,12 +121,9 @@ class DetectorBase(StoreFaults):
         self.vote_log = VoteLog()
         self.replays = ReplayGuard()
         self._rounds: dict[int, _Pending] = {}
-        self._group: _Group | None = None  # decisions written, not yet committed
-        self.commits = {"groups": 0, "decisions": 0}  # group commits, and what they held
         self._round_ids = itertools.count(1)
         self._rotation = itertools.count()  # who is asked first, quorum first
         self._running = False
-        self.outcomes = {"approve": 0, "reject": 0, "quorum_not_reached": 0}
         self.alerts = dict.fromkeys(ALERT_KINDS, 0)
         self.last_alert: dict[str, Any] | None = None
 
@@ -340,7 +314,7 @@ class DetectorBase(StoreFaults):
         try:
             group = self._open_group()
         except TrustStoreUnavailable as exc:  # the transaction could not even begin
-            self._unrecorded([pending], self.store_failed(exc, _NOT_RECORDED))
+            self._unrecorded([pending], self.store_failed(exc, NOT_RECORDED))
             return
         answer: outcome.Outcome | None
         try:
@@ -357,60 +331,9 @@ class DetectorBase(StoreFaults):
                 answer = outcome.Error(exc)
         except TrustStoreUnavailable:
             answer = None  # the group's transaction is spoiled: it fails whole at commit
-        group.members.append(_Member(pending, answer, decision.outcome))
+        group.members.append(Member(pending, answer, decision.outcome))
 
-    # The group commit -------------------------------------------------------------------
-    #
-    # Decisions are written to the store in groups, one transaction (one fsync) each:
-    # the first decision opens the group and sends this actor a _Commit, which comes
-    # after every message already queued; the decisions those messages make join the
-    # group; at _Commit it commits, and only then are their callers answered. Nothing
-    # is answered before it is durable, and a busy detector pays one fsync for many
-    # decisions (measured: the commits took half the detector's thread with one
-    # transaction per decision). Writes that answer at once (a space challenge) and
-    # evidence of equivocation commit the open group first (``storing``,
-    # ``keep_evidence``); reads see the open group's writes.
-
-    def _open_group(self) -> _Group:
-        if self._group is None:
-            batch = contextlib.ExitStack()
-            batch.enter_context(self._store().batch())  # BEGIN (may raise)
-            self._group = _Group(batch, self.scores.copy(), [])
-            self.send_self(_Commit())
-        return self._group
-
-    @property
-    def group_open(self) -> bool:
-        return self._group is not None
-
-    @handles(_Commit)
-    def commit(self, msg: _Commit) -> None:
-        self.commit_group()
-
-    def commit_group(self) -> None:
-        """Commit the open group (if any), then answer its decisions' callers; if the
-        store cannot take it, none of them is recorded and each caller gets
-        ``trust_store_unavailable`` (the scores are put back as before the group)."""
-        group, self._group = self._group, None
-        if group is None:
-            return
-        try:
-            group.batch.close()  # the commit
-        except TrustStoreUnavailable as exc:
-            self.scores = group.scores
-            error = self.store_failed(exc, _NOT_RECORDED)
-            self._unrecorded([member.pending for member in group.members], error)
-            return
-        self.store_works()
-        self.commits["groups"] += 1
-        self.commits["decisions"] += len(group.members)
-        for member in group.members:
-            if member.answer is None:  # (a spoiled group does not commit: defensive)
-                raise AssertionError("a decision whose write failed was committed")
-            self.outcomes[member.outcome] += 1
-            member.pending.reply(member.answer)
-
-    def _unrecorded(self, pendings: list[_Pending], error: TrustStoreUnavailable) -> None:
+    def _unrecorded(self, pendings: list[Any], error: TrustStoreUnavailable) -> None:
         """Decisions the store did not take count for nothing: their rounds go (their
         late votes are not scored either) and their callers get the error."""
         gone = {id(p) for p in pendings}

@@ -67,12 +67,12 @@ class StoreFaults(SupervisedActor):
             self.store_works()
 
     def commit_group(self) -> None:
-        """Commit the decisions waiting for their group commit (base.py does it)."""
+        """Commit the decisions waiting for their group commit (grouping.py does it)."""
 
     @property
     def group_open(self) -> bool:
         """Decisions are waiting for their group commit: a write now joins their
-        transaction, and says nothing about the disk until it commits (base.py)."""
+        transaction, and says nothing about the disk until it commits (grouping.py)."""
         return False
 
     def store_failed(
