@@ -27,9 +27,9 @@ small order anyone knows (0, 1, N-1 all land on 0 or 1, which are skipped by
 moving on to the next blocks) and puts it in the subgroup of squares, which is
 what the low-order and adaptive-root assumptions are stated for.
 
-The prime: l is the first candidate SHA-256(VDF_PRIME || frame(N, x, y, t) || i
-(8 octets)), top bit and low bit set, that is prime, for i = 0, 1, ... (about 90
-candidates on average). The prover sends the index i it found with the proof; the
+The prime: the prover takes for l the first candidate SHA-256(VDF_PRIME || frame(N, x,
+y, t) || i (8 octets)), top bit and low bit set, that is prime, for i = 0, 1, ...
+(about 90 candidates on average), and sends its index i with the proof; the
 verifier hashes that one candidate and tests it, instead of searching again (the
 search was 0.28-0.35 ms of a 1.2-1.8 ms request check, per validator). Any index
 below ``PRIME_INDEX_LIMIT`` whose candidate is prime is accepted, not only the first:
