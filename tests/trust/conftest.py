@@ -38,7 +38,7 @@ def plot() -> space.Plot:
 
 @pytest.fixture
 def trees(hsm: Registry) -> Iterator[list[Any]]:
-    """Trees a test starts (``test_consensus_actors.Consensus``); each stopped at its end."""
+    """Trees a test starts (``consensus.Consensus``); each stopped at its end."""
     made: list[Any] = []
     yield made
     for tree in made:

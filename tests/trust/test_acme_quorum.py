@@ -32,8 +32,8 @@ from ..acme.test_actor import ActorClient
 from ..acme.test_core import body, header
 from .acme_responders import serve_http01
 from .byzantine import AlwaysAccept, Silent
+from .consensus import Consensus
 from .test_challenge_quorum import resolver as resolver  # the module's resolver fixture
-from .test_consensus_actors import Consensus
 
 NAME = "www.trust.example.com"  # the resolver's zone maps it to ::1
 

@@ -28,7 +28,7 @@ from trustchain.supervisors import ChildSpec, FakeClock, Registry, start_root
 
 from .acme_responders import serve_http01
 from .byzantine import AlwaysAccept, Silent
-from .test_consensus_actors import DEADLINE_S, Consensus, wait_until
+from .consensus import DEADLINE_S, Consensus, wait_until
 
 NAME = "www.trust.example.com"  # the resolver's zone maps it to ::1
 TOKEN = "tok-" + "A" * 40

@@ -3,7 +3,7 @@ the detector under a supervisor, the stake authority's key in SoftHSM): a space
 challenge given before a restart of the detector is answered after it, and used up
 once; a proof's fingerprint outlives a restart, so a rebound proof is still caught.
 
-The trees are ``test_consensus_actors.Consensus``: a FakeClock each, small real proofs.
+The trees are ``consensus.Consensus``: a FakeClock each, small real proofs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from trustchain.actors.trust.store import TrustStore
 from trustchain.supervisors import RestartChild
 
 from .byzantine import BEHAVIOURS
-from .test_consensus_actors import ASSET_ID, ASSET_KEY, Consensus, approved, refused
+from .consensus import ASSET_ID, ASSET_KEY, Consensus, approved, refused
 
 
 @pytest.fixture

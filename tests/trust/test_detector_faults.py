@@ -5,7 +5,7 @@ fault (``trust_store``) in its health (what ``/ready`` and ``trustchain status``
 show), crashes and restarts nothing, and recovers by itself once space is back: by
 its backed-off probe, or by the next write that goes through.
 
-The trees are ``test_consensus_actors.Consensus`` (a FakeClock each: the probe runs
+The trees are ``consensus.Consensus`` (a FakeClock each: the probe runs
 only when a test moves time, so what clears the fault is known), with only the
 detector's database on the small disk. The last test runs `trustchain run` as
 shipped, with the detector's database on the small disk: the issuer turns the fault
@@ -47,7 +47,7 @@ from trustchain.supervisors import Registry
 from ..actors.test_faults import fill, mounted_tmpfs
 from ..protocols.conftest import TRUSTCHAIN, cli, free_port, wait_for, write_config
 from .byzantine import BEHAVIOURS
-from .test_consensus_actors import ASSET_ID, ASSET_KEY, Consensus, approved, refused, wait_until
+from .consensus import ASSET_ID, ASSET_KEY, Consensus, approved, refused, wait_until
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from trustchain.actors.detector import Decide, GetTrustStatus
 from trustchain.actors.trust import space
 from trustchain.supervisors import Registry
 
-from .test_consensus_actors import Consensus, approved
+from .consensus import Consensus, approved
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from trustchain.actors.trust.records import check_record, sign_record
 from trustchain.actors.trust.store import TrustStore
 from trustchain.supervisors import Registry
 
-from .test_consensus_actors import ASSET, ASSET_ID, Consensus, approved, refused
+from .consensus import ASSET, ASSET_ID, Consensus, approved, refused
 
 OTHER = ed25519.Ed25519PrivateKey.generate()
 

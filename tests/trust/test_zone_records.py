@@ -23,7 +23,7 @@ from trustchain.supervisors import ChildSpec, Registry, start_root
 from ..conftest import wait_until
 from ..resolver.upstreams import UpstreamServer
 from .conftest import ASSET
-from .test_consensus_actors import Consensus, approved, refused
+from .consensus import Consensus, approved, refused
 
 
 @pytest.fixture
