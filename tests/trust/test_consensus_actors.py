@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from typing import Any
 
-import outcome
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -186,24 +184,14 @@ def test_a_validator_crashing_under_a_stream_of_decisions_does_not_stop_them(
     assert tree.register(plot).unwrap()["registered"]
     requests_ = [Decide(f"load-{i}".encode(), tree.prove(f"load-{i}".encode())) for i in range(40)]
     victim = tree.names[1]
-    answers: dict[int, outcome.Outcome] = {}
-    done = threading.Event()
-
-    def reply_for(i: int) -> Any:
-        def reply(result: outcome.Outcome) -> None:
-            answers[i] = result
-            if len(answers) == len(requests_):
-                done.set()
-
-        return reply
-
+    answers = []
     for i, message in enumerate(requests_):
         if i == 15:
             tree.registry.tell(victim, crash, lambda _result: None)
-        tree.registry.tell(tree.detector, message, reply_for(i))
-    assert done.wait(30)
-    for i in range(len(requests_)):
-        approved(answers[i])
+        answers.append(tree.tell(message))
+    for answer in answers:
+        assert answer.done.wait(30)
+        approved(answer.got[0])
     wait_until(lambda: tree.registry.lookup(victim).health()["state"] == "running", "restart")
     assert tree.registry.lookup(victim).restarts == 1
     before = {s["validator"]: s["agreed"] for s in tree.ask(TrustScores())}[victim]
