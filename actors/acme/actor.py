@@ -10,6 +10,18 @@ answer is deferred until it comes), ``Later`` a timer. Results come back as
 continuations on this thread and are fed to the core, which writes them and may ask
 for more (retries after a peer's fault). The thread never waits on another actor.
 
+Group commit. The store's writes are durable before anyone is told of them
+(synchronous=FULL: an fsync a commit), and under load the requests queue behind those
+fsyncs on this one thread. So the requests and peers' results that are waiting together
+in the mailbox are handled in one transaction (``AcmeStore.batch``): each is handled as
+it comes, its answer and its effects kept (``_Member``), and when the mailbox is empty
+(or ``MAX_GROUP`` are kept) the transaction commits, then every answer goes out and
+every effect is performed. If the commit fails (a full disk), nothing of the group was
+kept: each of its requests is answered with the store's problem (503, Retry-After) and
+each peer's result is fed again after a backoff; no effect is performed. A request read
+inside a group sees what the group's earlier requests wrote, and is answered only if
+that is committed too.
+
 Start (``setup``): the store is opened (``acme.database``) and ``core.resume`` gives the
 work a previous incarnation left processing (challenges validated again, orders issued
 again), so a restart loses no order. Then, and hourly, records that expired more than
@@ -26,17 +38,18 @@ could not be written is fed again after the same backoff.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import outcome
 from loguru import logger
 
 from trustchain.actors.acme.core import AcmeCore
-from trustchain.actors.acme.effects import Effect, Issue, Later, Revoke, Validate
+from trustchain.actors.acme.effects import Answer, Effect, Issue, Later, Revoke, Validate
 from trustchain.actors.acme.messages import AcmeRequest, GetAcmeStatus
 from trustchain.actors.acme.nonces import NonceStore
 from trustchain.actors.acme.problems import AcmeProblem
@@ -44,11 +57,13 @@ from trustchain.actors.acme.store import AcmeStore, AcmeStoreUnavailable
 from trustchain.config import AcmeConfig, CaConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
 from trustchain.supervisors.errors import ActorCrashed, TrustChainError
+from trustchain.supervisors.registry import Reply
 
 STORE = "acme_store"  # the resource name shown in status and /ready
 PRUNE_EVERY_S = 3_600.0  # how often expired records are looked for
 KEEP_EXPIRED_S = 7 * 86_400  # how long past its expiry a record is kept (clients may look)
 MIN_RETRY_S = 0.01  # even with backoff turned off, a retry is never a busy loop
+MAX_GROUP = 64  # requests and results handled in one transaction at most
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,27 @@ class _Prune(Message):
 @dataclass(frozen=True)
 class _ProbeAcmeStore(Message):
     """Time to try a durable write to the ACME store again."""
+
+
+@dataclass
+class _Member:
+    """One request or peer's result handled in the open group: what is sent and done once
+    the group commits (``effects``, and ``answer`` to ``reply``; a revocation's answer
+    comes later, from the issuer), or fed again if it fails (``feed``)."""
+
+    request: AcmeRequest | None = None
+    reply: Reply | None = None
+    answer: Answer | None = None
+    effects: list[Effect] = field(default_factory=list)
+    feed: Callable[[float], list[Effect]] | None = None
+
+
+@dataclass
+class _Group:
+    """The transaction open on the store (``AcmeStore.batch``) and its members."""
+
+    batch: contextlib.ExitStack
+    members: list[_Member] = field(default_factory=list)
 
 
 def _result(result: outcome.Outcome) -> Any:
@@ -106,6 +142,8 @@ class AcmeActor(SupervisedActor):
         self._core: AcmeCore | None = None
         self.validations_in_flight = 0
         self.issuances_in_flight = 0
+        self._group: _Group | None = None
+        self.commits = {"groups": 0, "members": 0}  # committed groups and what they held
 
     @property
     def core(self) -> AcmeCore:
@@ -119,20 +157,34 @@ class AcmeActor(SupervisedActor):
         self.send_self(_Prune())
 
     def cleanup(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:  # a crash mid-group: nothing of it was committed
+            gone = ActorCrashed("the ACME server restarted before this was recorded: "
+                                "nothing was changed; try again")  # fmt: skip
+            for member in group.members:
+                if member.reply is not None:
+                    member.reply(outcome.Error(gone))
         if self.store is not None:
             self.store.close()
+
+    def on_receive(self, envelope: Any) -> Any:
+        result = super().on_receive(envelope)
+        group = self._group
+        if group is not None and (self.actor_inbox.empty() or len(group.members) >= MAX_GROUP):
+            self._commit_group()
+        return result
 
     # Requests ------------------------------------------------------------------------------
 
     @handles(AcmeRequest)
     def acme_request(self, msg: AcmeRequest) -> dict[str, Any] | None:
         try:
+            group = self._joined()
             answer, effects = self.core.handle(msg, self.clock.time())
         except AcmeStoreUnavailable as exc:
-            return self.core.problem(msg, self._store_failed(exc))
-        reply = self.defer() if answer is None else None
-        self._perform(effects, reply)
-        return answer
+            return self.core.problem(msg, self._store_failed(exc))  # nothing was changed
+        group.members.append(_Member(msg, self.defer(), answer, effects))
+        return None
 
     @handles(GetAcmeStatus)
     def get_acme_status(self, msg: GetAcmeStatus) -> dict[str, Any]:
@@ -146,6 +198,7 @@ class AcmeActor(SupervisedActor):
             validations_in_flight=self.validations_in_flight,
             issuances_in_flight=self.issuances_in_flight,
             store_fault=None if fault is None else fault.error,
+            commits=dict(self.commits),
         )
         return status
 
@@ -185,25 +238,67 @@ class AcmeActor(SupervisedActor):
     def _revoked(self, effect: Revoke, reply: Any, result: outcome.Outcome) -> None:
         request = effect.pending.request
         try:
+            group = self._joined()
             answer = self.core.revoked(effect.pending, _result(result), self.clock.time())
         except AcmeStoreUnavailable as exc:
-            answer = self.core.problem(request, self._store_failed(exc))
-        reply(outcome.Value(answer))
+            reply(outcome.Value(self.core.problem(request, self._store_failed(exc))))
+            return
+        group.members.append(_Member(request, reply, answer))
 
     def _feed(self, feed: Callable[[float], list[Effect]]) -> None:
         try:
+            group = self._joined()
             effects = feed(self.clock.time())
         except AcmeStoreUnavailable as exc:
             self._store_failed(exc)
-            fault = self.fault(STORE)
-            delay = self.context.backoff.delay(fault.retries if fault else 0)
-            self.after(max(MIN_RETRY_S, delay), _FeedAgain(feed))
+            self._feed_later(feed)
             return
-        self._perform(effects)
+        group.members.append(_Member(effects=effects, feed=feed))
+
+    def _feed_later(self, feed: Callable[[float], list[Effect]]) -> None:
+        fault = self.fault(STORE)
+        delay = self.context.backoff.delay(fault.retries if fault else 0)
+        self.after(max(MIN_RETRY_S, delay), _FeedAgain(feed))
 
     @handles(_FeedAgain)
     def feed_again(self, msg: _FeedAgain) -> None:
         self._feed(msg.feed)
+
+    # The group commit (see the module's theory) ---------------------------------------------
+
+    def _joined(self) -> _Group:
+        """The open group, opened (BEGIN) if there is none; AcmeStoreUnavailable if the
+        store cannot begin one."""
+        if self._group is None:
+            assert self.store is not None
+            batch = contextlib.ExitStack()
+            batch.enter_context(self.store.batch())
+            self._group = _Group(batch)
+        return self._group
+
+    def _commit_group(self) -> None:
+        """Commit the open group, then answer and perform what it holds; if the store
+        cannot take it, nothing of it holds: its requests get the store's problem and its
+        peers' results are fed again later."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        try:
+            group.batch.close()  # COMMIT, or the store's error (rolled back whole)
+        except AcmeStoreUnavailable as exc:
+            problem = self._store_failed(exc)
+            for member in group.members:
+                if member.request is not None and member.reply is not None:
+                    member.reply(outcome.Value(self.core.problem(member.request, problem)))
+                if member.feed is not None:
+                    self._feed_later(member.feed)
+            return
+        self.commits["groups"] += 1
+        self.commits["members"] += len(group.members)
+        for member in group.members:
+            if member.answer is not None and member.reply is not None:
+                member.reply(outcome.Value(member.answer))
+            self._perform(member.effects, member.reply)
 
     # Faults of the store -----------------------------------------------------------------
 
@@ -227,6 +322,7 @@ class AcmeActor(SupervisedActor):
         """Forget records expired more than ``KEEP_EXPIRED_S`` ago (and, hourly, again):
         the store would otherwise grow with every order ever made."""
         self.after(PRUNE_EVERY_S, _Prune())
+        self._commit_group()  # (a transaction of its own)
         assert self.store is not None
         try:
             # (the rate limits count orders and certificates of their window: kept as long)
@@ -243,6 +339,7 @@ class AcmeActor(SupervisedActor):
         self.probe_due(STORE)
         if self.fault(STORE) is None:
             return
+        self._commit_group()  # (the probe is a transaction of its own)
         assert self.store is not None
         try:
             self.store.probe(self.clock.time())

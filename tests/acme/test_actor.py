@@ -85,7 +85,8 @@ class Peer(SupervisedActor):
 
 class Tree:
     def __init__(self, database: Path, clock: Clock | None = None,
-                 peer: type[Peer] | None = None, **acme: Any) -> None:  # fmt: skip
+                 peer: type[Peer] | None = None, actor: type[AcmeActor] = AcmeActor,
+                 **acme: Any) -> None:  # fmt: skip
         self.registry = Registry()
         self.clock: Any = clock or FakeClock()
         self.asked: dict[str, queue.Queue[tuple[Message, Reply]]] = {
@@ -95,7 +96,7 @@ class Tree:
         children = [
             ChildSpec("detector", lambda ctx: (peer or Peer).start(ctx, self.asked["detector"])),
             ChildSpec("issuer", lambda ctx: (peer or Peer).start(ctx, self.asked["issuer"])),
-            ChildSpec("acme", lambda ctx: AcmeActor.start(ctx, config, ca)),
+            ChildSpec("acme", lambda ctx: actor.start(ctx, config, ca)),
         ]
         self.root = start_root(self.registry, "root", children, max_restarts=5, period_s=60,
                                clock=self.clock)  # fmt: skip
