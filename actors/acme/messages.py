@@ -39,6 +39,8 @@ class AcmeRequest(Message):
 class GetAcmeStatus(Message):
     """Counts for status and metrics: ``{"accounts", "orders": {status: n},
     "authorizations": {status: n}, "challenges": {"validated", "failed", "processing"},
-    "certificates", "nonces", "validations_in_flight", "issuances_in_flight"}``."""
+    "certificates", "nonces", "validations_in_flight", "issuances_in_flight",
+    "commits": {"groups", "members"}}`` (the group commits since the actor started, and
+    the requests and results they held)."""
 
     query = True  # a read: answered ahead of the requests queued
