@@ -97,6 +97,7 @@ class FaultTypedStore:
             raise self._unavailable(exc) from exc
         self._in_batch = False
         self._spoiled = False  # a write failed in the batch under way: it rolls back
+        self.writes = 0  # writes begun (``_transaction``s): has a batch written yet?
 
     def close(self) -> None:
         self._db.close()
@@ -125,6 +126,7 @@ class FaultTypedStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction, or a part of the batch under way."""
+        self.writes += 1
         if self._in_batch:
             if self._spoiled:
                 raise self._rolled_back(self.earlier_write_failed)

@@ -20,7 +20,9 @@ every effect is performed. If the commit fails (a full disk), nothing of the gro
 kept: each of its requests is answered with the store's problem (503, Retry-After) and
 each peer's result is fed again after a backoff; no effect is performed. A request read
 inside a group sees what the group's earlier requests wrote, and is answered only if
-that is committed too.
+that is committed too; one that writes nothing and asks nothing of a peer, handled
+before anything of its group was written (a poll, a download: it read only what is
+committed), is answered at once.
 
 Start (``setup``): the store is opened (``acme.database``) and ``core.resume`` gives the
 work a previous incarnation left processing (challenges validated again, orders issued
@@ -108,6 +110,7 @@ class _Group:
     """The transaction open on the store (``AcmeStore.batch``) and its members."""
 
     batch: contextlib.ExitStack
+    writes: int  # the store's ``writes`` when it opened: more, and something is written
     members: list[_Member] = field(default_factory=list)
 
 
@@ -183,6 +186,9 @@ class AcmeActor(SupervisedActor):
             answer, effects = self.core.handle(msg, self.clock.time())
         except AcmeStoreUnavailable as exc:
             return self.core.problem(msg, self._store_failed(exc))  # nothing was changed
+        assert self.store is not None
+        if answer is not None and not effects and self.store.writes == group.writes:
+            return answer  # read only what is committed, wrote nothing: at once
         group.members.append(_Member(msg, self.defer(), answer, effects))
         return None
 
@@ -273,7 +279,7 @@ class AcmeActor(SupervisedActor):
             assert self.store is not None
             batch = contextlib.ExitStack()
             batch.enter_context(self.store.batch())
-            self._group = _Group(batch)
+            self._group = _Group(batch, self.store.writes)
         return self._group
 
     def _commit_group(self) -> None:
@@ -293,8 +299,9 @@ class AcmeActor(SupervisedActor):
                 if member.feed is not None:
                     self._feed_later(member.feed)
             return
-        self.commits["groups"] += 1
-        self.commits["members"] += len(group.members)
+        if group.members:
+            self.commits["groups"] += 1
+            self.commits["members"] += len(group.members)
         for member in group.members:
             if member.answer is not None and member.reply is not None:
                 member.reply(outcome.Value(member.answer))

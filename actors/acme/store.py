@@ -19,6 +19,11 @@ keeps it. Orders list their authorizations (an authorization is shared by the or
 of one account that reuse it; ``order_authorizations`` finds the orders to update).
 Certificates keep their names apart (``certificate_names``) for the per-name rate limit.
 
+Accounts are read on every request (the JWS's ``kid``), so ``account`` keeps the ones it
+read (``MAX_CACHED_ACCOUNTS``): this store is their only writer, ``put_account`` drops
+the one it writes, and a transaction that rolls back drops them all (a read inside it
+may have seen what it wrote).
+
 The connection belongs to the thread that opened it: the actor opens the store in
 ``setup()``.
 """
@@ -26,6 +31,8 @@ The connection belongs to the thread that opened it: the actor opens the store i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +65,9 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+MAX_CACHED_ACCOUNTS = 10_000  # accounts kept in memory (all dropped when full)
+
+
 class AcmeStore(FaultTypedStore):
     """The ACME server's records in one SQLite database (a path, or ":memory:")."""
 
@@ -66,6 +76,25 @@ class AcmeStore(FaultTypedStore):
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         super().__init__(path, SCHEMA, make_parent=True)
+        self._accounts: dict[str, Account] = {}  # read before, by id (see the theory)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        try:
+            with super()._transaction() as db:
+                yield db
+        except BaseException:
+            self._accounts.clear()  # rolled back: a read inside may have cached its writes
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        try:
+            with super().batch():
+                yield
+        except BaseException:
+            self._accounts.clear()
+            raise
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self._db.execute(sql, args).fetchall()
@@ -80,6 +109,7 @@ class AcmeStore(FaultTypedStore):
 
     @typed
     def put_account(self, a: Account) -> None:
+        self._accounts.pop(a.id, None)
         with self._transaction() as db:
             db.execute(
                 upsert("accounts"),
@@ -89,8 +119,16 @@ class AcmeStore(FaultTypedStore):
 
     @typed
     def account(self, account_id: str) -> Account | None:
+        cached = self._accounts.get(account_id)
+        if cached is not None:
+            return cached
         rows = self._read("SELECT * FROM accounts WHERE id = ?", (account_id,))
-        return _account(rows[0]) if rows else None
+        if not rows:
+            return None
+        if len(self._accounts) >= MAX_CACHED_ACCOUNTS:
+            self._accounts.clear()
+        account = self._accounts[account_id] = _account(rows[0])
+        return account
 
     @typed
     def account_by_thumbprint(self, thumbprint: str) -> Account | None:

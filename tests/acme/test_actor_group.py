@@ -1,7 +1,8 @@
 """AcmeActor's group commit: the requests and peers' results waiting together in its
 mailbox are handled in one transaction, answered and acted on only once it commits;
 a group the store cannot take holds nothing: every request of it is refused (503) and
-no effect of it is performed, and a peer's result in it is fed again later.
+no effect of it is performed, and a peer's result in it is fed again later. A request
+that writes nothing, handled before its group wrote anything, is answered at once.
 
 To have requests wait together deterministically, the actor here can be held (``_Hold``:
 its thread waits until the test lets it go) while they are sent.
@@ -182,3 +183,25 @@ def _until(condition: Any) -> None:
             return
         time.sleep(0.01)
     raise AssertionError("never")
+
+
+def test_a_read_before_any_write_of_its_group_is_answered_and_one_after_is_not(
+    small_disk: Path,
+) -> None:
+    tree = Tree(small_disk / "acme.sqlite3", actor=HeldAcme)
+    try:
+        reader, writer, later = clients(tree, 3)
+        url = header(reader.order(f"r.{ZONE}"), "Location") or ""
+        later.nonce = header(later.post(BASE + "/acme/new-order", new_order(9)), "Replay-Nonce")
+        filler = fill(small_disk)
+        with Held(tree) as held:
+            held.send(0, reader, url, None)  # POST-as-GET: reads what is committed
+            held.send(1, writer, BASE + "/acme/new-order", new_order(1))  # writes
+            held.send(2, later, url, None)  # reads after a write of its group
+        answers = held.collected(3)
+        assert answers[0]["status"] == 200 and body(answers[0])["status"] == "pending"
+        assert answers[1]["status"] == 503 and answers[2]["status"] == 503
+        filler.unlink()
+        _recovered(tree)
+    finally:
+        tree.stop()

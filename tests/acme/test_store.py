@@ -107,6 +107,23 @@ def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
     assert store.account("acct1") is None
 
 
+def test_an_account_read_inside_a_batch_that_rolls_back_is_not_remembered(
+    tmp_path: Path,
+) -> None:
+    store = AcmeStore(tmp_path / "a.sqlite3")
+    store.put_account(account())
+    assert store.account("acct1") == account()  # read, and kept
+    deactivated = dataclasses.replace(account(), status="deactivated")
+    with pytest.raises(RuntimeError), store.batch():
+        store.put_account(deactivated)
+        assert store.account("acct1") == deactivated  # the batch sees its own write
+        raise RuntimeError("a bug half way")
+    assert store.account("acct1") == account()  # rolled back: not the uncommitted one
+    store.put_account(deactivated)
+    assert store.account("acct1") == deactivated  # a write is read back, not the kept one
+    assert AcmeStore(tmp_path / "a.sqlite3").account("acct1") == deactivated
+
+
 def test_a_read_only_database_is_unavailable_and_changes_nothing(tmp_path: Path) -> None:
     store = AcmeStore(tmp_path / "a.sqlite3")
     store.put_account(account())
