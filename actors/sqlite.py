@@ -10,7 +10,11 @@ rolls back whole, even if the caller swallowed the error). A method wrapped in
 ``typed`` turns a fault of the environment (``is_store_fault``: a full disk, an I/O
 error, a read-only or locked file, ``OSError``) into the store's own typed error
 (``unavailable_error``, ``details["cause"]`` the SQLite error, ``retry_after_s``);
-any other SQLite error is a bug and goes through as it is."""
+any other SQLite error is a bug and goes through as it is.
+
+A store may keep records it read in memory (``remembered()``: a dict of its own): it
+is their only writer, so it drops one when it writes it, and every such dict is
+emptied when a transaction rolls back (a read inside it may have seen its writes)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
 
 from trustchain.supervisors.errors import TrustChainError
 
@@ -98,6 +102,18 @@ class FaultTypedStore:
         self._in_batch = False
         self._spoiled = False  # a write failed in the batch under way: it rolls back
         self.writes = 0  # writes begun (``_transaction``s): has a batch written yet?
+        self._remembered: list[dict[Any, Any]] = []  # emptied at every rollback
+
+    def remembered(self) -> dict[Any, Any]:
+        """A dict for records read before (see the module's theory); the caller drops
+        what it writes."""
+        kept: dict[Any, Any] = {}
+        self._remembered.append(kept)
+        return kept
+
+    def _forget(self) -> None:
+        for kept in self._remembered:
+            kept.clear()
 
     def close(self) -> None:
         self._db.close()
@@ -135,8 +151,12 @@ class FaultTypedStore:
         db = self._db
         if db.in_transaction:  # left open by a failure whose ROLLBACK failed too
             db.execute("ROLLBACK")
-        with transaction(db):
-            yield db
+        try:
+            with transaction(db):
+                yield db
+        except BaseException:
+            self._forget()
+            raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -156,7 +176,7 @@ class FaultTypedStore:
                     self._in_batch = False
                 if self._spoiled:
                     raise self._rolled_back("a write of this transaction failed")
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError) as exc:  # (rolled back: ``_transaction`` forgot)
             if not is_store_fault(exc):
                 raise
             raise self._unavailable(exc) from exc

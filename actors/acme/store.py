@@ -20,9 +20,8 @@ of one account that reuse it; ``order_authorizations`` finds the orders to updat
 Certificates keep their names apart (``certificate_names``) for the per-name rate limit.
 
 Accounts are read on every request (the JWS's ``kid``), so ``account`` keeps the ones it
-read (``MAX_CACHED_ACCOUNTS``): this store is their only writer, ``put_account`` drops
-the one it writes, and a transaction that rolls back drops them all (a read inside it
-may have seen what it wrote).
+read (``MAX_CACHED_ACCOUNTS``, ``FaultTypedStore.remembered``): this store is their only
+writer, ``put_account`` drops the one it writes, and a rollback drops them all.
 
 The connection belongs to the thread that opened it: the actor opens the store in
 ``setup()``.
@@ -31,8 +30,6 @@ The connection belongs to the thread that opened it: the actor opens the store i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,25 +73,7 @@ class AcmeStore(FaultTypedStore):
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         super().__init__(path, SCHEMA, make_parent=True)
-        self._accounts: dict[str, Account] = {}  # read before, by id (see the theory)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        try:
-            with super()._transaction() as db:
-                yield db
-        except BaseException:
-            self._accounts.clear()  # rolled back: a read inside may have cached its writes
-            raise
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        try:
-            with super().batch():
-                yield
-        except BaseException:
-            self._accounts.clear()
-            raise
+        self._accounts: dict[str, Account] = self.remembered()  # read before, by id
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self._db.execute(sql, args).fetchall()

@@ -19,6 +19,9 @@ SQLite's FULL, IOERR, READONLY, CANTOPEN, BUSY, LOCKED... and ``OSError``) raise
 ``TrustStoreUnavailable`` (a typed error, ``details["cause"]`` the SQLite error)
 with nothing changed; any other SQLite error is a bug and propagates as it is.
 
+Registrations read are kept in memory too (one is read at every decision;
+``FaultTypedStore.remembered``: dropped when written, all of them at a rollback).
+
 What is kept, and how (the tables: ``schema.py``):
 - registrations: per (asset key, epoch) the stake (its JSON, as the stake module
   writes it), the space commitment and when it registered; registering again in
@@ -70,6 +73,8 @@ from .schema import SCHEMA
 from .scores import AssetHistory, FirstSeen, ValidatorScore
 from .votes import Decision, Equivocation, Vote
 
+MAX_REMEMBERED_REGISTRATIONS = 10_000  # kept in memory (all dropped when full)
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -115,6 +120,8 @@ class TrustStore(FaultTypedStore):
         super().__init__(path, SCHEMA)
         self.fingerprints = StoredFingerprints(self)
         self._domain_control = StoredDomainControl(self)
+        # registrations read before, by (asset key, epoch): one is read at every decision
+        self._registrations: dict[tuple[bytes, int], Registration] = self.remembered()
 
     @typed
     def probe(self, now_s: float) -> None:
@@ -128,6 +135,7 @@ class TrustStore(FaultTypedStore):
     def add_registration(self, registration: Registration) -> None:
         """Keep a registration; one already made for that asset and epoch is replaced."""
         r = registration
+        self._registrations.pop((r.asset_key, r.epoch), None)
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?, ?)",
@@ -138,6 +146,9 @@ class TrustStore(FaultTypedStore):
     @typed
     def get_registration(self, asset_key: bytes, epoch: int) -> Registration:
         """The asset's registration for ``epoch`` (NotRegistered if it made none)."""
+        kept = self._registrations.get((asset_key, epoch))
+        if kept is not None:
+            return kept
         row = self._db.execute(
             "SELECT asset_key, epoch, stake, space_commitment, registered_at FROM registrations"
             " WHERE asset_key = ? AND epoch = ?",
@@ -150,7 +161,10 @@ class TrustStore(FaultTypedStore):
                 asset=asset_key.hex(),
                 epoch=epoch,
             )
-        return _registration(row)
+        if len(self._registrations) >= MAX_REMEMBERED_REGISTRATIONS:
+            self._registrations.clear()
+        registration = self._registrations[asset_key, epoch] = _registration(row)
+        return registration
 
     @typed
     def registrations(self, asset_key: bytes) -> list[Registration]:

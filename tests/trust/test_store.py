@@ -83,6 +83,23 @@ def test_registering_again_in_an_epoch_replaces_it_and_epochs_are_kept_apart(pat
     store.close()
 
 
+def test_a_registration_read_in_a_batch_that_rolls_back_is_not_remembered(path: Path) -> None:
+    store = TrustStore(path)
+    store.add_registration(registration(7))
+    assert store.get_registration(ASSET_KEY, 7) == registration(7)  # read, and kept
+    again = registration(7, b"\x02" * 32)
+    with pytest.raises(RuntimeError), store.batch():
+        store.add_registration(again)
+        assert store.get_registration(ASSET_KEY, 7) == again  # the batch sees its write
+        raise RuntimeError("a bug half way")
+    assert store.get_registration(ASSET_KEY, 7) == registration(7)  # not the rolled back
+    store.add_registration(again)
+    assert store.get_registration(ASSET_KEY, 7) == again  # a write is read back
+    store = reopened(store, path)
+    assert store.get_registration(ASSET_KEY, 7) == again
+    store.close()
+
+
 def test_an_asset_not_registered_for_an_epoch_is_told_so() -> None:
     store = TrustStore()
     store.add_registration(registration(7))
