@@ -161,12 +161,11 @@ class AcmeActor(SupervisedActor):
 
     def cleanup(self) -> None:
         group, self._group = self._group, None
-        if group is not None:  # a crash mid-group: nothing of it was committed
-            gone = ActorCrashed("the ACME server restarted before this was recorded: "
-                                "nothing was changed; try again")  # fmt: skip
-            for member in group.members:
-                if member.reply is not None:
-                    member.reply(outcome.Error(gone))
+        if group is not None:  # going down mid-group: nothing of it is committed (its
+            # callers are answered ``actor_unavailable`` by the runtime, as every deferred)
+            gone = ActorCrashed("the ACME actor went down in the middle of a group")
+            with contextlib.suppress(Exception):  # rolled back, here rather than at GC
+                group.batch.__exit__(type(gone), gone, None)
         if self.store is not None:
             self.store.close()
 

@@ -23,7 +23,7 @@ import pytest
 
 from trustchain.actors.acme import AcmeActor, AcmeRequest
 from trustchain.actors.detector.messages import ValidateChallenge
-from trustchain.supervisors import Message, handles
+from trustchain.supervisors import ActorUnavailable, Message, handles
 
 from ..actors.test_faults import fill
 from .test_actor import ActorClient, Tree, _validate, small_disk
@@ -38,10 +38,19 @@ class _Hold(Message):
     release: threading.Event
 
 
+@dataclass(frozen=True)
+class _Crash(Message):
+    pass
+
+
 class HeldAcme(AcmeActor):
     @handles(_Hold)
     def hold(self, msg: _Hold) -> None:
         msg.release.wait(WAIT_S)  # (a test's own stall: what is sent meanwhile waits together)
+
+    @handles(_Crash)
+    def crash(self, msg: _Crash) -> None:
+        raise RuntimeError("a bug, in the middle of a group")
 
 
 class Held:
@@ -205,3 +214,21 @@ def test_a_read_before_any_write_of_its_group_is_answered_and_one_after_is_not(
         _recovered(tree)
     finally:
         tree.stop()
+
+
+def test_a_crash_in_the_middle_of_a_group_keeps_nothing_of_it_and_says_so(
+    held_tree: Tree,
+) -> None:
+    tree = held_tree
+    (client,) = clients(tree, 1)
+    cell = tree.registry.cell("acme")
+    before = cell.restarts
+    with Held(tree) as held:
+        held.send(0, client, BASE + "/acme/new-order", new_order(0))
+        tree.registry.tell("acme", _Crash())  # handled after the order, before any commit
+    index, result = held.answers.get(timeout=WAIT_S)
+    assert index == 0 and isinstance(result, outcome.Outcome)
+    with pytest.raises(ActorUnavailable, match="crashed before answering"):
+        result.unwrap()  # told, not left waiting
+    _until(lambda: cell.restarts > before and "orders" in tree.status())
+    assert tree.status()["orders"] == {}  # the order's write was rolled back
