@@ -12,7 +12,7 @@ error, a read-only or locked file, ``OSError``) into the store's own typed error
 (``unavailable_error``, ``details["cause"]`` the SQLite error, ``retry_after_s``);
 any other SQLite error is a bug and goes through as it is.
 
-A store may keep records it read in memory (``remembered()``: a dict of its own): it
+A store may keep records it read in memory (``remembered(most)``: a dict of its own): it
 is their only writer, so it drops one when it writes it, and every such dict is
 emptied when a transaction rolls back (a read inside it may have seen its writes)."""
 
@@ -77,6 +77,25 @@ def is_store_fault(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in FAULT_CODES
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Remembered(dict[_K, _V]):
+    """Records a store read, kept in memory (``FaultTypedStore.remembered``): at most
+    ``most``, all dropped when one more would not fit (they are read again)."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+
+    def keep(self, key: _K, value: _V) -> _V:
+        if len(self) >= self.most:
+            self.clear()
+        self[key] = value
+        return value
+
+
 class FaultTypedStore:
     """A store in one SQLite database (a path, or ":memory:") whose faults of the
     environment are its typed error. A subclass names that error
@@ -102,12 +121,12 @@ class FaultTypedStore:
         self._in_batch = False
         self._spoiled = False  # a write failed in the batch under way: it rolls back
         self.writes = 0  # writes begun (``_transaction``s): has a batch written yet?
-        self._remembered: list[dict[Any, Any]] = []  # emptied at every rollback
+        self._remembered: list[Remembered[Any, Any]] = []  # emptied at every rollback
 
-    def remembered(self) -> dict[Any, Any]:
-        """A dict for records read before (see the module's theory); the caller drops
-        what it writes."""
-        kept: dict[Any, Any] = {}
+    def remembered(self, most: int) -> Remembered[Any, Any]:
+        """Records read before, at most ``most`` (see the module's theory); the caller
+        drops what it writes."""
+        kept: Remembered[Any, Any] = Remembered(most)
         self._remembered.append(kept)
         return kept
 

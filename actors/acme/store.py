@@ -41,7 +41,7 @@ from trustchain.actors.acme.records import (
     Order,
 )
 from trustchain.actors.acme.schema import SCHEMA, upsert
-from trustchain.actors.sqlite import FaultTypedStore, typed
+from trustchain.actors.sqlite import FaultTypedStore, Remembered, typed
 from trustchain.supervisors.errors import TrustChainError
 
 
@@ -62,7 +62,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-MAX_CACHED_ACCOUNTS = 10_000  # accounts kept in memory (all dropped when full)
+MAX_CACHED_ACCOUNTS = 10_000  # accounts kept in memory (``Remembered``)
 
 
 class AcmeStore(FaultTypedStore):
@@ -73,7 +73,7 @@ class AcmeStore(FaultTypedStore):
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         super().__init__(path, SCHEMA, make_parent=True)
-        self._accounts: dict[str, Account] = self.remembered()  # read before, by id
+        self._accounts: Remembered[str, Account] = self.remembered(MAX_CACHED_ACCOUNTS)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self._db.execute(sql, args).fetchall()
@@ -102,12 +102,7 @@ class AcmeStore(FaultTypedStore):
         if cached is not None:
             return cached
         rows = self._read("SELECT * FROM accounts WHERE id = ?", (account_id,))
-        if not rows:
-            return None
-        if len(self._accounts) >= MAX_CACHED_ACCOUNTS:
-            self._accounts.clear()
-        account = self._accounts[account_id] = _account(rows[0])
-        return account
+        return self._accounts.keep(account_id, _account(rows[0])) if rows else None
 
     @typed
     def account_by_thumbprint(self, thumbprint: str) -> Account | None:

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..sqlite import FaultTypedStore, typed
+from ..sqlite import FaultTypedStore, Remembered, typed
 from .domain_control import DomainControlRecord, StoredDomainControl, Wanted
 from .errors import NameTaken, NotRegistered, TrustStoreUnavailable
 from .formats import ASSET_KEY_BYTES, DIGEST_BYTES, asset_id
@@ -73,7 +73,7 @@ from .schema import SCHEMA
 from .scores import AssetHistory, FirstSeen, ValidatorScore
 from .votes import Decision, Equivocation, Vote
 
-MAX_REMEMBERED_REGISTRATIONS = 10_000  # kept in memory (all dropped when full)
+MAX_REMEMBERED_REGISTRATIONS = 10_000  # kept in memory (``Remembered``)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,9 @@ class TrustStore(FaultTypedStore):
         self.fingerprints = StoredFingerprints(self)
         self._domain_control = StoredDomainControl(self)
         # registrations read before, by (asset key, epoch): one is read at every decision
-        self._registrations: dict[tuple[bytes, int], Registration] = self.remembered()
+        self._registrations: Remembered[tuple[bytes, int], Registration] = self.remembered(
+            MAX_REMEMBERED_REGISTRATIONS
+        )
 
     @typed
     def probe(self, now_s: float) -> None:
@@ -161,10 +163,7 @@ class TrustStore(FaultTypedStore):
                 asset=asset_key.hex(),
                 epoch=epoch,
             )
-        if len(self._registrations) >= MAX_REMEMBERED_REGISTRATIONS:
-            self._registrations.clear()
-        registration = self._registrations[asset_key, epoch] = _registration(row)
-        return registration
+        return self._registrations.keep((asset_key, epoch), _registration(row))
 
     @typed
     def registrations(self, asset_key: bytes) -> list[Registration]:
