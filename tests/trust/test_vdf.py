@@ -20,7 +20,6 @@ from trustchain.actors.trust.vdf import (
     PRIME_BITS,
     PRIME_INDEX_LIMIT,
     RSA_2048,
-    _product_of_powers,
     canonical,
     check_time_proof,
     decode_group_element,
@@ -243,9 +242,3 @@ def test_a_later_prime_verifies_with_its_own_proof_only() -> None:
     check_time_proof(DIGEST, Y, proof, second, T, N)
     refused(DIGEST, Y, PROOF, index=second)
     refused(DIGEST, Y, proof, index=INDEX)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(2, N - 1), st.integers(0, 2**300), st.integers(2, N - 1), st.integers(0, 2**300))
-def test_the_joint_exponentiation_is_two_powers(a: int, e: int, b: int, f: int) -> None:
-    assert _product_of_powers(a, e, b, f, N) == pow(a, e, N) * pow(b, f, N) % N
