@@ -12,9 +12,11 @@ varies with luck); medians are printed (with min and max).
   and, unless ``--no-2-20``, at t = 2^20 (skipped when 16 times the 2^16 figure
   exceeds 10 s); ``check_time_proof`` (the validator: the input hash, the prime
   the proof names, tested once, and two 256-bit exponentiations in one pass, with
-  gmpy2; the input and the prime alone are shown too, and the prover's search for
-  the prime, which the verifier no longer repeats) and beside it the check with
-  Python's own ``pow`` for the two exponentiations as the peer figure;
+  OpenSSL's ``BN_mod_exp2_mont`` where libcrypto loads, ``bignum.BACKEND``; the input
+  and the prime alone are shown too, and the prover's search for the prime, which
+  the verifier no longer repeats) and beside it the same check with GMP (Shamir's
+  trick in Python over gmpy2: the fallback) and with Python's own ``pow`` for the two
+  exponentiations, as peer figures; ``evaluate`` with GMP too;
 * PoWork: ``solve_work`` (2^D SHA-256 on average, so its spread is wide) and
   ``check_work`` (one hash) at D = 16 and 20 bits.
 
@@ -31,6 +33,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from trustchain.actors.trust import bignum
 from trustchain.actors.trust.vdf import (
     RSA_2048,
     canonical,
@@ -82,17 +85,23 @@ def bench_time(t: int, repeat: int) -> float:
         y, proof, index = evaluate(x, t, RSA_2048)
         runs.append((digest, y, proof, index, time.perf_counter() - start))
     evaluate_s = [r[4] for r in runs]
-    show("evaluate (y and proof)", evaluate_s, "s")
+    show(f"evaluate (y and proof), {bignum.BACKEND}", evaluate_s, "s")
+    with bignum.gmp_only():
+        gmp = [timed(lambda r=r: evaluate(vdf_input(r[0], RSA_2048), t, RSA_2048)) for r in runs]
+    show("  the same with GMP (peer figure)", gmp, "s")
     per_squaring = statistics.median(evaluate_s) / (2 * t)
     print(f"  {'per squaring (evaluate / 2t)':<44} median {per_squaring * 1e6:10.3f} us")
     checks = [timed(lambda r=r: check_time_proof(*r[:4], t, RSA_2048)) for r in runs * 2]
-    show("check_time_proof (gmpy2)", checks)
+    show(f"check_time_proof ({bignum.BACKEND})", checks)
     primes = [timed(lambda r=r: prime_at(vdf_input(r[0], RSA_2048), r[1], t, RSA_2048, r[3]))
               for r in runs * 2]  # fmt: skip
     show("  of which vdf_input + the named prime", primes)
     searches = [timed(lambda r=r: hash_to_prime(vdf_input(r[0], RSA_2048), r[1], t, RSA_2048))
                 for r in runs * 2]  # fmt: skip
     show("  (the prover's search, hash_to_prime)", searches)
+    with bignum.gmp_only():
+        gmp = [timed(lambda r=r: check_time_proof(*r[:4], t, RSA_2048)) for r in runs * 2]
+    show("same check with GMP (peer figure)", gmp)
     peers = [timed(lambda r=r: python_check(*r[:4], t, RSA_2048)) for r in runs * 2]
     show("same check, Python pow() (peer figure)", peers)
     return statistics.median(evaluate_s)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gmpy2
@@ -139,6 +141,18 @@ class _Scratch:
 
 
 _local = threading.local()
+
+
+@contextmanager
+def gmp_only() -> Iterator[None]:
+    """Within it, every thread computes with GMP even where libcrypto loaded: the peer
+    figure of ``bench/vdf.py``, and the tests of the fallback. Not for a running tree."""
+    global _LIB
+    kept, _LIB = _LIB, None
+    try:
+        yield
+    finally:
+        _LIB = kept
 
 
 def _scratch() -> _Scratch:
