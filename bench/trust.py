@@ -20,7 +20,9 @@ its own store, so none is a replay there). The caller is a plain thread sending
   floor ``C x verification / cores``, where C is how many validators check each request
   (a quorum, 2f+1, with ``trust.quorum_first``, the default; all N with ``--ask-all``):
   each validator checks in a process of its own, the C checks share the machine's
-  cores, and the quorum's votes come with them;
+  cores, and the quorum's votes come with them; and under it the machine's hand-over, a
+  pipe round trip to another process (``handover_us``): a Decide crosses about a dozen
+  hand-overs, thread to thread and process to process, so that is its other floor;
 * ``--window`` Decides in flight (``--requests`` more): decisions/s and latency,
   beside the ceiling ``cores / (C x verification)`` and the cores the verifications
   take (``decisions/s x C x verification``); under each, this process's CPU per
@@ -35,8 +37,9 @@ its own store, so none is a replay there). The caller is a plain thread sending
   socket (the real ``ControlServer`` on trio in a thread of this process, the
   blocking ``ControlClient`` in the main thread, JSON lines on a Unix socket); beside
   each, ``get_validator_key`` (a handler that does nothing) the same way as the peer;
-  and through the control socket every 10 ms while the Decides are in flight (the
-  detector's mailbox is full of votes then: the figure a busy CA gives).
+  and through the control socket every 2 ms while the Decides are in flight, from a
+  process of its own as the CLI would be (the detector's mailbox is full of votes then:
+  the figure a busy CA gives).
 
 Issuance with the consensus and the CT log in the path is ``bench/issuance.py
 --consensus``, which builds its tree with ``trust_spec`` and proves with
@@ -97,6 +100,7 @@ from trustchain.supervisors import (
 )
 
 ZONE = "bench.example.com"
+PROBE_EVERY_S = 0.002  # validate_asset_trust under load: often, for a p99 of many samples
 WARM_UP = 10  # Decides before the timed ones (first SQLite writes, first gmpy2 calls)
 AIMS = ("aims (issue 9, 2 cores): consensus adds < 3 ms median per issuance at N = 4; "
         ">= 300 certs/s with consensus and CT log; validate_asset_trust p99 < 5 ms")  # fmt: skip
@@ -234,6 +238,38 @@ def show(name: str, figure: str, peer: str = "") -> None:
     print(f"  {name:<40} {figure}" + (f"   | {peer}" if peer else ""))
 
 
+def _echo(connection: Any) -> None:
+    """The other end of ``handover_us``: every message straight back, until ``None``."""
+    while (message := connection.recv()) is not None:
+        connection.send(message)
+
+
+def handover_us(rounds: int = 200) -> tuple[float, float]:
+    """The machine's hand-over, the peer of a Decide's latency (which crosses about a dozen
+    of them, thread to thread and process to process): the median round trip of a small
+    message through a pipe to another process, back to back and after 40 ms idle (as
+    between issuances at 25/s), in microseconds."""
+    context = get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_echo, args=(theirs,), daemon=True)
+    process.start()
+    figures = []
+    try:
+        for idle_s in (0.0, 0.04):
+            samples = []
+            for _ in range(rounds):
+                time.sleep(idle_s)
+                t0 = time.perf_counter()
+                ours.send(b"x")
+                ours.recv()
+                samples.append(time.perf_counter() - t0)
+            figures.append(statistics.median(samples) * 1e6)
+    finally:
+        ours.send(None)
+        process.join(10)
+    return figures[0], figures[1]
+
+
 # -- driving the detector ---------------------------------------------------------------
 
 
@@ -320,30 +356,45 @@ def control_calls(path: Path, to: str, kind: str, args: dict[str, Any], count: i
 
 
 class Probe:
-    """``validate_asset_trust`` over the control socket every 10 ms on a thread of its
-    own, from ``start()`` until ``stop()`` (which returns the latencies)."""
+    """``validate_asset_trust`` over the control socket every 2 ms from a process of its
+    own (as ``trustchain trust asset`` is: a client thread in this process would add its
+    own waits for this process's GIL), from ``start()`` until ``stop()`` (which returns
+    the latencies)."""
 
     def __init__(self, path: Path, asset: str) -> None:
-        self.path, self.args = path, {"asset": asset}
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        context = get_context("spawn")
+        self._stop = context.Event()
+        self._ours, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_probe_loop, args=(str(path), asset, self._stop, theirs), daemon=True
+        )
 
     def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        with ControlClient(self.path) as client:
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                client.call("detector", "validate_asset_trust", self.args)
-                self.samples.append(time.perf_counter() - t0)
-                self._stop.wait(0.01)
+        self._process.start()
+        if not self._ours.poll(60) or self._ours.recv() != "ready":
+            raise RuntimeError("the probe's process did not start")
 
     def stop(self) -> list[float]:
         self._stop.set()
-        self._thread.join(30)
-        return self.samples
+        samples: list[float] = self._ours.recv() if self._ours.poll(60) else []
+        self._process.join(30)
+        return samples
+
+
+def _probe_loop(path: str, asset: str, stop: Any, out: Any) -> None:
+    """The probe's process: one call to warm up, ``ready``, then a call every 2 ms until
+    ``stop`` is set; the latencies go back through ``out``."""
+    samples: list[float] = []
+    args = {"asset": asset}
+    with ControlClient(Path(path)) as client:
+        client.call("detector", "validate_asset_trust", args)
+        out.send("ready")
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            client.call("detector", "validate_asset_trust", args)
+            samples.append(time.perf_counter() - t0)
+            stop.wait(PROBE_EVERY_S)
+    out.send(samples)
 
 
 def registry_calls(registry: Registry, to: str, message: Message, count: int) -> list[float]:
@@ -415,6 +466,9 @@ def bench_consensus(
     show("Decide, one at a time", f"{ms(latencies)}   (n={count})",
          f"floor C x check / cores {q * check_s / cores * 1e3:.2f} ms")  # fmt: skip
     show("", cpu)
+    warm_us, idle_us = handover_us()
+    show("", f"peer: a pipe round trip to another process {warm_us:.0f} us back to back, "
+             f"{idle_us:.0f} us after 40 ms idle")  # fmt: skip
     report_errors(errors)
     cpu0 = time.process_time()
     commits0 = registry.ask("detector", GetTrustStatus())["commits"]
