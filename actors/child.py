@@ -28,7 +28,9 @@ thread waits for the GIL of a busy CA process). The child still answers one call
 time, in the order sent; a reader thread of the caller's process takes the answers and
 resolves the futures in that order (their callbacks run on it). ``call`` is then
 ``submit(...).result(timeout)``, so waiting calls and submitted ones mix in one order.
-A child that dies fails every future not yet resolved with ``lost``; one that hangs is
+A child that dies fails every future not yet resolved with ``lost`` and, at once, tells
+its owner through ``on_lost`` (a validator's actor crashes then, and its supervisor
+starts a new process, before any question finds the old one dead); one that hangs is
 the caller's to notice (a future not done in time) and kill (``end``).
 
 An object with a ``grouped()`` method (a context manager factory) has the calls that
@@ -87,6 +89,9 @@ class Child:
         self._pending: collections.deque[Future[Any]] | None = None  # pipelined: in order
         self._lock = threading.Lock()  # the pending futures and _gone (not the sending)
         self._gone: Exception | None = None  # pipelined: why the child is lost, once it is
+        self._ending = False  # close() or end() called: the loss that follows is ours
+        self._on_lost: Callable[[Exception], None] | None = None
+        self._reader: threading.Thread | None = None  # pipelined: takes the answers
 
     @classmethod
     def start(
@@ -97,9 +102,14 @@ class Child:
         lost: type[Exception] = ChildLost,
         timeout_s: float = START_TIMEOUT_S,
         pipelined: bool = False,
+        on_lost: Callable[[Exception], None] | None = None,
     ) -> Child:
         """Start a child and build the object in it; what ``factory`` raised, if it did.
-        ``pipelined``: calls may be ``submit``ted without waiting (the module's theory)."""
+        ``pipelined``: calls may be ``submit``ted without waiting (the module's theory);
+        ``on_lost`` (pipelined only) is called on the reader thread with the ``lost``
+        exception as soon as the child is found gone (it died, or its pipe broke) without
+        ``close()`` or ``end()``: its owner need not wait for its next call to know."""
+        assert on_lost is None or pipelined, "on_lost needs a pipelined child (its reader)"
         ours, theirs = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_serve, args=(theirs, factory, args), name=name, daemon=True
@@ -114,8 +124,11 @@ class Child:
             raise
         if pipelined:
             child._pending = collections.deque()
-            reader = threading.Thread(target=child._read, name=f"{name}-answers", daemon=True)
-            reader.start()
+            child._on_lost = on_lost
+            child._reader = threading.Thread(
+                target=child._read, name=f"{name}-answers", daemon=True
+            )
+            child._reader.start()
         return child
 
     @property
@@ -167,6 +180,7 @@ class Child:
             try:
                 ok, value = self._connection.recv()
             except Exception as exc:  # EOF, a closed pipe (also closed under us), junk
+                self._process.join(timeout=1)  # (a dead child's exit code, once reaped)
                 self._lose(f"the {self.name} process is gone (exit code "
                            f"{self._process.exitcode}): {exc!r}")  # fmt: skip
                 return
@@ -183,15 +197,20 @@ class Child:
         """Fail every future not yet resolved, and every later submit, with ``lost``."""
         assert self._pending is not None
         with self._lock:
-            if self._gone is None:
+            first = self._gone is None
+            if first:
                 self._gone = self._lost(why)
             gone, waiting = self._gone, list(self._pending)
             self._pending.clear()
         for future in waiting:
             future.set_exception(gone)
+        assert gone is not None
+        if first and not self._ending and self._on_lost is not None:
+            self._on_lost(gone)
 
     def close(self, timeout_s: float = CALL_TIMEOUT_S) -> None:
         """The object's ``close()``, then the child's end. Never raises."""
+        self._ending = True
         if self._pending is not None:
             if self._gone is None:
                 try:
@@ -225,11 +244,13 @@ class Child:
 
     def end(self) -> None:
         """Kill the child now, without asking it to close its object (a hung child)."""
+        self._ending = True
         self._connection.close()
         self._process.kill()
         self._process.join(timeout=2)
 
     def _end(self) -> None:
+        self._ending = True
         self._connection.close()
         self._process.join(timeout=2)
         if self._process.is_alive():

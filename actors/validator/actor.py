@@ -52,10 +52,12 @@ this thread to get the GIL back) and answers when the vote comes back (``_Voted`
 to itself by the reader thread of the pipe). The process answers in the order asked,
 one at a time, so the votes it keeps are as they were. The hooks below (``honest``,
 ``vote``, ``sign``) still wait for their own call, in the same order. A process that
-dies, or has not answered a question within ``CALL_TIMEOUT_S`` (plus the challenge's
-time to look) when the next comes, crashes the actor (``ChildLost``), and its
-supervisor restarts it with a new process; the votes on disk carry over, and the
-questions in flight are answered ``actor_unavailable`` by the runtime.
+dies crashes the actor at once (``ChildLost``: the pipe's reader thread finds it gone
+and tells the actor, ``_ProcessLost``, asked a question or not), and so does one that
+has not answered a question within ``CALL_TIMEOUT_S`` (plus the challenge's time to
+look) when the next comes; its supervisor restarts it with a new process, the votes on
+disk carry over, and the questions in flight are answered ``actor_unavailable`` by the
+runtime.
 
 The hooks ``answer`` (what is sent back), ``vote`` and ``sign`` exist so that tests can
 make Byzantine validators (``tests/trust/byzantine.py``); the honest one is this class.
@@ -141,6 +143,14 @@ class _Voted(Message):
 
 
 @dataclass(frozen=True)
+class _ProcessLost(Message):
+    """The validator's process is gone (sent to itself by the pipe's reader thread the
+    moment it finds so, whether or not a question is waiting)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class _ResolveTimedOut(Message):
     """The resolver has not answered a challenge's lookup in time (sent to itself)."""
 
@@ -172,6 +182,7 @@ class ValidatorActor(SupervisedActor):
             f"trustchain-{self.validator_id}", ValidatorCore, self.validator_id,
             key_dir / f"{self.validator_id}.key", key_dir / f"{self.validator_id}.votes.sqlite3",
             self.params, pipelined=True,
+            on_lost=lambda lost: self.send_self(_ProcessLost(str(lost))),
         )  # fmt: skip
         self.public_key = self._call("public_key")
         self._probe_threads = ThreadPoolExecutor(PROBES, f"{self.validator_id}-probe")
@@ -315,6 +326,10 @@ class ValidatorActor(SupervisedActor):
         if error is not None and not isinstance(error, TrustChainError):
             raise error  # the process is gone (ChildLost), or a bug: crash, and restart
         reply(msg.result)  # the vote, or a typed refusal (already_voted)
+
+    @handles(_ProcessLost)
+    def process_lost(self, msg: _ProcessLost) -> None:
+        raise child.ChildLost(msg.why)  # crash: the supervisor starts a new process
 
     def _check_not_hung(self) -> None:
         """ChildLost (a crash, then a new process) if the oldest question at the process

@@ -69,6 +69,35 @@ def test_a_killed_child_fails_every_call_in_flight_and_every_later_one() -> None
         child.close()
 
 
+def test_a_child_that_dies_tells_its_owner_at_once_one_ended_by_its_owner_does_not() -> None:
+    """``on_lost`` is called (on the reader thread) when the child dies with nothing
+    asked of it, once; not when the owner ends it (``close``, ``end``, a call's timeout)."""
+    lost: list[Exception] = []
+    told = threading.Event()
+
+    def on_lost(exc: Exception) -> None:
+        lost.append(exc)
+        told.set()
+
+    child = Child.start("test-dict", dict, pipelined=True, on_lost=on_lost)
+    try:
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        assert told.wait(WAIT_S)
+        assert isinstance(child.submit("get", "k").exception(WAIT_S), ChildLost)
+    finally:
+        child.close()
+    assert len(lost) == 1 and isinstance(lost[0], ChildLost)
+    assert "exit code -9" in str(lost[0])
+    for end in (Child.close, Child.end, lambda c: c.call("wait", WAIT_S, timeout_s=0.2)):
+        child = Child.start("test-event", threading.Event, pipelined=True, on_lost=on_lost)
+        with contextlib.suppress(ChildLost):
+            end(child)
+        child._reader.join(WAIT_S)  # the reader has seen the pipe close
+        child.close()
+    assert len(lost) == 1
+
+
 def test_a_call_that_is_not_answered_in_time_is_lost_and_ends_the_child() -> None:
     child = Child.start("test-event", threading.Event, pipelined=True)
     try:

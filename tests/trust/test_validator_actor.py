@@ -234,6 +234,29 @@ def test_a_hung_process_is_replaced_at_the_next_question_and_questions_in_flight
     assert tree.registry.cell("validator-1").restarts == 1
 
 
+def test_a_process_killed_while_idle_is_replaced_at_once_not_at_the_next_question(
+    tree: Tree,
+) -> None:
+    """The pipe's reader finds a dead process as it dies: the actor crashes and is
+    restarted with a new process before anyone asks it anything (status never shows a
+    validator running without its process), and the new one gives the vote on disk."""
+    proofs, _ = requests.prove_request(CSR, ASSET, tree.epoch, tree.params)
+    registration = tree.registration()
+    vote = tree.check(proofs, registration)
+    cell = tree.registry.cell("validator-1")
+    pid = cell.ref.proxy().pid.get()  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    assert_gone(pid)
+    deadline = time.monotonic() + 30  # a bound on a failure, not a timing assertion
+    while cell.restarts < 1 or cell.health()["state"] != "running":
+        assert time.monotonic() < deadline, "the dead process was not noticed without a question"
+        time.sleep(0.01)
+    assert cell.health()["last_failure"]["type"] == "ChildLost"
+    assert cell.ref.proxy().pid.get() not in (None, pid)  # type: ignore[union-attr]
+    assert tree.check(proofs, registration) == vote
+    assert cell.restarts == 1
+
+
 def assert_gone(pid: int) -> None:
     deadline = time.monotonic() + 10  # a bound on a failure, not a timing assertion
     while True:
