@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pkcs11
+from loguru import logger
 
 from trustchain.actors.hsm.errors import HsmError, HsmLoginFailed, HsmPinMissing, HsmUnavailable
 from trustchain.actors.hsm.messages import (
@@ -120,6 +121,9 @@ class HSMActor(SupervisedActor):
                     "retrying with backoff, try again shortly"
                 ) from None
             assert self.token is not None
+            logger.warning("hsm: the token {!r} stopped answering ({}: {}); reopened in place, "
+                           "the request tried again", self.config.token_label,
+                           type(first).__name__, first)  # fmt: skip
             try:
                 return operation(self.token)
             except pkcs11.PKCS11Error as again:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from loguru import logger
 
 from trustchain.actors.ca import SignatureInvalid
 from trustchain.actors.hsm import (
@@ -137,7 +138,13 @@ def test_a_token_process_that_dies_is_replaced_in_place_without_a_restart(
 ) -> None:
     before = hsm.cell("hsm").incarnation
     dead = hsm.ask("hsm", KillTokenProcess())
-    signature = hsm.ask("hsm", SignData(key_label, b"after the token process died"))
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        signature = hsm.ask("hsm", SignData(key_label, b"after the token process died"))
+    finally:
+        logger.remove(sink)
+    assert any("stopped answering (TokenHostLost" in w and "reopened" in w for w in warnings)
     verify(hsm, key_label, b"after the token process died", signature)
     cell = hsm.cell("hsm")
     assert (cell.incarnation, cell.restarts, cell.faults) == (before, 0, {})
