@@ -180,7 +180,8 @@ class Child:
             try:
                 ok, value = self._connection.recv()
             except Exception as exc:  # EOF, a closed pipe (also closed under us), junk
-                self._process.join(timeout=1)  # (a dead child's exit code, once reaped)
+                if not self._ending:  # (close() joins it itself: one joiner at a time)
+                    self._process.join(timeout=1)  # a dead child's exit code, once reaped
                 self._lose(f"the {self.name} process is gone (exit code "
                            f"{self._process.exitcode}): {exc!r}")  # fmt: skip
                 return
