@@ -30,8 +30,9 @@ resolves the futures in that order (their callbacks run on it). ``call`` is then
 ``submit(...).result(timeout)``, so waiting calls and submitted ones mix in one order.
 A child that dies fails every future not yet resolved with ``lost`` and, at once, tells
 its owner through ``on_lost`` (a validator's actor crashes then, and its supervisor
-starts a new process, before any question finds the old one dead); one that hangs is
-the caller's to notice (a future not done in time) and kill (``end``).
+starts a new process, before any question finds the old one dead; the HSMActor opens
+its token again in a new process); one that hangs is the caller's to notice (a future
+not done in time) and kill (``end``).
 
 An object with a ``grouped()`` method (a context manager factory) has the calls that
 are waiting in the pipe together (up to ``MAX_GROUP``) run inside one ``grouped()``, and
@@ -48,6 +49,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable
@@ -92,6 +94,7 @@ class Child:
         self._ending = False  # close() or end() called: the loss that follows is ours
         self._on_lost: Callable[[Exception], None] | None = None
         self._reader: threading.Thread | None = None  # pipelined: takes the answers
+        self._watcher: threading.Thread | None = None  # not pipelined, with on_lost
 
     @classmethod
     def start(
@@ -106,10 +109,12 @@ class Child:
     ) -> Child:
         """Start a child and build the object in it; what ``factory`` raised, if it did.
         ``pipelined``: calls may be ``submit``ted without waiting (the module's theory);
-        ``on_lost`` (pipelined only) is called on the reader thread with the ``lost``
-        exception as soon as the child is found gone (it died, or its pipe broke) without
-        ``close()`` or ``end()``: its owner need not wait for its next call to know."""
-        assert on_lost is None or pipelined, "on_lost needs a pipelined child (its reader)"
+        ``on_lost`` is called with the ``lost`` exception as soon as the child is found
+        gone (it died, or its pipe broke) without ``close()`` or ``end()``, on the reader
+        thread of a pipelined child or on a thread watching the process otherwise: its
+        owner need not wait for its next call to know. It may come after the owner has
+        found out by itself and moved on (a call that failed), so the owner checks that
+        it is about the child it still holds."""
         ours, theirs = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_serve, args=(theirs, factory, args), name=name, daemon=True
@@ -129,6 +134,12 @@ class Child:
                 target=child._read, name=f"{name}-answers", daemon=True
             )
             child._reader.start()
+        elif on_lost is not None:
+            child._on_lost = on_lost
+            child._watcher = threading.Thread(
+                target=child._watch, name=f"{name}-watch", daemon=True
+            )
+            child._watcher.start()
         return child
 
     @property
@@ -193,6 +204,18 @@ class Child:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _watch(self) -> None:
+        """The watcher of a child that is not pipelined: ``on_lost`` once its process ends,
+        unless its owner ended it."""
+        assert self._on_lost is not None
+        multiprocessing.connection.wait([self._process.sentinel])
+        if self._ending:
+            return
+        self._process.join(timeout=1)  # its exit code (the owner is not joining it)
+        self._on_lost(self._lost(
+            f"the {self.name} process is gone (exit code {self._process.exitcode})"
+        ))  # fmt: skip
 
     def _lose(self, why: str) -> None:
         """Fail every future not yet resolved, and every later submit, with ``lost``."""

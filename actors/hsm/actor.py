@@ -20,7 +20,10 @@ gone: the request and every later one get ``hsm_unavailable`` at once, the
 fault shows in status and ``/ready`` (``hsm`` since when, the last error),
 and the actor retries the token with backoff; when it opens, signing resumes
 with no restart. If it opens and the same call fails again, the token is
-fine and refuses this request: the caller gets ``hsm_error``. At boot (first
+fine and refuses this request: the caller gets ``hsm_error``. The token's process
+dying is the same fault, found as it happens (its watcher, ``_TokenHostLost``) rather
+than at the next request: the token is opened again in a new process at once, or the
+fault shown and retried as above; either way a WARNING says so. At boot (first
 incarnation) a token that cannot be opened fails the start, with the reason:
 that is usually a configuration mistake.
 """
@@ -43,7 +46,7 @@ from trustchain.actors.hsm.messages import (
     SignBatch,
     SignData,
 )
-from trustchain.actors.hsm.remote import RemoteToken
+from trustchain.actors.hsm.remote import RemoteToken, TokenHostLost
 from trustchain.actors.hsm.token import KeyInfo, read_pin
 from trustchain.config import HsmConfig
 from trustchain.supervisors import ActorContext, Message, SupervisedActor, handles
@@ -52,6 +55,14 @@ from trustchain.supervisors import ActorContext, Message, SupervisedActor, handl
 @dataclass(frozen=True)
 class _RetryToken(Message):
     """Time to try opening the HSM token again after a failure."""
+
+
+@dataclass(frozen=True)
+class _TokenHostLost(Message):
+    """The process holding the token opened as ``opening`` died (sent by its watcher)."""
+
+    opening: int
+    why: str
 
 
 RESOURCE = "hsm"  # the resource name shown in status and /ready
@@ -65,6 +76,7 @@ class HSMActor(SupervisedActor):
         self.config = config
         self.token: RemoteToken | None = None
         self._retries = 0  # failed reopenings in a row
+        self._openings = 0  # tokens opened so far: which one a lost host's notice is about
 
     def setup(self) -> None:
         try:
@@ -81,9 +93,12 @@ class HSMActor(SupervisedActor):
 
     def _open(self) -> None:
         pin = read_pin(self.config.pin_env, self.config.pin_file)
+        self._openings += 1
+        opening = self._openings
         token = RemoteToken.open(
-            self.config.module, self.config.token_label, pin, self.config.softhsm2_conf or None
-        )
+            self.config.module, self.config.token_label, pin, self.config.softhsm2_conf or None,
+            on_lost=lambda lost: self.send_self(_TokenHostLost(opening, str(lost))),
+        )  # fmt: skip
         try:
             for label, key_type in self.config.keys.items():
                 token.ensure_key(label, key_type)
@@ -121,9 +136,7 @@ class HSMActor(SupervisedActor):
                     "retrying with backoff, try again shortly"
                 ) from None
             assert self.token is not None
-            logger.warning("hsm: the token {!r} stopped answering ({}: {}); reopened in place, "
-                           "the request tried again", self.config.token_label,
-                           type(first).__name__, first)  # fmt: skip
+            self._reopened(first, "the request tried again")
             try:
                 return operation(self.token)
             except pkcs11.PKCS11Error as again:
@@ -138,6 +151,26 @@ class HSMActor(SupervisedActor):
         why = str(exc) if cause is None else f"{type(cause).__name__}, then: {exc}"
         self.report_fault(RESOURCE, why, next_retry_s=delay)
         self.after(delay, _RetryToken())
+
+    def _reopened(self, cause: BaseException | str, then: str) -> None:
+        logger.warning("hsm: the token {!r} stopped answering ({}); reopened in place, {}",
+                       self.config.token_label, cause if isinstance(cause, str) else
+                       f"{type(cause).__name__}: {cause}", then)  # fmt: skip
+
+    @handles(_TokenHostLost)
+    def token_host_lost(self, msg: _TokenHostLost) -> None:
+        """The token's process died while the token was open: open it again now, in a
+        new process, rather than at the next request (nothing is lost: a request under
+        way when it died failed, and was retried or refused, in ``_use``)."""
+        if msg.opening != self._openings or self.token is None:
+            return  # that token was closed or replaced meanwhile (a request found out)
+        self._close()
+        try:
+            self._open()
+        except HsmError as exc:
+            self._lost(exc, TokenHostLost(msg.why))  # shown, retried with backoff
+            return
+        self._reopened(f"TokenHostLost: {msg.why}", "before any request needed it")
 
     @handles(_RetryToken)
     def retry_token(self, msg: _RetryToken) -> None:

@@ -26,7 +26,7 @@ reopening starts a new host.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pkcs11
@@ -52,12 +52,19 @@ class RemoteToken:
 
     @classmethod
     def open(
-        cls, module: str, token_label: str, pin: str, softhsm2_conf: str | None = None
+        cls,
+        module: str,
+        token_label: str,
+        pin: str,
+        softhsm2_conf: str | None = None,
+        on_lost: Callable[[Exception], None] | None = None,
     ) -> RemoteToken:
-        """Start a host and open the token in it; the errors of ``Token.open``."""
+        """Start a host and open the token in it; the errors of ``Token.open``.
+        ``on_lost``: called (on another thread) with ``TokenHostLost`` if the host dies
+        while this token is open (``child.Child.start``)."""
         host = child.Child.start(
             f"trustchain-token-{token_label}", Token.open, module, token_label, pin,
-            softhsm2_conf, lost=TokenHostLost, timeout_s=OPEN_TIMEOUT_S,
+            softhsm2_conf, lost=TokenHostLost, timeout_s=OPEN_TIMEOUT_S, on_lost=on_lost,
         )  # fmt: skip
         return cls(host, token_label)
 

@@ -98,6 +98,36 @@ def test_a_child_that_dies_tells_its_owner_at_once_one_ended_by_its_owner_does_n
     assert len(lost) == 1
 
 
+def test_a_child_not_pipelined_that_dies_is_watched_for_too() -> None:
+    """Without a reader thread, a thread watching the process calls ``on_lost``; not
+    when the owner closes the child."""
+    lost: list[Exception] = []
+    told = threading.Event()
+
+    def on_lost(exc: Exception) -> None:
+        lost.append(exc)
+        told.set()
+
+    child = Child.start("test-dict", dict, on_lost=on_lost)
+    try:
+        assert child.call("setdefault", "k", 1) == 1
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        assert told.wait(WAIT_S)
+        with pytest.raises(ChildLost):
+            child.call("get", "k", timeout_s=WAIT_S)
+    finally:
+        child.close()
+    assert len(lost) == 1 and "exit code -9" in str(lost[0])
+    for end in (Child.close, Child.end):
+        child = Child.start("test-dict", dict, on_lost=on_lost)
+        end(child)
+        assert child._watcher is not None
+        child._watcher.join(WAIT_S)  # it has seen the process end
+        assert not child._watcher.is_alive()
+    assert len(lost) == 1
+
+
 def test_a_call_that_is_not_answered_in_time_is_lost_and_ends_the_child() -> None:
     child = Child.start("test-event", threading.Event, pipelined=True)
     try:

@@ -51,6 +51,11 @@ class KillTokenProcess(Message):
     """Test only: the process holding the token dies (kill -9)."""
 
 
+@dataclass(frozen=True)
+class TokenPid(Message):
+    """Test only: the process holding the token now (None while none is open)."""
+
+
 class FlakyHSMActor(HSMActor):
     @handles(DropSession)
     def drop_session(self, msg: DropSession) -> None:
@@ -62,6 +67,10 @@ class FlakyHSMActor(HSMActor):
         assert self.token is not None and self.token.pid is not None
         os.kill(self.token.pid, signal.SIGKILL)
         return self.token.pid
+
+    @handles(TokenPid)
+    def token_pid(self, msg: TokenPid) -> int | None:
+        return None if self.token is None else self.token.pid
 
 
 def start_hsm(config: HsmConfig, cls: type[HSMActor] = HSMActor) -> tuple[Registry, Any]:
@@ -149,6 +158,27 @@ def test_a_token_process_that_dies_is_replaced_in_place_without_a_restart(
     cell = hsm.cell("hsm")
     assert (cell.incarnation, cell.restarts, cell.faults) == (before, 0, {})
     wait_until(lambda: not Path(f"/proc/{dead}").exists(), what="the dead host reaped")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_token_process_that_dies_while_idle_is_replaced_before_any_request_needs_it(
+    hsm: Registry, key_label: str
+) -> None:
+    before = hsm.cell("hsm").incarnation
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        dead = hsm.ask("hsm", KillTokenProcess())
+        wait_until(lambda: hsm.ask("hsm", TokenPid()) not in (None, dead),
+                   what="a new token process, with no request made")  # fmt: skip
+    finally:
+        logger.remove(sink)
+    assert any("stopped answering (TokenHostLost" in w and "before any request" in w
+               for w in warnings)  # fmt: skip
+    cell = hsm.cell("hsm")
+    assert (cell.incarnation, cell.restarts, cell.faults) == (before, 0, {})
+    signature = hsm.ask("hsm", SignData(key_label, b"after the idle token process died"))
+    verify(hsm, key_label, b"after the idle token process died", signature)
 
 
 def test_a_token_taken_away_is_refused_fast_shown_and_picked_up_again_when_back(
