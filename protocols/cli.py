@@ -53,7 +53,12 @@ def main(ctx: click.Context, config_path: Path | None, socket: Path | None) -> N
 @click.pass_obj
 def run(obj: Context, log_json: bool | None, log_level: str | None) -> None:
     """Run TrustChain in the foreground (Ctrl-C or `trustchain stop` ends it)."""
+    from trustchain.actors import child
     from trustchain.protocols.boot import run as run_runtime
+
+    # Each child process (the token's, each validator's) imports this program's main
+    # module again, and this one imports the CLI: loaded once in the forkserver instead.
+    child.preload(__name__)
 
     overrides: dict[str, Any] = {}
     if log_json is not None:
