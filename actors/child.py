@@ -191,10 +191,7 @@ class Child:
             try:
                 ok, value = self._connection.recv()
             except Exception as exc:  # EOF, a closed pipe (also closed under us), junk
-                if not self._ending:  # (close() joins it itself: one joiner at a time)
-                    self._process.join(timeout=1)  # a dead child's exit code, once reaped
-                self._lose(f"the {self.name} process is gone (exit code "
-                           f"{self._process.exitcode}): {exc!r}")  # fmt: skip
+                self._lose(self._ended(repr(exc)))
                 return
             with self._lock:
                 future = self._pending.popleft() if self._pending else None
@@ -210,12 +207,17 @@ class Child:
         unless its owner ended it."""
         assert self._on_lost is not None
         multiprocessing.connection.wait([self._process.sentinel])
-        if self._ending:
-            return
-        self._process.join(timeout=1)  # its exit code (the owner is not joining it)
-        self._on_lost(self._lost(
-            f"the {self.name} process is gone (exit code {self._process.exitcode})"
-        ))  # fmt: skip
+        if not self._ending:
+            self._on_lost(self._lost(self._ended()))
+
+    def _ended(self, detail: str = "") -> str:
+        """Why the child is lost, its process having ended: with its exit code, reaped
+        here unless the owner is ending it (``close()`` joins it itself: one joiner at a
+        time, or the exit code may be misread)."""
+        if not self._ending:
+            self._process.join(timeout=1)
+        why = f"the {self.name} process is gone (exit code {self._process.exitcode})"
+        return f"{why}: {detail}" if detail else why
 
     def _lose(self, why: str) -> None:
         """Fail every future not yet resolved, and every later submit, with ``lost``."""

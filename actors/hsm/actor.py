@@ -152,10 +152,9 @@ class HSMActor(SupervisedActor):
         self.report_fault(RESOURCE, why, next_retry_s=delay)
         self.after(delay, _RetryToken())
 
-    def _reopened(self, cause: BaseException | str, then: str) -> None:
-        logger.warning("hsm: the token {!r} stopped answering ({}); reopened in place, {}",
-                       self.config.token_label, cause if isinstance(cause, str) else
-                       f"{type(cause).__name__}: {cause}", then)  # fmt: skip
+    def _reopened(self, cause: BaseException, then: str) -> None:
+        logger.warning("hsm: the token {!r} stopped answering ({}: {}); reopened in place, {}",
+                       self.config.token_label, type(cause).__name__, cause, then)  # fmt: skip
 
     @handles(_TokenHostLost)
     def token_host_lost(self, msg: _TokenHostLost) -> None:
@@ -164,13 +163,14 @@ class HSMActor(SupervisedActor):
         way when it died failed, and was retried or refused, in ``_use``)."""
         if msg.opening != self._openings or self.token is None:
             return  # that token was closed or replaced meanwhile (a request found out)
+        lost = TokenHostLost(msg.why)
         self._close()
         try:
             self._open()
         except HsmError as exc:
-            self._lost(exc, TokenHostLost(msg.why))  # shown, retried with backoff
+            self._lost(exc, lost)  # shown, retried with backoff
             return
-        self._reopened(f"TokenHostLost: {msg.why}", "before any request needed it")
+        self._reopened(lost, "before any request needed it")
 
     @handles(_RetryToken)
     def retry_token(self, msg: _RetryToken) -> None:
