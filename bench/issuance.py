@@ -30,9 +30,9 @@ messages through the registry:
 
 With ``--consensus`` (issue 9) the tree has the ``trust`` subtree too (N validators
 and the ByzantineDetectorActor, the default ``[trust]`` parameters: work 16 bits, VDF
-t = 2^16 in RSA-2048; built with ``bench/trust.py``'s ``trust_spec``) and the issuer
+t = 2^16 in RSA-2048; built with ``bench/_fleet.py``'s ``trust_spec``) and the issuer
 asks it for a decision on every request. A fleet of 4 assets is registered, and each
-CSR's proofs are computed before timing, in a process pool (``trust.precompute``),
+CSR's proofs are computed before timing, in a process pool (``_fleet.precompute``),
 as the assets' clients would; they cost ~0.14 s of CPU each, so the counts shrink:
 1,000 certificates flat out with 64 in flight (after 20 to warm up; with 300, as
 before 2026-12-08, filling and draining the window weighed on the rate), the offered rate
@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from _cpu import ThreadCpu, tree_cpu_s
-from trust import (
+from _fleet import (
     checks_per_decision,
     make_fleet,
     pem_to_der,
